@@ -1,0 +1,73 @@
+"""How a task file names a model: `provider:name`, or a mapping with endpoint and sampling options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class ModelSpec(BaseModel):
+    """A model endpoint plus its sampling parameters.
+
+    `model` is "provider:name" (openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, ollama:llama3,
+    scripted:file.py:function, local:default). A plain string in the task file is shorthand for
+    `{model: <string>}`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    price: Price | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"model": data}
+        return data
+
+    @model_validator(mode="after")
+    def _provider_prefix(self) -> ModelSpec:
+        if ":" not in self.model:
+            raise ValueError(
+                f"model {self.model!r} must be written provider:name, "
+                "for example openai:gpt-4o-mini or anthropic:claude-sonnet-4-5"
+            )
+        return self
+
+    @property
+    def provider(self) -> str:
+        """The provider prefix, e.g. "openai"."""
+        return self.model.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """The model name after the provider prefix."""
+        return self.model.split(":", 1)[1]
+
+    def sampling_params(self) -> dict[str, Any]:
+        """The parameters sent with each request (and hashed into its cache key)."""
+        out: dict[str, Any] = dict(self.params)
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            out["max_tokens"] = self.max_tokens
+        return out

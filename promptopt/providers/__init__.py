@@ -1,0 +1,1 @@
+"""Model providers: one module per provider, built from a ModelSpec through the registry."""
