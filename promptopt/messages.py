@@ -57,7 +57,9 @@ class Usage:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """Inverse of `to_dict`, tolerant of missing keys."""
-        return cls(**{k: int(data.get(k, 0)) for k in ("input", "cache_read", "cache_write", "output")})
+        return cls(
+            **{k: int(data.get(k, 0)) for k in ("input", "cache_read", "cache_write", "output")}
+        )
 
 
 @dataclass(frozen=True)

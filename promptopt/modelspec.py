@@ -1,4 +1,4 @@
-"""How a task file names a model: `provider:name`, or a mapping with endpoint and sampling options."""
+"""How a task file names a model: `provider:name`, or a mapping with endpoint and options."""
 
 from __future__ import annotations
 

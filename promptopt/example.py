@@ -1,0 +1,25 @@
+"""One data example."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Example:
+    """A data row: its id, all of its fields, and every acceptable target.
+
+    `targets` holds at least one string; an output that matches any of them is correct.
+    """
+
+    id: str
+    fields: Mapping[str, Any]
+    targets: tuple[str, ...]
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def target(self) -> str:
+        """The first (canonical) target."""
+        return self.targets[0]
