@@ -1,0 +1,469 @@
+"""Calls models fast and safely, and scores prompts on examples.
+
+One `ModelClient` per role (target, optimizer, judge) owns, in this order: the response cache,
+single-flight of identical in-flight requests, the budget reservation, the per-endpoint
+concurrency gate and the retries. It is the only layer that retries, and it counts every attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from promptopt.budget import BudgetLedger
+from promptopt.cache import ResponseStore, request_key
+from promptopt.errors import FatalProviderError, PromptoptError, TransientProviderError
+from promptopt.example import Example
+from promptopt.messages import ChatRequest, Completion, Message, Usage
+from promptopt.modelspec import ModelSpec, Price
+from promptopt.pricing import cost_usd, max_cost_usd
+from promptopt.providers.base import Provider
+from promptopt.stats import mean_ci
+
+# Reserved against a cost cap when a request sets no max_tokens: a deliberately pessimistic bound.
+_UNBOUNDED_OUTPUT_TOKENS = 4096
+
+
+class RequestFailed(PromptoptError):
+    """A request still failed after all of its retries; the example is scored 0 and counted."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; a server's Retry-After wins when it gives one."""
+
+    max_retries: int = 6
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay_s)
+        return rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (retry - 1)))
+
+
+@dataclass
+class RoleUsage:
+    """What one role's calls cost. `requests` counts requests sent (not retries), `attempts`
+    every try including retries, `cache_hits` answers served from the cache or shared with an
+    identical request already in flight."""
+
+    requests: int = 0
+    attempts: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    tokens: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The usage object of the JSON contracts (DESIGN.md), with a few extra fields."""
+        return {
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "input_tokens": self.tokens.input + self.tokens.cache_read + self.tokens.cache_write,
+            "output_tokens": self.tokens.output,
+            "cost_usd": round(self.cost_usd, 8),
+            "attempts": self.attempts,
+            "errors": self.errors,
+            "cache_read_tokens": self.tokens.cache_read,
+            "cache_write_tokens": self.tokens.cache_write,
+            "latency_s": round(self.latency_s, 4),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RoleUsage:
+        """Inverse of `to_json` (used when resuming a run)."""
+        cache_read = int(data.get("cache_read_tokens", 0))
+        cache_write = int(data.get("cache_write_tokens", 0))
+        tokens = Usage(
+            input=int(data.get("input_tokens", 0)) - cache_read - cache_write,
+            cache_read=cache_read,
+            cache_write=cache_write,
+            output=int(data.get("output_tokens", 0)),
+        )
+        return cls(
+            requests=int(data.get("requests", 0)),
+            attempts=int(data.get("attempts", 0)),
+            cache_hits=int(data.get("cache_hits", 0)),
+            errors=int(data.get("errors", 0)),
+            tokens=tokens,
+            cost_usd=float(data.get("cost_usd", 0.0)),
+            latency_s=float(data.get("latency_s", 0.0)),
+        )
+
+    def copy(self) -> RoleUsage:
+        """A snapshot."""
+        return replace(self, tokens=replace(self.tokens))
+
+    def minus(self, earlier: RoleUsage) -> RoleUsage:
+        """What was used since the snapshot `earlier`."""
+        t, e = self.tokens, earlier.tokens
+        return RoleUsage(
+            requests=self.requests - earlier.requests,
+            attempts=self.attempts - earlier.attempts,
+            cache_hits=self.cache_hits - earlier.cache_hits,
+            errors=self.errors - earlier.errors,
+            tokens=Usage(
+                t.input - e.input,
+                t.cache_read - e.cache_read,
+                t.cache_write - e.cache_write,
+                t.output - e.output,
+            ),
+            cost_usd=self.cost_usd - earlier.cost_usd,
+            latency_s=self.latency_s - earlier.latency_s,
+        )
+
+    def plus(self, other: RoleUsage) -> RoleUsage:
+        """The sum of two usages."""
+        return RoleUsage(
+            requests=self.requests + other.requests,
+            attempts=self.attempts + other.attempts,
+            cache_hits=self.cache_hits + other.cache_hits,
+            errors=self.errors + other.errors,
+            tokens=self.tokens + other.tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            latency_s=self.latency_s + other.latency_s,
+        )
+
+
+class EndpointGate:
+    """Per-endpoint concurrency limit plus a shared cool-down after a 429.
+
+    When one request is told to back off, every request to that endpoint waits, instead of each
+    discovering the rate limit on its own.
+    """
+
+    def __init__(self, concurrency: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._resume_at = 0.0
+        self._clock = clock
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def cool_down(self, seconds: float) -> None:
+        """Hold back every request to this endpoint for `seconds`."""
+        self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+    async def run(self, call: Callable[[], Awaitable[Completion]]) -> Completion:
+        """Run one attempt inside the concurrency limit, after any cool-down."""
+        while (wait := self._resume_at - self._clock()) > 0:
+            await asyncio.sleep(wait)
+        async with self._semaphore:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                return await call()
+            finally:
+                self.in_flight -= 1
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A model answer as the strategies and the scorer see it."""
+
+    text: str
+    usage: Usage
+    model: str
+    latency_s: float
+    cached: bool
+    cost_usd: float
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """A deliberately high estimate of prompt tokens (about 3 characters per token)."""
+    return sum(math.ceil(len(m["content"]) / 3) + 8 for m in messages)
+
+
+class ModelClient:
+    """One role's model: cache, single-flight, budget, concurrency gate and retries."""
+
+    def __init__(
+        self,
+        role: str,
+        spec: ModelSpec,
+        provider: Provider,
+        *,
+        store: ResponseStore,
+        ledger: BudgetLedger,
+        gate: EndpointGate,
+        price: Price | None,
+        retry: RetryPolicy | None = None,
+        seed: int = 0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.role = role
+        self.spec = spec
+        self.provider = provider
+        self.store = store
+        self.ledger = ledger
+        self.gate = gate
+        self.price = price
+        self.retry = retry or RetryPolicy()
+        self.usage = RoleUsage()
+        self.reported_models: set[str] = set()
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+        self._in_flight: dict[str, asyncio.Task[CallResult]] = {}
+
+    def key_for(self, messages: Sequence[Message], sample_index: int = 0) -> str:
+        """The cache key of a request."""
+        return request_key(
+            provider=self.spec.provider,
+            endpoint=self.provider.endpoint,
+            model=self.spec.name,
+            messages=messages,
+            params=self.spec.sampling_params(),
+            sample_index=sample_index,
+        )
+
+    def is_cached(self, messages: Sequence[Message], sample_index: int = 0) -> bool:
+        """Whether this request would be answered from the cache."""
+        return self.store.get(self.key_for(messages, sample_index)) is not None
+
+    async def complete(self, messages: Sequence[Message], *, sample_index: int = 0) -> CallResult:
+        """Answer one chat request: from the cache, from an identical in-flight request, or by
+        sending it (within budget and concurrency, retrying transient failures).
+
+        Raises BudgetExhausted before sending when a cap would be passed, RequestFailed when
+        retries are used up, FatalProviderError when the run must stop.
+        """
+        key = self.key_for(messages, sample_index)
+        cached = self.store.get(key)
+        if cached is not None:
+            self.usage.cache_hits += 1
+            return CallResult(
+                text=str(cached["text"]),
+                usage=Usage.from_dict(cached.get("usage", {})),
+                model=str(cached.get("model", "")),
+                latency_s=float(cached.get("latency_s", 0.0)),
+                cached=True,
+                cost_usd=0.0,
+            )
+        task = self._in_flight.get(key)
+        if task is not None:
+            self.usage.cache_hits += 1
+            result = await asyncio.shield(task)
+            return replace(result, cached=True, cost_usd=0.0)
+        task = asyncio.ensure_future(self._send(key, tuple(messages), sample_index))
+        self._in_flight[key] = task
+        task.add_done_callback(lambda t: self._forget(key, t))
+        return await asyncio.shield(task)
+
+    def _forget(self, key: str, task: asyncio.Task[CallResult]) -> None:
+        self._in_flight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # marks it retrieved; the waiters re-raise it
+
+    async def _send(self, key: str, messages: tuple[Message, ...], sample_index: int) -> CallResult:
+        params = self.spec.sampling_params()
+        max_out = int(params.get("max_tokens") or _UNBOUNDED_OUTPUT_TOKENS)
+        reservation = self.ledger.reserve(
+            self.role, max_cost_usd(estimate_tokens(messages), max_out, self.price)
+        )
+        self.usage.requests += 1
+        request = ChatRequest(messages=messages, params=params, sample_index=sample_index)
+        retries = 0
+        try:
+            while True:
+                self.usage.attempts += 1
+                try:
+                    completion = await self.gate.run(lambda: self.provider.complete(request))
+                    break
+                except TransientProviderError as exc:
+                    retries += 1
+                    if retries > self.retry.max_retries:
+                        raise RequestFailed(
+                            f"{self.spec.model}: gave up after {retries} attempts: {exc}"
+                        ) from exc
+                    delay = self.retry.delay(retries, exc.retry_after, self._rng)
+                    if exc.status == 429:
+                        self.gate.cool_down(delay)
+                    await self._sleep(delay)
+        except BaseException:
+            self.ledger.release(reservation)
+            self.usage.errors += 1
+            raise
+        cost = cost_usd(completion.usage, self.price)
+        self.ledger.settle(reservation, cost)
+        self.usage.tokens = self.usage.tokens + completion.usage
+        self.usage.cost_usd += cost
+        self.usage.latency_s += completion.latency_s
+        if completion.model:
+            self.reported_models.add(completion.model)
+        self.store.set(
+            key,
+            {
+                "text": completion.text,
+                "usage": completion.usage.to_dict(),
+                "model": completion.model,
+                "latency_s": completion.latency_s,
+            },
+        )
+        return CallResult(
+            text=completion.text,
+            usage=completion.usage,
+            model=completion.model,
+            latency_s=completion.latency_s,
+            cached=False,
+            cost_usd=cost,
+        )
+
+    async def aclose(self) -> None:
+        """Cancel what is still in flight and close the provider."""
+        for task in list(self._in_flight.values()):
+            task.cancel()
+        await self.provider.aclose()
+
+
+MetricFn = Callable[[str, Example], "float | Awaitable[float]"]
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """One example's outcome."""
+
+    id: str
+    output: str
+    score: float
+    error: str | None = None
+    cached: bool = False
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """A prompt scored on a list of examples."""
+
+    split: str
+    prompt: str
+    examples: tuple[ExampleResult, ...]
+    usage: RoleUsage
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return len(self.examples)
+
+    @property
+    def scores(self) -> list[float]:
+        """Per-example scores in example order."""
+        return [e.score for e in self.examples]
+
+    @property
+    def score(self) -> float:
+        """Mean score (0 when there are no examples)."""
+        return sum(self.scores) / self.n if self.n else 0.0
+
+    @property
+    def errors(self) -> int:
+        """Examples whose request or metric failed."""
+        return sum(1 for e in self.examples if e.error is not None)
+
+    def ci95(self) -> tuple[float, float]:
+        """95% confidence interval of the mean score."""
+        _, lo, hi = mean_ci(self.scores)
+        return lo, hi
+
+    def to_json(self) -> dict[str, Any]:
+        """The `eval --json` contract of DESIGN.md."""
+        lo, hi = self.ci95()
+        return {
+            "split": self.split,
+            "n": self.n,
+            "score": self.score,
+            "ci95": [lo, hi],
+            "errors": self.errors,
+            "usage": self.usage.to_json(),
+            "examples": [
+                {"id": e.id, "output": e.output, "score": e.score}
+                | ({"error": e.error} if e.error else {})
+                for e in self.examples
+            ],
+        }
+
+
+def build_messages(prompt: str, user: str) -> tuple[Message, ...]:
+    """The layout every target call uses: the instruction as the system message, the rendered
+    input as the user message (small models do best with this plain layout)."""
+    return ({"role": "system", "content": prompt}, {"role": "user", "content": user})
+
+
+class Scorer:
+    """Scores a prompt on examples with the target model and the task's metric."""
+
+    def __init__(
+        self,
+        target: ModelClient,
+        metric: MetricFn,
+        render_input: Callable[[Example], str],
+    ) -> None:
+        self.target = target
+        self.metric = metric
+        self.render_input = render_input
+
+    async def run_example(self, prompt: str, example: Example) -> ExampleResult:
+        """Score one example; a request or metric failure becomes a recorded error scored 0.
+
+        Fatal provider errors and budget exhaustion propagate: they stop the command.
+        """
+        try:
+            result = await self.target.complete(build_messages(prompt, self.render_input(example)))
+        except RequestFailed as exc:
+            return ExampleResult(example.id, "", 0.0, error=str(exc))
+        try:
+            value = self.metric(result.text, example)
+            score = float(await value) if inspect.isawaitable(value) else float(value)
+        except (FatalProviderError, asyncio.CancelledError):
+            raise
+        except PromptoptError as exc:
+            return ExampleResult(example.id, result.text, 0.0, error=str(exc), cached=result.cached)
+        return ExampleResult(
+            example.id,
+            result.text,
+            min(1.0, max(0.0, score)),
+            cached=result.cached,
+            latency_s=result.latency_s,
+        )
+
+    async def evaluate(
+        self,
+        prompt: str,
+        examples: Sequence[Example],
+        *,
+        split: str,
+        on_result: Callable[[ExampleResult], None] | None = None,
+    ) -> EvalResult:
+        """Score `prompt` on every example, concurrently; results keep the examples' order."""
+        before = self.target.usage.copy()
+
+        async def one(example: Example) -> ExampleResult:
+            res = await self.run_example(prompt, example)
+            if on_result is not None:
+                on_result(res)
+            return res
+
+        results = await _gather_or_cancel([one(ex) for ex in examples])
+        return EvalResult(split, prompt, tuple(results), self.target.usage.minus(before))
+
+
+async def _gather_or_cancel(coros: Sequence[Awaitable[ExampleResult]]) -> list[ExampleResult]:
+    """Like gather, but the first exception cancels the siblings instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
