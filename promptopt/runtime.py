@@ -1,0 +1,174 @@
+"""Assembles what a command needs to call models: cache, budget, endpoint gates, one client per
+role, the metric and the scorer; and closes them again."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+
+import httpx2
+
+from promptopt.budget import BudgetCaps, BudgetLedger
+from promptopt.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
+from promptopt.errors import UsageError
+from promptopt.messages import Message
+from promptopt.metrics import build_metric
+from promptopt.modelspec import ModelSpec
+from promptopt.pricing import price_for
+from promptopt.providers.registry import build_provider
+from promptopt.scorer import EndpointGate, ModelClient, RetryPolicy, Scorer
+from promptopt.task import LoadedTask
+
+ROLES = ("target", "optimizer", "judge")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Options shared by every command that calls models."""
+
+    concurrency: int = 8
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    seed: int = 0
+    caps: BudgetCaps = field(default_factory=BudgetCaps)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
+    """The model a role uses; the judge falls back to the optimizer."""
+    models = task.spec.models
+    if role == "judge":
+        return models.judge or models.optimizer
+    spec: ModelSpec | None = getattr(models, role)
+    return spec
+
+
+class Runtime:
+    """Everything needed to call models for one command. Use as an async context manager."""
+
+    def __init__(
+        self,
+        task: LoadedTask,
+        options: RuntimeOptions,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+        env: Mapping[str, str] | None = None,
+        store: ResponseStore | None = None,
+    ) -> None:
+        self.task = task
+        self.options = options
+        self.env = dict(os.environ if env is None else env)
+        self.http_client = http_client
+        self.ledger = BudgetLedger(options.caps)
+        if store is not None:
+            self.store = store
+        elif options.no_cache:
+            self.store = NullCache()
+        else:
+            self.store = ResponseCache(options.cache_dir or default_cache_dir(self.env))
+        self.gates: dict[str, EndpointGate] = {}
+        self.clients: dict[str, ModelClient] = {}
+        self._scorer: Scorer | None = None
+
+    def client(self, role: str) -> ModelClient:
+        """The client for a role, built on first use."""
+        if role in self.clients:
+            return self.clients[role]
+        spec = model_for_role(self.task, role)
+        if spec is None:
+            raise UsageError(
+                f"{self.task.path}: models.{role}: no model is set; add one to the task file "
+                f"or pass --{role} provider:name"
+            )
+        provider = build_provider(
+            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+        )
+        gate = self.gates.get(provider.endpoint)
+        if gate is None:
+            gate = self.gates[provider.endpoint] = EndpointGate(self.options.concurrency)
+        client = ModelClient(
+            role,
+            spec,
+            provider,
+            store=self.store,
+            ledger=self.ledger,
+            gate=gate,
+            price=price_for(spec, self.task.spec.prices or {}),
+            retry=self.options.retry,
+            seed=self.options.seed,
+        )
+        self.clients[role] = client
+        return client
+
+    async def _judge(self, system: str, user: str) -> str:
+        messages: tuple[Message, ...] = (
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        )
+        return (await self.client("judge").complete(messages)).text
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scorer of the task's target model and metric."""
+        if self._scorer is None:
+            metric = build_metric(
+                self.task.spec.metric, base_dir=self.task.path.parent, judge=self._judge
+            )
+            self._scorer = Scorer(self.client("target"), metric, self.task.render_input)
+        return self._scorer
+
+    async def aclose(self) -> None:
+        """Close providers and the cache (everything already answered stays cached)."""
+        try:
+            for client in self.clients.values():
+                await client.aclose()
+        finally:
+            self.store.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def override_models(
+    task: LoadedTask,
+    *,
+    target: str | None = None,
+    optimizer: str | None = None,
+    base_url: str | None = None,
+) -> LoadedTask:
+    """The task with its models replaced from command-line flags.
+
+    A flag replaces the model id and keeps the task's sampling options; `base_url` applies to
+    every role it is given with (an OpenAI-compatible server serving all of them).
+    """
+    models = task.spec.models
+    updates: dict[str, ModelSpec] = {}
+    for role, value in (("target", target), ("optimizer", optimizer)):
+        current: ModelSpec | None = getattr(models, role)
+        new = current
+        if value is not None:
+            new = (
+                current.model_copy(update={"model": value})
+                if current
+                else ModelSpec.model_validate(value)
+            )
+            ModelSpec.model_validate(new.model_dump())  # re-check provider:name
+        if base_url is not None and new is not None:
+            new = new.model_copy(update={"base_url": base_url})
+        if new is not None and new is not current:
+            updates[role] = new
+    if not updates:
+        return task
+    spec = task.spec.model_copy(update={"models": models.model_copy(update=updates)})
+    return replace(task, spec=spec)
