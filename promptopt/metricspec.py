@@ -33,7 +33,7 @@ class MetricSpec(BaseModel):
     labels: list[str] | None = Field(default=None, description="label: the allowed labels")
     normalize: bool = Field(
         default=True,
-        description="exact/contains/f1/rouge_l: compare lowercased text without punctuation "
+        description="exact/f1/rouge_l: compare lowercased text without punctuation "
         "and surrounding whitespace",
     )
     pattern: str | None = Field(default=None, description="regex: must match the output")
