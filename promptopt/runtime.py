@@ -3,6 +3,7 @@ role, the metric and the scorer; and closes them again."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ import httpx2
 from promptopt.budget import BudgetCaps, BudgetLedger
 from promptopt.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
 from promptopt.errors import UsageError
+from promptopt.journal import ResponseJournal
 from promptopt.messages import Message
 from promptopt.metrics import build_metric
 from promptopt.modelspec import ModelSpec
@@ -57,11 +59,15 @@ class Runtime:
         http_client: httpx2.AsyncClient | None = None,
         env: Mapping[str, str] | None = None,
         store: ResponseStore | None = None,
+        journal: ResponseJournal | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.task = task
         self.options = options
         self.env = dict(os.environ if env is None else env)
         self.http_client = http_client
+        self.journal = journal
+        self.stop = stop
         self.ledger = BudgetLedger(options.caps)
         if store is not None:
             self.store = store
@@ -99,6 +105,8 @@ class Runtime:
             price=price_for(spec, self.task.spec.prices or {}),
             retry=self.options.retry,
             seed=self.options.seed,
+            journal=self.journal,
+            stop=self.stop,
         )
         self.clients[role] = client
         return client
@@ -127,6 +135,8 @@ class Runtime:
                 await client.aclose()
         finally:
             self.store.close()
+            if self.journal is not None:
+                self.journal.close()
 
     async def __aenter__(self) -> Runtime:
         return self

@@ -8,7 +8,6 @@ concurrency gate and the retries. It is the only layer that retries, and it coun
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import random
 import time
@@ -16,11 +15,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from promptopt.budget import BudgetLedger
+from promptopt.budget import BudgetLedger, Reservation
 from promptopt.cache import ResponseStore, request_key
 from promptopt.errors import FatalProviderError, PromptoptError, TransientProviderError
 from promptopt.example import Example
+from promptopt.journal import JournalEntry, ResponseJournal
 from promptopt.messages import ChatRequest, Completion, Message, Usage
+from promptopt.metrics import AsyncMetric, Metric, apply_metric
 from promptopt.modelspec import ModelSpec, Price
 from promptopt.pricing import cost_usd, max_cost_usd
 from promptopt.providers.base import Provider
@@ -32,6 +33,32 @@ _UNBOUNDED_OUTPUT_TOKENS = 4096
 
 class RequestFailed(PromptoptError):
     """A request still failed after all of its retries; the example is scored 0 and counted."""
+
+
+class RunStopped(PromptoptError):
+    """A stop was requested (Ctrl-C): no new request is sent; those in flight finish."""
+
+    exit_code = 130
+
+
+def _value_of(result: CallResult) -> dict[str, Any]:
+    return {
+        "text": result.text,
+        "usage": result.usage.to_dict(),
+        "model": result.model,
+        "latency_s": result.latency_s,
+    }
+
+
+def _result_of(value: dict[str, Any], *, cached: bool, cost: float) -> CallResult:
+    return CallResult(
+        text=str(value["text"]),
+        usage=Usage.from_dict(value.get("usage", {})),
+        model=str(value.get("model", "")),
+        latency_s=float(value.get("latency_s", 0.0)),
+        cached=cached,
+        cost_usd=cost,
+    )
 
 
 @dataclass(frozen=True)
@@ -201,6 +228,8 @@ class ModelClient:
         retry: RetryPolicy | None = None,
         seed: int = 0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        journal: ResponseJournal | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.role = role
         self.spec = spec
@@ -215,6 +244,8 @@ class ModelClient:
         self._rng = random.Random(seed)
         self._sleep = sleep
         self._in_flight: dict[str, asyncio.Task[CallResult]] = {}
+        self.journal = journal
+        self.stop = stop
 
     def key_for(self, messages: Sequence[Message], sample_index: int = 0) -> str:
         """The cache key of a request."""
@@ -232,45 +263,76 @@ class ModelClient:
         return self.store.get(self.key_for(messages, sample_index)) is not None
 
     async def complete(self, messages: Sequence[Message], *, sample_index: int = 0) -> CallResult:
-        """Answer one chat request: from the cache, from an identical in-flight request, or by
-        sending it (within budget and concurrency, retrying transient failures).
+        """Answer one chat request: replayed from the run's journal, from the cache, from an
+        identical in-flight request, or by sending it (within budget and concurrency, retrying
+        transient failures).
 
-        Raises BudgetExhausted before sending when a cap would be passed, RequestFailed when
-        retries are used up, FatalProviderError when the run must stop.
+        Every answer counts as one call against the role's call budget, cached or not, so that a
+        run's path does not depend on what the cache happens to hold; dollars count only what
+        was paid. Raises BudgetExhausted before sending when a cap would be passed, RunStopped
+        after a stop was requested, RequestFailed when retries are used up, and
+        FatalProviderError when the run must stop.
         """
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped("stopped on request")
         key = self.key_for(messages, sample_index)
+        if self.journal is not None and (entry := self.journal.take(key)) is not None:
+            return self._replay(entry)
         cached = self.store.get(key)
         if cached is not None:
-            self.usage.cache_hits += 1
-            return CallResult(
-                text=str(cached["text"]),
-                usage=Usage.from_dict(cached.get("usage", {})),
-                model=str(cached.get("model", "")),
-                latency_s=float(cached.get("latency_s", 0.0)),
-                cached=True,
-                cost_usd=0.0,
-            )
+            self.ledger.settle(self.ledger.reserve(self.role, 0.0), 0.0)
+            return self._hit(key, cached)
         task = self._in_flight.get(key)
         if task is not None:
-            self.usage.cache_hits += 1
+            self.ledger.settle(self.ledger.reserve(self.role, 0.0), 0.0)
             result = await asyncio.shield(task)
-            return replace(result, cached=True, cost_usd=0.0)
-        task = asyncio.ensure_future(self._send(key, tuple(messages), sample_index))
+            return self._hit(key, _value_of(result))
+        params = self.spec.sampling_params()
+        max_out = int(params.get("max_tokens") or _UNBOUNDED_OUTPUT_TOKENS)
+        reservation = self.ledger.reserve(
+            self.role, max_cost_usd(estimate_tokens(messages), max_out, self.price)
+        )
+        task = asyncio.ensure_future(self._send(key, tuple(messages), sample_index, reservation))
         self._in_flight[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
         return await asyncio.shield(task)
+
+    def _hit(self, key: str, value: dict[str, Any]) -> CallResult:
+        self.usage.cache_hits += 1
+        if self.journal is not None:
+            self.journal.record(key, value, paid=False, cost_usd=0.0)
+        return _result_of(value, cached=True, cost=0.0)
+
+    def _replay(self, entry: JournalEntry) -> CallResult:
+        """Account for an answer exactly as the interrupted run did, without sending it."""
+        reservation = self.ledger.reserve(self.role, entry.cost_usd)
+        self.ledger.settle(reservation, entry.cost_usd)
+        result = _result_of(entry.value, cached=not entry.paid, cost=entry.cost_usd)
+        if entry.paid:
+            self.usage.requests += 1
+            self.usage.attempts += 1
+            self.usage.tokens = self.usage.tokens + result.usage
+            self.usage.cost_usd += entry.cost_usd
+            self.usage.latency_s += result.latency_s
+        else:
+            self.usage.cache_hits += 1
+        if result.model:
+            self.reported_models.add(result.model)
+        return result
 
     def _forget(self, key: str, task: asyncio.Task[CallResult]) -> None:
         self._in_flight.pop(key, None)
         if not task.cancelled():
             task.exception()  # marks it retrieved; the waiters re-raise it
 
-    async def _send(self, key: str, messages: tuple[Message, ...], sample_index: int) -> CallResult:
+    async def _send(
+        self,
+        key: str,
+        messages: tuple[Message, ...],
+        sample_index: int,
+        reservation: Reservation,
+    ) -> CallResult:
         params = self.spec.sampling_params()
-        max_out = int(params.get("max_tokens") or _UNBOUNDED_OUTPUT_TOKENS)
-        reservation = self.ledger.reserve(
-            self.role, max_cost_usd(estimate_tokens(messages), max_out, self.price)
-        )
         self.usage.requests += 1
         request = ChatRequest(messages=messages, params=params, sample_index=sample_index)
         retries = 0
@@ -301,32 +363,22 @@ class ModelClient:
         self.usage.latency_s += completion.latency_s
         if completion.model:
             self.reported_models.add(completion.model)
-        self.store.set(
-            key,
-            {
-                "text": completion.text,
-                "usage": completion.usage.to_dict(),
-                "model": completion.model,
-                "latency_s": completion.latency_s,
-            },
-        )
-        return CallResult(
-            text=completion.text,
-            usage=completion.usage,
-            model=completion.model,
-            latency_s=completion.latency_s,
-            cached=False,
-            cost_usd=cost,
-        )
+        value = {
+            "text": completion.text,
+            "usage": completion.usage.to_dict(),
+            "model": completion.model,
+            "latency_s": completion.latency_s,
+        }
+        self.store.set(key, value)
+        if self.journal is not None:
+            self.journal.record(key, value, paid=True, cost_usd=cost)
+        return _result_of(value, cached=False, cost=cost)
 
     async def aclose(self) -> None:
         """Cancel what is still in flight and close the provider."""
         for task in list(self._in_flight.values()):
             task.cancel()
         await self.provider.aclose()
-
-
-MetricFn = Callable[[str, Example], "float | Awaitable[float]"]
 
 
 @dataclass(frozen=True)
@@ -405,7 +457,7 @@ class Scorer:
     def __init__(
         self,
         target: ModelClient,
-        metric: MetricFn,
+        metric: Metric | AsyncMetric,
         render_input: Callable[[Example], str],
     ) -> None:
         self.target = target
@@ -422,8 +474,7 @@ class Scorer:
         except RequestFailed as exc:
             return ExampleResult(example.id, "", 0.0, error=str(exc))
         try:
-            value = self.metric(result.text, example)
-            score = float(await value) if inspect.isawaitable(value) else float(value)
+            score = await apply_metric(self.metric, result.text, example)
         except (FatalProviderError, asyncio.CancelledError):
             raise
         except PromptoptError as exc:

@@ -1,0 +1,89 @@
+"""A run's own record of every model answer it used, so that a killed run resumes without
+sending a completed request again, even with --no-cache, and with the same accounting."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One answer a run used: its value, whether this run paid for it, and what it cost."""
+
+    key: str
+    value: dict[str, Any]
+    paid: bool
+    cost_usd: float
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON object line of a file; a line cut short by a kill is ignored."""
+    if not path.exists():
+        return []
+    records: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+class ResponseJournal:
+    """Append-only JSONL of answers; on resume its entries are replayed in order, per key."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        _drop_partial_last_line(path)
+        self._pending: dict[str, deque[JournalEntry]] = defaultdict(deque)
+        for record in read_jsonl(path):
+            entry = JournalEntry(
+                str(record["key"]),
+                dict(record["value"]),
+                bool(record["paid"]),
+                float(record.get("cost_usd", 0.0)),
+            )
+            self._pending[entry.key].append(entry)
+        self._handle: IO[str] | None = path.open("a", encoding="utf-8")
+
+    def take(self, key: str) -> JournalEntry | None:
+        """The next recorded answer for `key` not yet replayed, if any."""
+        queue = self._pending.get(key)
+        if not queue:
+            return None
+        return queue.popleft()
+
+    def record(self, key: str, value: dict[str, Any], *, paid: bool, cost_usd: float) -> None:
+        """Append one answer; flushed at once so a kill loses nothing already paid for."""
+        if self._handle is None:
+            return
+        line = json.dumps(
+            {"key": key, "paid": paid, "cost_usd": cost_usd, "value": value},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        self._handle.write(line + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
