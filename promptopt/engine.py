@@ -16,6 +16,7 @@ from promptopt.errors import BudgetExhausted, UsageError
 from promptopt.meta_prompts import MetaPromptSet
 from promptopt.modelspec import ModelSpec
 from promptopt.pricing import max_cost_usd
+from promptopt.report import render_run_markdown
 from promptopt.runs import (
     BEST_PROMPT,
     CANDIDATES,
@@ -28,7 +29,6 @@ from promptopt.runs import (
 )
 from promptopt.runtime import Runtime, model_for_role
 from promptopt.scorer import ExampleResult, RoleUsage, RunStopped, estimate_tokens
-from promptopt.report import render_run_markdown
 from promptopt.stats import compare, mean_ci
 from promptopt.strategies.base import Candidate, Plan, SearchContext, StepReport, Strategy
 from promptopt.task import LoadedTask

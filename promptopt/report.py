@@ -8,7 +8,7 @@ from promptopt.runs import EVENTS, SUMMARY, RunFolder
 
 
 def _fmt(x: Any) -> str:
-    return "–" if x is None else f"{float(x):.3f}"
+    return "-" if x is None else f"{float(x):.3f}"
 
 
 def lineage(candidates: dict[str, dict[str, Any]], best_id: str) -> list[dict[str, Any]]:
@@ -53,7 +53,8 @@ def render_run_markdown(folder: RunFolder) -> str:
         "| prompt | dev | test |",
         "|---|---|---|",
         f"| initial | {_fmt(initial.get('dev'))} | {_fmt(initial.get('test'))} |",
-        f"| best (`{summary.get('best_id')}`) | {_fmt(best.get('dev'))} | {_fmt(best.get('test'))} |",
+        f"| best (`{summary.get('best_id')}`) | {_fmt(best.get('dev'))} "
+        f"| {_fmt(best.get('test'))} |",
         "",
     ]
     comparison = summary.get("test_comparison")
@@ -61,7 +62,7 @@ def render_run_markdown(folder: RunFolder) -> str:
         lo, hi = comparison["ci95"]
         p = comparison.get("mcnemar_p")
         lines += [
-            f"On held-out test (n = {summary.get('n', {}).get('test')}), best − initial = "
+            f"On held-out test (n = {summary.get('n', {}).get('test')}), best - initial = "
             f"{comparison['delta']:+.3f} (paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}]"
             + (f"; exact McNemar p = {p:.4g}" if p is not None else "")
             + f"): **{comparison['verdict']}**.",
