@@ -1,0 +1,1 @@
+"""Search strategies: one module each, plus the shared bandits and the registry."""
