@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,9 +20,21 @@ from rich.table import Table
 from promptopt import __version__
 from promptopt.budget import BudgetCaps
 from promptopt.cache import ResponseCache, default_cache_dir
+from promptopt.engine import Engine, RunSettings, StopRules, plan_run, search_caps
 from promptopt.errors import PromptoptError, TaskFileError
-from promptopt.runtime import Runtime, RuntimeOptions, override_models
+from promptopt.journal import ResponseJournal
+from promptopt.meta_prompts import load_meta_prompts
+from promptopt.pricing import price_for
+from promptopt.runs import CONFIG, RESPONSES, RunFolder
+from promptopt.runtime import (
+    Runtime,
+    RuntimeOptions,
+    model_for_role,
+    override_models,
+    override_models_from_config,
+)
 from promptopt.scorer import EvalResult, ExampleResult
+from promptopt.strategies.registry import STRATEGIES, make_strategy
 from promptopt.task import LoadedTask, load_task, validate_task
 
 EXIT_OK = 0
@@ -286,6 +300,276 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
     finally:
         cache.close()
     _stdout().print(f"removed {removed} responses from {cache.directory}", highlight=False)
+
+
+EXIT_NO_GAIN = 3
+
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives run folders.")]
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(f"--param: {item!r} must be written KEY=VALUE", EXIT_USAGE)
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"{summary['task']}: {summary['strategy']}", header_style="bold")
+    table.add_column("prompt")
+    table.add_column("dev", justify="right")
+    table.add_column("test", justify="right")
+    table.add_column("test 95% CI", justify="right")
+    ci = summary.get("ci95", {})
+
+    def fmt(x: Any) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    def fmt_ci(key: str) -> str:
+        pair = ci.get(key)
+        return "-" if not pair else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+
+    for name in ("initial", "best"):
+        row = summary["scores"][name]
+        table.add_row(name, fmt(row["dev"]), fmt(row["test"]), fmt_ci(f"{name}_test"))
+    return table
+
+
+def _print_run_result(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        return
+    out = _stdout()
+    out.print(_summary_table(summary))
+    comparison = summary.get("test_comparison")
+    if comparison:
+        lo, hi = comparison["ci95"]
+        out.print(
+            f"test delta {comparison['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: "
+            f"{comparison['verdict']}",
+            highlight=False,
+        )
+    usage = summary["usage"]
+    out.print(
+        "calls: target {t[requests]} sent + {t[cache_hits]} cached, optimizer {o[requests]} sent "
+        "+ {o[cache_hits]} cached; cost ${cost:.4f}; {wall:.1f} s".format(
+            t=usage["target"],
+            o=usage["optimizer"],
+            cost=sum(float(u["cost_usd"]) for u in usage.values()),
+            wall=summary["wall_s"],
+        ),
+        highlight=False,
+    )
+    out.print(f"best prompt: {summary['run_dir']}/best_prompt.txt", highlight=False)
+
+
+def _install_interrupt(stop: asyncio.Event) -> None:
+    """First Ctrl-C: stop sending, let in-flight calls finish, save. Second: abort now."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if stop.is_set():
+            if main_task is not None:
+                main_task.cancel()
+            return
+        stop.set()
+        _stderr().print(
+            "[yellow]stopping: finishing requests in flight and saving (Ctrl-C again to abort)[/]"
+        )
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+
+
+@app.command("run")
+def run_command(
+    task_path: Annotated[
+        Path | None, typer.Argument(help="The task file (YAML).", show_default=False)
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Search strategy [default: the task's].")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Strategy parameter KEY=VALUE (repeatable); preset=NAME."),
+    ] = None,
+    budget: Annotated[
+        int | None, typer.Option("--budget", min=1, help="Hard cap on target-model calls.")
+    ] = None,
+    optimizer_budget: Annotated[
+        int | None,
+        typer.Option("--optimizer-budget", min=1, help="Hard cap on optimizer-model calls."),
+    ] = None,
+    max_cost: MaxCostOpt = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    patience: Annotated[
+        int | None, typer.Option("--patience", min=1, help="Stop after N steps without gain.")
+    ] = None,
+    target_score: Annotated[
+        float | None, typer.Option("--target-score", help="Stop once the search reaches it.")
+    ] = None,
+    concurrency: ConcurrencyOpt = 8,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = None,
+    target: TargetOpt = None,
+    optimizer: OptimizerOpt = None,
+    base_url: BaseUrlOpt = None,
+    out: OutOpt = Path("runs"),
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue a killed or interrupted run.")
+    ] = None,
+    meta_prompts_dir: Annotated[
+        Path | None, typer.Option("--meta-prompts", help="Your own meta-prompt folder.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and its cost; call no model.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Optimize the task's prompt; write a run folder; print initial vs best on dev and test."""
+    try:
+        if resume is not None:
+            folder = RunFolder.open(resume)
+            config = folder.read_json(CONFIG) or {}
+            task = _load(Path(config["task_path"]))
+            if task.data_hash != config.get("data_hash"):
+                _fail(
+                    f"--resume: the data of {task.path} changed since the run started; "
+                    "start a new run",
+                    EXIT_USAGE,
+                )
+            settings = RunSettings.from_json(config["settings"])
+            task = override_models_from_config(task, config)
+        else:
+            if task_path is None:
+                _fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)
+            task = _with_models(_load(task_path), target, optimizer, base_url)
+            search = task.spec.search
+            caps = BudgetCaps(
+                target_calls=budget or search.budget.target_calls,
+                optimizer_calls=optimizer_budget or search.budget.optimizer_calls,
+                cost_usd=max_cost if max_cost is not None else search.budget.cost_usd,
+            )
+            name = strategy or search.strategy
+            raw = {**search.params, **_parse_params(param or [])}
+            _, validated = make_strategy(name, raw)
+            settings = RunSettings(
+                strategy=name,
+                params=validated.model_dump(mode="json"),
+                seed=search.seed if seed is None else seed,
+                caps=caps,
+                stop=StopRules(max_steps, patience, target_score),
+                concurrency=concurrency,
+            )
+        strat, _ = make_strategy(settings.strategy, settings.params)
+        metas = load_meta_prompts(meta_prompts_dir)
+    except PromptoptError as exc:
+        _fail(str(exc), exc.exit_code)
+    if dry_run:
+        _print_plan(task, settings, strat, as_json)
+        return
+    err = _stderr()
+    options = RuntimeOptions(
+        concurrency=settings.concurrency,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        seed=settings.seed,
+        caps=settings.caps,
+    )
+
+    async def go() -> dict[str, Any]:
+        stop = asyncio.Event()
+        _install_interrupt(stop)
+        run_folder = folder if resume is not None else RunFolder.create(out, task.spec.name)
+        journal = ResponseJournal(run_folder.file(RESPONSES))
+        async with Runtime(task, options, journal=journal, stop=stop) as runtime:
+            engine = Engine(
+                task, runtime, run_folder, settings, strat, metas, on_step=_step_printer(err)
+            )
+            err.print(f"run folder: {run_folder.path}", highlight=False)
+            return await engine.run(resume=resume is not None)
+
+    summary = _run_async(go)
+    _print_run_result(summary, as_json)
+
+
+def _step_printer(err: Console) -> Callable[[Any, Any, Runtime], None]:
+    def show(ctx: Any, report: Any, runtime: Runtime) -> None:
+        calls = runtime.ledger.calls
+        score = "-" if report.best_score is None else f"{report.best_score:.3f}"
+        err.print(
+            f"step {ctx.step:>3} {report.name:<14} best(train) {score}  "
+            f"target calls {calls.get('target', 0)}  optimizer calls {calls.get('optimizer', 0)}"
+            f"  ${runtime.ledger.spent_usd:.4f}",
+            highlight=False,
+        )
+
+    return show
+
+
+def _print_plan(task: LoadedTask, settings: RunSettings, strat: Any, as_json: bool) -> None:
+    prices = {}
+    for role in ("target", "optimizer"):
+        spec = model_for_role(task, role)
+        if spec is not None:
+            prices[role] = price_for(spec, task.spec.prices or {})
+    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    try:
+        plan = plan_run(task, settings, strat.plan(sizes), prices)
+        search_caps(settings.caps, plan.final_eval_calls)
+    except PromptoptError as exc:
+        _fail(str(exc), exc.exit_code)
+    if as_json:
+        sys.stdout.write(json.dumps(plan.to_json()) + "\n")
+        return
+    cost = "unknown" if plan.estimated_cost_usd is None else f"${plan.estimated_cost_usd:.4f}"
+    out = _stdout()
+    out.print(f"plan for {task.spec.name} with {settings.strategy} (no model was called):")
+    out.print(
+        f"  at most {plan.target_calls} target calls "
+        f"({plan.final_eval_calls} of them for the final dev/test evaluation)",
+        highlight=False,
+    )
+    out.print(f"  at most {plan.optimizer_calls} optimizer calls", highlight=False)
+    out.print(f"  estimated cost at most {cost}", highlight=False)
+    for note in plan.notes:
+        out.print(f"  note: {note}", highlight=False)
+
+
+@app.command("strategies")
+def strategies_command(as_json: JsonOpt = False) -> None:
+    """List the search strategies and their parameters."""
+    listing = []
+    for name, info in sorted(STRATEGIES.items()):
+        params = [
+            {
+                "name": field_name,
+                "default": field.default,
+                "description": field.description or "",
+            }
+            for field_name, field in info.params.model_fields.items()
+        ]
+        listing.append(
+            {"name": name, "summary": info.summary, "params": params, "presets": dict(info.presets)}
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(listing, default=str) + "\n")
+        return
+    out = _stdout()
+    for entry in listing:
+        out.print(f"[bold]{entry['name']}[/]: {entry['summary']}")
+        for p in entry["params"]:
+            out.print(f"  {p['name']} = {p['default']!r}  {p['description']}", highlight=False)
+        if entry["presets"]:
+            out.print(f"  presets: {', '.join(entry['presets'])}", highlight=False)
 
 
 def _version(value: bool) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx2
 
@@ -181,4 +182,17 @@ def override_models(
     if not updates:
         return task
     spec = task.spec.model_copy(update={"models": models.model_copy(update=updates)})
+    return replace(task, spec=spec)
+
+
+def override_models_from_config(task: LoadedTask, config: Mapping[str, Any]) -> LoadedTask:
+    """The task with the models a run was started with (from its config.json), so that a
+    resumed run talks to the same models even when flags had overridden the task file."""
+    stored = config.get("task", {}).get("models", {})
+    updates = {
+        role: ModelSpec.model_validate(value) for role, value in stored.items() if value is not None
+    }
+    if not updates:
+        return task
+    spec = task.spec.model_copy(update={"models": task.spec.models.model_copy(update=updates)})
     return replace(task, spec=spec)
