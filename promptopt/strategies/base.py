@@ -127,9 +127,7 @@ class SearchContext:
         """Register a new prompt; a duplicate of an existing one is recorded and returns None."""
         key = normalize_prompt(text)
         if key in self._by_text:
-            self.event(
-                "duplicate", operator=operator, of=self._by_text[key], parents=list(parents)
-            )
+            self.event("duplicate", operator=operator, of=self._by_text[key], parents=list(parents))
             return None
         cand = Candidate(
             id=f"c{len(self.candidates):04d}",
