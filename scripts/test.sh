@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up .venv with promptopt and its dev tools, then lints, type-checks and runs the tests.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k scorer`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"
