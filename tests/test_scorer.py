@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from promptopt.budget import BudgetCaps
+from promptopt.errors import BudgetExhausted, FatalProviderError
+from promptopt.example import Example
+from promptopt.journal import ResponseJournal
+from promptopt.messages import ChatRequest, Message
+from promptopt.modelspec import Price
+from promptopt.scorer import (
+    EndpointGate,
+    ModelClient,
+    RequestFailed,
+    RetryPolicy,
+    RunStopped,
+    Scorer,
+    build_messages,
+)
+from tests.conftest import CountingProvider, RecordingSleep, make_client
+
+EXAMPLES = [Example(id=f"e{i}", fields={"input": f"w{i}"}, targets=(f"W{i}",)) for i in range(20)]
+
+
+def exact(output: str, example: Example) -> float:
+    return float(output == example.target)
+
+
+def scorer_for(client: ModelClient) -> Scorer:
+    return Scorer(client, exact, lambda e: str(e.fields["input"]))
+
+
+def msgs(text: str) -> tuple[Message, ...]:
+    return build_messages("Uppercase it.", text)
+
+
+async def test_evaluate_scores_in_order_and_second_run_makes_no_request(
+    provider: CountingProvider, tmp_path: Path
+) -> None:
+    client = make_client(provider, tmp_path)
+    first = await scorer_for(client).evaluate("Uppercase it.", EXAMPLES, split="dev")
+    assert [e.id for e in first.examples] == [e.id for e in EXAMPLES]
+    assert first.score == 1.0 and first.usage.requests == 20 and provider.calls == 20
+    client.store.close()
+
+    again = make_client(provider, tmp_path)
+    second = await scorer_for(again).evaluate("Uppercase it.", EXAMPLES, split="dev")
+    assert provider.calls == 20
+    assert second.usage.requests == 0 and second.usage.cache_hits == 20
+    assert second.to_json()["examples"] == first.to_json()["examples"]
+    assert second.score == first.score and second.ci95() == first.ci95()
+
+
+async def test_identical_concurrent_requests_are_sent_once(tmp_path: Path) -> None:
+    provider = CountingProvider(delay_s=0.05)
+    client = make_client(provider, tmp_path, concurrency=16)
+    results = await asyncio.gather(*(client.complete(msgs("same")) for _ in range(30)))
+    assert provider.calls == 1
+    assert {r.text for r in results} == {"SAME"}
+    assert client.usage.requests == 1 and client.usage.cache_hits == 29
+
+
+async def test_concurrency_limit_is_never_exceeded(tmp_path: Path) -> None:
+    provider = CountingProvider(delay_s=0.01)
+    client = make_client(provider, tmp_path, concurrency=3)
+    await asyncio.gather(*(client.complete(msgs(f"x{i}")) for i in range(25)))
+    assert provider.max_in_flight == 3
+    assert client.gate.max_in_flight == 3
+
+
+async def test_transient_errors_are_retried_honouring_retry_after(tmp_path: Path) -> None:
+    provider = CountingProvider(failures={"a": 2}, retry_after=0.02)
+    sleep = RecordingSleep()
+    client = make_client(provider, tmp_path, sleep=sleep)
+    result = await client.complete(msgs("a"))
+    assert result.text == "A"
+    assert provider.calls == 3 and client.usage.attempts == 3 and client.usage.requests == 1
+    assert sleep.delays == [0.02, 0.02]
+
+
+async def test_exhausted_retries_become_a_recorded_error(tmp_path: Path) -> None:
+    provider = CountingProvider(failures={"w3": 99})
+    client = make_client(provider, tmp_path, max_retries=2)
+    result = await scorer_for(client).evaluate("p", EXAMPLES[:5], split="dev")
+    assert result.errors == 1
+    failed = result.examples[3]
+    assert failed.score == 0.0 and failed.error and "gave up after 3 attempts" in failed.error
+    assert result.score == pytest.approx(4 / 5)
+    assert client.usage.errors == 1
+    with pytest.raises(RequestFailed):
+        await client.complete(msgs("w3"))
+
+
+async def test_failures_are_not_cached(tmp_path: Path) -> None:
+    provider = CountingProvider(failures={"z": 3})
+    client = make_client(provider, tmp_path, max_retries=1)
+    with pytest.raises(RequestFailed):
+        await client.complete(msgs("z"))
+    assert (await client.complete(msgs("z"))).text == "Z"
+
+
+async def test_fatal_error_stops_the_evaluation(tmp_path: Path) -> None:
+    def answer(request: ChatRequest) -> str:
+        raise FatalProviderError("401: set OPENAI_API_KEY")
+
+    client = make_client(CountingProvider(answer=answer), tmp_path)
+    with pytest.raises(FatalProviderError, match="OPENAI_API_KEY"):
+        await scorer_for(client).evaluate("p", EXAMPLES, split="dev")
+
+
+async def test_stop_request_sends_nothing_new(provider: CountingProvider, tmp_path: Path) -> None:
+    client = make_client(provider, tmp_path)
+    client.stop = asyncio.Event()
+    client.stop.set()
+    with pytest.raises(RunStopped):
+        await client.complete(msgs("a"))
+    assert provider.calls == 0
+
+
+async def test_cost_is_computed_and_capped(tmp_path: Path) -> None:
+    price = Price(input=1_000_000.0, output=0.0)  # $1 per input token: easy arithmetic
+    provider = CountingProvider()
+    client = make_client(provider, tmp_path, price=price, caps=BudgetCaps(cost_usd=100.0))
+    await client.complete(msgs("a"))
+    assert client.usage.cost_usd == pytest.approx(10.0)
+    assert client.ledger.spent_usd == pytest.approx(10.0)
+    # The next request's worst case (its estimated prompt tokens) no longer fits under the cap.
+    client.ledger.spent_usd = 95.0
+    with pytest.raises(BudgetExhausted, match="cost budget"):
+        await client.complete(msgs("b"))
+    assert provider.calls == 1
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cap=st.integers(min_value=0, max_value=30),
+    n=st.integers(min_value=1, max_value=60),
+    concurrency=st.integers(min_value=1, max_value=16),
+    distinct=st.integers(min_value=1, max_value=60),
+)
+def test_call_budget_is_never_exceeded_under_concurrency(
+    tmp_path_factory: pytest.TempPathFactory, cap: int, n: int, concurrency: int, distinct: int
+) -> None:
+    tmp = tmp_path_factory.mktemp("budget")
+    provider = CountingProvider(delay_s=0.001)
+    client = make_client(provider, tmp, caps=BudgetCaps(target_calls=cap), concurrency=concurrency)
+
+    async def one(i: int) -> bool:
+        try:
+            await client.complete(msgs(f"q{i % distinct}"))
+            return True
+        except BudgetExhausted:
+            return False
+
+    async def main() -> list[bool]:
+        return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+    answered = asyncio.run(main())
+    client.store.close()
+    assert sum(answered) == min(cap, n)
+    assert client.ledger.calls.get("target", 0) <= cap
+    assert provider.calls <= cap
+
+
+async def test_journal_replays_without_sending_and_with_the_same_accounting(
+    tmp_path: Path,
+) -> None:
+    price = Price(input=1.0, output=1.0)
+    provider = CountingProvider()
+    journal = ResponseJournal(tmp_path / "responses.jsonl")
+    client = make_client(provider, tmp_path, price=price)
+    client.journal = journal
+    for text in ("a", "b", "a"):
+        await client.complete(msgs(text))
+    journal.close()
+    usage_before = client.usage.to_json()
+    assert provider.calls == 2
+
+    # Resume with an empty cache: only the journal can answer.
+    replay_provider = CountingProvider()
+    replay = make_client(replay_provider, tmp_path / "other", price=price)
+    replay.journal = ResponseJournal(tmp_path / "responses.jsonl")
+    for text in ("a", "b", "a"):
+        await replay.complete(msgs(text))
+    replay.journal.close()
+    assert replay_provider.calls == 0
+    after = replay.usage.to_json()
+    for key in ("requests", "cache_hits", "input_tokens", "output_tokens", "cost_usd"):
+        assert after[key] == usage_before[key]
+    assert replay.ledger.calls == client.ledger.calls
+
+
+def test_retry_policy_backoff_is_bounded() -> None:
+    import random
+
+    policy = RetryPolicy(max_retries=5, base_delay_s=1.0, max_delay_s=4.0)
+    rng = random.Random(0)
+    for retry in range(1, 8):
+        assert 0 <= policy.delay(retry, None, rng) <= 4.0
+    assert policy.delay(1, 2.5, rng) == 2.5
+    assert policy.delay(1, 100.0, rng) == 4.0
+
+
+async def test_rate_limit_cools_down_the_whole_endpoint() -> None:
+    now = [0.0]
+    gate = EndpointGate(2, clock=lambda: now[0])
+    gate.cool_down(5.0)
+    gate.cool_down(1.0)  # a shorter wait never shortens the cool-down
+    assert gate._resume_at == 5.0
