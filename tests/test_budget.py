@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from promptopt.budget import BudgetCaps, BudgetLedger
+from promptopt.errors import BudgetExhausted
+
+
+def test_call_caps_per_role_and_judge_counts_as_optimizer() -> None:
+    ledger = BudgetLedger(BudgetCaps(target_calls=2, optimizer_calls=1))
+    ledger.reserve("target", 0)
+    ledger.reserve("target", 0)
+    with pytest.raises(BudgetExhausted, match="target call budget"):
+        ledger.reserve("target", 0)
+    ledger.reserve("judge", 0)
+    with pytest.raises(BudgetExhausted, match="optimizer call budget"):
+        ledger.reserve("optimizer", 0)
+    assert ledger.remaining_calls("target") == 0
+
+
+def test_cost_is_reserved_then_settled_or_released() -> None:
+    ledger = BudgetLedger(BudgetCaps(cost_usd=1.0))
+    a = ledger.reserve("target", 0.6)
+    with pytest.raises(BudgetExhausted, match="cost budget"):
+        ledger.reserve("target", 0.6)  # the worst case of both would pass the cap
+    ledger.settle(a, 0.1)
+    b = ledger.reserve("target", 0.6)
+    ledger.release(b)
+    ledger.release(b)  # settling twice changes nothing
+    assert ledger.spent_usd == pytest.approx(0.1)
+    assert ledger.reserved_usd == pytest.approx(0.0)
+
+
+def test_uncapped_ledger_counts() -> None:
+    ledger = BudgetLedger()
+    for _ in range(5):
+        ledger.reserve("optimizer", 0.0)
+    assert ledger.calls == {"optimizer": 5}
+    assert ledger.remaining_calls("optimizer") is None
