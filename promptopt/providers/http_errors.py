@@ -1,0 +1,96 @@
+"""Classification of HTTP failures shared by the SDK-based providers, and secret hygiene.
+
+Both SDKs raise status errors with the same shape (status, headers, a server message), but neither
+tells a rate limit from an exhausted quota, so the decision of what is worth retrying lives here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit, urlunsplit
+
+from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
+
+# Servers echo (partially masked) keys back in 401 bodies; anything shaped like a key is hidden too.
+_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}")
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with every given secret and anything that looks like an API key replaced."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+def safe_endpoint(url: str) -> str:
+    """The URL without user info, query or fragment, where credentials sometimes hide."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, or `retry-after` as seconds or an HTTP-date."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    millis = lowered.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def classify_status(
+    *,
+    label: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str],
+    quota_exhausted: bool,
+    key_env: str | None,
+) -> ProviderError:
+    """The provider error for an HTTP error status; `message` must already be redacted.
+
+    `label` names the endpoint (e.g. "OpenAI (gpt-4o-mini)"); `key_env` is the variable that holds
+    the key, named in authentication failures so the user knows what to fix.
+    """
+    if quota_exhausted:
+        return FatalProviderError(
+            f"{label}: the account's quota or credit is exhausted (HTTP {status}): {message}. "
+            "Add credit or raise the spending limit, or use another model."
+        )
+    if status in (408, 409, 429) or status >= 500:
+        retry_after = parse_retry_after(headers) if status in (429, 503, 529) else None
+        kind = "rate limited" if status == 429 else "temporary server error"
+        return TransientProviderError(
+            f"{label}: {kind} (HTTP {status}): {message}", retry_after=retry_after, status=status
+        )
+    if status in (401, 403):
+        fix = f"check {key_env}" if key_env else "check the endpoint's credentials"
+        return FatalProviderError(
+            f"{label}: the API key was rejected (HTTP {status}): {message}. Fix: {fix}."
+        )
+    if status == 404:
+        return FatalProviderError(
+            f"{label}: not found (HTTP 404): {message}. Check the model name and base_url."
+        )
+    return FatalProviderError(f"{label}: the request was refused (HTTP {status}): {message}")

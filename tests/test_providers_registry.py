@@ -1,0 +1,73 @@
+"""The provider registry: names to builders, unknown names listed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from promptopt.errors import MissingDependencyError, UsageError
+from promptopt.modelspec import ModelSpec
+from promptopt.providers.anthropic import AnthropicProvider
+from promptopt.providers.openai import OpenAIProvider
+from promptopt.providers.registry import PROVIDERS, build_provider
+from promptopt.providers.scripted import ScriptedProvider
+
+
+def test_builds_each_provider(tmp_path: Path) -> None:
+    (tmp_path / "t.json").write_text('["ok"]')
+    env = {"OPENAI_API_KEY": "sk-x-123456", "ANTHROPIC_API_KEY": "sk-ant-123456"}
+
+    def build(model: str) -> object:
+        return build_provider(ModelSpec(model=model), base_dir=tmp_path, env=env)
+
+    assert isinstance(build("openai:gpt-4o-mini"), OpenAIProvider)
+    ollama = build("ollama:llama3")
+    assert isinstance(ollama, OpenAIProvider)
+    assert ollama.endpoint == "http://localhost:11434/v1"
+    assert isinstance(build("anthropic:claude-haiku-4-5"), AnthropicProvider)
+    assert isinstance(build("scripted:t.json"), ScriptedProvider)
+
+
+def test_unknown_provider_lists_valid_names(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown model provider 'gemini'") as caught:
+        build_provider(ModelSpec(model="gemini:pro"), base_dir=tmp_path, env={})
+    for name in PROVIDERS:
+        assert name in str(caught.value)
+
+
+def test_registry_does_not_import_the_local_model() -> None:
+    code = (
+        "import sys, promptopt.providers.registry; "
+        "assert 'promptopt.providers.local' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_local_builder_uses_the_local_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[tuple[ModelSpec, Path]] = []
+
+    class FakeLocal:
+        def __init__(self, spec: ModelSpec, *, base_dir: Path) -> None:
+            built.append((spec, base_dir))
+
+    fake = types.ModuleType("promptopt.providers.local")
+    fake.LocalProvider = FakeLocal  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "promptopt.providers.local", fake)
+    spec = ModelSpec(model="local:default")
+    assert isinstance(build_provider(spec, base_dir=tmp_path, env={}), FakeLocal)
+    assert built == [(spec, tmp_path)]
+
+
+def test_local_without_its_module_is_a_missing_dependency(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None in sys.modules makes the import fail as if the module were not installed.
+    monkeypatch.setitem(sys.modules, "promptopt.providers.local", None)
+    with pytest.raises(MissingDependencyError, match="local provider"):
+        build_provider(ModelSpec(model="local:default"), base_dir=tmp_path, env={})
