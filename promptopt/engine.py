@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from promptopt import __version__
 from promptopt.budget import BudgetCaps
@@ -249,6 +249,17 @@ class Engine:
         ctx.pending_events.clear()
         ctx.changed.clear()
 
+    def _save_interrupted(self, ctx: SearchContext, last: StepReport) -> NoReturn:
+        """Save what a resume needs and stop. The partial step's events and score updates are
+        dropped: the resumed run redoes that step (from the journal) and writes them then."""
+        ctx.pending_events.clear()
+        ctx.changed.clear()
+        best = ctx.candidates.get(last.ranking[0]) if last.ranking else None
+        self.folder.write_json(
+            SUMMARY, self._summary(ctx, "interrupted", "interrupted", None, best)
+        )
+        raise RunStopped(f"interrupted; resume with: promptopt run --resume {self.folder.path}")
+
     def _summary(
         self,
         ctx: SearchContext,
@@ -358,18 +369,13 @@ class Engine:
             except RunStopped:
                 interrupted = True
         if interrupted:
-            ctx.pending_events.clear()  # a partial step is redone on resume
-            self._checkpoint(ctx, last, "interrupted", True)
-            raise RunStopped(f"interrupted; resume with: promptopt run --resume {self.folder.path}")
+            self._save_interrupted(ctx, last)
         ctx.event("search_done", stop_reason=stop_reason)
         ledger.caps = self.settings.caps
         try:
             final, best = await self._final(ctx, last, initial, dev, test)
         except RunStopped:
-            self._checkpoint(ctx, last, "interrupted", True)
-            raise RunStopped(
-                f"interrupted; resume with: promptopt run --resume {self.folder.path}"
-            ) from None
+            self._save_interrupted(ctx, last)
         except BudgetExhausted as exc:
             ctx.event("budget_exhausted", message=str(exc), phase="final")
             final, best = None, ctx.candidates.get(last.ranking[0], initial)

@@ -21,6 +21,7 @@ from promptopt.messages import Message
 from promptopt.metrics import build_metric
 from promptopt.modelspec import ModelSpec
 from promptopt.pricing import price_for
+from promptopt.providers.base import Provider
 from promptopt.providers.registry import build_provider
 from promptopt.scorer import EndpointGate, ModelClient, RetryPolicy, Scorer
 from promptopt.task import LoadedTask
@@ -62,6 +63,7 @@ class Runtime:
         store: ResponseStore | None = None,
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
         self.task = task
         self.options = options
@@ -69,6 +71,7 @@ class Runtime:
         self.http_client = http_client
         self.journal = journal
         self.stop = stop
+        self._providers = dict(providers or {})
         self.ledger = BudgetLedger(options.caps)
         if store is not None:
             self.store = store
@@ -90,7 +93,7 @@ class Runtime:
                 f"{self.task.path}: models.{role}: no model is set; add one to the task file "
                 f"or pass --{role} provider:name"
             )
-        provider = build_provider(
+        provider = self._providers.get(role) or build_provider(
             spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )
         gate = self.gates.get(provider.endpoint)

@@ -182,7 +182,7 @@ class SearchContext:
         """Extract the instruction from an optimizer's answer and register it, or record why
         it was rejected."""
         extraction = extract_instruction(raw)
-        if extraction.text is None:
+        if not extraction.accepted:
             self.reject(operator, extraction.reason or "rejected", extraction.message, raw)
             return None
         return self.add_candidate(
