@@ -558,18 +558,25 @@ def strategies_command(as_json: JsonOpt = False) -> None:
             for field_name, field in info.params.model_fields.items()
         ]
         listing.append(
-            {"name": name, "summary": info.summary, "params": params, "presets": dict(info.presets)}
+            {
+                "name": name,
+                "summary": info.summary,
+                "params": params,
+                "presets": {k: dict(v) for k, v in info.presets.items()},
+            }
         )
     if as_json:
         sys.stdout.write(json.dumps(listing, default=str) + "\n")
         return
     out = _stdout()
-    for entry in listing:
-        out.print(f"[bold]{entry['name']}[/]: {entry['summary']}")
-        for p in entry["params"]:
-            out.print(f"  {p['name']} = {p['default']!r}  {p['description']}", highlight=False)
-        if entry["presets"]:
-            out.print(f"  presets: {', '.join(entry['presets'])}", highlight=False)
+    for name, info in sorted(STRATEGIES.items()):
+        out.print(f"[bold]{name}[/]: {info.summary}")
+        for field_name, field in info.params.model_fields.items():
+            out.print(
+                f"  {field_name} = {field.default!r}  {field.description or ''}", highlight=False
+            )
+        if info.presets:
+            out.print(f"  presets: {', '.join(sorted(info.presets))}", highlight=False)
 
 
 def _version(value: bool) -> None:

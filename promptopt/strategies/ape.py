@@ -3,7 +3,7 @@ spends little on bad candidates, then iterative Monte-Carlo resampling around th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,7 +105,9 @@ class APE:
         )
         return ranked[: p.top_k]
 
-    async def search(self, ctx: SearchContext, initial: Candidate) -> AsyncIterator[StepReport]:
+    async def search(
+        self, ctx: SearchContext, initial: Candidate
+    ) -> AsyncGenerator[StepReport, None]:
         """Propose, select, then resample around the survivors for a few rounds."""
         p = self.params
         proposals = await self._propose(ctx, initial)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -206,7 +206,7 @@ class Strategy(Protocol):
         """The most calls this strategy makes for splits of these sizes."""
         ...
 
-    def search(self, ctx: SearchContext, initial: Candidate) -> AsyncIterator[StepReport]:
+    def search(self, ctx: SearchContext, initial: Candidate) -> AsyncGenerator[StepReport, None]:
         """Run the search step by step."""
         ...
 
