@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import openai
 import yaml
+from openai.types.chat import ChatCompletion
 
 from promptopt.runtime import Runtime, RuntimeOptions
 from promptopt.task import load_task
@@ -65,6 +67,32 @@ async def _evaluate(task_path: Path, cache_dir: Path, concurrency: int) -> tuple
     return elapsed, result.usage.requests, result.errors
 
 
+async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
+    """Requests per second of the bare openai SDK (no promptopt) at the same concurrency: the
+    client-side ceiling on this machine."""
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        body = {
+            "model": "fake-model",
+            "messages": [
+                {"role": "system", "content": "Repeat the input."},
+                {"role": "user", "content": f"question {i}"},
+            ],
+            "temperature": 0,
+            "max_tokens": 8,
+        }
+        async with gate:
+            await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - start
+    await client.close()
+    return n / elapsed
+
+
 def main() -> None:
     """Run the benchmark and print one Markdown table row per concurrency."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -81,10 +109,10 @@ def main() -> None:
     try:
         base_url = f"http://127.0.0.1:{port_q.get(timeout=30)}/v1"
         print(
-            "| N | latency L | concurrency C | limit C/L (req/s) | achieved (req/s) | "
-            "achieved/limit | cached rerun (s) | errors |"
+            "| N | latency L | concurrency C | limit C/L (req/s) | promptopt (req/s) | "
+            "promptopt/limit | bare SDK (req/s) | promptopt/bare SDK | cached rerun (s) | errors |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
@@ -92,11 +120,13 @@ def main() -> None:
                 cold, sent, errors = asyncio.run(_evaluate(task, folder / "cache", concurrency))
                 warm, sent_again, _ = asyncio.run(_evaluate(task, folder / "cache", concurrency))
                 assert sent == args.n and sent_again == 0, (sent, sent_again)
+                bare = asyncio.run(_raw_sdk(base_url, args.n, concurrency))
                 limit = concurrency / args.latency
                 achieved = args.n / cold
                 print(
                     f"| {args.n} | {args.latency * 1000:.0f} ms | {concurrency} | {limit:.0f} | "
-                    f"{achieved:.0f} | {achieved / limit:.2f} | {warm:.3f} | {errors} |",
+                    f"{achieved:.0f} | {achieved / limit:.2f} | {bare:.0f} | "
+                    f"{achieved / bare:.2f} | {warm:.3f} | {errors} |",
                     flush=True,
                 )
     finally:
