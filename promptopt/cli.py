@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from promptopt.runs import CONFIG, RESPONSES, RunFolder
 from promptopt.runtime import (
     Runtime,
     RuntimeOptions,
+    apply_default_models,
     model_for_role,
     override_models,
     override_models_from_config,
@@ -146,10 +148,14 @@ def _with_models(
     task: LoadedTask, target: str | None, optimizer: str | None, base_url: str | None
 ) -> LoadedTask:
     try:
-        return override_models(task, target=target, optimizer=optimizer, base_url=base_url)
+        task = override_models(task, target=target, optimizer=optimizer, base_url=base_url)
     except ValidationError as exc:
         message = "; ".join(e["msg"] for e in exc.errors())
         _fail(f"--target/--optimizer: {message}", EXIT_USAGE)
+    task, note = apply_default_models(task, os.environ)
+    if note:
+        _stderr().print(f"note: {note}", highlight=False)
+    return task
 
 
 def _progress(console: Console, total: int, label: str) -> Progress:

@@ -199,3 +199,47 @@ def override_models_from_config(task: LoadedTask, config: Mapping[str, Any]) -> 
         return task
     spec = task.spec.model_copy(update={"models": task.spec.models.model_copy(update=updates)})
     return replace(task, spec=spec)
+
+
+# Used when a task names no models: what an API key in the environment points to, else the
+# embedded local models (`promptopt[local]`), so that a first run works offline.
+_DEFAULT_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+    (
+        "OPENAI_API_KEY",
+        {"model": "openai:gpt-4o-mini", "temperature": 0, "max_tokens": 64},
+        {"model": "openai:gpt-4o", "temperature": 0.7, "max_tokens": 512},
+    ),
+    (
+        "ANTHROPIC_API_KEY",
+        {"model": "anthropic:claude-haiku-4-5", "temperature": 0, "max_tokens": 64},
+        {"model": "anthropic:claude-haiku-4-5", "temperature": 0.7, "max_tokens": 512},
+    ),
+)
+_LOCAL_MODELS = (
+    {"model": "local:target", "temperature": 0, "max_tokens": 24},
+    {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 160},
+)
+
+
+def apply_default_models(task: LoadedTask, env: Mapping[str, str]) -> tuple[LoadedTask, str | None]:
+    """Fill in the target and optimizer a task does not name; returns the task and a sentence
+    saying what was chosen (None when the task named both)."""
+    models = task.spec.models
+    if models.target is not None and models.optimizer is not None:
+        return task, None
+    target, optimizer = _LOCAL_MODELS
+    why = "no API key is set, so the embedded local models are used"
+    for key, key_target, key_optimizer in _DEFAULT_MODELS:
+        if env.get(key):
+            target, optimizer, why = key_target, key_optimizer, f"{key} is set"
+            break
+    updates: dict[str, ModelSpec] = {}
+    if models.target is None:
+        updates["target"] = ModelSpec.model_validate(target)
+    if models.optimizer is None:
+        updates["optimizer"] = ModelSpec.model_validate(optimizer)
+    spec = task.spec.model_copy(update={"models": models.model_copy(update=updates)})
+    chosen = ", ".join(f"{role} {value.model}" for role, value in updates.items())
+    return replace(
+        task, spec=spec
+    ), f"the task names no {' or '.join(updates)} model; {why}: {chosen}"
