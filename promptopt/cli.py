@@ -421,6 +421,12 @@ def run_command(
     target_score: Annotated[
         float | None, typer.Option("--target-score", help="Stop once the search reaches it.")
     ] = None,
+    finalists: Annotated[
+        int,
+        typer.Option(
+            "--finalists", min=1, help="Top candidates re-scored on all of dev to pick the best."
+        ),
+    ] = 3,
     concurrency: ConcurrencyOpt = 8,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
@@ -473,6 +479,7 @@ def run_command(
                 seed=search.seed if seed is None else seed,
                 caps=caps,
                 stop=StopRules(max_steps, patience, target_score),
+                finalists=finalists,
                 concurrency=concurrency,
             )
         strat, _ = make_strategy(settings.strategy, settings.params)
