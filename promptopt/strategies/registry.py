@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from promptopt.errors import UsageError
-from promptopt.strategies import ape
+from promptopt.strategies import ape, protegi
 from promptopt.strategies.base import Strategy, StrategyInfo
 
-STRATEGIES: dict[str, StrategyInfo] = {ape.INFO.name: ape.INFO}
+STRATEGIES: dict[str, StrategyInfo] = {ape.INFO.name: ape.INFO, protegi.INFO.name: protegi.INFO}
 
 
 def strategy_info(name: str) -> StrategyInfo:
