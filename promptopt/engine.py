@@ -287,7 +287,7 @@ class Engine:
             "wall_s": round(self._wall(), 3),
             "status": status,
             "stop_reason": stop_reason,
-            "steps": ctx.step,
+            "steps": ctx.step - 1,
             "candidates": len(ctx.candidates),
             "models": {
                 role: {"model": c.spec.model, "reported": sorted(c.reported_models)}
@@ -328,8 +328,18 @@ class Engine:
         )
         initial = ctx.add_candidate(self.task.spec.prompt, operator="initial")
         assert initial is not None
-        if resume and self._done_steps:
-            ctx.event("resumed", replayed_steps=self._done_steps)
+        ctx.step = 1
+        if resume:
+            self.folder.append_jsonl(
+                EVENTS,
+                [
+                    {
+                        "step": self._done_steps,
+                        "event": "resumed",
+                        "replayed_steps": self._done_steps,
+                    }
+                ],
+            )
         last = StepReport("initial", (initial.id,))
         best_score: float | None = None
         stale = 0
@@ -339,18 +349,19 @@ class Engine:
             try:
                 async for report in steps:
                     last = report
-                    write = ctx.step + 1 > self._done_steps
-                    ctx.step += 1
-                    self._checkpoint(ctx, report, "running", write)
+                    # ctx.step is the step that just ended; what it recorded carries its number.
+                    self._checkpoint(ctx, report, "running", ctx.step > self._done_steps)
                     if self.on_step is not None:
                         self.on_step(ctx, report, self.runtime)
+                    completed = ctx.step
+                    ctx.step += 1
                     score = report.best_score
                     if score is not None and (best_score is None or score > best_score + 1e-12):
                         best_score, stale = score, 0
                     else:
                         stale += 1
                     rules = self.settings.stop
-                    if rules.max_steps is not None and ctx.step >= rules.max_steps:
+                    if rules.max_steps is not None and completed >= rules.max_steps:
                         stop_reason = "max_steps"
                         break
                     if rules.patience is not None and stale >= rules.patience:
