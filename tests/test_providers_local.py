@@ -1,0 +1,268 @@
+"""LocalProvider: parameter mapping, sharing and serializing loaded models, errors; and, marked
+`local`, real answers from the default embedded model."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.errors import FatalProviderError, MissingDependencyError
+from promptopt.local_models import resolve_model
+from promptopt.messages import ChatRequest, Usage
+from promptopt.modelspec import ModelSpec
+from promptopt.providers.local import ChatModel, LocalProvider, ModelLoader, generation_kwargs
+
+
+def ask(text: str, system: str = "Answer briefly.", **params: Any) -> ChatRequest:
+    return ChatRequest(
+        messages=({"role": "system", "content": system}, {"role": "user", "content": text}),
+        params=params,
+    )
+
+
+class FakeModel:
+    """Answers with the upper-cased user message and records how it was called."""
+
+    def __init__(self, delay: float = 0.0, fail: Exception | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.threads: set[int] = set()
+        self.delay = delay
+        self.fail = fail
+        self.closed = False
+        self._busy = 0
+        self.max_busy = 0
+        self._guard = threading.Lock()
+
+    def create_chat_completion(self, **kwargs: Any) -> Any:
+        with self._guard:
+            self._busy += 1
+            self.max_busy = max(self.max_busy, self._busy)
+        try:
+            self.calls.append(kwargs)
+            self.threads.add(threading.get_ident())
+            time.sleep(self.delay)
+            if self.fail is not None:
+                raise self.fail
+            text = kwargs["messages"][-1]["content"].upper()
+            return {
+                "model": "/some/path.gguf",
+                "choices": [{"message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 21, "completion_tokens": 3, "total_tokens": 24},
+            }
+        finally:
+            with self._guard:
+                self._busy -= 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeLoad:
+    def __init__(self, model: FakeModel | None = None) -> None:
+        self.model = model or FakeModel()
+        self.loads: list[tuple[Path, int, int]] = []
+
+    def __call__(self, path: Path, n_ctx: int, n_threads: int) -> ChatModel:
+        self.loads.append((path, n_ctx, n_threads))
+        return self.model
+
+
+@pytest.fixture
+def gguf(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(b"GGUF")
+    return path
+
+
+def provider(
+    model: str, base_dir: Path, load: FakeLoad, **spec: Any
+) -> tuple[LocalProvider, ModelLoader]:
+    loader = ModelLoader(load, n_threads=2)
+    return LocalProvider(ModelSpec(model=model, **spec), base_dir=base_dir, loader=loader), loader
+
+
+def test_answers_with_usage_and_ids(tmp_path: Path, gguf: Path) -> None:
+    load = FakeLoad()
+    local, _ = provider("local:tiny.gguf", tmp_path, load)
+    result = asyncio.run(local.complete(ask("a gorgeous, witty film")))
+    assert result.text == "A GORGEOUS, WITTY FILM"
+    assert result.usage == Usage(input=21, output=3)
+    assert result.model == "local:tiny.gguf"
+    assert result.latency_s >= 0
+    assert local.endpoint == "local:tiny.gguf"
+    assert local.model_id == "local:tiny.gguf"
+    assert load.loads == [(gguf, 4096, 2)]
+    assert load.model.calls[0]["messages"] == [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "a gorgeous, witty film"},
+    ]
+    assert threading.get_ident() not in load.model.threads
+
+
+def test_maps_sampling_parameters(tmp_path: Path, gguf: Path) -> None:
+    load = FakeLoad()
+    local, _ = provider(
+        "local:tiny.gguf",
+        tmp_path,
+        load,
+        temperature=0,
+        max_tokens=16,
+        params={"n_ctx": 1024, "seed": 7, "stop": ["\n"]},
+    )
+    asyncio.run(local.complete(ask("q", temperature=0.5)))
+    call = load.model.calls[0]
+    del call["messages"]
+    assert call == {"temperature": 0.5, "max_tokens": 16, "seed": 7, "stop": ["\n"]}
+    assert load.loads[0][1] == 1024
+
+
+def test_unknown_parameter_fails_before_loading(tmp_path: Path, gguf: Path) -> None:
+    load = FakeLoad()
+    with pytest.raises(FatalProviderError, match="logprobz") as caught:
+        provider("local:tiny.gguf", tmp_path, load, params={"logprobz": True})
+    assert "max_tokens" in str(caught.value)
+    assert load.loads == []
+    with pytest.raises(FatalProviderError, match="n_ctx"):
+        provider("local:tiny.gguf", tmp_path, load, params={"n_ctx": "big"})
+
+
+def test_generation_kwargs_drops_load_parameters() -> None:
+    assert generation_kwargs({"n_ctx": 512, "top_k": 1}) == {"top_k": 1}
+
+
+def test_one_request_at_a_time_per_model(tmp_path: Path, gguf: Path) -> None:
+    load = FakeLoad(FakeModel(delay=0.02))
+    local, _ = provider("local:tiny.gguf", tmp_path, load)
+
+    async def many() -> list[str]:
+        results = await asyncio.gather(*(local.complete(ask(f"q{i}")) for i in range(6)))
+        return [r.text for r in results]
+
+    assert asyncio.run(many()) == [f"Q{i}" for i in range(6)]
+    assert load.model.max_busy == 1
+    assert len(load.loads) == 1
+
+
+def test_providers_sharing_a_loader_share_the_model(tmp_path: Path, gguf: Path) -> None:
+    load = FakeLoad(FakeModel(delay=0.01))
+    loader = ModelLoader(load, n_threads=1)
+    a = LocalProvider(ModelSpec(model="local:tiny.gguf"), base_dir=tmp_path, loader=loader)
+    b = LocalProvider(ModelSpec(model=f"local:{gguf}"), base_dir=Path("/"), loader=loader)
+
+    async def both() -> None:
+        await asyncio.gather(a.complete(ask("x")), b.complete(ask("y")), a.complete(ask("z")))
+        await a.aclose()
+        await b.aclose()
+
+    asyncio.run(both())
+    assert len(load.loads) == 1
+    assert load.model.max_busy == 1
+    # The loader was injected, so its owner, not a provider, frees the model.
+    assert not load.model.closed
+    loader.close()
+    assert load.model.closed
+
+
+def test_generation_failure_is_fatal(tmp_path: Path, gguf: Path) -> None:
+    load = FakeLoad(FakeModel(fail=ValueError("Requested tokens (5000) exceed context window")))
+    local, _ = provider("local:tiny.gguf", tmp_path, load)
+    with pytest.raises(FatalProviderError, match=r"local:tiny\.gguf failed: Requested tokens"):
+        asyncio.run(local.complete(ask("q")))
+
+
+def test_load_failure_is_fatal(tmp_path: Path, gguf: Path) -> None:
+    def broken(path: Path, n_ctx: int, n_threads: int) -> ChatModel:
+        raise ValueError("Failed to load model from file")
+
+    local = LocalProvider(
+        ModelSpec(model="local:tiny.gguf"), base_dir=tmp_path, loader=ModelLoader(broken)
+    )
+    with pytest.raises(FatalProviderError, match=r"could not load the local model .*tiny\.gguf"):
+        asyncio.run(local.complete(ask("q")))
+
+
+def test_malformed_answer_is_fatal(tmp_path: Path, gguf: Path) -> None:
+    class Empty(FakeModel):
+        def create_chat_completion(self, **kwargs: Any) -> Any:
+            return {"choices": []}
+
+    local, _ = provider("local:tiny.gguf", tmp_path, FakeLoad(Empty()))
+    with pytest.raises(FatalProviderError, match="without choices"):
+        asyncio.run(local.complete(ask("q")))
+
+
+def test_missing_llama_cpp_names_the_install_command(
+    tmp_path: Path, gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(MissingDependencyError) as caught:
+        LocalProvider(ModelSpec(model="local:tiny.gguf"), base_dir=tmp_path)
+    assert str(caught.value) == (
+        "The local provider needs llama-cpp-python, which is not installed: "
+        "run pip install 'promptopt[local]'"
+    )
+
+
+# --- the real default model -------------------------------------------------------------------
+
+SST2 = "Classify the sentiment of the sentence as positive or negative. Answer with the label only."
+TREC = (
+    "Classify the question into one of: Description, Entity, Expression, Human, Location, "
+    "Number. Answer with the label only."
+)
+
+
+@pytest.fixture(scope="module")
+def real_model() -> Iterator[LocalProvider]:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (promptopt[local])")
+    try:
+        resolve_model("default")
+    except MissingDependencyError as missing:
+        pytest.skip(f"the default local model's weights are absent: {missing}")
+    local = LocalProvider(
+        ModelSpec(model="local:default", temperature=0, max_tokens=8), base_dir=Path.cwd()
+    )
+    yield local
+    asyncio.run(local.aclose())
+
+
+@pytest.mark.local
+@pytest.mark.parametrize(
+    ("system", "text", "label"),
+    [
+        (SST2, "a gorgeous, witty film", "positive"),
+        (SST2, "a dull, lifeless and tedious mess", "negative"),
+        (TREC, "How many feet are in a mile?", "number"),
+        (TREC, "Who wrote Hamlet?", "human"),
+    ],
+)
+def test_default_model_classifies(
+    real_model: LocalProvider, system: str, text: str, label: str
+) -> None:
+    result = asyncio.run(real_model.complete(ask(text, system=system)))
+    assert label in result.text.lower()
+    assert result.usage.input > 10
+    assert 0 < result.usage.output <= 8
+    assert result.model == "local:default"
+    assert real_model.endpoint == "local:qwen2.5-coder-0.5b-instruct.gguf"
+
+
+@pytest.mark.local
+def test_default_model_is_deterministic_at_temperature_zero(real_model: LocalProvider) -> None:
+    request = ask("Where is the Eiffel Tower?", system=TREC)
+
+    async def twice() -> tuple[str, str]:
+        first, second = await asyncio.gather(
+            real_model.complete(request), real_model.complete(request)
+        )
+        return first.text, second.text
+
+    first, second = asyncio.run(twice())
+    assert first == second
