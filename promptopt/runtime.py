@@ -216,8 +216,8 @@ _DEFAULT_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
     ),
 )
 _LOCAL_MODELS = (
-    {"model": "local:target", "temperature": 0, "max_tokens": 24},
-    {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 160},
+    {"model": "local:target", "temperature": 0, "max_tokens": 8},
+    {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 128},
 )
 
 
