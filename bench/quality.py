@@ -1,0 +1,206 @@
+"""Quality of every strategy on the benchmark tasks with the embedded local models, at a fixed
+budget, over several seeds: initial vs final held-out test score, the gain with its paired 95%
+CI, target and optimizer calls, and wall time.
+
+    .venv/bin/python bench/quality.py --seeds 0 1 2            # all tasks, all strategies
+    .venv/bin/python bench/quality.py --report bench/results/quality.jsonl   # table only
+
+Each run is a real `promptopt run` in a subprocess. Results are appended to a JSONL file as they
+finish (so a long benchmark can be stopped and resumed: finished runs are skipped), and a
+Markdown table is printed at the end. One response cache is shared by all runs, so the initial
+prompt's dev/test scores are paid for once per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ("trec", "sst2", "liar", "antonyms")
+STRATEGIES = ("ape", "protegi")
+# Sized so that one run takes a few minutes on 2 CPU cores.
+PARAMS: dict[str, dict[str, Any]] = {
+    "ape": {
+        "num_subsamples": 2,
+        "proposals_per_subsample": 3,
+        "selection_budget": 60,
+        "batch": 5,
+        "top_k": 2,
+        "resample_rounds": 1,
+        "variations": 1,
+    },
+    "protegi": {
+        "preset": "small",
+        "rounds": 2,
+        "minibatch": 12,
+        "batch": 6,
+        "selection_budget": 40,
+    },
+}
+SEARCH_TARGET_CALLS = 150
+OPTIMIZER_CALLS = 8
+FINALISTS = 1
+
+
+def local_task(task: str, folder: Path) -> Path:
+    """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths."""
+    source = ROOT / "tasks" / f"{task}.yaml"
+    spec = yaml.safe_load(source.read_text())
+    for split in ("train", "dev", "test"):
+        spec["data"][split] = str((source.parent / spec["data"][split]).resolve())
+    spec["models"] = {
+        "target": {"model": "local:target", "temperature": 0, "max_tokens": 8},
+        "optimizer": {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 96},
+    }
+    spec["search"].pop("budget", None)
+    path = folder / f"{task}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_one(task: str, strategy: str, seed: int, work: Path, cache: Path) -> dict[str, Any]:
+    """One optimization; returns the summary plus what the table needs."""
+    dev_test = 50 + 100  # every benchmark task has 50 dev and 100 test examples
+    budget = SEARCH_TARGET_CALLS + (FINALISTS + 1) * dev_test
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "promptopt"),
+        "run",
+        str(local_task(task, work)),
+        "--strategy",
+        strategy,
+        "--seed",
+        str(seed),
+        "--budget",
+        str(budget),
+        "--optimizer-budget",
+        str(OPTIMIZER_CALLS),
+        "--finalists",
+        str(FINALISTS),
+        "-j",
+        "1",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(work / "runs"),
+        "--json",
+    ]
+    for key, value in PARAMS[strategy].items():
+        cmd += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - start
+    if proc.returncode != 0:
+        return {"task": task, "strategy": strategy, "seed": seed, "error": proc.stderr[-2000:]}
+    summary = json.loads(proc.stdout)
+    return {
+        "task": task,
+        "strategy": strategy,
+        "seed": seed,
+        "initial_test": summary["scores"]["initial"]["test"],
+        "best_test": summary["scores"]["best"]["test"],
+        "comparison": summary.get("test_comparison"),
+        "target_calls": summary["usage"]["target"]["requests"]
+        + summary["usage"]["target"]["cache_hits"],
+        "target_requests": summary["usage"]["target"]["requests"],
+        "optimizer_calls": summary["usage"]["optimizer"]["requests"]
+        + summary["usage"]["optimizer"]["cache_hits"],
+        "wall_s": round(wall, 1),
+        "best_prompt": summary["best_prompt"],
+        "run_dir": summary["run_dir"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The Markdown table of BENCHMARKS.md, one line per task and strategy."""
+    out = [
+        "| task | strategy | seeds | initial test | final test (mean, per seed) | gain, per seed "
+        "[paired 95% CI] | significant gains | target calls | optimizer calls | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["task"], r["strategy"]) for r in rows if "error" not in r})
+    for task, strategy in keys:
+        group = sorted(
+            (
+                r
+                for r in rows
+                if r["task"] == task and r["strategy"] == strategy and "error" not in r
+            ),
+            key=lambda r: r["seed"],
+        )
+        finals = [r["best_test"] for r in group]
+        gains = []
+        for r in group:
+            c = r["comparison"]
+            gains.append(f"{c['delta']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]")
+        wins = sum(1 for r in group if r["comparison"]["verdict"] == "improved")
+        losses = sum(1 for r in group if r["comparison"]["verdict"] == "regressed")
+        out.append(
+            f"| {task} | {strategy} | {len(group)} | {group[0]['initial_test']:.2f} | "
+            f"{statistics.mean(finals):.2f} ({', '.join(f'{x:.2f}' for x in finals)}) | "
+            f"{'; '.join(gains)} | {wins} up, {losses} down | "
+            f"{statistics.mean(r['target_calls'] for r in group):.0f} | "
+            f"{statistics.mean(r['optimizer_calls'] for r in group):.0f} | "
+            f"{statistics.mean(r['wall_s'] for r in group):.0f} |"
+        )
+    errors = [r for r in rows if "error" in r]
+    for r in errors:
+        out.append(f"\nfailed: {r['task']} {r['strategy']} seed {r['seed']}: {r['error'][-300:]}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    """Run the benchmark (or print the table of an earlier one)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "bench" / "results" / "quality.jsonl"
+    )
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--report", action="store_true", help="print the table and exit")
+    args = parser.parse_args()
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    done = (
+        [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
+        if args.results.exists()
+        else []
+    )
+    if not args.report:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            cache = args.cache_dir or work / "cache"
+            for seed in args.seeds:
+                for task in args.tasks:
+                    for strategy in args.strategies:
+                        if any(
+                            (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
+                            and "error" not in r
+                            for r in done
+                        ):
+                            continue
+                        row = run_one(task, strategy, seed, work, cache)
+                        row.pop("run_dir", None)
+                        done.append(row)
+                        with args.results.open("a") as handle:
+                            handle.write(json.dumps(row) + "\n")
+                        print(
+                            json.dumps({k: v for k, v in row.items() if k != "best_prompt"}),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+    print(table(done))
+
+
+if __name__ == "__main__":
+    main()
