@@ -59,13 +59,33 @@ T = TypeVar("T")
 
 TaskArg = Annotated[Path, typer.Argument(help="The task file (YAML).", show_default=False)]
 ConcurrencyOpt = Annotated[
-    int, typer.Option("-j", "--concurrency", min=1, help="Requests in flight per endpoint.")
+    int,
+    typer.Option(
+        "-j",
+        "--concurrency",
+        min=1,
+        envvar="PROMPTOPT_CONCURRENCY",
+        help="Requests in flight per endpoint.",
+    ),
 ]
 CacheDirOpt = Annotated[
-    Path | None, typer.Option("--cache-dir", help="Response cache folder [default: user cache].")
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="PROMPTOPT_CACHE_DIR",
+        help="Response cache folder [default: ~/.cache/promptopt/responses].",
+    ),
 ]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed [default: the task's].")]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache", envvar="PROMPTOPT_NO_CACHE", help="Neither read nor write the cache."
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", envvar="PROMPTOPT_SEED", help="Random seed [default: the task's]."),
+]
 TargetOpt = Annotated[
     str | None, typer.Option("--target", help="Target model, provider:name (overrides the task).")
 ]
@@ -145,10 +165,20 @@ def _options(
 
 
 def _with_models(
-    task: LoadedTask, target: str | None, optimizer: str | None, base_url: str | None
+    task: LoadedTask,
+    target: str | None,
+    optimizer: str | None,
+    base_url: str | None,
+    optimizer_base_url: str | None = None,
 ) -> LoadedTask:
     try:
-        task = override_models(task, target=target, optimizer=optimizer, base_url=base_url)
+        task = override_models(
+            task,
+            target=target,
+            optimizer=optimizer,
+            base_url=base_url,
+            optimizer_base_url=optimizer_base_url,
+        )
     except ValidationError as exc:
         message = "; ".join(e["msg"] for e in exc.errors())
         _fail(f"--target/--optimizer: {message}", EXIT_USAGE)
@@ -434,6 +464,10 @@ def run_command(
     target: TargetOpt = None,
     optimizer: OptimizerOpt = None,
     base_url: BaseUrlOpt = None,
+    optimizer_base_url: Annotated[
+        str | None,
+        typer.Option("--optimizer-base-url", help="A different server for the optimizer model."),
+    ] = None,
     out: OutOpt = Path("runs"),
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a killed or interrupted run.")
@@ -463,7 +497,7 @@ def run_command(
         else:
             if task_path is None:
                 _fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)
-            task = _with_models(_load(task_path), target, optimizer, base_url)
+            task = _with_models(_load(task_path), target, optimizer, base_url, optimizer_base_url)
             search = task.spec.search
             caps = BudgetCaps(
                 target_calls=budget or search.budget.target_calls,

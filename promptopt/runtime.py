@@ -160,14 +160,17 @@ def override_models(
     target: str | None = None,
     optimizer: str | None = None,
     base_url: str | None = None,
+    optimizer_base_url: str | None = None,
 ) -> LoadedTask:
     """The task with its models replaced from command-line flags.
 
     A flag replaces the model id and keeps the task's sampling options; `base_url` applies to
-    every role it is given with (an OpenAI-compatible server serving all of them).
+    the target and, unless `optimizer_base_url` is given, to the optimizer too (one
+    OpenAI-compatible server serving both).
     """
     models = task.spec.models
     updates: dict[str, ModelSpec] = {}
+    urls = {"target": base_url, "optimizer": optimizer_base_url or base_url}
     for role, value in (("target", target), ("optimizer", optimizer)):
         current: ModelSpec | None = getattr(models, role)
         new = current
@@ -178,8 +181,8 @@ def override_models(
                 else ModelSpec.model_validate(value)
             )
             ModelSpec.model_validate(new.model_dump())  # re-check provider:name
-        if base_url is not None and new is not None:
-            new = new.model_copy(update={"base_url": base_url})
+        if urls[role] is not None and new is not None:
+            new = new.model_copy(update={"base_url": urls[role]})
         if new is not None and new is not current:
             updates[role] = new
     if not updates:

@@ -225,3 +225,14 @@ def test_cache_stats_and_clear(task: Path, tmp_path: Path) -> None:
     assert stats["entries"] == 3
     cleared = runner.invoke(app, ["cache", "clear"])
     assert cleared.exit_code == 0 and "removed 3" in cleared.stdout
+
+
+def test_options_can_come_from_the_environment(
+    task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMPTOPT_RUN_BUDGET", "50")
+    result = runner.invoke(app, ["run", str(task), "--dry-run"])
+    assert result.exit_code == EXIT_USAGE and "(50)" in result.output
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    runner.invoke(app, ["eval", str(task), "--limit", "2"])
+    assert (tmp_path / "elsewhere").is_dir()
