@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import io
 import json
 import os
 import signal
@@ -21,12 +23,25 @@ from rich.table import Table
 from promptopt import __version__
 from promptopt.budget import BudgetCaps
 from promptopt.cache import ResponseCache, default_cache_dir
+from promptopt.diff import (
+    DiffReport,
+    GateDecision,
+    check_diff,
+    ci_gate,
+    default_task,
+    read_prompt_file,
+    read_sides,
+    score_diff,
+)
 from promptopt.engine import Engine, RunSettings, StopRules, plan_run, search_caps
 from promptopt.errors import PromptoptError, TaskFileError
 from promptopt.journal import ResponseJournal
 from promptopt.meta_prompts import load_meta_prompts
 from promptopt.pricing import price_for
-from promptopt.runs import CONFIG, RESPONSES, RunFolder
+from promptopt.render_html import diff_html, run_html
+from promptopt.render_terminal import diff_renderable
+from promptopt.report import build_run_report, ci_summary_markdown, diff_markdown, run_markdown
+from promptopt.runs import CONFIG, RESPONSES, RunFolder, write_atomic
 from promptopt.runtime import (
     Runtime,
     RuntimeOptions,
@@ -339,6 +354,7 @@ def cache_clear(cache_dir: CacheDirOpt = None) -> None:
 
 
 EXIT_NO_GAIN = 3
+EXIT_REGRESSION = 4
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives run folders.")]
 
@@ -479,8 +495,48 @@ def run_command(
         bool, typer.Option("--dry-run", help="Print the plan and its cost; call no model.")
     ] = False,
     as_json: JsonOpt = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            envvar="PROMPTOPT_BASELINE",
+            help="CI mode: start from this prompt file instead of the task's prompt; it is the "
+            "'initial' of the held-out comparison.",
+        ),
+    ] = None,
+    write_if_better: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-if-better",
+            envvar="PROMPTOPT_WRITE_IF_BETTER",
+            help="CI mode: write the best prompt to PATH only if it beats the initial one on "
+            "test (exit 0); otherwise leave PATH untouched and exit 3.",
+        ),
+    ] = None,
+    min_improvement: Annotated[
+        float,
+        typer.Option(
+            "--min-improvement",
+            envvar="PROMPTOPT_MIN_IMPROVEMENT",
+            help="CI mode: the lower end of the 95% CI of the test gain must be above this.",
+        ),
+    ] = 0.0,
+    summary_md: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-md",
+            envvar="PROMPTOPT_SUMMARY_MD",
+            help="CI mode: write a Markdown summary with the diff report here (it is also "
+            "appended to $GITHUB_STEP_SUMMARY when that is set).",
+        ),
+    ] = None,
 ) -> None:
-    """Optimize the task's prompt; write a run folder; print initial vs best on dev and test."""
+    """Optimize the task's prompt; write a run folder; print initial vs best on dev and test.
+
+    Exit codes: 0 success (with --write-if-better: improved, prompt written); 1 runtime error;
+    2 usage error or invalid task; 3 with --write-if-better: no significant gain on test, PATH
+    untouched; 130 interrupted (resumable).
+    """
     try:
         if resume is not None:
             folder = RunFolder.open(resume)
@@ -494,10 +550,16 @@ def run_command(
                 )
             settings = RunSettings.from_json(config["settings"])
             task = override_models_from_config(task, config)
+            if baseline is not None:
+                _fail("--baseline: a resumed run keeps its initial prompt", EXIT_USAGE)
+            # The run's initial prompt (a --baseline one, say) is the one in its config.json.
+            task = _with_prompt(task, config.get("task", {}).get("prompt"))
         else:
             if task_path is None:
                 _fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)
             task = _with_models(_load(task_path), target, optimizer, base_url, optimizer_base_url)
+            if baseline is not None:
+                task = _with_prompt(task, read_prompt_file(baseline))
             search = task.spec.search
             caps = BudgetCaps(
                 target_calls=budget or search.budget.target_calls,
@@ -546,6 +608,51 @@ def run_command(
 
     summary = _run_async(go)
     _print_run_result(summary, as_json)
+    if write_if_better is not None or summary_md is not None:
+        _ci_finish(summary, write_if_better, min_improvement, summary_md)
+
+
+def _with_prompt(task: LoadedTask, prompt: str | None) -> LoadedTask:
+    if prompt is None or prompt == task.spec.prompt:
+        return task
+    return dataclasses.replace(task, spec=task.spec.model_copy(update={"prompt": prompt}))
+
+
+def _ci_finish(
+    summary: dict[str, Any], path: Path | None, min_improvement: float, summary_md: Path | None
+) -> None:
+    """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
+    try:
+        decision: GateDecision = ci_gate(summary, min_improvement)
+    except PromptoptError as exc:
+        _fail(str(exc), EXIT_ERROR)
+    written: Path | None = None
+    if decision.passed and path is not None:
+        try:
+            write_atomic(path, str(summary["best_prompt"]) + "\n")
+        except OSError as exc:
+            _fail(f"--write-if-better: cannot write {path}: {exc}", EXIT_ERROR)
+        written = path
+    text = ci_summary_markdown(RunFolder(Path(summary["run_dir"])), decision, written)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    try:
+        if summary_md is not None:
+            summary_md.write_text(text, encoding="utf-8")
+        if step_summary:
+            with Path(step_summary).open("a", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError as exc:
+        _fail(f"--summary-md: cannot write the summary: {exc}", EXIT_ERROR)
+    err = _stderr()
+    if decision.passed:
+        err.print(f"[green]improved:[/] {decision.reason}", highlight=False)
+    else:
+        err.print(f"[yellow]no significant gain:[/] {decision.reason}", highlight=False)
+    if written is not None:
+        err.print(f"wrote the best prompt to {written}", highlight=False)
+    if path is not None and not decision.passed:
+        err.print(f"{path} left untouched", highlight=False)
+        raise typer.Exit(EXIT_NO_GAIN)
 
 
 def _step_printer(err: Console) -> Callable[[Any, Any, Runtime], None]:
@@ -624,6 +731,137 @@ def strategies_command(as_json: JsonOpt = False) -> None:
             )
         if info.presets:
             out.print(f"  presets: {', '.join(sorted(info.presets))}", highlight=False)
+
+
+_FORMATS_BY_SUFFIX = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
+
+
+def _report_format(fmt: str | None, output: Path | None, allowed: tuple[str, ...]) -> str:
+    """The --format given, else the one -o's suffix names, else the first allowed."""
+    if fmt is None and output is not None:
+        fmt = {**_FORMATS_BY_SUFFIX, ".json": "json"}.get(output.suffix.lower())
+    fmt = fmt or allowed[0]
+    if fmt not in allowed:
+        _fail(f"--format: {fmt!r} is not one of {', '.join(allowed)}", EXIT_USAGE)
+    return fmt
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"-o: cannot write {output}: {exc.strerror}", EXIT_ERROR)
+    _stderr().print(f"wrote {output}", highlight=False)
+
+
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="terminal, md, html or json [default: from -o, else terminal]."),
+]
+OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")]
+
+
+@app.command("diff")
+def diff_command(
+    old: Annotated[
+        Path, typer.Argument(help="The old prompt: a run folder (its best) or a prompt file.")
+    ],
+    new: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The new prompt, likewise. Without it, OLD is a run folder and its initial "
+            "prompt is compared with its best.",
+            show_default=False,
+        ),
+    ] = None,
+    task_path: Annotated[
+        Path | None,
+        typer.Option("--task", help="Task to score on [default: the run folder's task]."),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="train, dev or test.")] = "test",
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    fail_on_regression: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-regression", help="Exit 4 when NEW is significantly worse than OLD."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Compare even across different data, tasks or models."),
+    ] = False,
+    concurrency: ConcurrencyOpt = 8,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = None,
+    target: TargetOpt = None,
+    base_url: BaseUrlOpt = None,
+    max_cost: MaxCostOpt = None,
+) -> None:
+    """Compare two prompt revisions on the same examples: word diff, score delta with a paired
+    95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
+
+    Exit codes: 0 done; 1 runtime error; 2 usage error, or prompts that cannot be compared
+    fairly (see --force); 4 with --fail-on-regression: NEW is significantly worse.
+    """
+    if split not in ("train", "dev", "test"):
+        _fail(f"--split: {split!r} is not one of train, dev, test", EXIT_USAGE)
+    kind = _report_format(fmt, output, ("terminal", "md", "html", "json"))
+    try:
+        old_side, new_side = read_sides(old, new)
+        task = _load(task_path) if task_path is not None else default_task(old_side, new_side)
+        task = _with_models(task, target, None, base_url)
+        plan = check_diff(task, old_side, new_side, force=force)
+        task.split(split)
+    except PromptoptError as exc:
+        _fail(str(exc), exc.exit_code)
+    if seed is None:
+        run_config = old_side.config or new_side.config or {}
+        seed = run_config.get("settings", {}).get("seed")
+    options = _options(concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost))
+
+    async def go() -> DiffReport:
+        async with Runtime(plan.task, options) as runtime:
+            return await score_diff(plan, runtime, split)
+
+    report = _run_async(go)
+    if kind == "terminal" and output is None:
+        _stdout().print(diff_renderable(report))
+    elif kind == "terminal":
+        console = Console(record=True, width=120, file=io.StringIO())
+        console.print(diff_renderable(report))
+        _emit(console.export_text(), output)
+    elif kind == "md":
+        _emit(diff_markdown(report), output)
+    elif kind == "html":
+        _emit(diff_html(report), output)
+    else:
+        _emit(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", output)
+    if fail_on_regression and report.verdict == "regressed":
+        _stderr().print("[red]regressed:[/] the new prompt is significantly worse")
+        raise typer.Exit(EXIT_REGRESSION)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder, finished or interrupted.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="md or html [default: from -o, else md].")
+    ] = None,
+    output: OutputOpt = None,
+) -> None:
+    """Render a run: score trajectory, lineage of the best prompt, initial vs best on test,
+    usage and cost. Calls no model."""
+    kind = _report_format(fmt, output, ("md", "html"))
+    try:
+        report = build_run_report(RunFolder.open(run_dir))
+    except PromptoptError as exc:
+        _fail(str(exc), exc.exit_code)
+    _emit(run_markdown(report) if kind == "md" else run_html(report), output)
 
 
 def _version(value: bool) -> None:
