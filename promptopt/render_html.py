@@ -303,7 +303,7 @@ def run_html(report: RunReport) -> str:
         f"<pre>{escape(str(summary.get('best_prompt', '')).strip())}</pre>",
         f"<h2>{SECTION_LINEAGE}</h2>",
     ]
-    if len(report.lineage) > 1:
+    if report.lineage and report.lineage[-1].get("operator") != "initial":
         items = []
         for record in report.lineage:
             dev = (record.get("scores", {}).get("dev") or {}).get("mean")

@@ -447,7 +447,7 @@ def run_markdown(report: RunReport) -> str:
         lines.append("No step has finished yet.")
     lines += ["", "## Best prompt", "", *_code_block(str(summary.get("best_prompt", "")).strip())]
     lines += ["", f"## {SECTION_LINEAGE}", ""]
-    if len(report.lineage) > 1:
+    if report.lineage and report.lineage[-1].get("operator") != "initial":
         lines += _lineage_markdown(report.lineage)
     else:
         lines += ["The best prompt is the initial prompt.", ""]
