@@ -16,14 +16,13 @@ from promptopt.errors import BudgetExhausted, UsageError
 from promptopt.meta_prompts import MetaPromptSet
 from promptopt.modelspec import ModelSpec
 from promptopt.pricing import max_cost_usd
-from promptopt.report import render_run_markdown
+from promptopt.report import write_run_reports
 from promptopt.runs import (
     BEST_PROMPT,
     CANDIDATES,
     CONFIG,
     EVENTS,
     FINAL_EVAL,
-    REPORT_MD,
     SUMMARY,
     RunFolder,
 )
@@ -398,7 +397,7 @@ class Engine:
         summary = self._summary(ctx, "finished", stop_reason, final, best)
         self.folder.write_text(BEST_PROMPT, best.text + "\n")
         self.folder.write_json(SUMMARY, summary)
-        self.folder.write_text(REPORT_MD, render_run_markdown(self.folder))
+        write_run_reports(self.folder)
         return summary
 
     async def _final(
@@ -469,7 +468,12 @@ class Engine:
 
 
 def _result_json(r: ExampleResult) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": r.id, "output": r.output, "score": r.score}
+    out: dict[str, Any] = {
+        "id": r.id,
+        "output": r.output,
+        "score": r.score,
+        "latency_s": round(r.latency_s, 4),
+    }
     if r.error:
         out["error"] = r.error
     return out
