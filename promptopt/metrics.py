@@ -7,7 +7,6 @@ the `METRICS` registry.
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import math
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.example import Example
 from promptopt.metricspec import MetricSpec
+from promptopt.user_code import load_function
 
 JudgeFn = Callable[[str, str], Awaitable[str]]
 """Sends (system, user) messages to the judge model and returns its reply text."""
@@ -347,21 +347,7 @@ def _load_user_function(reference: str, base_dir: Path) -> Callable[..., Any]:
     file_part, sep, func_name = reference.rpartition(":")
     if not sep or not file_part or not func_name:
         raise UsageError(f"metric.function: {reference!r} must look like 'file.py:function'")
-    path = (base_dir / file_part).resolve()
-    if not path.is_file():
-        raise UsageError(f"metric.function: file {path} not found (paths are relative to the task)")
-    module_spec = importlib.util.spec_from_file_location(f"promptopt_user_metric_{path.stem}", path)
-    if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"metric.function: cannot import {path} as a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        raise UsageError(f"metric.function: importing {path} failed: {exc!r}") from exc
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise UsageError(f"metric.function: {path} has no function {func_name!r}")
-    return func  # type: ignore[no-any-return]
+    return load_function((base_dir / file_part).resolve(), func_name, what="metric.function")
 
 
 def _build_python(spec: MetricSpec, base_dir: Path, judge: JudgeFn | None) -> Metric:

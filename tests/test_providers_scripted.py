@@ -94,7 +94,7 @@ def test_loads_json_and_yaml_tables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "files", "message"),
     [
-        ("missing.py:f", {}, "does not exist"),
+        ("missing.py:f", {}, "not found"),
         ("s.py:nope", {"s.py": "x = 1\n"}, "has no function 'nope'"),
         ("s.py", {"s.py": "x = 1\n"}, "name the function too"),
         ("t.json", {"t.json": "{bad"}, "does not parse"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +13,7 @@ import yaml
 from promptopt.errors import FatalProviderError, UsageError
 from promptopt.messages import ChatRequest, Completion, Usage
 from promptopt.modelspec import ModelSpec
+from promptopt.user_code import load_function
 
 Reply = str | Completion
 ScriptFunction = Callable[[ChatRequest], Reply]
@@ -133,20 +133,7 @@ def load_script(name: str, base_dir: Path) -> Script:
 
 
 def _load_function(path: Path, function_name: str) -> ScriptFunction:
-    if not path.is_file():
-        raise UsageError(f"scripted model: {path} does not exist")
-    module_spec = importlib.util.spec_from_file_location(f"promptopt_script_{path.stem}", path)
-    if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"scripted model: cannot import {path}")
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
-        raise UsageError(f"scripted model: importing {path} failed: {error}") from error
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise UsageError(f"scripted model: {path} has no function {function_name!r}")
-    return function  # type: ignore[no-any-return]
+    return load_function(path, function_name, what="scripted model")
 
 
 def _load_table(path: Path) -> Mapping[str, str] | Sequence[str]:
