@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
@@ -74,6 +74,10 @@ class RunSettings:
             finalists=int(data.get("finalists", 3)),
             concurrency=int(data.get("concurrency", 8)),
         )
+
+
+StepCallback = Callable[[SearchContext, StepReport, Runtime], None]
+"""Called after every checkpointed step (the CLI shows progress with it)."""
 
 
 def final_reserve(dev_n: int, test_n: int, finalists: int) -> int:
@@ -172,7 +176,7 @@ class Engine:
         strategy: Strategy,
         meta_prompts: MetaPromptSet,
         *,
-        on_step: Any = None,
+        on_step: StepCallback | None = None,
     ) -> None:
         self.task = task
         self.runtime = runtime
