@@ -192,11 +192,17 @@ def _strip_thinking(text: str) -> str | None:
     return text
 
 
+# A delimiter left behind (an unmatched or misspelt closing tag) is never part of an instruction.
+_STRAY_TAG = re.compile(r"</?\s*(?:START|END)\s*>", re.IGNORECASE)
+
+
 def _tag_patterns(start: str, end: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     start_re = re.compile(re.escape(start), re.IGNORECASE)
     closers = [re.escape(end)]
-    if start.startswith("<") and start.endswith(">"):
-        closers.append(re.escape("</" + start[1:]))
+    # Small models also close with "</START>" or "</END>".
+    for tag in (start, end):
+        if tag.startswith("<") and tag.endswith(">"):
+            closers.append(re.escape("</" + tag[1:]))
     return start_re, re.compile("|".join(closers), re.IGNORECASE)
 
 
@@ -263,8 +269,9 @@ def _is_chatter(paragraph: str) -> bool:
 
 
 def _clean(text: str) -> str:
-    """Strip labels, one layer of quotes/backticks/bold, a blockquote and one list marker."""
-    text = text.strip()
+    """Strip stray delimiter tags, labels, one layer of quotes/backticks/bold, a blockquote and
+    one list marker."""
+    text = _STRAY_TAG.sub("", text).strip()
     for _ in range(4):
         before = text
         text = _strip_label(text)

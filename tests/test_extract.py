@@ -211,3 +211,16 @@ def test_extract_all_prose_fallback_and_nothing() -> None:
     assert extract_all("I'm sorry, I cannot help with that.") == []
     assert extract_all("") == []
     assert extract_all("<START> <END><START>\n<END>") == []
+
+
+def test_a_closing_tag_written_as_slash_end_is_not_kept() -> None:
+    # Seen with Qwen2.5-Coder-1.5B on trec: the answer ended with "</END>" and that became
+    # part of the best prompt.
+    raw = (
+        "Please classify the question into one of: Description, Entity, Number. "
+        "Answer with the label only.\n</END>"
+    )
+    for text in (raw, "<START>" + raw):
+        extraction = extract_instruction(text)
+        assert extraction.accepted
+        assert extraction.text.endswith("label only.")
