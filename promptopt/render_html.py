@@ -249,7 +249,8 @@ def run_html(report: RunReport) -> str:
     summary = report.summary
     scores = summary.get("scores", {})
     initial, best = scores.get("initial", {}), scores.get("best", {})
-    stop = f" (stopped: {summary['stop_reason']})" if summary.get("stop_reason") else ""
+    reason = summary.get("stop_reason")
+    stop = f" (stopped: {reason})" if reason not in (None, "finished") else ""
     body = [
         f"<h1>promptopt run: {escape(report.task)}</h1>",
         "<ul>",

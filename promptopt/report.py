@@ -403,7 +403,11 @@ def run_markdown(report: RunReport) -> str:
         "",
         f"- strategy: `{summary.get('strategy')}`, seed {summary.get('seed')}",
         f"- status: {report.status}"
-        + (f" (stopped: {summary['stop_reason']})" if summary.get("stop_reason") else ""),
+        + (
+            f" (stopped: {summary['stop_reason']})"
+            if summary.get("stop_reason") not in (None, "finished")
+            else ""
+        ),
         f"- steps: {summary.get('steps')}, candidates: {summary.get('candidates')}, "
         f"wall time: {float(summary.get('wall_s', 0)):.1f} s",
         "",
