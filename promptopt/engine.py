@@ -4,10 +4,12 @@ held-out final evaluation."""
 from __future__ import annotations
 
 import contextlib
+import platform
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from typing import Any, NoReturn
 
 from promptopt import __version__
@@ -200,6 +202,7 @@ class Engine:
                 "data_hash": self.task.data_hash,
                 "settings": self.settings.to_json(),
                 "promptopt_version": __version__,
+                "versions": _versions(),
             },
         )
 
@@ -469,6 +472,17 @@ class Engine:
             },
         }
         return final, best
+
+
+def _versions() -> dict[str, str | None]:
+    """Python and the packages whose behaviour a run's results depend on."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "promptopt": __version__}
+    for package in ("openai", "anthropic", "httpx2", "llama-cpp-python", "numpy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
 
 
 def _result_json(r: ExampleResult) -> dict[str, Any]:
