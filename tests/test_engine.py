@@ -206,3 +206,16 @@ async def test_ctrl_c_leaves_a_resumable_folder(tmp_path: Path) -> None:
     second_target = Counter(target_answer)
     await run_once(tmp_path, folder, settings_for(), target=second_target, resume=True)
     assert stable(folder) == stable(baseline)
+
+
+async def test_no_key_like_string_reaches_the_run_folder(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    await run_once(tmp_path, folder, settings_for())
+    config = json.loads((folder.path / "config.json").read_text())
+    assert config["versions"]["python"] and config["versions"]["openai"]
+    # A key pasted into a task field is masked wherever the run folder repeats it.
+    from promptopt.runs import redact
+
+    assert redact("use sk-proj-abcdefghijklmnop please") == "use [redacted] please"
+    folder.write_json("probe.json", {"note": "sk-ant-abcdefghijklmnop"})
+    assert "sk-ant-" not in (folder.path / "probe.json").read_text()
