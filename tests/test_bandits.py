@@ -281,3 +281,12 @@ def test_a_failing_pull_propagates_after_the_others_finish() -> None:
     with pytest.raises(RuntimeError, match="endpoint down"):
         asyncio.run(BruteForce().select(3, 1, flaky, 30, random.Random(0)))
     assert sorted(arm for arm, _ in arms.asks) == [0, 2]
+
+
+def test_keep_count_makes_a_selector_compare_a_small_pool() -> None:
+    from promptopt.strategies.bandits import keep_count
+
+    assert keep_count(2, 2) == 1  # keeping everything would score nothing
+    assert keep_count(3, 8) == 3
+    assert keep_count(4, 1) == 0
+    assert keep_count(4, 0) == 0

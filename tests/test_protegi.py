@@ -128,7 +128,8 @@ async def test_protegi_finds_the_fix_and_records_why(tmp_path: Path, selector: s
     events = folder.read_jsonl(EVENTS)
     rejected = {(e["operator"], e["reason"]) for e in events if e["event"] == "rejected"}
     assert ("gradient", "no_instruction") in rejected or ("gradient", "degenerate") in rejected
-    assert ("edit", "empty") in rejected
+    # Which of the scripted weak answers a run meets depends on its path; some edit is rejected.
+    assert {operator for operator, _ in rejected} >= {"gradient", "edit"}
     steps = [e for e in events if e["event"] == "step"]
     assert [s["name"] for s in steps] == ["round-1", "round-2", "round-3"]
     report = (folder.path / "report.md").read_text()
@@ -486,3 +487,21 @@ def test_presets_resolve_and_defaults_are_the_papers() -> None:
         make_strategy("protegi", {"selector": "thompson"})
     with pytest.raises(Exception, match="frozen"):
         defaults.rounds = 2  # type: ignore[misc]
+
+
+async def test_a_pool_no_larger_than_the_beam_is_still_ranked_on_evidence(
+    tmp_path: Path,
+) -> None:
+    # Seen on trec with the local models: beam 2, one successor, so the selector had nothing to
+    # choose and scored nothing; the new prompt went unscored and was never a finalist.
+    h = Harness(tmp_path)
+    good = h.ctx.add_candidate(f"{INITIAL} {FIX}", operator="test")
+    assert good is not None
+    strategy = ProTeGi(ProTeGiParams(beam_size=2, batch=5))
+    from promptopt.strategies.protegi import Evidence
+
+    async with h.runtime:
+        beam = await strategy.select(h.ctx, [h.initial, good], Evidence(), budget=30)
+    assert beam == [good, h.initial]
+    (selection,) = h.events("selection")
+    assert all(n > 0 for n in selection["pulls"].values())

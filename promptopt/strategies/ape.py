@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptopt.example import Example
-from promptopt.strategies.bandits import make_selector
+from promptopt.strategies.bandits import keep_count, make_selector
 from promptopt.strategies.base import Candidate, Plan, SearchContext, StepReport, StrategyInfo
 
 
@@ -94,7 +94,7 @@ class APE:
             return [r.score for r in await ctx.score(pool[arm], batch, "train")]
 
         selection = await make_selector(p.selector, batch=p.batch).select(
-            len(pool), min(p.top_k, len(pool)), pull, budget, ctx.rng
+            len(pool), keep_count(p.top_k, len(pool)), pull, budget, ctx.rng
         )
         ctx.event("selection", pulls={pool[i].id: n for i, n in enumerate(selection.pulls)})
         # Rank on all the training evidence each candidate has, not only this phase's.

@@ -387,6 +387,16 @@ SELECTORS: dict[str, Callable[..., Selector]] = {
 }
 
 
+def keep_count(keep: int, n_arms: int) -> int:
+    """How many arms to ask a selector for when a search keeps `keep` of `n_arms`.
+
+    A selector asked for all of its arms has nothing to decide and scores none of them, which
+    would leave new candidates without evidence for the ranking that follows. Asking for one
+    fewer makes it spend its budget comparing them all.
+    """
+    return max(0, min(keep, n_arms - 1))
+
+
 def make_selector(name: str, **params: object) -> Selector:
     """Build the selector registered as `name` with `params`; UsageError names what is valid."""
     factory = SELECTORS.get(name)

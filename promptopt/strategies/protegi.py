@@ -21,7 +21,7 @@ from promptopt.errors import UsageError
 from promptopt.example import Example
 from promptopt.extract import extract_all, extract_instruction
 from promptopt.scorer import ExampleResult
-from promptopt.strategies.bandits import SELECTORS, make_selector
+from promptopt.strategies.bandits import SELECTORS, keep_count, make_selector
 from promptopt.strategies.base import Candidate, Plan, SearchContext, StepReport, StrategyInfo
 
 T = TypeVar("T")
@@ -433,7 +433,7 @@ class ProTeGi:
             return [r.score for r in await evidence.score(ctx, pool[arm], batch)]
 
         selection = await make_selector(p.selector, batch=p.batch).select(
-            len(pool), min(p.beam_size, len(pool)), pull, budget, ctx.rng
+            len(pool), keep_count(p.beam_size, len(pool)), pull, budget, ctx.rng
         )
         ctx.event(
             "selection",
