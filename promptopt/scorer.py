@@ -8,7 +8,6 @@ concurrency gate and the retries. It is the only layer that retries, and it coun
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +16,12 @@ from typing import Any
 
 from promptopt.budget import BudgetLedger, Reservation
 from promptopt.cache import ResponseStore, request_key
-from promptopt.errors import FatalProviderError, PromptoptError, TransientProviderError
+from promptopt.errors import (
+    BudgetExhausted,
+    FatalProviderError,
+    PromptoptError,
+    TransientProviderError,
+)
 from promptopt.example import Example
 from promptopt.journal import JournalEntry, ResponseJournal
 from promptopt.messages import ChatRequest, Completion, Message, Usage
@@ -182,17 +186,27 @@ class EndpointGate:
         """Hold back every request to this endpoint for `seconds`."""
         self._resume_at = max(self._resume_at, self._clock() + seconds)
 
-    async def run(self, call: Callable[[], Awaitable[Completion]]) -> Completion:
-        """Run one attempt inside the concurrency limit, after any cool-down."""
-        while (wait := self._resume_at - self._clock()) > 0:
+    async def run(
+        self, call: Callable[[], Awaitable[Completion]], stop: asyncio.Event | None = None
+    ) -> Completion:
+        """Run one attempt inside the concurrency limit, after any cool-down.
+
+        The cool-down and the stop request are checked once a slot is held, so requests that
+        were queued behind the limit respect them too.
+        """
+        while True:
+            async with self._semaphore:
+                wait = self._resume_at - self._clock()
+                if wait <= 0:
+                    if stop is not None and stop.is_set():
+                        raise RunStopped("stopped on request")
+                    self.in_flight += 1
+                    self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                    try:
+                        return await call()
+                    finally:
+                        self.in_flight -= 1
             await asyncio.sleep(wait)
-        async with self._semaphore:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
-                return await call()
-            finally:
-                self.in_flight -= 1
 
 
 @dataclass(frozen=True)
@@ -208,8 +222,9 @@ class CallResult:
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
-    """A deliberately high estimate of prompt tokens (about 3 characters per token)."""
-    return sum(math.ceil(len(m["content"]) / 3) + 8 for m in messages)
+    """An upper bound on prompt tokens: byte-level BPE tokenizers never use more tokens than
+    the text has UTF-8 bytes (plus a few per message for the chat format)."""
+    return sum(len(m["content"].encode("utf-8")) + 8 for m in messages)
 
 
 class ModelClient:
@@ -288,7 +303,11 @@ class ModelClient:
             result = await asyncio.shield(task)
             return self._hit(key, _value_of(result))
         params = self.spec.sampling_params()
-        max_out = int(params.get("max_tokens") or _UNBOUNDED_OUTPUT_TOKENS)
+        max_out = int(
+            params.get("max_tokens")
+            or params.get("max_completion_tokens")
+            or _UNBOUNDED_OUTPUT_TOKENS
+        ) * int(params.get("n") or 1)
         reservation = self.ledger.reserve(
             self.role, max_cost_usd(estimate_tokens(messages), max_out, self.price)
         )
@@ -340,7 +359,9 @@ class ModelClient:
             while True:
                 self.usage.attempts += 1
                 try:
-                    completion = await self.gate.run(lambda: self.provider.complete(request))
+                    completion = await self.gate.run(
+                        lambda: self.provider.complete(request), self.stop
+                    )
                     break
                 except TransientProviderError as exc:
                     retries += 1
@@ -352,6 +373,10 @@ class ModelClient:
                     if exc.status == 429:
                         self.gate.cool_down(delay)
                     await self._sleep(delay)
+        except RunStopped:
+            self.ledger.release(reservation)
+            self.usage.attempts -= 1  # the attempt was never sent
+            raise
         except BaseException:
             self.ledger.release(reservation)
             self.usage.errors += 1
@@ -374,10 +399,14 @@ class ModelClient:
             self.journal.record(key, value, paid=True, cost_usd=cost)
         return _result_of(value, cached=False, cost=cost)
 
-    async def aclose(self) -> None:
-        """Cancel what is still in flight and close the provider."""
-        for task in list(self._in_flight.values()):
-            task.cancel()
+    async def aclose(self, grace_s: float = 30.0) -> None:
+        """Let requests already sent finish (their answers are paid for and get cached and
+        journaled), cancel what is still pending after `grace_s`, and close the provider."""
+        pending = list(self._in_flight.values())
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace_s)
+            for task in late:
+                task.cancel()
         await self.provider.aclose()
 
 
@@ -475,8 +504,8 @@ class Scorer:
             return ExampleResult(example.id, "", 0.0, error=str(exc))
         try:
             score = await apply_metric(self.metric, result.text, example)
-        except (FatalProviderError, asyncio.CancelledError):
-            raise
+        except (FatalProviderError, BudgetExhausted, RunStopped, asyncio.CancelledError):
+            raise  # a judge metric's model call must stop the command, not score 0
         except PromptoptError as exc:
             return ExampleResult(example.id, result.text, 0.0, error=str(exc), cached=result.cached)
         return ExampleResult(

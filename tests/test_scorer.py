@@ -11,7 +11,7 @@ from promptopt.budget import BudgetCaps
 from promptopt.errors import BudgetExhausted, FatalProviderError
 from promptopt.example import Example
 from promptopt.journal import ResponseJournal
-from promptopt.messages import ChatRequest, Message
+from promptopt.messages import ChatRequest, Completion, Message, Usage
 from promptopt.modelspec import Price
 from promptopt.scorer import (
     EndpointGate,
@@ -214,3 +214,53 @@ async def test_rate_limit_cools_down_the_whole_endpoint() -> None:
     gate.cool_down(5.0)
     gate.cool_down(1.0)  # a shorter wait never shortens the cool-down
     assert gate._resume_at == 5.0
+
+
+async def test_a_stop_holds_back_requests_queued_behind_the_limit(tmp_path: Path) -> None:
+    provider = CountingProvider(delay_s=0.02)
+    client = make_client(provider, tmp_path, concurrency=1)
+    client.stop = asyncio.Event()
+    seen = 0
+
+    def press_stop(output: str, example: Example) -> float:
+        nonlocal seen
+        seen += 1
+        if seen == 2:
+            client.stop.set()  # type: ignore[union-attr]
+        return 1.0
+
+    scorer = Scorer(client, press_stop, lambda e: str(e.fields["input"]))
+    with pytest.raises(RunStopped):
+        await scorer.evaluate("p", EXAMPLES, split="dev")
+    assert provider.calls <= 3  # the ones already holding the slot, not all 20
+
+
+async def test_budget_or_stop_inside_a_judge_metric_stops_the_evaluation(
+    provider: CountingProvider, tmp_path: Path
+) -> None:
+    async def judge_out_of_budget(output: str, example: Example) -> float:
+        raise BudgetExhausted("the optimizer call budget (3) is spent")
+
+    client = make_client(provider, tmp_path)
+    scorer = Scorer(client, judge_out_of_budget, lambda e: str(e.fields["input"]))
+    with pytest.raises(BudgetExhausted):
+        await scorer.evaluate("p", EXAMPLES[:3], split="dev")
+
+
+async def test_queued_requests_wait_out_a_cool_down(tmp_path: Path) -> None:
+    gate = EndpointGate(1)
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def first() -> Completion:
+        await asyncio.sleep(0.05)
+        gate.cool_down(0.3)  # the answer was a 429 telling everyone to wait
+        return Completion("a", Usage())
+
+    async def second() -> Completion:
+        sent.append(loop.time())
+        return Completion("b", Usage())
+
+    start = loop.time()
+    await asyncio.gather(gate.run(first), gate.run(second))
+    assert sent[0] - start >= 0.3
