@@ -33,7 +33,14 @@ from promptopt.diff import (
     read_sides,
     score_diff,
 )
-from promptopt.engine import Engine, RunSettings, StopRules, plan_run, search_caps
+from promptopt.engine import (
+    Engine,
+    RunSettings,
+    StopRules,
+    final_reserve,
+    plan_run,
+    search_caps,
+)
 from promptopt.errors import PromptoptError, TaskFileError
 from promptopt.journal import ResponseJournal
 from promptopt.meta_prompts import load_meta_prompts
@@ -46,6 +53,7 @@ from promptopt.runtime import (
     Runtime,
     RuntimeOptions,
     apply_default_models,
+    check_models,
     model_for_role,
     override_models,
     override_models_from_config,
@@ -136,6 +144,13 @@ def _run_async(make: Callable[[], Awaitable[T]]) -> T:
         return asyncio.run(make())  # type: ignore[arg-type]
     except KeyboardInterrupt:
         _fail("interrupted; responses received so far are kept in the cache", EXIT_INTERRUPTED)
+    except asyncio.CancelledError:
+        # A second Ctrl-C cancels the main task (see _install_interrupt).
+        _fail(
+            "aborted; responses received so far are kept in the cache and, for a run, in its "
+            "folder: continue it with promptopt run --resume RUN_DIR",
+            EXIT_INTERRUPTED,
+        )
     except TaskFileError as exc:
         _fail("the task is invalid:\n" + str(exc), exc.exit_code)
     except PromptoptError as exc:
@@ -580,6 +595,9 @@ def run_command(
             )
         strat, _ = make_strategy(settings.strategy, settings.params)
         metas = load_meta_prompts(meta_prompts_dir)
+        # Checks that would otherwise fail after a run folder was made.
+        dev, test = task.split("dev"), task.split("test")
+        search_caps(settings.caps, final_reserve(len(dev), len(test), settings.finalists))
     except PromptoptError as exc:
         _fail(str(exc), exc.exit_code)
     if dry_run:
@@ -597,6 +615,7 @@ def run_command(
     async def go() -> dict[str, Any]:
         stop = asyncio.Event()
         _install_interrupt(stop)
+        await check_models(task, options)
         run_folder = folder if resume is not None else RunFolder.create(out, task.spec.name)
         journal = ResponseJournal(run_folder.file(RESPONSES))
         async with Runtime(task, options, journal=journal, stop=stop) as runtime:

@@ -244,7 +244,6 @@ class Engine:
                         "cost_usd": round(self.runtime.ledger.spent_usd, 8),
                     }
                 )
-            self.folder.append_jsonl(EVENTS, events)
             self.folder.append_jsonl(
                 CANDIDATES, [ctx.candidates[c].to_record() for c in sorted(ctx.changed)]
             )
@@ -252,6 +251,8 @@ class Engine:
             if best is not None:
                 self.folder.write_text(BEST_PROMPT, best.text + "\n")
             self.folder.write_json(SUMMARY, self._summary(ctx, status, None, None, best))
+            # Last: the "step" event is what a resume counts as done.
+            self.folder.append_jsonl(EVENTS, events)
         ctx.pending_events.clear()
         ctx.changed.clear()
 
@@ -395,7 +396,8 @@ class Engine:
             self._save_interrupted(ctx, last)
         except BudgetExhausted as exc:
             ctx.event("budget_exhausted", message=str(exc), phase="final")
-            final, best = None, ctx.candidates.get(last.ranking[0], initial)
+            # Nothing was proven on dev, so the initial prompt stays the answer.
+            final, best = None, initial
             stop_reason = "budget"
         self.folder.append_jsonl(EVENTS, ctx.pending_events)
         self.folder.append_jsonl(

@@ -38,7 +38,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _drop_partial_last_line(path: Path) -> None:
+def drop_partial_last_line(path: Path) -> None:
+    """Cut a last line that a kill left without its newline."""
     if not path.exists():
         return
     data = path.read_bytes()
@@ -51,7 +52,7 @@ class ResponseJournal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        _drop_partial_last_line(path)
+        drop_partial_last_line(path)
         self._pending: dict[str, deque[JournalEntry]] = defaultdict(deque)
         for record in read_jsonl(path):
             entry = JournalEntry(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.errors import UsageError
-from promptopt.journal import read_jsonl
+from promptopt.journal import drop_partial_last_line, read_jsonl
 
 CONFIG = "config.json"
 EVENTS = "events.jsonl"
@@ -23,11 +23,18 @@ SUMMARY = "summary.json"
 REPORT_MD = "report.md"
 FINAL_EVAL = "final_eval.json"
 
-_SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)")
+_SECRET = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)"
+)
+# Credentials inside a URL: user:password@ and key-like query parameters.
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
+_URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like an API key."""
+    """Mask anything that looks like an API key, including credentials written into URLs."""
+    text = _URL_USERINFO.sub("[redacted]@", text)
+    text = _URL_KEY_PARAM.sub(r"\1[redacted]", text)
     return _SECRET.sub("[redacted]", text)
 
 
@@ -73,9 +80,19 @@ class RunFolder:
 
     @classmethod
     def open(cls, path: Path) -> RunFolder:
-        """An existing run folder (for --resume and report)."""
-        if not (path / CONFIG).is_file():
+        """An existing run folder (for --resume and report); a line cut short by a kill at the
+        end of a JSONL log is dropped, so that appending goes on from a whole line."""
+        config = path / CONFIG
+        if not config.is_file():
             raise UsageError(f"{path} is not a run folder (it has no {CONFIG})")
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{config} is not a promptopt run config: {exc}") from None
+        if not isinstance(data, dict) or "task_path" not in data or "settings" not in data:
+            raise UsageError(f"{config} is not a promptopt run config (no task_path/settings)")
+        for name in (EVENTS, CANDIDATES):
+            drop_partial_last_line(path / name)
         return cls(path)
 
     def file(self, name: str) -> Path:

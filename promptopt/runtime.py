@@ -93,6 +93,13 @@ class Runtime:
                 f"{self.task.path}: models.{role}: no model is set; add one to the task file "
                 f"or pass --{role} provider:name"
             )
+        price = price_for(spec, self.task.spec.prices or {})
+        if price is None and self.options.caps.cost_usd is not None:
+            raise UsageError(
+                f"{self.task.path}: models.{role}: the price of {spec.model} is unknown, so a "
+                "cost cap cannot be enforced; set models."
+                f"{role}.price (dollars per million tokens) or prices['{spec.model}']"
+            )
         provider = self._providers.get(role) or build_provider(
             spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )
@@ -106,7 +113,7 @@ class Runtime:
             store=self.store,
             ledger=self.ledger,
             gate=gate,
-            price=price_for(spec, self.task.spec.prices or {}),
+            price=price,
             retry=self.options.retry,
             seed=self.options.seed,
             journal=self.journal,
@@ -246,3 +253,14 @@ def apply_default_models(task: LoadedTask, env: Mapping[str, str]) -> tuple[Load
     return replace(
         task, spec=spec
     ), f"the task names no {' or '.join(updates)} model; {why}: {chosen}"
+
+
+async def check_models(task: LoadedTask, options: RuntimeOptions) -> None:
+    """Build the target and optimizer providers once, so that a missing key, an unknown
+    provider or an unpriced model under a cost cap is reported before anything is written."""
+    runtime = Runtime(task, options, store=NullCache())
+    try:
+        for role in ("target", "optimizer"):
+            runtime.client(role)
+    finally:
+        await runtime.aclose()

@@ -236,3 +236,47 @@ def test_options_can_come_from_the_environment(
     monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "elsewhere"))
     runner.invoke(app, ["eval", str(task), "--limit", "2"])
     assert (tmp_path / "elsewhere").is_dir()
+
+
+def test_a_second_ctrl_c_is_an_abort_message_not_a_traceback() -> None:
+    import asyncio
+
+    import typer
+
+    from promptopt.cli import EXIT_INTERRUPTED, _run_async
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(typer.Exit) as exit_info:
+        _run_async(cancelled)
+    assert exit_info.value.exit_code == EXIT_INTERRUPTED
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "100"], "budget.target_calls"),
+        (["--param", "selector=nope"], "unknown selector"),
+        (["--target", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["--target", "openai:some-unpriced-model", "--max-cost", "1"], "price"),
+    ],
+)
+def test_run_checks_fail_before_a_run_folder_is_made(
+    task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    if "--max-cost" in args:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", str(task), "--out", str(out), *args])
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+    assert calls(tmp_path) == []
+
+
+def test_resume_of_a_broken_config_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path)])
+    assert result.exit_code == EXIT_USAGE and "Traceback" not in result.output

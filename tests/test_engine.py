@@ -219,3 +219,11 @@ async def test_no_key_like_string_reaches_the_run_folder(tmp_path: Path) -> None
     assert redact("use sk-proj-abcdefghijklmnop please") == "use [redacted] please"
     folder.write_json("probe.json", {"note": "sk-ant-abcdefghijklmnop"})
     assert "sk-ant-" not in (folder.path / "probe.json").read_text()
+
+
+def test_credentials_in_urls_are_masked() -> None:
+    from promptopt.runs import redact
+
+    text = redact('{"base_url": "https://user:tok_ABCDEF123456@host/v1?api-key=gsk_abcdefghijkl"}')
+    assert "tok_ABCDEF" not in text and "gsk_abcdef" not in text
+    assert "https://[redacted]@host/v1?api-key=[redacted]" in text

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from promptopt.example import Example
-from promptopt.strategies.bandits import keep_count, make_selector
+from promptopt.strategies.bandits import SELECTORS, keep_count, make_selector
 from promptopt.strategies.base import Candidate, Plan, SearchContext, StepReport, StrategyInfo
 
 
@@ -30,6 +30,13 @@ class APEParams(BaseModel):
     top_k: int = Field(default=3, ge=1, description="survivors kept after each selection")
     resample_rounds: int = Field(default=2, ge=0, description="Monte-Carlo resampling rounds")
     variations: int = Field(default=2, ge=1, description="variations asked per survivor")
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, value: str) -> str:
+        if value not in SELECTORS:
+            raise ValueError(f"unknown selector {value!r}; choose one of: {', '.join(SELECTORS)}")
+        return value
 
 
 def format_demos(examples: Sequence[Example], render: object) -> str:

@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from promptopt.errors import UsageError
 from promptopt.example import Example
@@ -66,6 +66,14 @@ class ProTeGiParams(BaseModel):
     selection_budget: int = Field(
         default=2048, ge=0, description="target calls per round for choosing the next beam"
     )
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, value: str) -> str:
+        if value not in SELECTORS:
+            valid = ", ".join(sorted(SELECTORS))
+            raise ValueError(f"unknown selector {value!r}; choose one of: {valid}")
+        return value
 
     def successors_per_parent(self) -> int:
         """The most new candidates one beam prompt can add to a selection."""
