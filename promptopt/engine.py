@@ -8,7 +8,7 @@ import platform
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from typing import Any, NoReturn
 
@@ -29,11 +29,19 @@ from promptopt.runs import (
     RunFolder,
 )
 from promptopt.runtime import Runtime, model_for_role
-from promptopt.scorer import ExampleResult, RoleUsage, RunStopped, estimate_tokens
+from promptopt.scorer import (
+    ExampleResult,
+    RoleUsage,
+    RunStopped,
+    build_messages,
+    estimate_tokens,
+)
 from promptopt.stats import compare, mean_ci
 from promptopt.strategies.base import Candidate, Plan, SearchContext, StepReport, Strategy
 from promptopt.task import LoadedTask
 
+# The longest instruction extraction accepts (promptopt.extract's default), in characters.
+PROPOSAL_MAX_CHARS = 2000
 # Tokens assumed for one optimizer request when estimating a plan's cost.
 _META_PROMPT_TOKENS = 1500
 _OPTIMIZER_OUTPUT_TOKENS = 512
@@ -191,6 +199,17 @@ class Engine:
         self._prior_wall = 0.0
         self._done_steps = 0
 
+    def _final_cost(self, calls: int, examples: tuple[Any, ...]) -> float:
+        """A worst case of what the final evaluation's target calls cost: every prompt as long
+        as an accepted proposal may be, every input as long as the longest one."""
+        client = self.runtime.client("target")
+        longest = max((self.task.render_input(e) for e in examples), key=len, default="")
+        prompt = "x" * max(len(self.task.spec.prompt.encode("utf-8")), PROPOSAL_MAX_CHARS * 4)
+        messages = build_messages(prompt, longest)
+        params = client.spec.sampling_params()
+        out = int(params.get("max_tokens") or params.get("max_completion_tokens") or 4096)
+        return calls * max_cost_usd(estimate_tokens(messages), out, client.price)
+
     def write_config(self) -> None:
         """config.json: the resolved task, the options, versions and seed (no secrets)."""
         self.folder.write_json(
@@ -313,15 +332,24 @@ class Engine:
     async def run(self, *, resume: bool = False) -> dict[str, Any]:
         """Search, evaluate the best prompt on held-out test, write everything; return the
         summary. Raises RunStopped after saving when a stop was requested."""
-        if resume:
-            self._load_progress()
-        else:
-            self.write_config()
         dev = self.task.split("dev")
         test = self.task.split("test")
         reserve = final_reserve(len(dev), len(test), self.settings.finalists)
         ledger = self.runtime.ledger
-        ledger.caps = search_caps(self.settings.caps, reserve)
+        caps = search_caps(self.settings.caps, reserve)
+        if caps.cost_usd is not None:
+            left = caps.cost_usd - self._final_cost(reserve, dev + test)
+            if left <= 0:
+                raise UsageError(
+                    f"the cost cap (${caps.cost_usd}) does not cover the worst case of the final "
+                    "evaluation on dev and test; raise it, or set the target's max_tokens"
+                )
+            caps = replace(caps, cost_usd=left)
+        ledger.caps = caps
+        if resume:
+            self._load_progress()
+        else:
+            self.write_config()
         ctx = SearchContext(
             train=self.task.splits.get("train", ()),
             dev=dev,

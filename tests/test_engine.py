@@ -227,3 +227,41 @@ def test_credentials_in_urls_are_masked() -> None:
     text = redact('{"base_url": "https://user:tok_ABCDEF123456@host/v1?api-key=gsk_abcdefghijkl"}')
     assert "tok_ABCDEF" not in text and "gsk_abcdef" not in text
     assert "https://[redacted]@host/v1?api-key=[redacted]" in text
+
+
+async def test_a_cost_cap_keeps_enough_back_for_the_final_evaluation(tmp_path: Path) -> None:
+    import yaml
+
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"]["price"] = {"input": 1.0, "output": 1.0}
+    path.write_text(yaml.safe_dump(spec))
+    task = load_task(path)
+    settings = settings_for()
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+
+    def engine_for(runtime: Runtime, caps: BudgetCaps) -> Engine:
+        run_settings = RunSettings(**{**settings.__dict__, "caps": caps})
+        return Engine(task, runtime, folder, run_settings, strategy, load_meta_prompts())
+
+    probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
+    async with probe:
+        final_cost = engine_for(probe, BudgetCaps())._final_cost(
+            final_reserve(20, 20, 3), task.split("dev") + task.split("test")
+        )
+    cap = final_cost + 0.002  # room for only a part of the search
+    caps = BudgetCaps(cost_usd=cap)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(caps=caps),
+        store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
+        providers=providers(),
+    )
+    async with runtime:
+        summary = await engine_for(runtime, caps).run()
+        spent = runtime.ledger.spent_usd
+    assert summary["stop_reason"] == "budget"
+    assert summary["scores"]["best"]["test"] is not None
+    assert spent <= cap
