@@ -289,6 +289,8 @@ def eval_command(
     options = _options(concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost))
     err = _stderr()
 
+    judge_usage: dict[str, Any] = {}
+
     async def go() -> EvalResult:
         async with Runtime(task, options) as runtime:
             scorer = runtime.scorer
@@ -300,13 +302,26 @@ def eval_command(
                     done.append(res.score)
                     progress.update(bar, advance=1, score=sum(done) / len(done))
 
-                return await scorer.evaluate(text, examples, split=split, on_result=tick)
+                result = await scorer.evaluate(text, examples, split=split, on_result=tick)
+            judge = runtime.clients.get("judge")
+            if judge is not None:
+                judge_usage.update(judge.usage.to_json())
+            return result
 
     result = _run_async(go)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        payload = result.to_json()
+        if judge_usage:
+            payload["judge_usage"] = judge_usage  # the judge metric's own model calls
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
     else:
         _stdout().print(_eval_table(result, f"{task.spec.name}: prompt scored on {split}"))
+        if judge_usage:
+            _stdout().print(
+                f"judge: {judge_usage['requests']} requests, {judge_usage['cache_hits']} cached, "
+                f"${judge_usage['cost_usd']:.4f}",
+                highlight=False,
+            )
     if result.errors:
         err.print(
             f"[yellow]warning:[/] {result.errors} of {result.n} examples failed and were scored 0"

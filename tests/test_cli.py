@@ -35,6 +35,11 @@ def optimizer(request):
     return optimizer_answer(request)
 
 
+def judge(request):
+    _log("judge")
+    return "Reasonable answer.\nSCORE: 8"
+
+
 def unauthorized(request):
     raise FatalProviderError("401 Unauthorized: set OPENAI_API_KEY to a valid key")
 """
@@ -280,3 +285,16 @@ def test_resume_of_a_broken_config_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
     result = runner.invoke(app, ["run", "--resume", str(tmp_path)])
     assert result.exit_code == EXIT_USAGE and "Traceback" not in result.output
+
+
+def test_eval_with_a_judge_metric_reports_the_judge_calls(task: Path, tmp_path: Path) -> None:
+    spec = yaml.safe_load(task.read_text())
+    spec["metric"] = {"type": "judge", "rubric": "Names the sentiment."}
+    spec["models"]["judge"] = {"model": "scripted:script.py:judge"}
+    task.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["eval", str(task), "--limit", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["score"] == pytest.approx(0.8)
+    assert data["judge_usage"]["requests"] == 4
+    assert calls(tmp_path).count("judge") == 4
