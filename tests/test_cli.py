@@ -37,7 +37,7 @@ def optimizer(request):
 
 def judge(request):
     _log("judge")
-    return "Reasonable answer.\nSCORE: 8"
+    return "Reasonable answer.\\nSCORE: 8"
 
 
 def unauthorized(request):
