@@ -300,7 +300,11 @@ class ModelClient:
         task = self._in_flight.get(key)
         if task is not None:
             self.ledger.settle(self.ledger.reserve(self.role, 0.0), 0.0)
-            result = await asyncio.shield(task)
+            try:
+                result = await asyncio.shield(task)
+            except RequestFailed as exc:
+                self._journal_failure(key, str(exc))
+                raise
             return self._hit(key, _value_of(result))
         params = self.spec.sampling_params()
         max_out = int(
@@ -322,10 +326,20 @@ class ModelClient:
             self.journal.record(key, value, paid=False, cost_usd=0.0)
         return _result_of(value, cached=True, cost=0.0)
 
+    def _journal_failure(self, key: str, message: str) -> None:
+        if self.journal is not None:
+            self.journal.record(key, {"error": message}, paid=False, cost_usd=0.0)
+
     def _replay(self, entry: JournalEntry) -> CallResult:
-        """Account for an answer exactly as the interrupted run did, without sending it."""
+        """Account for an answer exactly as the interrupted run did, without sending it.
+
+        A request that had failed for good fails again here, so that a resumed run takes the
+        path the interrupted one took instead of trying its luck a second time."""
         reservation = self.ledger.reserve(self.role, entry.cost_usd)
         self.ledger.settle(reservation, entry.cost_usd)
+        if "error" in entry.value:
+            self.usage.errors += 1
+            raise RequestFailed(str(entry.value["error"]))
         result = _result_of(entry.value, cached=not entry.paid, cost=entry.cost_usd)
         if entry.paid:
             self.usage.requests += 1
@@ -366,9 +380,9 @@ class ModelClient:
                 except TransientProviderError as exc:
                     retries += 1
                     if retries > self.retry.max_retries:
-                        raise RequestFailed(
-                            f"{self.spec.model}: gave up after {retries} attempts: {exc}"
-                        ) from exc
+                        message = f"{self.spec.model}: gave up after {retries} attempts: {exc}"
+                        self._journal_failure(key, message)
+                        raise RequestFailed(message) from exc
                     delay = self.retry.delay(retries, exc.retry_after, self._rng)
                     if exc.status == 429:
                         self.gate.cool_down(delay)

@@ -264,3 +264,24 @@ async def test_queued_requests_wait_out_a_cool_down(tmp_path: Path) -> None:
     start = loop.time()
     await asyncio.gather(gate.run(first), gate.run(second))
     assert sent[0] - start >= 0.3
+
+
+async def test_a_request_that_failed_for_good_fails_again_on_replay(tmp_path: Path) -> None:
+    journal = ResponseJournal(tmp_path / "responses.jsonl")
+    client = make_client(CountingProvider(failures={"z": 99}), tmp_path, max_retries=1)
+    client.journal = journal
+    results = await asyncio.gather(
+        *(client.complete(msgs("z")) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RequestFailed) for r in results)
+    journal.close()
+
+    # On resume the server would answer now; the replay must not ask it.
+    healthy = CountingProvider()
+    replay = make_client(healthy, tmp_path / "other")
+    replay.journal = ResponseJournal(tmp_path / "responses.jsonl")
+    for _ in range(3):
+        with pytest.raises(RequestFailed, match="gave up"):
+            await replay.complete(msgs("z"))
+    replay.journal.close()
+    assert healthy.calls == 0
