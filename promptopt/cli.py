@@ -232,24 +232,23 @@ def _progress(console: Console, total: int, label: str) -> Progress:
 
 
 def _eval_table(result: EvalResult, title: str) -> Table:
+    # One row per figure, so that it fits an 80-column terminal or CI log.
     lo, hi = result.ci95()
     usage = result.usage
-    table = Table(title=title, show_header=True, header_style="bold")
-    for column in ("split", "n", "score", "95% CI", "requests", "cache hits", "errors"):
-        table.add_column(column, justify="right")
-    table.add_column("tokens in/out", justify="right")
-    table.add_column("cost", justify="right")
-    table.add_row(
-        result.split,
-        str(result.n),
-        f"{result.score:.3f}",
-        f"[{lo:.3f}, {hi:.3f}]",
-        str(usage.requests),
-        str(usage.cache_hits),
-        str(result.errors),
-        f"{usage.to_json()['input_tokens']}/{usage.tokens.output}",
-        f"${usage.cost_usd:.4f}",
-    )
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for name, value in (
+        ("split", f"{result.split} ({result.n} examples)"),
+        ("score", f"{result.score:.3f}"),
+        ("95% CI", f"[{lo:.3f}, {hi:.3f}]"),
+        ("requests sent", str(usage.requests)),
+        ("cache hits", str(usage.cache_hits)),
+        ("errors (scored 0)", str(result.errors)),
+        ("tokens in / out", f"{usage.to_json()['input_tokens']} / {usage.tokens.output}"),
+        ("cost", f"${usage.cost_usd:.4f}"),
+    ):
+        table.add_row(name, value)
     return table
 
 
