@@ -74,4 +74,4 @@ if [ "${#CHUNKS[@]}" -gt 0 ]; then
 fi
 
 # Assemble and verify the default model now, so the first test does not pay for it.
-"$PY" -c "from promptopt.local_models import resolve_model; print('install-local: default model', resolve_model('default'))"
+"$PY" -c "from promptopt.llm.local_models import resolve_model; print('install-local: default model', resolve_model('default'))"

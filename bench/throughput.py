@@ -21,8 +21,8 @@ import openai
 import yaml
 from openai.types.chat import ChatCompletion
 
-from promptopt.runtime import Runtime, RuntimeOptions
-from promptopt.task import load_task
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.task.loader import load_task
 from promptopt.testing.fake_server import FakeOpenAIServer
 
 

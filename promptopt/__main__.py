@@ -1,5 +1,5 @@
 """`python -m promptopt` runs the command line."""
 
-from promptopt.cli import main
+from promptopt.cli.main import main
 
 main()

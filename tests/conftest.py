@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.budget import BudgetCaps, BudgetLedger
-from promptopt.cache import ResponseCache
 from promptopt.errors import TransientProviderError
-from promptopt.messages import ChatRequest, Completion, Usage
-from promptopt.modelspec import ModelSpec, Price
-from promptopt.scorer import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.budget import BudgetCaps, BudgetLedger
+from promptopt.llm.cache import ResponseCache
+from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.task.modelspec import ModelSpec, Price
 
 
 @dataclass

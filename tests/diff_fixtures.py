@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from promptopt.cli import app
+from promptopt.cli.main import app
 from tests.search_fixtures import write_task
 
 OLD_PROMPT = "Classify the review."

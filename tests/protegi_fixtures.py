@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from promptopt.messages import ChatRequest
+from promptopt.llm.messages import ChatRequest
 
 INITIAL = "Say what kind of answer the question asks for: person, place or count."
 FIX = "Questions about numbers or quantities (how many ...) ask for a count."

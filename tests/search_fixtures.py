@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from promptopt.messages import ChatRequest
-from promptopt.providers.scripted import ScriptedProvider
+from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.scripted import ScriptedProvider
 
 WORDS_GOOD = ["great", "lovely", "superb", "moving", "witty"]
 WORDS_BAD = ["dull", "awful", "tedious", "clumsy", "bland"]

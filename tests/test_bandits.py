@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promptopt.errors import UsageError
-from promptopt.strategies.bandits import (
+from promptopt.search.selection import (
     SELECTORS,
     UCB,
     UCBE,
@@ -284,7 +284,7 @@ def test_a_failing_pull_propagates_after_the_others_finish() -> None:
 
 
 def test_keep_count_makes_a_selector_compare_a_small_pool() -> None:
-    from promptopt.strategies.bandits import keep_count
+    from promptopt.search.selection import keep_count
 
     assert keep_count(2, 2) == 1  # keeping everything would score nothing
     assert keep_count(3, 8) == 3

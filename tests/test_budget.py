@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from promptopt.budget import BudgetCaps, BudgetLedger
 from promptopt.errors import BudgetExhausted
+from promptopt.llm.budget import BudgetCaps, BudgetLedger
 
 
 def test_call_caps_per_role_and_judge_counts_as_optimizer() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.cache import NullCache, ResponseCache, default_cache_dir, request_key
 from promptopt.errors import PromptoptError
+from promptopt.llm.cache import NullCache, ResponseCache, default_cache_dir, request_key
 
 
 def key(**changes: object) -> str:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from promptopt.cli import EXIT_USAGE, app
+from promptopt.cli.main import EXIT_USAGE, app
 from tests.search_fixtures import write_task
 
 runner = CliRunner()
@@ -248,7 +248,7 @@ def test_a_second_ctrl_c_is_an_abort_message_not_a_traceback() -> None:
 
     import typer
 
-    from promptopt.cli import EXIT_INTERRUPTED, _run_async
+    from promptopt.cli.main import EXIT_INTERRUPTED, _run_async
 
     async def cancelled() -> None:
         raise asyncio.CancelledError

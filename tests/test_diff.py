@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.diff import (
+from promptopt.errors import UsageError
+from promptopt.reporting.diff import (
     ExampleOutcome,
     Provenance,
     build_diff,
@@ -16,10 +17,9 @@ from promptopt.diff import (
     read_prompt_file,
     word_diff,
 )
-from promptopt.errors import UsageError
-from promptopt.render_html import diff_html
-from promptopt.report import diff_markdown
-from promptopt.task import load_task
+from promptopt.reporting.html import diff_html
+from promptopt.reporting.markdown import diff_markdown
+from promptopt.task.loader import load_task
 from tests.diff_fixtures import (
     BEST_PROMPT,
     NEW_PROMPT,

@@ -7,16 +7,16 @@ from typing import Any
 
 import pytest
 
-from promptopt.budget import BudgetCaps
-from promptopt.cache import NullCache
-from promptopt.engine import Engine, RunSettings, StopRules, final_reserve
-from promptopt.journal import ResponseJournal
-from promptopt.meta_prompts import load_meta_prompts
-from promptopt.runs import CANDIDATES, EVENTS, RESPONSES, SUMMARY, RunFolder
-from promptopt.runtime import Runtime, RuntimeOptions
-from promptopt.scorer import RunStopped
-from promptopt.strategies.registry import make_strategy
-from promptopt.task import load_task
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.client import RunStopped
+from promptopt.llm.journal import ResponseJournal
+from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, SUMMARY, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.search.engine import Engine, RunSettings, StopRules, final_reserve
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.strategies.registry import make_strategy
+from promptopt.task.loader import load_task
 from tests.search_fixtures import (
     PROPERTY,
     Counter,
@@ -214,7 +214,7 @@ async def test_no_key_like_string_reaches_the_run_folder(tmp_path: Path) -> None
     config = json.loads((folder.path / "config.json").read_text())
     assert config["versions"]["python"] and config["versions"]["openai"]
     # A key pasted into a task field is masked wherever the run folder repeats it.
-    from promptopt.runs import redact
+    from promptopt.run.folder import redact
 
     assert redact("use sk-proj-abcdefghijklmnop please") == "use [redacted] please"
     folder.write_json("probe.json", {"note": "sk-ant-abcdefghijklmnop"})
@@ -222,7 +222,7 @@ async def test_no_key_like_string_reaches_the_run_folder(tmp_path: Path) -> None
 
 
 def test_credentials_in_urls_are_masked() -> None:
-    from promptopt.runs import redact
+    from promptopt.run.folder import redact
 
     text = redact('{"base_url": "https://user:tok_ABCDEF123456@host/v1?api-key=gsk_abcdefghijkl"}')
     assert "tok_ABCDEF" not in text and "gsk_abcdef" not in text

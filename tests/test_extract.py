@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from promptopt.extract import Extraction, extract_all, extract_instruction
+from promptopt.search.extract import Extraction, extract_all, extract_instruction
 
 TREC = (
     "Classify the question into one of: Description, Entity, Expression, Human, Location, "

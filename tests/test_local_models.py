@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from promptopt.errors import MissingDependencyError, UsageError
-from promptopt.local_models import (
+from promptopt.llm.local_models import (
     INSTALL_COMMAND,
     MODELS,
     LocalModel,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from promptopt.errors import PromptoptError, UsageError
-from promptopt.extract import extract_instruction
-from promptopt.meta_prompts import MetaPrompt, load_meta_prompts, parse_meta_prompt
+from promptopt.search.extract import extract_instruction
+from promptopt.search.meta_prompts import MetaPrompt, load_meta_prompts, parse_meta_prompt
 
 EXPECTED = {
     "ape/forward": {"demos"},

@@ -1,4 +1,4 @@
-"""Tests for promptopt.metrics: every built-in metric, its edge cases, and the registry."""
+"""Tests for promptopt.scoring.metrics: every built-in metric, its edge cases, and the registry."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any, get_args
 import pytest
 
 from promptopt.errors import PromptoptError, UsageError
-from promptopt.example import Example
-from promptopt.metrics import (
+from promptopt.scoring.metrics import (
     JUDGE_SYSTEM,
     METRICS,
     Metric,
@@ -25,7 +24,8 @@ from promptopt.metrics import (
     rouge_l,
     token_f1,
 )
-from promptopt.metricspec import MetricSpec, MetricType
+from promptopt.task.example import Example
+from promptopt.task.metricspec import MetricSpec, MetricType
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 SENTIMENT = ["Positive", "Negative", "Neutral"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from promptopt.messages import Usage
-from promptopt.modelspec import ModelSpec, Price
-from promptopt.pricing import BUILTIN_PRICES, FREE, cost_usd, max_cost_usd, price_for
+from promptopt.llm.messages import Usage
+from promptopt.llm.pricing import BUILTIN_PRICES, FREE, cost_usd, max_cost_usd, price_for
+from promptopt.task.modelspec import ModelSpec, Price
 
 
 def spec(model: str, **fields: object) -> ModelSpec:

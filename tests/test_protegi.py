@@ -10,22 +10,22 @@ from typing import Any
 
 import pytest
 
-from promptopt.budget import BudgetCaps
-from promptopt.cache import NullCache
-from promptopt.engine import Engine, RunSettings, StopRules
 from promptopt.errors import UsageError
-from promptopt.example import Example
-from promptopt.journal import ResponseJournal
-from promptopt.messages import ChatRequest
-from promptopt.meta_prompts import load_meta_prompts
-from promptopt.report import lineage
-from promptopt.runs import EVENTS, RESPONSES, RunFolder
-from promptopt.runtime import Runtime, RuntimeOptions
-from promptopt.scorer import ExampleResult
-from promptopt.strategies.base import Candidate, Plan, SearchContext
-from promptopt.strategies.protegi import ProTeGi, ProTeGiParams, parse_reasons
-from promptopt.strategies.registry import make_strategy, resolve_params, strategy_info
-from promptopt.task import LoadedTask, load_task
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.journal import ResponseJournal
+from promptopt.llm.messages import ChatRequest
+from promptopt.reporting.markdown import lineage
+from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.scoring.scorer import ExampleResult
+from promptopt.search.context import Candidate, Plan, SearchContext
+from promptopt.search.engine import Engine, RunSettings, StopRules
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.strategies.protegi import ProTeGi, ProTeGiParams, parse_reasons
+from promptopt.search.strategies.registry import make_strategy, resolve_params, strategy_info
+from promptopt.task.example import Example
+from promptopt.task.loader import LoadedTask, load_task
 from tests.protegi_fixtures import (
     FIX,
     INITIAL,
@@ -414,7 +414,7 @@ async def test_selection_prefers_the_fixed_prompt_within_its_budget(tmp_path: Pa
     other = h.ctx.add_candidate(f"{INITIAL} Be brief.", operator="test")
     assert good is not None and other is not None
     strategy = ProTeGi(ProTeGiParams(beam_size=1, batch=5))
-    from promptopt.strategies.protegi import Evidence
+    from promptopt.search.strategies.protegi import Evidence
 
     async with h.runtime:
         beam = await strategy.select(h.ctx, [h.initial, other, good], Evidence(), budget=45)
@@ -498,7 +498,7 @@ async def test_a_pool_no_larger_than_the_beam_is_still_ranked_on_evidence(
     good = h.ctx.add_candidate(f"{INITIAL} {FIX}", operator="test")
     assert good is not None
     strategy = ProTeGi(ProTeGiParams(beam_size=2, batch=5))
-    from promptopt.strategies.protegi import Evidence
+    from promptopt.search.strategies.protegi import Evidence
 
     async with h.runtime:
         beam = await strategy.select(h.ctx, [h.initial, good], Evidence(), budget=30)

@@ -11,9 +11,9 @@ import httpx2
 import pytest
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
-from promptopt.messages import ChatRequest, Completion, Usage
-from promptopt.modelspec import ModelSpec
-from promptopt.providers.anthropic import AnthropicProvider
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.providers.anthropic import AnthropicProvider
+from promptopt.task.modelspec import ModelSpec
 
 KEY = "sk-ant-test-SECRET0123456789"
 ENV = {"ANTHROPIC_API_KEY": KEY}

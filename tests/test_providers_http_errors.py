@@ -8,7 +8,7 @@ from email.utils import format_datetime
 import pytest
 
 from promptopt.errors import FatalProviderError, TransientProviderError
-from promptopt.providers.http_errors import (
+from promptopt.llm.providers.http_errors import (
     classify_status,
     parse_retry_after,
     redact,

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from promptopt.errors import FatalProviderError, MissingDependencyError
-from promptopt.local_models import resolve_model
-from promptopt.messages import ChatRequest, Usage
-from promptopt.modelspec import ModelSpec
-from promptopt.providers.local import ChatModel, LocalProvider, ModelLoader, generation_kwargs
+from promptopt.llm.local_models import resolve_model
+from promptopt.llm.messages import ChatRequest, Usage
+from promptopt.llm.providers.local import ChatModel, LocalProvider, ModelLoader, generation_kwargs
+from promptopt.task.modelspec import ModelSpec
 
 
 def ask(text: str, system: str = "Answer briefly.", **params: Any) -> ChatRequest:

@@ -12,9 +12,9 @@ import httpx2
 import pytest
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
-from promptopt.messages import ChatRequest, Completion, Usage
-from promptopt.modelspec import ModelSpec
-from promptopt.providers.openai import OpenAIProvider
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.providers.openai import OpenAIProvider
+from promptopt.task.modelspec import ModelSpec
 
 KEY = "sk-test-SECRET0123456789abcdef"
 ENV = {"OPENAI_API_KEY": KEY}

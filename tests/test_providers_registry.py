@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from promptopt.errors import MissingDependencyError, UsageError
-from promptopt.modelspec import ModelSpec
-from promptopt.providers.anthropic import AnthropicProvider
-from promptopt.providers.openai import OpenAIProvider
-from promptopt.providers.registry import PROVIDERS, build_provider
-from promptopt.providers.scripted import ScriptedProvider
+from promptopt.llm.providers.anthropic import AnthropicProvider
+from promptopt.llm.providers.openai import OpenAIProvider
+from promptopt.llm.providers.registry import PROVIDERS, build_provider
+from promptopt.llm.providers.scripted import ScriptedProvider
+from promptopt.task.modelspec import ModelSpec
 
 
 def test_builds_each_provider(tmp_path: Path) -> None:
@@ -41,8 +41,8 @@ def test_unknown_provider_lists_valid_names(tmp_path: Path) -> None:
 
 def test_registry_does_not_import_the_local_model() -> None:
     code = (
-        "import sys, promptopt.providers.registry; "
-        "assert 'promptopt.providers.local' not in sys.modules"
+        "import sys, promptopt.llm.providers.registry; "
+        "assert 'promptopt.llm.providers.local' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -56,9 +56,9 @@ def test_local_builder_uses_the_local_module(
         def __init__(self, spec: ModelSpec, *, base_dir: Path) -> None:
             built.append((spec, base_dir))
 
-    fake = types.ModuleType("promptopt.providers.local")
+    fake = types.ModuleType("promptopt.llm.providers.local")
     fake.LocalProvider = FakeLocal  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "promptopt.providers.local", fake)
+    monkeypatch.setitem(sys.modules, "promptopt.llm.providers.local", fake)
     spec = ModelSpec(model="local:default")
     assert isinstance(build_provider(spec, base_dir=tmp_path, env={}), FakeLocal)
     assert built == [(spec, tmp_path)]
@@ -68,6 +68,6 @@ def test_local_without_its_module_is_a_missing_dependency(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # None in sys.modules makes the import fail as if the module were not installed.
-    monkeypatch.setitem(sys.modules, "promptopt.providers.local", None)
+    monkeypatch.setitem(sys.modules, "promptopt.llm.providers.local", None)
     with pytest.raises(MissingDependencyError, match="local provider"):
         build_provider(ModelSpec(model="local:default"), base_dir=tmp_path, env={})

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from promptopt.errors import FatalProviderError, UsageError
-from promptopt.messages import ChatRequest, Completion, Usage
-from promptopt.modelspec import ModelSpec
-from promptopt.providers.scripted import ScriptedProvider
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.providers.scripted import ScriptedProvider
+from promptopt.task.modelspec import ModelSpec
 
 
 def ask(text: str, system: str = "Be brief.") -> ChatRequest:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.report import (
+from promptopt.reporting.markdown import (
     REPORT_HTML,
     build_run_report,
     render_run_markdown,
@@ -14,7 +14,7 @@ from promptopt.report import (
     trajectory_rows,
     write_run_reports,
 )
-from promptopt.runs import FINAL_EVAL, REPORT_MD, SUMMARY, RunFolder
+from promptopt.run.folder import FINAL_EVAL, REPORT_MD, SUMMARY, RunFolder
 from tests.diff_fixtures import OLD_PROMPT, external_references, make_run, make_task, run_cli
 
 RUN_SECTIONS = (

@@ -6,14 +6,14 @@ import pytest
 import yaml
 
 from promptopt.errors import UsageError
-from promptopt.runtime import (
+from promptopt.scoring.runtime import (
     Runtime,
     RuntimeOptions,
     apply_default_models,
     override_models,
     override_models_from_config,
 )
-from promptopt.task import load_task
+from promptopt.task.loader import load_task
 from tests.search_fixtures import write_task
 
 

@@ -7,21 +7,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from promptopt.budget import BudgetCaps
 from promptopt.errors import BudgetExhausted, FatalProviderError
-from promptopt.example import Example
-from promptopt.journal import ResponseJournal
-from promptopt.messages import ChatRequest, Completion, Message, Usage
-from promptopt.modelspec import Price
-from promptopt.scorer import (
-    EndpointGate,
-    ModelClient,
-    RequestFailed,
-    RetryPolicy,
-    RunStopped,
-    Scorer,
-    build_messages,
-)
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.client import EndpointGate, ModelClient, RequestFailed, RetryPolicy, RunStopped
+from promptopt.llm.journal import ResponseJournal
+from promptopt.llm.messages import ChatRequest, Completion, Message, Usage
+from promptopt.scoring.scorer import Scorer, build_messages
+from promptopt.task.example import Example
+from promptopt.task.modelspec import Price
 from tests.conftest import CountingProvider, RecordingSleep, make_client
 
 EXAMPLES = [Example(id=f"e{i}", fields={"input": f"w{i}"}, targets=(f"W{i}",)) for i in range(20)]

@@ -12,13 +12,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from promptopt.budget import BudgetCaps
-from promptopt.cache import NullCache
-from promptopt.cli import app
+from promptopt.cli.main import app
 from promptopt.errors import BudgetExhausted
-from promptopt.runtime import Runtime, RuntimeOptions
-from promptopt.scorer import RetryPolicy, build_messages
-from promptopt.task import load_task
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.client import RetryPolicy
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.scoring.scorer import build_messages
+from promptopt.task.loader import load_task
 from promptopt.testing.fake_server import FakeOpenAIServer
 from tests.search_fixtures import WORDS_GOOD, write_task
 

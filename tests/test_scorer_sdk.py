@@ -8,14 +8,15 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from promptopt.budget import BudgetLedger
-from promptopt.cache import NullCache
 from promptopt.errors import FatalProviderError
-from promptopt.modelspec import ModelSpec
-from promptopt.providers.anthropic import AnthropicProvider
-from promptopt.providers.base import Provider
-from promptopt.providers.openai import OpenAIProvider
-from promptopt.scorer import EndpointGate, ModelClient, RetryPolicy, build_messages
+from promptopt.llm.budget import BudgetLedger
+from promptopt.llm.cache import NullCache
+from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.providers.anthropic import AnthropicProvider
+from promptopt.llm.providers.base import Provider
+from promptopt.llm.providers.openai import OpenAIProvider
+from promptopt.scoring.scorer import build_messages
+from promptopt.task.modelspec import ModelSpec
 from tests.conftest import RecordingSleep
 from tests.test_providers_anthropic import message_body
 

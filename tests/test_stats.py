@@ -1,4 +1,4 @@
-"""Tests for promptopt.stats against hand-computed cases."""
+"""Tests for promptopt.scoring.stats against hand-computed cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from promptopt.stats import (
+from promptopt.scoring.stats import (
     McNemarResult,
     PairedResult,
     compare,

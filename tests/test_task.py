@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from promptopt.errors import Problem, TaskFileError, UsageError
-from promptopt.task import (
+from promptopt.task.loader import (
     MAX_ROW_PROBLEMS_PER_FILE,
     LoadedTask,
     TaskFile,

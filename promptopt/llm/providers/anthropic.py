@@ -1,0 +1,172 @@
+"""Anthropic's Messages API."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic.resources.messages import AsyncMessages
+
+from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.providers.http_errors import classify_status, redact, safe_endpoint
+from promptopt.task.modelspec import ModelSpec
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+# The Messages API requires max_tokens; this covers a classification answer or a critique.
+DEFAULT_MAX_TOKENS = 1024
+_QUOTA_WORDS = ("credit balance", "quota", "billing")
+# Parameters the SDK no longer names (temperature, top_p, top_k in this SDK generation) still
+# reach the API through extra_body, so the server, not a TypeError, decides what it accepts.
+_NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
+_SDK_PARAMS = frozenset(inspect.signature(AsyncMessages.create).parameters) - _NOT_PARAMS
+
+
+def resolve_api_key(spec: ModelSpec, env: Mapping[str, str]) -> tuple[str, str]:
+    """The key and the name of its variable; FatalProviderError naming the variable if unset."""
+    name = spec.api_key_env or "ANTHROPIC_API_KEY"
+    value = env.get(name)
+    if not value:
+        raise FatalProviderError(
+            f"model {spec.model}: set {name}"
+            + ("" if spec.api_key_env else ", or set api_key_env to the variable that holds it")
+        )
+    return value, name
+
+
+def _is_quota_error(error: anthropic.APIStatusError) -> bool:
+    # Anthropic reports an empty balance as a 400 or 429 whose message says so; 402 is billing.
+    if error.status_code == 402:
+        return True
+    if error.status_code not in (400, 403, 429):
+        return False
+    words = f"{error.type or ''} {error.api_message or error.message}".lower()
+    return any(w in words for w in _QUOTA_WORDS)
+
+
+class AnthropicProvider:
+    """A Claude model behind the Messages API; one attempt per `complete` call."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+        env: Mapping[str, str] = os.environ,
+    ) -> None:
+        self._spec = spec
+        self._base_url = spec.base_url or ANTHROPIC_BASE_URL
+        self._key, self._key_env = resolve_api_key(spec, env)
+        self._owns_http = http_client is None
+        self._label = f"{spec.model} at {safe_endpoint(self._base_url)}"
+        self._client = anthropic.AsyncAnthropic(
+            api_key=self._key,
+            base_url=self._base_url,
+            max_retries=0,  # the scorer owns retries and counts every attempt
+            timeout=spec.timeout_s,
+            http_client=http_client,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        """The server's base URL, without credentials."""
+        return safe_endpoint(self._base_url)
+
+    @property
+    def model_id(self) -> str:
+        """The "provider:name" the user asked for."""
+        return self._spec.model
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {**self._spec.sampling_params(), **request.params}
+        params.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        if "stop" in params and "stop_sequences" not in params:
+            stop = params.pop("stop")
+            params["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+        system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
+        body: dict[str, Any] = {
+            "model": self._spec.name,
+            "messages": [
+                {"role": m["role"], "content": m["content"]}
+                for m in request.messages
+                if m["role"] != "system"
+            ],
+        }
+        if system:
+            body["system"] = system
+        extra: dict[str, Any] = {}
+        for name, value in params.items():
+            (body if name in _SDK_PARAMS else extra)[name] = value
+        if extra:
+            body["extra_body"] = extra
+        return body
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Send one request; raise Transient/FatalProviderError on failure."""
+        started = time.perf_counter()
+        try:
+            response = await self._client.messages.create(**self._body(request))
+        except anthropic.APIStatusError as error:
+            raise self._status_error(error) from None
+        except anthropic.APITimeoutError:
+            raise TransientProviderError(f"{self._label}: the request timed out") from None
+        except anthropic.APIConnectionError as error:
+            detail = redact(str(error.__cause__ or error), [self._key])
+            raise TransientProviderError(f"{self._label}: connection failed: {detail}") from None
+        except (anthropic.APIResponseValidationError, ValueError) as error:
+            raise self._malformed(type(error).__name__) from None
+        latency = time.perf_counter() - started
+        return self._completion(response, latency)
+
+    def _completion(self, response: Any, latency: float) -> Completion:
+        blocks = getattr(response, "content", None)
+        if not isinstance(blocks, list):
+            raise self._malformed("no content")
+        texts = [getattr(b, "text", None) for b in blocks if getattr(b, "type", None) == "text"]
+        if not all(isinstance(t, str) for t in texts):
+            raise self._malformed("a text block without text")
+        return Completion(
+            text="".join(str(t) for t in texts),
+            usage=_usage(getattr(response, "usage", None)),
+            model=getattr(response, "model", None) or self._spec.name,
+            latency_s=latency,
+        )
+
+    def _malformed(self, why: str) -> TransientProviderError:
+        return TransientProviderError(f"{self._label}: malformed response ({why})")
+
+    def _status_error(self, error: anthropic.APIStatusError) -> ProviderError:
+        return classify_status(
+            label=self._label,
+            status=error.status_code,
+            message=redact(error.api_message or error.message, [self._key]),
+            headers=error.response.headers,
+            quota_exhausted=_is_quota_error(error),
+            key_env=self._key_env,
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections, unless the caller lent the HTTP client."""
+        if self._owns_http:
+            await self._client.close()
+
+
+def _usage(usage: Any) -> Usage:
+    """Normalize Anthropic usage: input_tokens already exclude cache reads and writes."""
+    if usage is None:
+        return Usage()
+
+    def count(name: str) -> int:
+        return int(getattr(usage, name, 0) or 0)
+
+    return Usage(
+        input=count("input_tokens"),
+        cache_read=count("cache_read_input_tokens"),
+        cache_write=count("cache_creation_input_tokens"),
+        output=count("output_tokens"),
+    )

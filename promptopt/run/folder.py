@@ -1,0 +1,138 @@
+"""The run folder: append-only JSONL logs and atomically replaced JSON/text files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import UsageError
+from promptopt.llm.journal import drop_partial_last_line, read_jsonl
+
+CONFIG = "config.json"
+EVENTS = "events.jsonl"
+CANDIDATES = "candidates.jsonl"
+RESPONSES = "responses.jsonl"
+BEST_PROMPT = "best_prompt.txt"
+SUMMARY = "summary.json"
+REPORT_MD = "report.md"
+FINAL_EVAL = "final_eval.json"
+
+_SECRET = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)"
+)
+# Credentials inside a URL: user:password@ and key-like query parameters.
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
+_URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like an API key, including credentials written into URLs."""
+    text = _URL_USERINFO.sub("[redacted]@", text)
+    text = _URL_KEY_PARAM.sub(r"\1[redacted]", text)
+    return _SECRET.sub("[redacted]", text)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a file in one step, so a reader or a kill never sees half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunFolder:
+    """One run's folder."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, out_dir: Path, task_name: str, now: datetime | None = None) -> RunFolder:
+        """A new, empty folder named after the task and the time."""
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+        base = f"{_slug(task_name)}-{stamp}"
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(1000):
+                path = out_dir / (base if i == 0 else f"{base}-{i}")
+                try:
+                    path.mkdir()
+                    return cls(path)
+                except FileExistsError:
+                    continue
+        except OSError as exc:
+            raise UsageError(f"--out: cannot create a run folder in {out_dir}: {exc}") from exc
+        raise UsageError(f"--out: too many runs named {base} in {out_dir}")
+
+    @classmethod
+    def open(cls, path: Path) -> RunFolder:
+        """An existing run folder (for --resume and report); a line cut short by a kill at the
+        end of a JSONL log is dropped, so that appending goes on from a whole line."""
+        config = path / CONFIG
+        if not config.is_file():
+            raise UsageError(f"{path} is not a run folder (it has no {CONFIG})")
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{config} is not a promptopt run config: {exc}") from None
+        if not isinstance(data, dict) or "task_path" not in data or "settings" not in data:
+            raise UsageError(f"{config} is not a promptopt run config (no task_path/settings)")
+        for name in (EVENTS, CANDIDATES):
+            drop_partial_last_line(path / name)
+        return cls(path)
+
+    def file(self, name: str) -> Path:
+        """The path of a file in the folder."""
+        return self.path / name
+
+    def write_json(self, name: str, data: Mapping[str, Any]) -> None:
+        """Atomically replace a JSON file (API keys are masked)."""
+        write_atomic(self.file(name), redact(json.dumps(data, indent=2, ensure_ascii=False)) + "\n")
+
+    def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON file's content, or None when it does not exist."""
+        path = self.file(name)
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None
+
+    def write_text(self, name: str, text: str) -> None:
+        """Atomically replace a text file (API keys are masked)."""
+        write_atomic(self.file(name), redact(text))
+
+    def append_jsonl(self, name: str, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append records, one JSON object per line."""
+        lines = [
+            redact(json.dumps(r, ensure_ascii=False, separators=(",", ":"))) + "\n" for r in records
+        ]
+        if not lines:
+            return
+        with self.file(name).open("a", encoding="utf-8") as handle:
+            handle.writelines(lines)
+            handle.flush()
+
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        """Complete records of a JSONL file (a line cut short by a kill is ignored)."""
+        return read_jsonl(self.file(name))
+
+    def candidates(self) -> dict[str, dict[str, Any]]:
+        """The latest record of every candidate (a later line for an id supersedes earlier ones)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for record in self.read_jsonl(CANDIDATES):
+            latest[str(record["id"])] = record
+        return latest

@@ -1,0 +1,267 @@
+"""Assembles what a command needs to call models: cache, budget, endpoint gates, one client per
+role, the metric and the scorer; and closes them again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx2
+
+from promptopt.errors import UsageError
+from promptopt.llm.budget import BudgetCaps, BudgetLedger
+from promptopt.llm.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
+from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.journal import ResponseJournal
+from promptopt.llm.messages import Message
+from promptopt.llm.pricing import price_for
+from promptopt.llm.providers.base import Provider
+from promptopt.llm.providers.registry import build_provider
+from promptopt.scoring.metrics import build_metric
+from promptopt.scoring.scorer import Scorer
+from promptopt.task.loader import LoadedTask
+from promptopt.task.modelspec import ModelSpec
+
+ROLES = ("target", "optimizer", "judge")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Options shared by every command that calls models."""
+
+    concurrency: int = 8
+    cache_dir: Path | None = None
+    no_cache: bool = False
+    seed: int = 0
+    caps: BudgetCaps = field(default_factory=BudgetCaps)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
+    """The model a role uses; the judge falls back to the optimizer."""
+    models = task.spec.models
+    if role == "judge":
+        return models.judge or models.optimizer
+    spec: ModelSpec | None = getattr(models, role)
+    return spec
+
+
+class Runtime:
+    """Everything needed to call models for one command. Use as an async context manager."""
+
+    def __init__(
+        self,
+        task: LoadedTask,
+        options: RuntimeOptions,
+        *,
+        http_client: httpx2.AsyncClient | None = None,
+        env: Mapping[str, str] | None = None,
+        store: ResponseStore | None = None,
+        journal: ResponseJournal | None = None,
+        stop: asyncio.Event | None = None,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
+        self.task = task
+        self.options = options
+        self.env = dict(os.environ if env is None else env)
+        self.http_client = http_client
+        self.journal = journal
+        self.stop = stop
+        self._providers = dict(providers or {})
+        self.ledger = BudgetLedger(options.caps)
+        if store is not None:
+            self.store = store
+        elif options.no_cache:
+            self.store = NullCache()
+        else:
+            self.store = ResponseCache(options.cache_dir or default_cache_dir(self.env))
+        self.gates: dict[str, EndpointGate] = {}
+        self.clients: dict[str, ModelClient] = {}
+        self._scorer: Scorer | None = None
+
+    def client(self, role: str) -> ModelClient:
+        """The client for a role, built on first use."""
+        if role in self.clients:
+            return self.clients[role]
+        spec = model_for_role(self.task, role)
+        if spec is None:
+            raise UsageError(
+                f"{self.task.path}: models.{role}: no model is set; add one to the task file "
+                f"or pass --{role} provider:name"
+            )
+        price = price_for(spec, self.task.spec.prices or {})
+        if price is None and self.options.caps.cost_usd is not None:
+            raise UsageError(
+                f"{self.task.path}: models.{role}: the price of {spec.model} is unknown, so a "
+                "cost cap cannot be enforced; set models."
+                f"{role}.price (dollars per million tokens) or prices['{spec.model}']"
+            )
+        provider = self._providers.get(role) or build_provider(
+            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+        )
+        gate = self.gates.get(provider.endpoint)
+        if gate is None:
+            gate = self.gates[provider.endpoint] = EndpointGate(self.options.concurrency)
+        client = ModelClient(
+            role,
+            spec,
+            provider,
+            store=self.store,
+            ledger=self.ledger,
+            gate=gate,
+            price=price,
+            retry=self.options.retry,
+            seed=self.options.seed,
+            journal=self.journal,
+            stop=self.stop,
+        )
+        self.clients[role] = client
+        return client
+
+    async def _judge(self, system: str, user: str) -> str:
+        messages: tuple[Message, ...] = (
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        )
+        return (await self.client("judge").complete(messages)).text
+
+    @property
+    def scorer(self) -> Scorer:
+        """The scorer of the task's target model and metric."""
+        if self._scorer is None:
+            metric = build_metric(
+                self.task.spec.metric, base_dir=self.task.path.parent, judge=self._judge
+            )
+            self._scorer = Scorer(self.client("target"), metric, self.task.render_input)
+        return self._scorer
+
+    async def aclose(self) -> None:
+        """Close providers and the cache (everything already answered stays cached)."""
+        try:
+            for client in self.clients.values():
+                await client.aclose()
+        finally:
+            self.store.close()
+            if self.journal is not None:
+                self.journal.close()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def override_models(
+    task: LoadedTask,
+    *,
+    target: str | None = None,
+    optimizer: str | None = None,
+    base_url: str | None = None,
+    optimizer_base_url: str | None = None,
+) -> LoadedTask:
+    """The task with its models replaced from command-line flags.
+
+    A flag replaces the model id and keeps the task's sampling options; `base_url` applies to
+    the target and, unless `optimizer_base_url` is given, to the optimizer too (one
+    OpenAI-compatible server serving both).
+    """
+    models = task.spec.models
+    updates: dict[str, ModelSpec] = {}
+    urls = {"target": base_url, "optimizer": optimizer_base_url or base_url}
+    for role, value in (("target", target), ("optimizer", optimizer)):
+        current: ModelSpec | None = getattr(models, role)
+        new = current
+        if value is not None:
+            new = (
+                current.model_copy(update={"model": value})
+                if current
+                else ModelSpec.model_validate(value)
+            )
+            ModelSpec.model_validate(new.model_dump())  # re-check provider:name
+        if urls[role] is not None and new is not None:
+            new = new.model_copy(update={"base_url": urls[role]})
+        if new is not None and new is not current:
+            updates[role] = new
+    if not updates:
+        return task
+    spec = task.spec.model_copy(update={"models": models.model_copy(update=updates)})
+    return replace(task, spec=spec)
+
+
+def override_models_from_config(task: LoadedTask, config: Mapping[str, Any]) -> LoadedTask:
+    """The task with the models a run was started with (from its config.json), so that a
+    resumed run talks to the same models even when flags had overridden the task file."""
+    stored = config.get("task", {}).get("models", {})
+    updates = {
+        role: ModelSpec.model_validate(value) for role, value in stored.items() if value is not None
+    }
+    if not updates:
+        return task
+    spec = task.spec.model_copy(update={"models": task.spec.models.model_copy(update=updates)})
+    return replace(task, spec=spec)
+
+
+# Used when a task names no models: what an API key in the environment points to, else the
+# embedded local models (`promptopt[local]`), so that a first run works offline.
+_DEFAULT_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+    (
+        "OPENAI_API_KEY",
+        {"model": "openai:gpt-4o-mini", "temperature": 0, "max_tokens": 64},
+        {"model": "openai:gpt-4o", "temperature": 0.7, "max_tokens": 512},
+    ),
+    (
+        "ANTHROPIC_API_KEY",
+        {"model": "anthropic:claude-haiku-4-5", "temperature": 0, "max_tokens": 64},
+        {"model": "anthropic:claude-haiku-4-5", "temperature": 0.7, "max_tokens": 512},
+    ),
+)
+_LOCAL_MODELS = (
+    {"model": "local:target", "temperature": 0, "max_tokens": 8},
+    {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 128},
+)
+
+
+def apply_default_models(task: LoadedTask, env: Mapping[str, str]) -> tuple[LoadedTask, str | None]:
+    """Fill in the target and optimizer a task does not name; returns the task and a sentence
+    saying what was chosen (None when the task named both)."""
+    models = task.spec.models
+    if models.target is not None and models.optimizer is not None:
+        return task, None
+    target, optimizer = _LOCAL_MODELS
+    why = "no API key is set, so the embedded local models are used"
+    for key, key_target, key_optimizer in _DEFAULT_MODELS:
+        if env.get(key):
+            target, optimizer, why = key_target, key_optimizer, f"{key} is set"
+            break
+    updates: dict[str, ModelSpec] = {}
+    if models.target is None:
+        updates["target"] = ModelSpec.model_validate(target)
+    if models.optimizer is None:
+        updates["optimizer"] = ModelSpec.model_validate(optimizer)
+    spec = task.spec.model_copy(update={"models": models.model_copy(update=updates)})
+    chosen = ", ".join(f"{role} {value.model}" for role, value in updates.items())
+    return replace(
+        task, spec=spec
+    ), f"the task names no {' or '.join(updates)} model; {why}: {chosen}"
+
+
+async def check_models(task: LoadedTask, options: RuntimeOptions) -> None:
+    """Build the target and optimizer providers once, so that a missing key, an unknown
+    provider or an unpriced model under a cost cap is reported before anything is written."""
+    runtime = Runtime(task, options, store=NullCache())
+    try:
+        for role in ("target", "optimizer"):
+            runtime.client(role)
+    finally:
+        await runtime.aclose()

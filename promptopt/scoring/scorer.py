@@ -1,0 +1,154 @@
+"""Scores prompts on examples with the target model and the task's metric."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from promptopt.errors import BudgetExhausted, FatalProviderError, PromptoptError
+from promptopt.llm.client import ModelClient, RequestFailed, RoleUsage, RunStopped
+from promptopt.llm.messages import Message
+from promptopt.scoring.metrics import AsyncMetric, Metric, apply_metric
+from promptopt.scoring.stats import mean_ci
+from promptopt.task.example import Example
+
+
+@dataclass(frozen=True)
+class ExampleResult:
+    """One example's outcome."""
+
+    id: str
+    output: str
+    score: float
+    error: str | None = None
+    cached: bool = False
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """A prompt scored on a list of examples."""
+
+    split: str
+    prompt: str
+    examples: tuple[ExampleResult, ...]
+    usage: RoleUsage
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return len(self.examples)
+
+    @property
+    def scores(self) -> list[float]:
+        """Per-example scores in example order."""
+        return [e.score for e in self.examples]
+
+    @property
+    def score(self) -> float:
+        """Mean score (0 when there are no examples)."""
+        return sum(self.scores) / self.n if self.n else 0.0
+
+    @property
+    def errors(self) -> int:
+        """Examples whose request or metric failed."""
+        return sum(1 for e in self.examples if e.error is not None)
+
+    def ci95(self) -> tuple[float, float]:
+        """95% confidence interval of the mean score."""
+        _, lo, hi = mean_ci(self.scores)
+        return lo, hi
+
+    def to_json(self) -> dict[str, Any]:
+        """The `eval --json` contract of DESIGN.md."""
+        lo, hi = self.ci95()
+        return {
+            "split": self.split,
+            "n": self.n,
+            "score": self.score,
+            "ci95": [lo, hi],
+            "errors": self.errors,
+            "usage": self.usage.to_json(),
+            "examples": [
+                {"id": e.id, "output": e.output, "score": e.score}
+                | ({"error": e.error} if e.error else {})
+                for e in self.examples
+            ],
+        }
+
+
+def build_messages(prompt: str, user: str) -> tuple[Message, ...]:
+    """The layout every target call uses: the instruction as the system message, the rendered
+    input as the user message (small models do best with this plain layout)."""
+    return ({"role": "system", "content": prompt}, {"role": "user", "content": user})
+
+
+class Scorer:
+    """Scores a prompt on examples with the target model and the task's metric."""
+
+    def __init__(
+        self,
+        target: ModelClient,
+        metric: Metric | AsyncMetric,
+        render_input: Callable[[Example], str],
+    ) -> None:
+        self.target = target
+        self.metric = metric
+        self.render_input = render_input
+
+    async def run_example(self, prompt: str, example: Example) -> ExampleResult:
+        """Score one example; a request or metric failure becomes a recorded error scored 0.
+
+        Fatal provider errors and budget exhaustion propagate: they stop the command.
+        """
+        try:
+            result = await self.target.complete(build_messages(prompt, self.render_input(example)))
+        except RequestFailed as exc:
+            return ExampleResult(example.id, "", 0.0, error=str(exc))
+        try:
+            score = await apply_metric(self.metric, result.text, example)
+        except (FatalProviderError, BudgetExhausted, RunStopped, asyncio.CancelledError):
+            raise  # a judge metric's model call must stop the command, not score 0
+        except PromptoptError as exc:
+            return ExampleResult(example.id, result.text, 0.0, error=str(exc), cached=result.cached)
+        return ExampleResult(
+            example.id,
+            result.text,
+            min(1.0, max(0.0, score)),
+            cached=result.cached,
+            latency_s=result.latency_s,
+        )
+
+    async def evaluate(
+        self,
+        prompt: str,
+        examples: Sequence[Example],
+        *,
+        split: str,
+        on_result: Callable[[ExampleResult], None] | None = None,
+    ) -> EvalResult:
+        """Score `prompt` on every example, concurrently; results keep the examples' order."""
+        before = self.target.usage.copy()
+
+        async def one(example: Example) -> ExampleResult:
+            res = await self.run_example(prompt, example)
+            if on_result is not None:
+                on_result(res)
+            return res
+
+        results = await _gather_or_cancel([one(ex) for ex in examples])
+        return EvalResult(split, prompt, tuple(results), self.target.usage.minus(before))
+
+
+async def _gather_or_cancel(coros: Sequence[Awaitable[ExampleResult]]) -> list[ExampleResult]:
+    """Like gather, but the first exception cancels the siblings instead of leaving them running."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
