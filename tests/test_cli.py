@@ -248,7 +248,8 @@ def test_a_second_ctrl_c_is_an_abort_message_not_a_traceback() -> None:
 
     import typer
 
-    from promptopt.cli.main import EXIT_INTERRUPTED, _run_async
+    from promptopt.cli.common import EXIT_INTERRUPTED
+    from promptopt.cli.common import run_async as _run_async
 
     async def cancelled() -> None:
         raise asyncio.CancelledError

@@ -6,17 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from promptopt.app.compare import comparability_problems, prepare_diff, read_prompt_file
+from promptopt.app.gate import ci_gate
 from promptopt.errors import UsageError
-from promptopt.reporting.diff import (
-    ExampleOutcome,
-    Provenance,
-    build_diff,
-    ci_gate,
-    comparability_problems,
-    prepare_diff,
-    read_prompt_file,
-    word_diff,
-)
+from promptopt.reporting.diff import ExampleOutcome, Provenance, build_diff, word_diff
 from promptopt.reporting.html import diff_html
 from promptopt.reporting.markdown import diff_markdown
 from promptopt.task.loader import load_task

@@ -15,13 +15,14 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
-from promptopt.reporting.markdown import lineage
+from promptopt.reporting.markdown import lineage, write_run_reports
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.search.context import Candidate, Plan, SearchContext
-from promptopt.search.engine import Engine, RunSettings, StopRules
+from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.plan import RunSettings, StopRules
 from promptopt.search.strategies.protegi import ProTeGi, ProTeGiParams, parse_reasons
 from promptopt.search.strategies.registry import make_strategy, resolve_params, strategy_info
 from promptopt.task.example import Example
@@ -80,7 +81,9 @@ async def run_once(
     )
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return await engine.run(resume=resume)
+        summary = await engine.run(resume=resume)
+    write_run_reports(folder)
+    return summary
 
 
 def latest_records(folder: RunFolder) -> dict[str, dict[str, Any]]:

@@ -8,12 +8,8 @@ from email.utils import format_datetime
 import pytest
 
 from promptopt.errors import FatalProviderError, TransientProviderError
-from promptopt.llm.providers.http_errors import (
-    classify_status,
-    parse_retry_after,
-    redact,
-    safe_endpoint,
-)
+from promptopt.llm.providers.http_errors import classify_status, parse_retry_after, safe_endpoint
+from promptopt.util.redact import redact
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from promptopt.app.models import apply_default_models, override_models, override_models_from_config
 from promptopt.errors import UsageError
-from promptopt.scoring.runtime import (
-    Runtime,
-    RuntimeOptions,
-    apply_default_models,
-    override_models,
-    override_models_from_config,
-)
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.task.loader import load_task
 from tests.search_fixtures import write_task
 

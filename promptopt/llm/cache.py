@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ import diskcache
 from diskcache.core import MODE_PICKLE
 
 from promptopt.errors import PromptoptError
+from promptopt.util.hashing import content_hash
 
 CACHE_KEY_VERSION = 1
 
@@ -80,8 +80,7 @@ def request_key(
         "params": dict(params),
         "sample_index": sample_index,
     }
-    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return content_hash(payload)
 
 
 @dataclass(frozen=True)

@@ -14,20 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from promptopt.errors import (
-    PromptoptError,
-    TransientProviderError,
-)
+from promptopt.errors import PromptoptError, TransientProviderError
 from promptopt.llm.budget import BudgetLedger, Reservation
 from promptopt.llm.cache import ResponseStore, request_key
 from promptopt.llm.journal import JournalEntry, ResponseJournal
 from promptopt.llm.messages import ChatRequest, Completion, Message, Usage
-from promptopt.llm.pricing import cost_usd, max_cost_usd
+from promptopt.llm.pricing import cost_usd, request_max_cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.task.modelspec import ModelSpec, Price
-
-# Reserved against a cost cap when a request sets no max_tokens: a deliberately pessimistic bound.
-_UNBOUNDED_OUTPUT_TOKENS = 4096
 
 
 class RequestFailed(PromptoptError):
@@ -216,12 +210,6 @@ class CallResult:
     cost_usd: float
 
 
-def estimate_tokens(messages: Sequence[Message]) -> int:
-    """An upper bound on prompt tokens: byte-level BPE tokenizers never use more tokens than
-    the text has UTF-8 bytes (plus a few per message for the chat format)."""
-    return sum(len(m["content"].encode("utf-8")) + 8 for m in messages)
-
-
 class ModelClient:
     """One role's model: cache, single-flight, budget, concurrency gate and retries."""
 
@@ -301,14 +289,8 @@ class ModelClient:
                 self._journal_failure(key, str(exc))
                 raise
             return self._hit(key, _value_of(result))
-        params = self.spec.sampling_params()
-        max_out = int(
-            params.get("max_tokens")
-            or params.get("max_completion_tokens")
-            or _UNBOUNDED_OUTPUT_TOKENS
-        ) * int(params.get("n") or 1)
         reservation = self.ledger.reserve(
-            self.role, max_cost_usd(estimate_tokens(messages), max_out, self.price)
+            self.role, request_max_cost_usd(messages, self.spec.sampling_params(), self.price)
         )
         task = asyncio.ensure_future(self._send(key, tuple(messages), sample_index, reservation))
         self._in_flight[key] = task

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from promptopt.util.files import drop_partial_last_line, read_jsonl
+
 
 @dataclass(frozen=True)
 class JournalEntry:
@@ -18,33 +20,6 @@ class JournalEntry:
     value: dict[str, Any]
     paid: bool
     cost_usd: float
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every complete JSON object line of a file; a line cut short by a kill is ignored."""
-    if not path.exists():
-        return []
-    records: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                break
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
-
-
-def drop_partial_last_line(path: Path) -> None:
-    """Cut a last line that a kill left without its newline."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 class ResponseJournal:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from promptopt.llm.messages import Usage
-from promptopt.llm.providers.openai import is_openai_host
+from promptopt.llm.messages import Message, Usage
+from promptopt.llm.providers.endpoints import is_openai_host
 from promptopt.task.modelspec import ModelSpec, Price
 
 # USD per million tokens, from the providers' published list prices (standard tier, 5-minute
@@ -38,6 +39,9 @@ BUILTIN_PRICES: Mapping[str, Mapping[str, Price]] = {
         "claude-3-5-haiku": Price(input=0.80, output=4.00, cache_read=0.08, cache_write=1.00),
     },
 }
+
+# Billed output assumed for a request that sets no output limit: deliberately pessimistic.
+UNBOUNDED_OUTPUT_TOKENS = 4096
 
 FREE = Price(input=0.0, output=0.0, cache_read=0.0, cache_write=0.0)
 _FREE_PROVIDERS = frozenset({"local", "ollama", "scripted"})
@@ -101,3 +105,24 @@ def max_cost_usd(input_tokens: int, max_output_tokens: int, price: Price | None)
         return 0.0
     per_input = max(price.input, price.cache_write or 0.0)
     return (input_tokens * per_input + max_output_tokens * price.output) / 1_000_000
+
+
+def estimate_tokens(messages: Sequence[Message]) -> int:
+    """An upper bound on prompt tokens: byte-level BPE tokenizers never use more tokens than
+    the text has UTF-8 bytes (plus a few per message for the chat format)."""
+    return sum(len(m["content"].encode("utf-8")) + 8 for m in messages)
+
+
+def max_output_tokens(params: Mapping[str, Any]) -> int:
+    """The most output tokens a request with these sampling parameters can be billed for: its
+    max_tokens (or max_completion_tokens) for each of its `n` samples."""
+    limit = params.get("max_tokens") or params.get("max_completion_tokens")
+    return int(limit or UNBOUNDED_OUTPUT_TOKENS) * int(params.get("n") or 1)
+
+
+def request_max_cost_usd(
+    messages: Sequence[Message], params: Mapping[str, Any], price: Price | None
+) -> float:
+    """The worst case of one request: what the client reserves before sending it, and what
+    `run --dry-run` and the final evaluation's reserve count per call."""
+    return max_cost_usd(estimate_tokens(messages), max_output_tokens(params), price)

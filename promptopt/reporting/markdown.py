@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from promptopt.reporting.diff import DiffReport, GateDecision, SideUsage, diff_from_final_eval
+from promptopt.reporting.diff import DiffReport, SideUsage, diff_from_final_eval
 from promptopt.run.folder import CONFIG, EVENTS, REPORT_MD, SUMMARY, RunFolder
 
 REPORT_HTML = "report.html"
@@ -526,8 +526,11 @@ def write_run_reports(folder: RunFolder) -> None:
 # CI mode
 
 
-def ci_summary_markdown(folder: RunFolder, decision: GateDecision, written_to: Path | None) -> str:
-    """The Markdown summary of a CI-mode run: the gate's decision, then initial vs best."""
+def ci_summary_markdown(
+    folder: RunFolder, passed: bool, reason: str, written_to: Path | None
+) -> str:
+    """The Markdown summary of a CI-mode run: the gate's decision (`passed`, with its
+    `reason`), then initial vs best."""
     report = build_run_report(folder)
     outcome = (
         f"wrote the best prompt to `{written_to}`"
@@ -537,8 +540,7 @@ def ci_summary_markdown(folder: RunFolder, decision: GateDecision, written_to: P
     lines = [
         f"# promptopt: {report.task}",
         "",
-        f"**{'Improved' if decision.passed else 'No significant gain'}**: {decision.reason}; "
-        f"{outcome}.",
+        f"**{'Improved' if passed else 'No significant gain'}**: {reason}; {outcome}.",
         "",
         f"Run folder: `{report.path}`.",
         "",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from promptopt.errors import UsageError
-from promptopt.llm.journal import drop_partial_last_line, read_jsonl
+from promptopt.util.files import drop_partial_last_line, read_jsonl, write_atomic
+from promptopt.util.redact import redact
 
 CONFIG = "config.json"
 EVENTS = "events.jsonl"
@@ -23,35 +22,9 @@ SUMMARY = "summary.json"
 REPORT_MD = "report.md"
 FINAL_EVAL = "final_eval.json"
 
-_SECRET = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9_\-]{8,}|Bearer\s+\S+)"
-)
-# Credentials inside a URL: user:password@ and key-like query parameters.
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
-_URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")
-
-
-def redact(text: str) -> str:
-    """Mask anything that looks like an API key, including credentials written into URLs."""
-    text = _URL_USERINFO.sub("[redacted]@", text)
-    text = _URL_KEY_PARAM.sub(r"\1[redacted]", text)
-    return _SECRET.sub("[redacted]", text)
-
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace a file in one step, so a reader or a kill never sees half of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunFolder:

@@ -7,17 +7,14 @@ import contextlib
 import platform
 import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 from typing import Any, NoReturn
 
 from promptopt import __version__
 from promptopt.errors import BudgetExhausted, UsageError
-from promptopt.llm.budget import BudgetCaps
-from promptopt.llm.client import RoleUsage, RunStopped, estimate_tokens
-from promptopt.llm.pricing import max_cost_usd
-from promptopt.reporting.markdown import write_run_reports
+from promptopt.llm.client import RoleUsage, RunStopped
 from promptopt.run.folder import (
     BEST_PROMPT,
     CANDIDATES,
@@ -27,142 +24,16 @@ from promptopt.run.folder import (
     SUMMARY,
     RunFolder,
 )
-from promptopt.scoring.runtime import Runtime, model_for_role
-from promptopt.scoring.scorer import ExampleResult, build_messages
+from promptopt.scoring.runtime import Runtime
+from promptopt.scoring.scorer import ExampleResult
 from promptopt.scoring.stats import compare, mean_ci
-from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, Strategy
+from promptopt.search.context import Candidate, SearchContext, StepReport, Strategy
 from promptopt.search.meta_prompts import MetaPromptSet
+from promptopt.search.plan import RunSettings, final_reserve, search_caps, target_call_max_cost_usd
 from promptopt.task.loader import LoadedTask
-from promptopt.task.modelspec import ModelSpec
-
-# The longest instruction extraction accepts (promptopt.search.extract's default), in characters.
-PROPOSAL_MAX_CHARS = 2000
-# Tokens assumed for one optimizer request when estimating a plan's cost.
-_META_PROMPT_TOKENS = 1500
-_OPTIMIZER_OUTPUT_TOKENS = 512
-
-
-@dataclass(frozen=True)
-class StopRules:
-    """When to stop searching, besides budgets and the strategy finishing."""
-
-    max_steps: int | None = None
-    patience: int | None = None
-    target_score: float | None = None
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything about a run besides the task, as written to config.json."""
-
-    strategy: str
-    params: dict[str, Any]
-    seed: int
-    caps: BudgetCaps = field(default_factory=BudgetCaps)
-    stop: StopRules = field(default_factory=StopRules)
-    finalists: int = 3
-    concurrency: int = 8
-
-    def to_json(self) -> dict[str, Any]:
-        """As stored in config.json."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunSettings:
-        """Inverse of `to_json`."""
-        return cls(
-            strategy=str(data["strategy"]),
-            params=dict(data["params"]),
-            seed=int(data["seed"]),
-            caps=BudgetCaps(**data.get("caps", {})),
-            stop=StopRules(**data.get("stop", {})),
-            finalists=int(data.get("finalists", 3)),
-            concurrency=int(data.get("concurrency", 8)),
-        )
-
 
 StepCallback = Callable[[SearchContext, StepReport, Runtime], None]
 """Called after every checkpointed step (the CLI shows progress with it)."""
-
-
-def final_reserve(dev_n: int, test_n: int, finalists: int) -> int:
-    """Target calls kept back from the search for the final evaluation: the finalists and the
-    initial prompt on all of dev, then the initial and the best prompt on all of test."""
-    return (finalists + 1) * dev_n + 2 * test_n
-
-
-def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
-    """The caps the search itself runs under."""
-    if caps.target_calls is None:
-        return caps
-    left = caps.target_calls - reserve
-    if left <= 0:
-        raise UsageError(
-            f"budget.target_calls ({caps.target_calls}) is too small: the final evaluation "
-            f"on dev and test alone needs {reserve} target calls; raise it or use smaller splits"
-        )
-    return BudgetCaps(
-        target_calls=left, optimizer_calls=caps.optimizer_calls, cost_usd=caps.cost_usd
-    )
-
-
-@dataclass(frozen=True)
-class DryRunPlan:
-    """What `run --dry-run` prints: the most calls the run can make and their estimated cost."""
-
-    target_calls: int
-    optimizer_calls: int
-    final_eval_calls: int
-    estimated_cost_usd: float | None
-    notes: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """As printed by `run --dry-run --json`."""
-        return asdict(self)
-
-
-def plan_run(
-    task: LoadedTask,
-    settings: RunSettings,
-    strategy_plan: Plan,
-    prices: Mapping[str, Any],
-) -> DryRunPlan:
-    """The worst case of a run, without calling any model."""
-    dev_n, test_n = len(task.splits.get("dev", ())), len(task.splits.get("test", ()))
-    reserve = final_reserve(dev_n, test_n, settings.finalists)
-    caps = settings.caps
-    search = strategy_plan.target_calls
-    if caps.target_calls is not None:
-        search = min(search, caps.target_calls - reserve)
-    optimizer = strategy_plan.optimizer_calls
-    if caps.optimizer_calls is not None:
-        optimizer = min(optimizer, caps.optimizer_calls)
-    notes: list[str] = []
-    cost: float | None = 0.0
-    examples = task.splits.get("train", ()) or task.splits.get("dev", ())
-    avg_input = (
-        sum(len(task.render_input(e)) for e in examples) / len(examples) if examples else 0.0
-    )
-    for role, calls, tokens_in, default_out in (
-        ("target", search + reserve, None, 16),
-        ("optimizer", optimizer, _META_PROMPT_TOKENS, _OPTIMIZER_OUTPUT_TOKENS),
-    ):
-        spec: ModelSpec | None = model_for_role(task, role)
-        if spec is None or calls <= 0:
-            continue
-        price = prices.get(role)
-        if price is None:
-            notes.append(f"no price known for {spec.model}: counted as $0")
-            continue
-        if tokens_in is None:
-            message = {"role": "user", "content": task.spec.prompt + " " * int(avg_input)}
-            tokens_in = estimate_tokens([message])  # type: ignore[list-item]
-        out = spec.max_tokens or default_out
-        assert cost is not None
-        cost += calls * max_cost_usd(tokens_in, out, price)
-    if caps.cost_usd is not None and cost is not None:
-        cost = min(cost, caps.cost_usd)
-    return DryRunPlan(search + reserve, optimizer, reserve, cost, tuple(notes))
 
 
 def _ranking_best(ctx: SearchContext, ranking: tuple[str, ...], k: int) -> list[Candidate]:
@@ -194,16 +65,10 @@ class Engine:
         self._prior_wall = 0.0
         self._done_steps = 0
 
-    def _final_cost(self, calls: int, examples: tuple[Any, ...]) -> float:
-        """A worst case of what the final evaluation's target calls cost: every prompt as long
-        as an accepted proposal may be, every input as long as the longest one."""
+    def _final_cost(self, calls: int) -> float:
+        """A worst case of what the final evaluation's target calls cost."""
         client = self.runtime.client("target")
-        longest = max((self.task.render_input(e) for e in examples), key=len, default="")
-        prompt = "x" * max(len(self.task.spec.prompt.encode("utf-8")), PROPOSAL_MAX_CHARS * 4)
-        messages = build_messages(prompt, longest)
-        params = client.spec.sampling_params()
-        out = int(params.get("max_tokens") or params.get("max_completion_tokens") or 4096)
-        return calls * max_cost_usd(estimate_tokens(messages), out, client.price)
+        return calls * target_call_max_cost_usd(self.task, client.spec, client.price)
 
     def write_config(self) -> None:
         """config.json: the resolved task, the options, versions and seed (no secrets)."""
@@ -333,7 +198,7 @@ class Engine:
         ledger = self.runtime.ledger
         caps = search_caps(self.settings.caps, reserve)
         if caps.cost_usd is not None:
-            left = caps.cost_usd - self._final_cost(reserve, dev + test)
+            left = caps.cost_usd - self._final_cost(reserve)
             if left <= 0:
                 raise UsageError(
                     f"the cost cap (${caps.cost_usd}) does not cover the worst case of the final "
@@ -429,7 +294,6 @@ class Engine:
         summary = self._summary(ctx, "finished", stop_reason, final, best)
         self.folder.write_text(BEST_PROMPT, best.text + "\n")
         self.folder.write_json(SUMMARY, summary)
-        write_run_reports(self.folder)
         return summary
 
     async def _final(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
-import hashlib
 import json
 import math
 import random
@@ -27,6 +26,7 @@ from promptopt.errors import Problem, PromptoptError, TaskFileError, UsageError
 from promptopt.task.example import Example
 from promptopt.task.metricspec import MetricSpec
 from promptopt.task.modelspec import ModelSpec, Price
+from promptopt.util.hashing import content_hash
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
@@ -264,7 +264,7 @@ class LoadedTask:
     @property
     def task_hash(self) -> str:
         """sha256 of the canonical spec JSON; follows the spec when overrides replace it."""
-        return _sha256(self.spec.model_dump(mode="json"))
+        return content_hash(self.spec.model_dump(mode="json"))
 
     def render_input(self, example: Example) -> str:
         """The user message for an example."""
@@ -307,11 +307,6 @@ def validate_task(path: Path) -> list[Problem]:
 
 # ---------------------------------------------------------------------------------------------
 # loading
-
-
-def _sha256(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _resolve(task_path: Path, relative: str) -> Path:
@@ -386,7 +381,7 @@ def _load(path: Path) -> tuple[LoadedTask | None, list[Problem]]:
         name: [{"id": e.id, "fields": dict(e.fields), "targets": list(e.targets)} for e in rows]
         for name, rows in splits.items()
     }
-    return LoadedTask(path=path, spec=spec, splits=splits, data_hash=_sha256(payload)), []
+    return LoadedTask(path=path, spec=spec, splits=splits, data_hash=content_hash(payload)), []
 
 
 def _template_leaks(file: str, root: yaml.Node, template: str, data: DataSpec) -> list[Problem]:

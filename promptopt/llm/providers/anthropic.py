@@ -14,8 +14,9 @@ from anthropic.resources.messages import AsyncMessages
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage
-from promptopt.llm.providers.http_errors import classify_status, redact, safe_endpoint
+from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
 from promptopt.task.modelspec import ModelSpec
+from promptopt.util.redact import redact
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 # The Messages API requires max_tokens; this covers a classification answer or a critique.

@@ -6,26 +6,15 @@ tells a rate limit from an exhausted quota, so the decision of what is worth ret
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 
+
 # Servers echo (partially masked) keys back in 401 bodies; anything shaped like a key is hidden too.
-_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}")
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with every given secret and anything that looks like an API key replaced."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    return _KEY_LIKE.sub("[redacted]", text)
-
-
 def safe_endpoint(url: str) -> str:
     """The URL without user info, query or fragment, where credentials sometimes hide."""
     parts = urlsplit(url)

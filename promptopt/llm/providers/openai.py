@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -16,32 +15,17 @@ from openai.types.chat import ChatCompletion
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage
-from promptopt.llm.providers.http_errors import classify_status, redact, safe_endpoint
+from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
+from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
 from promptopt.task.modelspec import ModelSpec
+from promptopt.util.redact import redact
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-OLLAMA_BASE_URL = "http://localhost:11434/v1"
 # Local servers ignore the key but the SDK insists on one; a dummy keeps real keys at home.
 DUMMY_KEY = "not-needed"
 # Server-specific parameters (vLLM's top_k, repetition_penalty, ...) are not SDK arguments;
 # they travel in extra_body so the server decides what it accepts.
 _NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
 _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - _NOT_PARAMS
-
-
-def is_openai_host(base_url: str) -> bool:
-    """Whether `base_url` is OpenAI's own API (where the real OPENAI_API_KEY belongs)."""
-    host = (urlsplit(base_url).hostname or "").lower()
-    return host == "api.openai.com" or host.endswith(".api.openai.com")
-
-
-def resolve_base_url(spec: ModelSpec) -> str:
-    """The server a spec talks to: its base_url, Ollama's default for `ollama:`, else OpenAI."""
-    if spec.base_url:
-        return spec.base_url
-    if spec.provider == "ollama":
-        return OLLAMA_BASE_URL
-    return OPENAI_BASE_URL
 
 
 def resolve_api_key(

@@ -6,16 +6,18 @@ import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
-
-import httpx2
+from typing import TYPE_CHECKING, Protocol
 
 from promptopt.errors import MissingDependencyError, UsageError
-from promptopt.llm.providers.anthropic import AnthropicProvider
 from promptopt.llm.providers.base import Provider
-from promptopt.llm.providers.openai import OpenAIProvider
-from promptopt.llm.providers.scripted import ScriptedProvider
 from promptopt.task.modelspec import ModelSpec
+
+if TYPE_CHECKING:
+    import httpx2
+
+# The SDK-backed providers are imported when a model of theirs is built, not before: importing
+# the openai and anthropic SDKs costs about a second, which commands that call no model (and
+# --version) should not pay.
 
 
 class Builder(Protocol):
@@ -38,6 +40,8 @@ def _openai(
     http_client: httpx2.AsyncClient | None,
     env: Mapping[str, str],
 ) -> Provider:
+    from promptopt.llm.providers.openai import OpenAIProvider
+
     return OpenAIProvider(spec, http_client=http_client, env=env)
 
 
@@ -48,6 +52,8 @@ def _anthropic(
     http_client: httpx2.AsyncClient | None,
     env: Mapping[str, str],
 ) -> Provider:
+    from promptopt.llm.providers.anthropic import AnthropicProvider
+
     return AnthropicProvider(spec, http_client=http_client, env=env)
 
 
@@ -58,6 +64,8 @@ def _scripted(
     http_client: httpx2.AsyncClient | None,
     env: Mapping[str, str],
 ) -> Provider:
+    from promptopt.llm.providers.scripted import ScriptedProvider
+
     return ScriptedProvider.from_spec(spec, base_dir=base_dir)
 
 

@@ -1,0 +1,292 @@
+"""The `diff` use case: resolve two prompt revisions (run folders or prompt files), check that
+they can be compared fairly, and score both on the same examples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from promptopt.errors import UsageError
+from promptopt.llm.cache import ResponseStore
+from promptopt.llm.messages import Usage
+from promptopt.llm.pricing import cost_usd
+from promptopt.llm.providers.base import Provider
+from promptopt.reporting.diff import DiffReport, ExampleOutcome, Provenance, SideUsage, build_diff
+from promptopt.run.folder import CONFIG, SUMMARY, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.scoring.scorer import EvalResult, build_messages
+from promptopt.task.example import Example
+from promptopt.task.loader import LoadedTask, TaskFile, load_task
+from promptopt.util.hashing import content_hash
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    """One side of a diff: a prompt, and the run it came from when it came from a run."""
+
+    label: str
+    source: str
+    text: str
+    config: Mapping[str, Any] | None = None
+
+
+def _strip_final_newlines(text: str) -> str:
+    # Files written by promptopt (best_prompt.txt, --write-if-better) end with one newline that
+    # is not part of the prompt.
+    return text.rstrip("\n")
+
+
+def read_prompt_file(path: Path) -> str:
+    """A prompt file's text without its trailing newlines; UsageError when unreadable or empty."""
+    try:
+        text = _strip_final_newlines(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read the prompt file {path}: {exc.strerror}") from exc
+    if not text.strip():
+        raise UsageError(f"the prompt file {path} is empty")
+    return text
+
+
+def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
+    folder = RunFolder.open(path)
+    config = folder.read_json(CONFIG) or {}
+    summary = folder.read_json(SUMMARY) or {}
+    if which == "initial":
+        text = summary.get("initial_prompt") or config.get("task", {}).get("prompt")
+        label = f"{path.name} initial"
+    else:
+        text = summary.get("best_prompt")
+        if text is None and folder.file("best_prompt.txt").is_file():
+            text = _strip_final_newlines(folder.file("best_prompt.txt").read_text("utf-8"))
+        label = f"{path.name} best" + (f" ({summary['best_id']})" if "best_id" in summary else "")
+    if not text:
+        raise UsageError(f"{path}: the run folder has no {which} prompt yet")
+    return PromptSource(label, str(path), str(text), config)
+
+
+def read_source(path: Path, which: Literal["initial", "best"] = "best") -> PromptSource:
+    """A run folder's initial or best prompt, or a prompt file's text."""
+    if path.is_dir():
+        return _run_prompt(path, which)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist: give a run folder or a prompt file")
+    return PromptSource(path.name, str(path), read_prompt_file(path))
+
+
+def scoring_identity(spec: Mapping[str, Any]) -> str:
+    """A hash of what decides a prompt's scores besides the prompt: the data and metric
+    settings, the input template, and the model(s) that answer and judge.
+
+    The prompt, the description, the search settings and the optimizer (unless it is the
+    judge) are left out: runs that differ only there are comparable.
+    """
+    models = dict(spec.get("models") or {})
+    metric = spec.get("metric") or {}
+    keep_roles = ["target", "judge"]
+    if metric.get("type") == "judge" and models.get("judge") is None:
+        keep_roles.append("optimizer")
+    kept = {
+        "input_template": spec.get("input_template"),
+        "data": spec.get("data"),
+        "metric": metric,
+        "models": {role: models.get(role) for role in keep_roles},
+        "prices": spec.get("prices"),
+    }
+    return content_hash(kept)
+
+
+def _target_model(spec: Mapping[str, Any]) -> str:
+    target = (spec.get("models") or {}).get("target")
+    return str(target.get("model")) if isinstance(target, dict) else str(target)
+
+
+def comparability_problems(task: LoadedTask, sources: Sequence[PromptSource]) -> list[str]:
+    """Why scores on `task` would not be comparable with the runs the prompts come from."""
+    problems: list[str] = []
+    spec = task.spec.model_dump(mode="json")
+    identity = scoring_identity(spec)
+    for src in sources:
+        config = src.config
+        if config is None:
+            continue
+        if config.get("data_hash") != task.data_hash:
+            problems.append(
+                f"{src.source}: its data (data_hash {str(config.get('data_hash'))[:12]}) differs "
+                f"from the data scored now ({task.data_hash[:12]})"
+            )
+        run_spec = config.get("task") or {}
+        if _target_model(run_spec) != _target_model(spec):
+            problems.append(
+                f"{src.source}: its target model {_target_model(run_spec)} differs from "
+                f"{_target_model(spec)}"
+            )
+        elif config.get("task_hash") != task.task_hash and scoring_identity(run_spec) != identity:
+            problems.append(
+                f"{src.source}: its task (task_hash {str(config.get('task_hash'))[:12]}) differs "
+                f"from {task.path} in its data, metric, input template or models"
+            )
+    return problems
+
+
+def task_of_run(config: Mapping[str, Any]) -> LoadedTask:
+    """The task a run scored with: its task file's data, with the spec (models, metric, prompt)
+    exactly as the run recorded it in config.json."""
+    path = config.get("task_path")
+    if not path:
+        raise UsageError("the run folder's config.json names no task file; pass --task")
+    loaded = load_task(Path(str(path)))
+    spec = TaskFile.model_validate(config["task"])
+    return replace(loaded, spec=spec)
+
+
+@dataclass(frozen=True)
+class DiffPlan:
+    """What `promptopt diff` will score: on which task, which two prompts."""
+
+    task: LoadedTask
+    old: PromptSource
+    new: PromptSource
+    mismatches: tuple[str, ...] = ()
+
+
+def read_sides(old: Path, new: Path | None) -> tuple[PromptSource, PromptSource]:
+    """The two prompts of a diff; with one run folder and no NEW, its initial and best prompt."""
+    if new is None:
+        if not old.is_dir():
+            raise UsageError("give two prompts to compare: OLD NEW (or a single run folder)")
+        return read_source(old, "initial"), read_source(old, "best")
+    return read_source(old), read_source(new)
+
+
+def default_task(old: PromptSource, new: PromptSource) -> LoadedTask:
+    """The task of the first run folder among the two sides; UsageError for two prompt files."""
+    config = old.config or new.config
+    if config is None:
+        raise UsageError("prompt files need --task TASK.yaml to be scored")
+    return task_of_run(config)
+
+
+def check_diff(
+    task: LoadedTask, old: PromptSource, new: PromptSource, *, force: bool = False
+) -> DiffPlan:
+    """Refuse to compare prompts whose runs used other data, another task or another target
+    model than `task` (UsageError), unless `force`, which records the mismatches instead."""
+    problems = comparability_problems(task, [old, new])
+    if problems and not force:
+        raise UsageError(
+            "the prompts cannot be compared fairly:\n  "
+            + "\n  ".join(problems)
+            + "\npass --force to compare them anyway"
+        )
+    return DiffPlan(task, old, new, tuple(problems))
+
+
+def prepare_diff(
+    old: Path, new: Path | None, task: LoadedTask | None = None, *, force: bool = False
+) -> DiffPlan:
+    """Resolve OLD and NEW (run folders or prompt files) and the task to score them on.
+
+    With one run folder and no NEW, compares that run's initial prompt with its best. Without
+    `task`, the first run folder's recorded task is used.
+    """
+    a, b = read_sides(old, new)
+    return check_diff(task or default_task(a, b), a, b, force=force)
+
+
+def _side_usage(runtime: Runtime, result: EvalResult, examples: Sequence[Example]) -> SideUsage:
+    """Tokens and cost of one full evaluation, read from the cached answers so that a cached
+    answer counts at what it cost when it was paid; without a cache, what was sent."""
+    client = runtime.scorer.target
+    total = Usage()
+    complete = True
+    for example in examples:
+        messages = build_messages(result.prompt, runtime.task.render_input(example))
+        value = runtime.store.get(client.key_for(messages))
+        if value is None:
+            complete = False
+            break
+        total = total + Usage.from_dict(value.get("usage", {}))
+        if value.get("model"):
+            client.reported_models.add(str(value["model"]))
+    if not complete:
+        total = result.usage.tokens
+    latencies = [e.latency_s for e in result.examples]
+    return SideUsage(
+        input_tokens=total.input + total.cache_read + total.cache_write,
+        output_tokens=total.output,
+        cost_usd=cost_usd(total, client.price),
+        mean_latency_s=sum(latencies) / len(latencies) if latencies else None,
+        requests=result.usage.requests,
+        cache_hits=result.usage.cache_hits,
+    )
+
+
+async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> DiffReport:
+    """Score both prompts of `plan` on `split` with the runtime's target model and metric."""
+    task = plan.task
+    examples = task.split(split)
+    scorer = runtime.scorer
+    # One after the other, so that each side's usage is its own.
+    old = await scorer.evaluate(plan.old.text, examples, split=split)
+    new = await scorer.evaluate(plan.new.text, examples, split=split)
+    old_usage = _side_usage(runtime, old, examples)
+    new_usage = _side_usage(runtime, new, examples)
+    outcomes = [
+        ExampleOutcome(
+            id=ex.id,
+            input=task.render_input(ex),
+            expected=ex.targets,
+            old_output=o.output,
+            new_output=n.output,
+            old_score=o.score,
+            new_score=n.score,
+            old_error=o.error,
+            new_error=n.error,
+            old_latency_s=o.latency_s,
+            new_latency_s=n.latency_s,
+        )
+        for ex, o, n in zip(examples, old.examples, new.examples, strict=True)
+    ]
+    models = {
+        role: {"model": client.spec.model, "reported": sorted(client.reported_models)}
+        for role, client in runtime.clients.items()
+    }
+    provenance = Provenance(
+        task=task.spec.name,
+        task_hash=task.task_hash,
+        data_hash=task.data_hash,
+        split=split,
+        seed=runtime.options.seed,
+        models=models,
+        old_label=plan.old.label,
+        new_label=plan.new.label,
+        old_source=plan.old.source,
+        new_source=plan.new.source,
+        mismatches=plan.mismatches,
+    )
+    return build_diff(
+        provenance,
+        plan.old.text,
+        plan.new.text,
+        outcomes,
+        old_usage=old_usage,
+        new_usage=new_usage,
+        metric_name=task.spec.metric.type,
+    )
+
+
+async def compare_prompts(
+    plan: DiffPlan,
+    *,
+    split: str = "test",
+    options: RuntimeOptions | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    store: ResponseStore | None = None,
+) -> DiffReport:
+    """Score both prompts of `plan` on `split` and build their diff report."""
+    async with Runtime(
+        plan.task, options or RuntimeOptions(), providers=providers, store=store
+    ) as runtime:
+        return await score_diff(plan, runtime, split)

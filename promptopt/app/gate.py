@@ -1,0 +1,101 @@
+"""The CI gate of `promptopt run --write-if-better`: replace a prompt only when the new one is
+proven better on held-out data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptopt.errors import PromptoptError, UsageError
+from promptopt.reporting.markdown import ci_summary_markdown
+from promptopt.run.folder import RunFolder
+from promptopt.util.files import write_atomic
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a run's best prompt earned its place, and why."""
+
+    passed: bool
+    reason: str
+    delta: float | None = None
+    ci95: tuple[float, float] | None = None
+
+
+def ci_gate(summary: Mapping[str, Any], min_improvement: float = 0.0) -> GateDecision:
+    """Pass only when the held-out test comparison says "improved" and the lower end of the
+    paired 95% interval of best - initial is above `min_improvement`.
+
+    Raises UsageError when the run has no test comparison (it ran out of budget before the
+    final evaluation), since then nothing was proven either way.
+    """
+    comparison = summary.get("test_comparison")
+    if not comparison:
+        raise UsageError(
+            "the run has no held-out test comparison (it stopped before the final evaluation); "
+            "raise the budget"
+        )
+    delta = float(comparison["delta"])
+    lo, hi = (float(x) for x in comparison["ci95"])
+    verdict = str(comparison.get("verdict"))
+    if summary.get("best_prompt") == summary.get("initial_prompt"):
+        reason = "the search found no prompt better than the baseline on dev"
+        return GateDecision(False, reason, delta, (lo, hi))
+    if verdict != "improved":
+        reason = f"the test comparison says {verdict}"
+        return GateDecision(False, reason, delta, (lo, hi))
+    if not lo > min_improvement:
+        reason = (
+            f"the 95% CI lower bound {lo:+.3f} is not above --min-improvement {min_improvement}"
+        )
+        return GateDecision(False, reason, delta, (lo, hi))
+    reason = f"improved by {delta:+.3f} (95% CI [{lo:+.3f}, {hi:+.3f}])"
+    return GateDecision(True, reason, delta, (lo, hi))
+
+
+@dataclass(frozen=True)
+class CiOutcome:
+    """What CI mode did after a run: the gate's decision and the files it wrote."""
+
+    decision: GateDecision
+    written_to: Path | None
+    summary_markdown: str
+
+
+def finish_ci(
+    summary: Mapping[str, Any],
+    *,
+    write_if_better: Path | None,
+    min_improvement: float,
+    summary_md: Path | None,
+    env: Mapping[str, str],
+) -> CiOutcome:
+    """Apply the gate to a finished run: write the best prompt to `write_if_better` only when
+    it passed; write the Markdown summary to `summary_md` and append it to the file named by
+    GITHUB_STEP_SUMMARY in `env`. Raises UsageError naming the option whose file cannot be
+    written."""
+    decision = ci_gate(summary, min_improvement)
+    written: Path | None = None
+    if decision.passed and write_if_better is not None:
+        try:
+            write_atomic(write_if_better, str(summary["best_prompt"]) + "\n")
+        except OSError as exc:
+            raise PromptoptError(
+                f"--write-if-better: cannot write {write_if_better}: {exc.strerror}"
+            ) from exc
+        written = write_if_better
+    text = ci_summary_markdown(
+        RunFolder(Path(str(summary["run_dir"]))), decision.passed, decision.reason, written
+    )
+    step_summary = env.get("GITHUB_STEP_SUMMARY")
+    try:
+        if summary_md is not None:
+            summary_md.write_text(text, encoding="utf-8")
+        if step_summary:
+            with Path(step_summary).open("a", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError as exc:
+        raise PromptoptError(f"--summary-md: cannot write the summary: {exc.strerror}") from exc
+    return CiOutcome(decision, written, text)

@@ -1,0 +1,185 @@
+"""The `run` use case: settle a run's settings (new or resumed), show its plan, and carry it out
+into a run folder, reports included."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptopt.app.models import override_models_from_config
+from promptopt.errors import UsageError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import ResponseStore
+from promptopt.llm.journal import ResponseJournal
+from promptopt.llm.pricing import price_for
+from promptopt.llm.providers.base import Provider
+from promptopt.reporting.markdown import write_run_reports
+from promptopt.run.folder import CONFIG, RESPONSES, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions, check_models, model_for_role
+from promptopt.search.engine import Engine, StepCallback
+from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
+from promptopt.search.plan import (
+    DryRunPlan,
+    RunSettings,
+    StopRules,
+    final_reserve,
+    plan_run,
+    search_caps,
+)
+from promptopt.search.strategies.registry import make_strategy
+from promptopt.task.loader import LoadedTask, load_task
+from promptopt.task.modelspec import Price
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run whose settings are settled and checked, before any folder exists or model is
+    called."""
+
+    task: LoadedTask
+    settings: RunSettings
+    meta_prompts: MetaPromptSet
+    resume_from: RunFolder | None = None
+
+
+def with_prompt(task: LoadedTask, prompt: str | None) -> LoadedTask:
+    """The task with another initial prompt (a CI baseline, or a resumed run's own)."""
+    if prompt is None or prompt == task.spec.prompt:
+        return task
+    return dataclasses.replace(task, spec=task.spec.model_copy(update={"prompt": prompt}))
+
+
+def prepare_run(
+    task: LoadedTask,
+    *,
+    strategy: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    target_calls: int | None = None,
+    optimizer_calls: int | None = None,
+    max_cost: float | None = None,
+    seed: int | None = None,
+    stop: StopRules | None = None,
+    finalists: int = 3,
+    concurrency: int = 8,
+    meta_prompts_dir: Path | None = None,
+) -> PreparedRun:
+    """Settle a new run: options given here override the task file's `search` section.
+
+    Raises UsageError (or TaskFileError) for anything that would otherwise fail after a run
+    folder was made: an unknown strategy or parameter, a budget too small for the final
+    evaluation, missing meta-prompts.
+    """
+    search = task.spec.search
+    caps = BudgetCaps(
+        target_calls=target_calls or search.budget.target_calls,
+        optimizer_calls=optimizer_calls or search.budget.optimizer_calls,
+        cost_usd=max_cost if max_cost is not None else search.budget.cost_usd,
+    )
+    name = strategy or search.strategy
+    _, validated = make_strategy(name, {**search.params, **(params or {})})
+    settings = RunSettings(
+        strategy=name,
+        params=validated.model_dump(mode="json"),
+        seed=search.seed if seed is None else seed,
+        caps=caps,
+        stop=stop or StopRules(),
+        finalists=finalists,
+        concurrency=concurrency,
+    )
+    return _checked(PreparedRun(task, settings, load_meta_prompts(meta_prompts_dir)))
+
+
+def prepare_resume(run_dir: Path, *, meta_prompts_dir: Path | None = None) -> PreparedRun:
+    """Settle the continuation of a killed or interrupted run from its folder: the same task
+    file (whose data must not have changed), models, initial prompt and settings."""
+    folder = RunFolder.open(run_dir)
+    config = folder.read_json(CONFIG)
+    if not config or "task_path" not in config or "settings" not in config:
+        raise UsageError(f"--resume: {run_dir} has no readable config.json; start a new run")
+    task = load_task(Path(config["task_path"]))
+    if task.data_hash != config.get("data_hash"):
+        raise UsageError(
+            f"--resume: the data of {task.path} changed since the run started; start a new run"
+        )
+    task = override_models_from_config(task, config)
+    # The run's initial prompt (a --baseline one, say) is the one in its config.json.
+    task = with_prompt(task, config.get("task", {}).get("prompt"))
+    settings = RunSettings.from_json(config["settings"])
+    metas = load_meta_prompts(meta_prompts_dir)
+    return _checked(PreparedRun(task, settings, metas, resume_from=folder))
+
+
+def _checked(prepared: PreparedRun) -> PreparedRun:
+    settings = prepared.settings
+    make_strategy(settings.strategy, settings.params)
+    dev, test = prepared.task.split("dev"), prepared.task.split("test")
+    search_caps(settings.caps, final_reserve(len(dev), len(test), settings.finalists))
+    return prepared
+
+
+def prices_of(task: LoadedTask) -> dict[str, Price | None]:
+    """The price of the target and the optimizer model (None where unknown)."""
+    prices: dict[str, Price | None] = {}
+    for role in ("target", "optimizer"):
+        spec = model_for_role(task, role)
+        if spec is not None:
+            prices[role] = price_for(spec, task.spec.prices or {})
+    return prices
+
+
+def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
+    """The most calls and dollars the run can spend, without calling any model."""
+    task, settings = prepared.task, prepared.settings
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    plan = plan_run(task, settings, strategy.plan(sizes), prices_of(task))
+    search_caps(settings.caps, plan.final_eval_calls)
+    return plan
+
+
+async def execute_run(
+    prepared: PreparedRun,
+    *,
+    out: Path = Path("runs"),
+    cache_dir: Path | None = None,
+    no_cache: bool = False,
+    stop: asyncio.Event | None = None,
+    on_folder: Callable[[RunFolder], None] | None = None,
+    on_step: StepCallback | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    store: ResponseStore | None = None,
+) -> dict[str, Any]:
+    """Search, evaluate initial and best prompt on held-out data, write the run folder with its
+    reports, and return the summary (the `run --json` contract).
+
+    A set `stop` event stops the search cleanly: the folder is saved and RunStopped raised.
+    `providers` (by role) and `store` replace the task's providers and the response cache, for
+    tests and embedding.
+    """
+    task, settings = prepared.task, prepared.settings
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    options = RuntimeOptions(
+        concurrency=settings.concurrency,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        seed=settings.seed,
+        caps=settings.caps,
+    )
+    if providers is None:
+        await check_models(task, options)
+    folder = prepared.resume_from or RunFolder.create(out, task.spec.name)
+    if on_folder is not None:
+        on_folder(folder)
+    journal = ResponseJournal(folder.file(RESPONSES))
+    runtime = Runtime(task, options, journal=journal, stop=stop, providers=providers, store=store)
+    async with runtime:
+        engine = Engine(
+            task, runtime, folder, settings, strategy, prepared.meta_prompts, on_step=on_step
+        )
+        summary = await engine.run(resume=prepared.resume_from is not None)
+    write_run_reports(folder)
+    return summary

@@ -1,0 +1,220 @@
+"""What every command shares: consoles, exit codes, option types, and turning errors into one
+message and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from promptopt.app.models import apply_default_models, override_models
+from promptopt.errors import PromptoptError, TaskFileError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.scoring.runtime import RuntimeOptions
+from promptopt.task.loader import LoadedTask, load_task
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_GAIN = 3
+EXIT_REGRESSION = 4
+EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
+
+TaskArg = Annotated[Path, typer.Argument(help="The task file (YAML).", show_default=False)]
+ConcurrencyOpt = Annotated[
+    int,
+    typer.Option(
+        "-j",
+        "--concurrency",
+        min=1,
+        envvar="PROMPTOPT_CONCURRENCY",
+        help="Requests in flight per endpoint.",
+    ),
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="PROMPTOPT_CACHE_DIR",
+        help="Response cache folder [default: ~/.cache/promptopt/responses].",
+    ),
+]
+NoCacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-cache", envvar="PROMPTOPT_NO_CACHE", help="Neither read nor write the cache."
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", envvar="PROMPTOPT_SEED", help="Random seed [default: the task's]."),
+]
+TargetOpt = Annotated[
+    str | None, typer.Option("--target", help="Target model, provider:name (overrides the task).")
+]
+OptimizerOpt = Annotated[
+    str | None, typer.Option("--optimizer", help="Optimizer model, provider:name.")
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option("--base-url", help="OpenAI-compatible server URL for the task's models."),
+]
+MaxCostOpt = Annotated[
+    float | None, typer.Option("--max-cost", min=0, help="Hard cap on dollars spent.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train, dev or test.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option("--format", help="terminal, md, html or json [default: from -o, else terminal]."),
+]
+OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")]
+
+
+def stdout() -> Console:
+    """The console for results."""
+    return Console(soft_wrap=True)
+
+
+def stderr() -> Console:
+    """The console for progress, notes and errors."""
+    return Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print one error message and exit with `code`."""
+    stderr().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def fail_on(exc: PromptoptError) -> NoReturn:
+    """Exit with the message and the exit code of a user-facing error."""
+    if isinstance(exc, TaskFileError):
+        fail("the task is invalid:\n" + str(exc), exc.exit_code)
+    fail(str(exc), exc.exit_code)
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine, turning user-facing errors and Ctrl-C into messages and exit codes."""
+    try:
+        return asyncio.run(make())  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        fail("interrupted; responses received so far are kept in the cache", EXIT_INTERRUPTED)
+    except asyncio.CancelledError:
+        # A second Ctrl-C cancels the main task (see the run command's interrupt handler).
+        fail(
+            "aborted; responses received so far are kept in the cache and, for a run, in its "
+            "folder: continue it with promptopt run --resume RUN_DIR",
+            EXIT_INTERRUPTED,
+        )
+    except PromptoptError as exc:
+        fail_on(exc)
+
+
+def check_split(split: str) -> None:
+    """Refuse a --split that is not a split name."""
+    if split not in ("train", "dev", "test"):
+        fail(f"--split: {split!r} is not one of train, dev, test", EXIT_USAGE)
+
+
+def load(path: Path) -> LoadedTask:
+    """Load a task file, or exit with every problem it has."""
+    try:
+        return load_task(path)
+    except PromptoptError as exc:
+        if isinstance(exc, TaskFileError):
+            fail("the task is invalid:\n" + str(exc), EXIT_USAGE)
+        fail_on(exc)
+
+
+def runtime_options(
+    concurrency: int,
+    cache_dir: Path | None,
+    no_cache: bool,
+    seed: int | None,
+    task: LoadedTask,
+    caps: BudgetCaps | None = None,
+) -> RuntimeOptions:
+    """The shared model-calling options; the seed defaults to the task's."""
+    return RuntimeOptions(
+        concurrency=concurrency,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        seed=task.spec.search.seed if seed is None else seed,
+        caps=caps or BudgetCaps(),
+    )
+
+
+def with_models(
+    task: LoadedTask,
+    target: str | None,
+    optimizer: str | None,
+    base_url: str | None,
+    optimizer_base_url: str | None = None,
+) -> LoadedTask:
+    """The task with --target/--optimizer/--base-url applied and defaults for missing models;
+    says on stderr which defaults were chosen."""
+    try:
+        task = override_models(
+            task,
+            target=target,
+            optimizer=optimizer,
+            base_url=base_url,
+            optimizer_base_url=optimizer_base_url,
+        )
+    except ValidationError as exc:
+        message = "; ".join(e["msg"] for e in exc.errors())
+        fail(f"--target/--optimizer: {message}", EXIT_USAGE)
+    task, note = apply_default_models(task, os.environ)
+    if note:
+        stderr().print(f"note: {note}", highlight=False)
+    return task
+
+
+def progress(console: Console, label: str) -> Progress:
+    """A progress bar with the running mean score, shown only on a terminal."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("score {task.fields[score]:.3f}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+_FORMATS_BY_SUFFIX = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}
+
+
+def report_format(fmt: str | None, output: Path | None, allowed: tuple[str, ...]) -> str:
+    """The --format given, else the one -o's suffix names, else the first allowed."""
+    if fmt is None and output is not None:
+        fmt = {**_FORMATS_BY_SUFFIX, ".json": "json"}.get(output.suffix.lower())
+    fmt = fmt or allowed[0]
+    if fmt not in allowed:
+        fail(f"--format: {fmt!r} is not one of {', '.join(allowed)}", EXIT_USAGE)
+    return fmt
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Write `text` to -o FILE, or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"-o: cannot write {output}: {exc.strerror}", EXIT_ERROR)
+    stderr().print(f"wrote {output}", highlight=False)

@@ -1,0 +1,123 @@
+"""`promptopt diff`: two prompt revisions scored on the same examples."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from promptopt.app.compare import check_diff, compare_prompts, default_task, read_sides
+from promptopt.cli.common import (
+    EXIT_REGRESSION,
+    BaseUrlOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    FormatOpt,
+    MaxCostOpt,
+    NoCacheOpt,
+    OutputOpt,
+    SeedOpt,
+    SplitOpt,
+    TargetOpt,
+    check_split,
+    emit,
+    fail_on,
+    load,
+    report_format,
+    run_async,
+    runtime_options,
+    stderr,
+    stdout,
+    with_models,
+)
+from promptopt.errors import PromptoptError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.reporting.diff import DiffReport
+from promptopt.reporting.html import diff_html
+from promptopt.reporting.markdown import diff_markdown
+from promptopt.reporting.terminal import diff_renderable
+
+
+def diff_command(
+    old: Annotated[
+        Path, typer.Argument(help="The old prompt: a run folder (its best) or a prompt file.")
+    ],
+    new: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The new prompt, likewise. Without it, OLD is a run folder and its initial "
+            "prompt is compared with its best.",
+            show_default=False,
+        ),
+    ] = None,
+    task_path: Annotated[
+        Path | None,
+        typer.Option("--task", help="Task to score on [default: the run folder's task]."),
+    ] = None,
+    split: SplitOpt = "test",
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    fail_on_regression: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-regression", help="Exit 4 when NEW is significantly worse than OLD."
+        ),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Compare even across different data, tasks or models."),
+    ] = False,
+    concurrency: ConcurrencyOpt = 8,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = None,
+    target: TargetOpt = None,
+    base_url: BaseUrlOpt = None,
+    max_cost: MaxCostOpt = None,
+) -> None:
+    """Compare two prompt revisions on the same examples: word diff, score delta with a paired
+    95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
+
+    Exit codes: 0 done; 1 runtime error; 2 usage error, or prompts that cannot be compared
+    fairly (see --force); 4 with --fail-on-regression: NEW is significantly worse.
+    """
+    check_split(split)
+    kind = report_format(fmt, output, ("terminal", "md", "html", "json"))
+    try:
+        old_side, new_side = read_sides(old, new)
+        task = load(task_path) if task_path is not None else default_task(old_side, new_side)
+        task = with_models(task, target, None, base_url)
+        plan = check_diff(task, old_side, new_side, force=force)
+        task.split(split)
+    except PromptoptError as exc:
+        fail_on(exc)
+    if seed is None:
+        run_config = old_side.config or new_side.config or {}
+        seed = run_config.get("settings", {}).get("seed")
+    options = runtime_options(
+        concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost)
+    )
+
+    async def go() -> DiffReport:
+        return await compare_prompts(plan, split=split, options=options)
+
+    report = run_async(go)
+    if kind == "terminal" and output is None:
+        stdout().print(diff_renderable(report))
+    elif kind == "terminal":
+        console = Console(record=True, width=120, file=io.StringIO())
+        console.print(diff_renderable(report))
+        emit(console.export_text(), output)
+    elif kind == "md":
+        emit(diff_markdown(report), output)
+    elif kind == "html":
+        emit(diff_html(report), output)
+    else:
+        emit(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", output)
+    if fail_on_regression and report.verdict == "regressed":
+        stderr().print("[red]regressed:[/] the new prompt is significantly worse")
+        raise typer.Exit(EXIT_REGRESSION)

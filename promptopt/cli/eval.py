@@ -1,0 +1,136 @@
+"""`promptopt eval`: score one prompt on a split."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from promptopt.app.evaluate import Evaluation, evaluate_prompt
+from promptopt.cli.common import (
+    EXIT_USAGE,
+    BaseUrlOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    JsonOpt,
+    MaxCostOpt,
+    NoCacheOpt,
+    SeedOpt,
+    TargetOpt,
+    TaskArg,
+    check_split,
+    fail,
+    load,
+    progress,
+    run_async,
+    runtime_options,
+    stderr,
+    stdout,
+    with_models,
+)
+from promptopt.errors import PromptoptError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.scoring.scorer import EvalResult, ExampleResult
+from promptopt.task.loader import LoadedTask
+
+
+def read_prompt(prompt: str | None, prompt_file: Path | None, task: LoadedTask) -> str:
+    """The prompt of --prompt or --prompt-file, else the task's."""
+    if prompt is not None and prompt_file is not None:
+        fail("give either --prompt or --prompt-file, not both", EXIT_USAGE)
+    if prompt_file is not None:
+        try:
+            return prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"--prompt-file: cannot read {prompt_file}: {exc.strerror}", EXIT_USAGE)
+    return prompt if prompt is not None else task.spec.prompt
+
+
+def eval_table(result: EvalResult, title: str) -> Table:
+    """One row per figure, so that it fits an 80-column terminal or CI log."""
+    lo, hi = result.ci95()
+    usage = result.usage
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for name, value in (
+        ("split", f"{result.split} ({result.n} examples)"),
+        ("score", f"{result.score:.3f}"),
+        ("95% CI", f"[{lo:.3f}, {hi:.3f}]"),
+        ("requests sent", str(usage.requests)),
+        ("cache hits", str(usage.cache_hits)),
+        ("errors (scored 0)", str(result.errors)),
+        ("tokens in / out", f"{usage.to_json()['input_tokens']} / {usage.tokens.output}"),
+        ("cost", f"${usage.cost_usd:.4f}"),
+    ):
+        table.add_row(name, value)
+    return table
+
+
+def eval_command(
+    task_path: TaskArg,
+    prompt: Annotated[
+        str | None, typer.Option("--prompt", help="The instruction to score [default: the task's].")
+    ] = None,
+    prompt_file: Annotated[
+        Path | None, typer.Option("--prompt-file", help="Read the instruction from a file.")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="train, dev or test.")] = "dev",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")
+    ] = None,
+    concurrency: ConcurrencyOpt = 8,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = None,
+    target: TargetOpt = None,
+    base_url: BaseUrlOpt = None,
+    max_cost: MaxCostOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score one prompt on a data split."""
+    check_split(split)
+    task = with_models(load(task_path), target, None, base_url)
+    text = read_prompt(prompt, prompt_file, task)
+    try:
+        total = len(task.split(split)[:limit])
+    except PromptoptError as exc:
+        fail(str(exc), EXIT_USAGE)
+    options = runtime_options(
+        concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost)
+    )
+    err = stderr()
+
+    async def go() -> Evaluation:
+        with progress(err, f"eval {split}") as bar:
+            row = bar.add_task("eval", total=total, score=0.0)
+            done: list[float] = []
+
+            def tick(res: ExampleResult) -> None:
+                done.append(res.score)
+                bar.update(row, advance=1, score=sum(done) / len(done))
+
+            return await evaluate_prompt(
+                task, text, split=split, limit=limit, options=options, on_result=tick
+            )
+
+    evaluation = run_async(go)
+    result, judge_usage = evaluation.result, evaluation.judge_usage
+    if as_json:
+        sys.stdout.write(json.dumps(evaluation.to_json(), ensure_ascii=False) + "\n")
+    else:
+        stdout().print(eval_table(result, f"{task.spec.name}: prompt scored on {split}"))
+        if judge_usage:
+            stdout().print(
+                f"judge: {judge_usage['requests']} requests, {judge_usage['cache_hits']} cached, "
+                f"${judge_usage['cost_usd']:.4f}",
+                highlight=False,
+            )
+    if result.errors:
+        err.print(
+            f"[yellow]warning:[/] {result.errors} of {result.n} examples failed and were scored 0"
+        )

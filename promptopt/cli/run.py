@@ -1,0 +1,356 @@
+"""`promptopt run`: optimize a task's prompt into a run folder; CI mode; --resume; --dry-run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from promptopt.app.compare import read_prompt_file
+from promptopt.app.gate import finish_ci
+from promptopt.app.run import (
+    PreparedRun,
+    dry_run_plan,
+    execute_run,
+    prepare_resume,
+    prepare_run,
+    with_prompt,
+)
+from promptopt.cli.common import (
+    EXIT_ERROR,
+    EXIT_NO_GAIN,
+    EXIT_USAGE,
+    BaseUrlOpt,
+    CacheDirOpt,
+    ConcurrencyOpt,
+    JsonOpt,
+    MaxCostOpt,
+    NoCacheOpt,
+    OptimizerOpt,
+    SeedOpt,
+    TargetOpt,
+    fail,
+    fail_on,
+    load,
+    run_async,
+    stderr,
+    stdout,
+    with_models,
+)
+from promptopt.errors import PromptoptError
+from promptopt.run.folder import RunFolder
+from promptopt.scoring.runtime import Runtime
+from promptopt.search.context import SearchContext, StepReport
+from promptopt.search.engine import StepCallback
+from promptopt.search.plan import StopRules
+
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives run folders.")]
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """--param KEY=VALUE items; a VALUE that parses as JSON is taken as such."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            fail(f"--param: {item!r} must be written KEY=VALUE", EXIT_USAGE)
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """Initial and best prompt on dev and test."""
+    table = Table(title=f"{summary['task']}: {summary['strategy']}", header_style="bold")
+    table.add_column("prompt")
+    table.add_column("dev", justify="right")
+    table.add_column("test", justify="right")
+    table.add_column("test 95% CI", justify="right")
+    ci = summary.get("ci95", {})
+
+    def fmt(x: Any) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    def fmt_ci(key: str) -> str:
+        pair = ci.get(key)
+        return "-" if not pair else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
+
+    for name in ("initial", "best"):
+        row = summary["scores"][name]
+        table.add_row(name, fmt(row["dev"]), fmt(row["test"]), fmt_ci(f"{name}_test"))
+    return table
+
+
+def print_run_result(summary: dict[str, Any], as_json: bool) -> None:
+    """The run's result on stdout: its summary JSON, or a table and a few lines."""
+    if as_json:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        return
+    out = stdout()
+    out.print(summary_table(summary))
+    comparison = summary.get("test_comparison")
+    if comparison:
+        lo, hi = comparison["ci95"]
+        out.print(
+            f"test delta {comparison['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: "
+            f"{comparison['verdict']}",
+            highlight=False,
+        )
+    usage = summary["usage"]
+    out.print(
+        "calls: target {t[requests]} sent + {t[cache_hits]} cached, optimizer {o[requests]} sent "
+        "+ {o[cache_hits]} cached; cost ${cost:.4f}; {wall:.1f} s".format(
+            t=usage["target"],
+            o=usage["optimizer"],
+            cost=sum(float(u["cost_usd"]) for u in usage.values()),
+            wall=summary["wall_s"],
+        ),
+        highlight=False,
+    )
+    out.print(f"best prompt: {summary['run_dir']}/best_prompt.txt", highlight=False)
+
+
+def _install_interrupt(stop: asyncio.Event) -> None:
+    """First Ctrl-C: stop sending, let in-flight calls finish, save. Second: abort now."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_sigint() -> None:
+        if stop.is_set():
+            if main_task is not None:
+                main_task.cancel()
+            return
+        stop.set()
+        stderr().print(
+            "[yellow]stopping: finishing requests in flight and saving (Ctrl-C again to abort)[/]"
+        )
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+
+
+def _step_printer(err: Console) -> StepCallback:
+    def show(ctx: SearchContext, report: StepReport, runtime: Runtime) -> None:
+        calls = runtime.ledger.calls
+        score = "-" if report.best_score is None else f"{report.best_score:.3f}"
+        err.print(
+            f"step {ctx.step:>3} {report.name:<14} best(train) {score}  "
+            f"target calls {calls.get('target', 0)}  optimizer calls {calls.get('optimizer', 0)}"
+            f"  ${runtime.ledger.spent_usd:.4f}",
+            highlight=False,
+        )
+
+    return show
+
+
+def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
+    try:
+        plan = dry_run_plan(prepared)
+    except PromptoptError as exc:
+        fail_on(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(plan.to_json()) + "\n")
+        return
+    cost = "unknown" if plan.estimated_cost_usd is None else f"${plan.estimated_cost_usd:.4f}"
+    out = stdout()
+    out.print(
+        f"plan for {prepared.task.spec.name} with {prepared.settings.strategy} "
+        "(no model was called):"
+    )
+    out.print(
+        f"  at most {plan.target_calls} target calls "
+        f"({plan.final_eval_calls} of them for the final dev/test evaluation)",
+        highlight=False,
+    )
+    out.print(f"  at most {plan.optimizer_calls} optimizer calls", highlight=False)
+    out.print(f"  estimated cost at most {cost}", highlight=False)
+    for note in plan.notes:
+        out.print(f"  note: {note}", highlight=False)
+
+
+def _ci_finish(
+    summary: dict[str, Any], path: Path | None, min_improvement: float, summary_md: Path | None
+) -> None:
+    """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
+    try:
+        outcome = finish_ci(
+            summary,
+            write_if_better=path,
+            min_improvement=min_improvement,
+            summary_md=summary_md,
+            env=os.environ,
+        )
+    except PromptoptError as exc:
+        fail(str(exc), EXIT_ERROR)
+    err = stderr()
+    decision = outcome.decision
+    if decision.passed:
+        err.print(f"[green]improved:[/] {decision.reason}", highlight=False)
+    else:
+        err.print(f"[yellow]no significant gain:[/] {decision.reason}", highlight=False)
+    if outcome.written_to is not None:
+        err.print(f"wrote the best prompt to {outcome.written_to}", highlight=False)
+    if path is not None and not decision.passed:
+        err.print(f"{path} left untouched", highlight=False)
+        raise typer.Exit(EXIT_NO_GAIN)
+
+
+def run_command(
+    task_path: Annotated[
+        Path | None, typer.Argument(help="The task file (YAML).", show_default=False)
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Search strategy [default: the task's].")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Strategy parameter KEY=VALUE (repeatable); preset=NAME."),
+    ] = None,
+    budget: Annotated[
+        int | None, typer.Option("--budget", min=1, help="Hard cap on target-model calls.")
+    ] = None,
+    optimizer_budget: Annotated[
+        int | None,
+        typer.Option("--optimizer-budget", min=1, help="Hard cap on optimizer-model calls."),
+    ] = None,
+    max_cost: MaxCostOpt = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    patience: Annotated[
+        int | None, typer.Option("--patience", min=1, help="Stop after N steps without gain.")
+    ] = None,
+    target_score: Annotated[
+        float | None, typer.Option("--target-score", help="Stop once the search reaches it.")
+    ] = None,
+    finalists: Annotated[
+        int,
+        typer.Option(
+            "--finalists", min=1, help="Top candidates re-scored on all of dev to pick the best."
+        ),
+    ] = 3,
+    concurrency: ConcurrencyOpt = 8,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    seed: SeedOpt = None,
+    target: TargetOpt = None,
+    optimizer: OptimizerOpt = None,
+    base_url: BaseUrlOpt = None,
+    optimizer_base_url: Annotated[
+        str | None,
+        typer.Option("--optimizer-base-url", help="A different server for the optimizer model."),
+    ] = None,
+    out: OutOpt = Path("runs"),
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue a killed or interrupted run.")
+    ] = None,
+    meta_prompts_dir: Annotated[
+        Path | None, typer.Option("--meta-prompts", help="Your own meta-prompt folder.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and its cost; call no model.")
+    ] = False,
+    as_json: JsonOpt = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            envvar="PROMPTOPT_BASELINE",
+            help="CI mode: start from this prompt file instead of the task's prompt; it is the "
+            "'initial' of the held-out comparison.",
+        ),
+    ] = None,
+    write_if_better: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-if-better",
+            envvar="PROMPTOPT_WRITE_IF_BETTER",
+            help="CI mode: write the best prompt to PATH only if it beats the initial one on "
+            "test (exit 0); otherwise leave PATH untouched and exit 3.",
+        ),
+    ] = None,
+    min_improvement: Annotated[
+        float,
+        typer.Option(
+            "--min-improvement",
+            envvar="PROMPTOPT_MIN_IMPROVEMENT",
+            help="CI mode: the lower end of the 95% CI of the test gain must be above this.",
+        ),
+    ] = 0.0,
+    summary_md: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-md",
+            envvar="PROMPTOPT_SUMMARY_MD",
+            help="CI mode: write a Markdown summary with the diff report here (it is also "
+            "appended to $GITHUB_STEP_SUMMARY when that is set).",
+        ),
+    ] = None,
+) -> None:
+    """Optimize the task's prompt; write a run folder; print initial vs best on dev and test.
+
+    Exit codes: 0 success (with --write-if-better: improved, prompt written); 1 runtime error;
+    2 usage error or invalid task; 3 with --write-if-better: no significant gain on test, PATH
+    untouched; 130 interrupted (resumable).
+    """
+    try:
+        if resume is not None:
+            if baseline is not None:
+                fail("--baseline: a resumed run keeps its initial prompt", EXIT_USAGE)
+            prepared = prepare_resume(resume, meta_prompts_dir=meta_prompts_dir)
+        else:
+            if task_path is None:
+                fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)
+            task = with_models(load(task_path), target, optimizer, base_url, optimizer_base_url)
+            if baseline is not None:
+                task = with_prompt(task, read_prompt_file(baseline))
+            prepared = prepare_run(
+                task,
+                strategy=strategy,
+                params=parse_params(param or []),
+                target_calls=budget,
+                optimizer_calls=optimizer_budget,
+                max_cost=max_cost,
+                seed=seed,
+                stop=StopRules(max_steps, patience, target_score),
+                finalists=finalists,
+                concurrency=concurrency,
+                meta_prompts_dir=meta_prompts_dir,
+            )
+    except PromptoptError as exc:
+        fail_on(exc)
+    if dry_run:
+        _print_plan(prepared, as_json)
+        return
+    err = stderr()
+
+    async def go() -> dict[str, Any]:
+        stop = asyncio.Event()
+        _install_interrupt(stop)
+
+        def announce(folder: RunFolder) -> None:
+            err.print(f"run folder: {folder.path}", highlight=False)
+
+        return await execute_run(
+            prepared,
+            out=out,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+            stop=stop,
+            on_folder=announce,
+            on_step=_step_printer(err),
+        )
+
+    summary = run_async(go)
+    print_run_result(summary, as_json)
+    if write_if_better is not None or summary_md is not None:
+        _ci_finish(summary, write_if_better, min_improvement, summary_md)

@@ -1,0 +1,153 @@
+"""A run's settings and its plan: what the final evaluation keeps back, the caps the search runs
+under, and the worst case `run --dry-run` shows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from promptopt.errors import UsageError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.messages import Message
+from promptopt.llm.pricing import request_max_cost_usd
+from promptopt.scoring.runtime import model_for_role
+from promptopt.scoring.scorer import build_messages
+from promptopt.search.context import Plan
+from promptopt.task.loader import LoadedTask
+from promptopt.task.modelspec import ModelSpec, Price
+
+# The longest instruction extraction accepts (promptopt.search.extract's default), in characters.
+PROPOSAL_MAX_CHARS = 2000
+# Tokens assumed for one optimizer request when estimating a plan's cost.
+_META_PROMPT_TOKENS = 1500
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """When to stop searching, besides budgets and the strategy finishing."""
+
+    max_steps: int | None = None
+    patience: int | None = None
+    target_score: float | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything about a run besides the task, as written to config.json."""
+
+    strategy: str
+    params: dict[str, Any]
+    seed: int
+    caps: BudgetCaps = field(default_factory=BudgetCaps)
+    stop: StopRules = field(default_factory=StopRules)
+    finalists: int = 3
+    concurrency: int = 8
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored in config.json."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunSettings:
+        """Inverse of `to_json`."""
+        return cls(
+            strategy=str(data["strategy"]),
+            params=dict(data["params"]),
+            seed=int(data["seed"]),
+            caps=BudgetCaps(**data.get("caps", {})),
+            stop=StopRules(**data.get("stop", {})),
+            finalists=int(data.get("finalists", 3)),
+            concurrency=int(data.get("concurrency", 8)),
+        )
+
+
+def final_reserve(dev_n: int, test_n: int, finalists: int) -> int:
+    """Target calls kept back from the search for the final evaluation: the finalists and the
+    initial prompt on all of dev, then the initial and the best prompt on all of test."""
+    return (finalists + 1) * dev_n + 2 * test_n
+
+
+def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
+    """The caps the search itself runs under."""
+    if caps.target_calls is None:
+        return caps
+    left = caps.target_calls - reserve
+    if left <= 0:
+        raise UsageError(
+            f"budget.target_calls ({caps.target_calls}) is too small: the final evaluation "
+            f"on dev and test alone needs {reserve} target calls; raise it or use smaller splits"
+        )
+    return BudgetCaps(
+        target_calls=left, optimizer_calls=caps.optimizer_calls, cost_usd=caps.cost_usd
+    )
+
+
+@dataclass(frozen=True)
+class DryRunPlan:
+    """What `run --dry-run` prints: the most calls the run can make and their estimated cost."""
+
+    target_calls: int
+    optimizer_calls: int
+    final_eval_calls: int
+    estimated_cost_usd: float | None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As printed by `run --dry-run --json`."""
+        return asdict(self)
+
+
+def plan_run(
+    task: LoadedTask,
+    settings: RunSettings,
+    strategy_plan: Plan,
+    prices: Mapping[str, Any],
+) -> DryRunPlan:
+    """The worst case of a run, without calling any model."""
+    dev_n, test_n = len(task.splits.get("dev", ())), len(task.splits.get("test", ()))
+    reserve = final_reserve(dev_n, test_n, settings.finalists)
+    caps = settings.caps
+    search = strategy_plan.target_calls
+    if caps.target_calls is not None:
+        search = min(search, caps.target_calls - reserve)
+    optimizer = strategy_plan.optimizer_calls
+    if caps.optimizer_calls is not None:
+        optimizer = min(optimizer, caps.optimizer_calls)
+    notes: list[str] = []
+    cost: float | None = 0.0
+    for role, calls in (("target", search + reserve), ("optimizer", optimizer)):
+        spec: ModelSpec | None = model_for_role(task, role)
+        if spec is None or calls <= 0:
+            continue
+        price = prices.get(role)
+        if price is None:
+            notes.append(f"no price known for {spec.model}: counted as $0")
+            continue
+        assert cost is not None
+        per_call = (
+            target_call_max_cost_usd(task, spec, price)
+            if role == "target"
+            else optimizer_call_max_cost_usd(spec, price)
+        )
+        cost += calls * per_call
+    if caps.cost_usd is not None and cost is not None:
+        cost = min(cost, caps.cost_usd)
+    return DryRunPlan(search + reserve, optimizer, reserve, cost, tuple(notes))
+
+
+def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | None) -> float:
+    """The worst case of one target call of a run: a prompt as long as an accepted proposal may
+    be, the longest input of the task, and the model's whole output limit. The final
+    evaluation's reserve and `run --dry-run` both count this per call, and it is never less
+    than what the client reserves for any such call."""
+    examples = [e for split in task.splits.values() for e in split]
+    longest = max((task.render_input(e) for e in examples), key=len, default="")
+    prompt = "x" * max(len(task.spec.prompt.encode("utf-8")), PROPOSAL_MAX_CHARS * 4)
+    return request_max_cost_usd(build_messages(prompt, longest), spec.sampling_params(), price)
+
+
+def optimizer_call_max_cost_usd(spec: ModelSpec, price: Price | None) -> float:
+    """An estimate of one optimizer call (meta-prompts vary; their length is assumed)."""
+    message: Message = {"role": "user", "content": "x" * _META_PROMPT_TOKENS}
+    return request_max_cost_usd([message], spec.sampling_params(), price)
