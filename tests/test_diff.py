@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ from promptopt.errors import UsageError
 from promptopt.reporting.diff import ExampleOutcome, Provenance, build_diff, word_diff
 from promptopt.reporting.html import diff_html
 from promptopt.reporting.markdown import diff_markdown
+from promptopt.run.records import SummaryRecord
 from promptopt.task.loader import load_task
 from tests.diff_fixtures import (
     BEST_PROMPT,
@@ -255,18 +257,23 @@ def test_refuses_another_target_model(env: dict[str, Path], runs: dict[str, Path
 
 
 def test_ci_gate_rules() -> None:
+    def summary(**fields: Any) -> SummaryRecord:
+        return SummaryRecord.model_validate(
+            {"run_dir": "r", "task": "t", "strategy": "ape", "seed": 0, **fields}
+        )
+
     base = {
         "initial_prompt": "a",
         "best_prompt": "b",
         "test_comparison": {"delta": 0.3, "ci95": [0.1, 0.5], "verdict": "improved"},
     }
-    assert ci_gate(base).passed
-    assert not ci_gate(base, 0.2).passed
-    assert not ci_gate({**base, "best_prompt": "a"}).passed
+    assert ci_gate(summary(**base)).passed
+    assert not ci_gate(summary(**base), 0.2).passed
+    assert not ci_gate(summary(**{**base, "best_prompt": "a"})).passed
     same = {**base, "test_comparison": {"delta": 0.3, "ci95": [0.1, 0.5], "verdict": "x"}}
-    assert not ci_gate(same).passed
+    assert not ci_gate(summary(**same)).passed
     with pytest.raises(UsageError, match="final evaluation"):
-        ci_gate({"initial_prompt": "a", "best_prompt": "b"})
+        ci_gate(summary(initial_prompt="a", best_prompt="b"))
 
 
 def test_external_reference_check_can_fail() -> None:

@@ -66,7 +66,7 @@ async def run_once(
     )
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return await engine.run(resume=resume)
+        return (await engine.run(resume=resume)).to_json()
 
 
 def stable(folder: RunFolder) -> dict[str, Any]:
@@ -256,7 +256,7 @@ async def test_a_cost_cap_keeps_enough_back_for_the_final_evaluation(tmp_path: P
         providers=providers(),
     )
     async with runtime:
-        summary = await engine_for(runtime, caps).run()
+        summary = (await engine_for(runtime, caps).run()).to_json()
         spent = runtime.ledger.spent_usd
     assert summary["stop_reason"] == "budget"
     assert summary["scores"]["best"]["test"] is not None

@@ -81,7 +81,7 @@ async def run_once(
     )
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        summary = await engine.run(resume=resume)
+        summary = (await engine.run(resume=resume)).to_json()
     write_run_reports(folder)
     return summary
 

@@ -56,8 +56,8 @@ def test_flags_replace_the_model_and_keep_sampling_options(tmp_path: Path) -> No
 
 def test_resume_uses_the_models_the_run_started_with(tmp_path: Path) -> None:
     task = load_task(write_task(tmp_path))
-    config = {"task": {"models": {"target": {"model": "openai:gpt-4o-mini"}, "judge": None}}}
-    resumed = override_models_from_config(task, config)
+    models = {"target": {"model": "openai:gpt-4o-mini"}, "judge": None}
+    resumed = override_models_from_config(task, models)
     assert resumed.spec.models.target is not None
     assert resumed.spec.models.target.model == "openai:gpt-4o-mini"
 

@@ -14,7 +14,8 @@ from promptopt.llm.messages import Usage
 from promptopt.llm.pricing import cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.diff import DiffReport, ExampleOutcome, Provenance, SideUsage, build_diff
-from promptopt.run.folder import CONFIG, SUMMARY, RunFolder
+from promptopt.run.folder import RunFolder
+from promptopt.run.records import ConfigRecord
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
 from promptopt.task.example import Example
@@ -29,7 +30,7 @@ class PromptSource:
     label: str
     source: str
     text: str
-    config: Mapping[str, Any] | None = None
+    config: ConfigRecord | None = None
 
 
 def _strip_final_newlines(text: str) -> str:
@@ -51,16 +52,19 @@ def read_prompt_file(path: Path) -> str:
 
 def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     folder = RunFolder.open(path)
-    config = folder.read_json(CONFIG) or {}
-    summary = folder.read_json(SUMMARY) or {}
+    config = folder.config()
+    summary = folder.summary()
+    text: str | None
     if which == "initial":
-        text = summary.get("initial_prompt") or config.get("task", {}).get("prompt")
+        text = summary.initial_prompt if summary is not None else None
+        text = text or (config.task.get("prompt") if config is not None else None)
         label = f"{path.name} initial"
     else:
-        text = summary.get("best_prompt")
+        text = summary.best_prompt if summary is not None else None
         if text is None and folder.file("best_prompt.txt").is_file():
             text = _strip_final_newlines(folder.file("best_prompt.txt").read_text("utf-8"))
-        label = f"{path.name} best" + (f" ({summary['best_id']})" if "best_id" in summary else "")
+        best_id = summary.best_id if summary is not None else None
+        label = f"{path.name} best" + (f" ({best_id})" if best_id else "")
     if not text:
         raise UsageError(f"{path}: the run folder has no {which} prompt yet")
     return PromptSource(label, str(path), str(text), config)
@@ -111,33 +115,32 @@ def comparability_problems(task: LoadedTask, sources: Sequence[PromptSource]) ->
         config = src.config
         if config is None:
             continue
-        if config.get("data_hash") != task.data_hash:
+        if config.data_hash != task.data_hash:
             problems.append(
-                f"{src.source}: its data (data_hash {str(config.get('data_hash'))[:12]}) differs "
+                f"{src.source}: its data (data_hash {config.data_hash[:12]}) differs "
                 f"from the data scored now ({task.data_hash[:12]})"
             )
-        run_spec = config.get("task") or {}
+        run_spec = config.task
         if _target_model(run_spec) != _target_model(spec):
             problems.append(
                 f"{src.source}: its target model {_target_model(run_spec)} differs from "
                 f"{_target_model(spec)}"
             )
-        elif config.get("task_hash") != task.task_hash and scoring_identity(run_spec) != identity:
+        elif config.task_hash != task.task_hash and scoring_identity(run_spec) != identity:
             problems.append(
-                f"{src.source}: its task (task_hash {str(config.get('task_hash'))[:12]}) differs "
+                f"{src.source}: its task (task_hash {config.task_hash[:12]}) differs "
                 f"from {task.path} in its data, metric, input template or models"
             )
     return problems
 
 
-def task_of_run(config: Mapping[str, Any]) -> LoadedTask:
+def task_of_run(config: ConfigRecord) -> LoadedTask:
     """The task a run scored with: its task file's data, with the spec (models, metric, prompt)
     exactly as the run recorded it in config.json."""
-    path = config.get("task_path")
-    if not path:
+    if not config.task_path:
         raise UsageError("the run folder's config.json names no task file; pass --task")
-    loaded = load_task(Path(str(path)))
-    spec = TaskFile.model_validate(config["task"])
+    loaded = load_task(Path(config.task_path))
+    spec = TaskFile.model_validate(config.task)
     return replace(loaded, spec=spec)
 
 

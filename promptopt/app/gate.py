@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.reporting.markdown import ci_summary_markdown
 from promptopt.run.folder import RunFolder
+from promptopt.run.records import SummaryRecord
 from promptopt.util.files import write_atomic
 
 
@@ -24,27 +24,26 @@ class GateDecision:
     ci95: tuple[float, float] | None = None
 
 
-def ci_gate(summary: Mapping[str, Any], min_improvement: float = 0.0) -> GateDecision:
+def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecision:
     """Pass only when the held-out test comparison says "improved" and the lower end of the
     paired 95% interval of best - initial is above `min_improvement`.
 
     Raises UsageError when the run has no test comparison (it ran out of budget before the
     final evaluation), since then nothing was proven either way.
     """
-    comparison = summary.get("test_comparison")
-    if not comparison:
+    comparison = summary.test_comparison
+    if comparison is None:
         raise UsageError(
             "the run has no held-out test comparison (it stopped before the final evaluation); "
             "raise the budget"
         )
-    delta = float(comparison["delta"])
-    lo, hi = (float(x) for x in comparison["ci95"])
-    verdict = str(comparison.get("verdict"))
-    if summary.get("best_prompt") == summary.get("initial_prompt"):
+    delta = comparison.delta
+    lo, hi = comparison.ci95
+    if summary.best_prompt == summary.initial_prompt:
         reason = "the search found no prompt better than the baseline on dev"
         return GateDecision(False, reason, delta, (lo, hi))
-    if verdict != "improved":
-        reason = f"the test comparison says {verdict}"
+    if comparison.verdict != "improved":
+        reason = f"the test comparison says {comparison.verdict}"
         return GateDecision(False, reason, delta, (lo, hi))
     if not lo > min_improvement:
         reason = (
@@ -65,7 +64,7 @@ class CiOutcome:
 
 
 def finish_ci(
-    summary: Mapping[str, Any],
+    summary: SummaryRecord,
     *,
     write_if_better: Path | None,
     min_improvement: float,
@@ -80,14 +79,14 @@ def finish_ci(
     written: Path | None = None
     if decision.passed and write_if_better is not None:
         try:
-            write_atomic(write_if_better, str(summary["best_prompt"]) + "\n")
+            write_atomic(write_if_better, summary.best_prompt + "\n")
         except OSError as exc:
             raise PromptoptError(
                 f"--write-if-better: cannot write {write_if_better}: {exc.strerror}"
             ) from exc
         written = write_if_better
     text = ci_summary_markdown(
-        RunFolder(Path(str(summary["run_dir"]))), decision.passed, decision.reason, written
+        RunFolder(Path(summary.run_dir)), decision.passed, decision.reason, written
     )
     step_summary = env.get("GITHUB_STEP_SUMMARY")
     try:

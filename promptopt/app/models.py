@@ -48,12 +48,11 @@ def override_models(
     return replace(task, spec=spec)
 
 
-def override_models_from_config(task: LoadedTask, config: Mapping[str, Any]) -> LoadedTask:
-    """The task with the models a run was started with (from its config.json), so that a
-    resumed run talks to the same models even when flags had overridden the task file."""
-    stored = config.get("task", {}).get("models", {})
+def override_models_from_config(task: LoadedTask, models: Mapping[str, Any]) -> LoadedTask:
+    """The task with the models a run was started with (its config.json's task.models), so
+    that a resumed run talks to the same models even when flags had overridden the task file."""
     updates = {
-        role: ModelSpec.model_validate(value) for role, value in stored.items() if value is not None
+        role: ModelSpec.model_validate(value) for role, value in models.items() if value is not None
     }
     if not updates:
         return task

@@ -18,7 +18,8 @@ from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.pricing import price_for
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.markdown import write_run_reports
-from promptopt.run.folder import CONFIG, RESPONSES, RunFolder
+from promptopt.run.folder import RESPONSES, RunFolder
+from promptopt.run.records import SummaryRecord
 from promptopt.scoring.runtime import Runtime, RuntimeOptions, check_models, model_for_role
 from promptopt.search.engine import Engine, StepCallback
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
@@ -97,18 +98,18 @@ def prepare_resume(run_dir: Path, *, meta_prompts_dir: Path | None = None) -> Pr
     """Settle the continuation of a killed or interrupted run from its folder: the same task
     file (whose data must not have changed), models, initial prompt and settings."""
     folder = RunFolder.open(run_dir)
-    config = folder.read_json(CONFIG)
-    if not config or "task_path" not in config or "settings" not in config:
-        raise UsageError(f"--resume: {run_dir} has no readable config.json; start a new run")
-    task = load_task(Path(config["task_path"]))
-    if task.data_hash != config.get("data_hash"):
+    config = folder.config()
+    if config is None:
+        raise UsageError(f"--resume: {run_dir} has no config.json; start a new run")
+    task = load_task(Path(config.task_path))
+    if task.data_hash != config.data_hash:
         raise UsageError(
             f"--resume: the data of {task.path} changed since the run started; start a new run"
         )
-    task = override_models_from_config(task, config)
+    task = override_models_from_config(task, config.models)
     # The run's initial prompt (a --baseline one, say) is the one in its config.json.
-    task = with_prompt(task, config.get("task", {}).get("prompt"))
-    settings = RunSettings.from_json(config["settings"])
+    task = with_prompt(task, config.task.get("prompt"))
+    settings = RunSettings.from_json(config.settings.model_dump())
     metas = load_meta_prompts(meta_prompts_dir)
     return _checked(PreparedRun(task, settings, metas, resume_from=folder))
 
@@ -152,7 +153,7 @@ async def execute_run(
     on_step: StepCallback | None = None,
     providers: Mapping[str, Provider] | None = None,
     store: ResponseStore | None = None,
-) -> dict[str, Any]:
+) -> SummaryRecord:
     """Search, evaluate initial and best prompt on held-out data, write the run folder with its
     reports, and return the summary (the `run --json` contract).
 

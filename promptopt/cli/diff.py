@@ -96,8 +96,8 @@ def diff_command(
     except PromptoptError as exc:
         fail_on(exc)
     if seed is None:
-        run_config = old_side.config or new_side.config or {}
-        seed = run_config.get("settings", {}).get("seed")
+        run_config = old_side.config or new_side.config
+        seed = run_config.settings.seed if run_config is not None else None
     options = runtime_options(
         concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost)
     )

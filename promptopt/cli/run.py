@@ -48,6 +48,7 @@ from promptopt.cli.common import (
 )
 from promptopt.errors import PromptoptError
 from promptopt.run.folder import RunFolder
+from promptopt.run.records import SummaryRecord, UsageRecord
 from promptopt.scoring.runtime import Runtime
 from promptopt.search.context import SearchContext, StepReport
 from promptopt.search.engine import StepCallback
@@ -70,55 +71,52 @@ def parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: SummaryRecord) -> Table:
     """Initial and best prompt on dev and test."""
-    table = Table(title=f"{summary['task']}: {summary['strategy']}", header_style="bold")
+    table = Table(title=f"{summary.task}: {summary.strategy}", header_style="bold")
     table.add_column("prompt")
     table.add_column("dev", justify="right")
     table.add_column("test", justify="right")
     table.add_column("test 95% CI", justify="right")
-    ci = summary.get("ci95", {})
+    ci = summary.ci95 or {}
 
-    def fmt(x: Any) -> str:
+    def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
     def fmt_ci(key: str) -> str:
         pair = ci.get(key)
         return "-" if not pair else f"[{pair[0]:.3f}, {pair[1]:.3f}]"
 
-    for name in ("initial", "best"):
-        row = summary["scores"][name]
-        table.add_row(name, fmt(row["dev"]), fmt(row["test"]), fmt_ci(f"{name}_test"))
+    for name, row in (("initial", summary.scores.initial), ("best", summary.scores.best)):
+        table.add_row(name, fmt(row.dev), fmt(row.test), fmt_ci(f"{name}_test"))
     return table
 
 
-def print_run_result(summary: dict[str, Any], as_json: bool) -> None:
+def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
     """The run's result on stdout: its summary JSON, or a table and a few lines."""
     if as_json:
-        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
         return
     out = stdout()
     out.print(summary_table(summary))
-    comparison = summary.get("test_comparison")
-    if comparison:
-        lo, hi = comparison["ci95"]
+    comparison = summary.test_comparison
+    if comparison is not None:
+        lo, hi = comparison.ci95
         out.print(
-            f"test delta {comparison['delta']:+.3f} [{lo:+.3f}, {hi:+.3f}]: "
-            f"{comparison['verdict']}",
+            f"test delta {comparison.delta:+.3f} [{lo:+.3f}, {hi:+.3f}]: {comparison.verdict}",
             highlight=False,
         )
-    usage = summary["usage"]
+    usage = summary.usage
+    none = UsageRecord()
+    target, optimizer = usage.get("target", none), usage.get("optimizer", none)
+    cost = sum(u.cost_usd for u in usage.values())
     out.print(
-        "calls: target {t[requests]} sent + {t[cache_hits]} cached, optimizer {o[requests]} sent "
-        "+ {o[cache_hits]} cached; cost ${cost:.4f}; {wall:.1f} s".format(
-            t=usage["target"],
-            o=usage["optimizer"],
-            cost=sum(float(u["cost_usd"]) for u in usage.values()),
-            wall=summary["wall_s"],
-        ),
+        f"calls: target {target.requests} sent + {target.cache_hits} cached, optimizer "
+        f"{optimizer.requests} sent + {optimizer.cache_hits} cached; cost ${cost:.4f}; "
+        f"{summary.wall_s:.1f} s",
         highlight=False,
     )
-    out.print(f"best prompt: {summary['run_dir']}/best_prompt.txt", highlight=False)
+    out.print(f"best prompt: {summary.run_dir}/best_prompt.txt", highlight=False)
 
 
 def _install_interrupt(stop: asyncio.Event) -> None:
@@ -180,7 +178,7 @@ def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
 
 
 def _ci_finish(
-    summary: dict[str, Any], path: Path | None, min_improvement: float, summary_md: Path | None
+    summary: SummaryRecord, path: Path | None, min_improvement: float, summary_md: Path | None
 ) -> None:
     """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
     try:
@@ -333,7 +331,7 @@ def run_command(
         return
     err = stderr()
 
-    async def go() -> dict[str, Any]:
+    async def go() -> SummaryRecord:
         stop = asyncio.Event()
         _install_interrupt(stop)
 

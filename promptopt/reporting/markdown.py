@@ -134,6 +134,8 @@ class RunReport:
 
 def build_run_report(folder: RunFolder) -> RunReport:
     """Read a run folder into a `RunReport`."""
+    # Validated first, so a damaged file is reported with its name and field.
+    folder.summary(), folder.config(), folder.final_eval(), folder.events()
     summary = folder.read_json(SUMMARY) or {}
     config = folder.read_json(CONFIG) or {}
     events = folder.read_jsonl(EVENTS)
@@ -148,7 +150,7 @@ def build_run_report(folder: RunFolder) -> RunReport:
         summary=summary,
         config=config,
         trajectory=tuple(trajectory(events)),
-        lineage=tuple(lineage(folder.candidates(), best_id)),
+        lineage=tuple(lineage({k: v.to_json() for k, v in folder.candidates().items()}, best_id)),
         test_diff=diff_from_final_eval(folder, "test"),
         rejected=dict(sorted(rejected.items())),
     )

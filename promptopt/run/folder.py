@@ -7,9 +7,19 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from promptopt.errors import UsageError
+from promptopt.run.records import (
+    CandidateRecord,
+    ConfigRecord,
+    EventRecord,
+    FinalEvalRecord,
+    Record,
+    SummaryRecord,
+)
 from promptopt.util.files import drop_partial_last_line, read_jsonl, write_atomic
 from promptopt.util.redact import redact
 
@@ -21,6 +31,8 @@ BEST_PROMPT = "best_prompt.txt"
 SUMMARY = "summary.json"
 REPORT_MD = "report.md"
 FINAL_EVAL = "final_eval.json"
+
+_R = TypeVar("_R", bound=Record)
 
 
 def _slug(name: str) -> str:
@@ -103,9 +115,54 @@ class RunFolder:
         """Complete records of a JSONL file (a line cut short by a kill is ignored)."""
         return read_jsonl(self.file(name))
 
-    def candidates(self) -> dict[str, dict[str, Any]]:
+    # Typed records: what promptopt itself reads and writes.
+
+    def _parse(self, name: str, model: type[_R], data: Any) -> _R:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise UsageError(
+                f"{self.file(name)}: {where}: {first['msg']} (the run folder is damaged or was "
+                "not written by promptopt)"
+            ) from None
+
+    def _read_record(self, name: str, model: type[_R]) -> _R | None:
+        try:
+            data = self.read_json(name)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{self.file(name)} cannot be read: {exc}") from None
+        return None if data is None else self._parse(name, model, data)
+
+    def config(self) -> ConfigRecord | None:
+        """config.json, or None when it does not exist."""
+        return self._read_record(CONFIG, ConfigRecord)
+
+    def summary(self) -> SummaryRecord | None:
+        """summary.json, or None before the first checkpoint."""
+        return self._read_record(SUMMARY, SummaryRecord)
+
+    def final_eval(self) -> FinalEvalRecord | None:
+        """final_eval.json, or None when the run has not reached its final evaluation."""
+        return self._read_record(FINAL_EVAL, FinalEvalRecord)
+
+    def events(self) -> list[EventRecord]:
+        """events.jsonl in order."""
+        return [self._parse(EVENTS, EventRecord, r) for r in self.read_jsonl(EVENTS)]
+
+    def candidates(self) -> dict[str, CandidateRecord]:
         """The latest record of every candidate (a later line for an id supersedes earlier ones)."""
-        latest: dict[str, dict[str, Any]] = {}
-        for record in self.read_jsonl(CANDIDATES):
-            latest[str(record["id"])] = record
+        latest: dict[str, CandidateRecord] = {}
+        for raw in self.read_jsonl(CANDIDATES):
+            record = self._parse(CANDIDATES, CandidateRecord, raw)
+            latest[record.id] = record
         return latest
+
+    def write_record(self, name: str, record: Record) -> None:
+        """Atomically replace config.json, summary.json or final_eval.json with a record."""
+        self.write_json(name, record.to_json())
+
+    def append_records(self, name: str, records: Iterable[Record]) -> None:
+        """Append records to events.jsonl or candidates.jsonl."""
+        self.append_jsonl(name, [r.to_json() for r in records])

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
+from promptopt.run.records import CandidateRecord, CandidateScore
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.extract import extract_instruction
 from promptopt.search.meta_prompts import MetaPromptSet
@@ -40,19 +41,20 @@ class Candidate:
         """How many examples of `split` the mean rests on."""
         return len(self.scores.get(split, {}))
 
-    def to_record(self) -> dict[str, Any]:
+    def to_record(self) -> CandidateRecord:
         """The candidates.jsonl record."""
-        return {
-            "id": self.id,
-            "text": self.text,
-            "parents": list(self.parents),
-            "operator": self.operator,
-            "step": self.step,
-            "feedback": self.feedback,
-            "scores": {
-                split: {"mean": self.mean(split), "n": self.n(split)} for split in self.scores
+        return CandidateRecord(
+            id=self.id,
+            text=self.text,
+            parents=list(self.parents),
+            operator=self.operator,
+            step=self.step,
+            feedback=self.feedback,
+            scores={
+                split: CandidateScore(mean=self.mean(split), n=self.n(split))
+                for split in self.scores
             },
-        }
+        )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import platform
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, NoReturn
 
@@ -24,6 +24,22 @@ from promptopt.run.folder import (
     SUMMARY,
     RunFolder,
 )
+from promptopt.run.records import (
+    SCHEMA_VERSION,
+    ComparisonRecord,
+    ConfigRecord,
+    EventRecord,
+    ExampleRecord,
+    FinalEvalRecord,
+    ModelUsed,
+    ResultRecord,
+    ScoresRecord,
+    SettingsRecord,
+    SideRecord,
+    SplitScores,
+    SummaryRecord,
+    UsageRecord,
+)
 from promptopt.scoring.runtime import Runtime
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.scoring.stats import compare, mean_ci
@@ -38,6 +54,17 @@ StepCallback = Callable[[SearchContext, StepReport, Runtime], None]
 
 def _ranking_best(ctx: SearchContext, ranking: tuple[str, ...], k: int) -> list[Candidate]:
     return [ctx.candidates[c] for c in ranking[:k] if c in ctx.candidates]
+
+
+@dataclass(frozen=True)
+class FinalScores:
+    """What the final evaluation adds to the summary."""
+
+    initial_test: float | None
+    best_test: float | None
+    n: dict[str, int]
+    ci95: dict[str, tuple[float, float]]
+    comparison: ComparisonRecord
 
 
 class Engine:
@@ -72,37 +99,39 @@ class Engine:
 
     def write_config(self) -> None:
         """config.json: the resolved task, the options, versions and seed (no secrets)."""
-        self.folder.write_json(
+        self.folder.write_record(
             CONFIG,
-            {
-                "task_path": str(self.task.path.resolve()),
-                "task": self.task.spec.model_dump(mode="json"),
-                "task_hash": self.task.task_hash,
-                "data_hash": self.task.data_hash,
-                "settings": self.settings.to_json(),
-                "promptopt_version": __version__,
-                "versions": _versions(),
-            },
+            ConfigRecord(
+                schema_version=SCHEMA_VERSION,
+                task_path=str(self.task.path.resolve()),
+                task=self.task.spec.model_dump(mode="json"),
+                task_hash=self.task.task_hash,
+                data_hash=self.task.data_hash,
+                settings=SettingsRecord.model_validate(self.settings.to_json()),
+                promptopt_version=__version__,
+                versions=_versions(),
+            ),
         )
 
     def _load_progress(self) -> None:
         """On resume: how many steps the killed run had checkpointed, and its wall time."""
-        steps = [e for e in self.folder.read_jsonl(EVENTS) if e.get("event") == "step"]
-        self._done_steps = len(steps)
-        summary = self.folder.read_json(SUMMARY) or {}
-        self._prior_wall = float(summary.get("wall_s", 0.0))
+        self._done_steps = sum(1 for e in self.folder.events() if e.event == "step")
+        summary = self.folder.summary()
+        self._prior_wall = summary.wall_s if summary is not None else 0.0
 
     def _wall(self) -> float:
         return self._prior_wall + time.monotonic() - self._started
 
-    def _usage(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def _usage(self) -> dict[str, UsageRecord]:
+        out: dict[str, UsageRecord] = {}
         for role in ("target", "optimizer"):
             client = self.runtime.clients.get(role)
-            out[role] = (client.usage if client else RoleUsage()).to_json()
+            out[role] = UsageRecord.model_validate(
+                (client.usage if client else RoleUsage()).to_json()
+            )
         judge = self.runtime.clients.get("judge")
         if judge is not None:
-            out["judge"] = judge.usage.to_json()
+            out["judge"] = UsageRecord.model_validate(judge.usage.to_json())
         return out
 
     def _checkpoint(
@@ -111,25 +140,24 @@ class Engine:
         if write:
             events = list(ctx.pending_events)
             if report is not None:
-                events.append(
-                    {
-                        "step": ctx.step,
-                        "event": "step",
-                        "name": report.name,
-                        "ranking": list(report.ranking[:10]),
-                        "best_score": report.best_score,
-                        "detail": dict(report.detail),
-                        "calls": dict(self.runtime.ledger.calls),
-                        "cost_usd": round(self.runtime.ledger.spent_usd, 8),
-                    }
+                step = EventRecord(
+                    step=ctx.step,
+                    event="step",
+                    name=report.name,
+                    ranking=list(report.ranking[:10]),
+                    best_score=report.best_score,
+                    detail=dict(report.detail),
+                    calls=dict(self.runtime.ledger.calls),
+                    cost_usd=round(self.runtime.ledger.spent_usd, 8),
                 )
-            self.folder.append_jsonl(
+                events.append(step.to_json())
+            self.folder.append_records(
                 CANDIDATES, [ctx.candidates[c].to_record() for c in sorted(ctx.changed)]
             )
             best = ctx.candidates[report.ranking[0]] if report and report.ranking else None
             if best is not None:
                 self.folder.write_text(BEST_PROMPT, best.text + "\n")
-            self.folder.write_json(SUMMARY, self._summary(ctx, status, None, None, best))
+            self.folder.write_record(SUMMARY, self._summary(ctx, status, None, None, best))
             # Last: the "step" event is what a resume counts as done.
             self.folder.append_jsonl(EVENTS, events)
         ctx.pending_events.clear()
@@ -141,7 +169,7 @@ class Engine:
         ctx.pending_events.clear()
         ctx.changed.clear()
         best = ctx.candidates.get(last.ranking[0]) if last.ranking else None
-        self.folder.write_json(
+        self.folder.write_record(
             SUMMARY, self._summary(ctx, "interrupted", "interrupted", None, best)
         )
         raise RunStopped(f"interrupted; resume with: promptopt run --resume {self.folder.path}")
@@ -151,45 +179,45 @@ class Engine:
         ctx: SearchContext,
         status: str,
         stop_reason: str | None,
-        final: dict[str, Any] | None,
+        final: FinalScores | None,
         best: Candidate | None,
-    ) -> dict[str, Any]:
+    ) -> SummaryRecord:
         initial = ctx.candidates["c0000"]
         best = best or initial
-        scores: dict[str, Any] = {
-            "initial": {"dev": initial.mean("dev"), "test": None},
-            "best": {"dev": best.mean("dev"), "test": None},
-        }
-        summary: dict[str, Any] = {
-            "run_dir": str(self.folder.path),
-            "task": self.task.spec.name,
-            "strategy": self.settings.strategy,
-            "seed": self.settings.seed,
-            "initial_prompt": initial.text,
-            "best_prompt": best.text,
-            "best_id": best.id,
-            "scores": scores,
-            "usage": self._usage(),
-            "wall_s": round(self._wall(), 3),
-            "status": status,
-            "stop_reason": stop_reason,
-            "steps": ctx.step - 1,
-            "candidates": len(ctx.candidates),
-            "models": {
-                role: {"model": c.spec.model, "reported": sorted(c.reported_models)}
+        summary = SummaryRecord(
+            schema_version=SCHEMA_VERSION,
+            run_dir=str(self.folder.path),
+            task=self.task.spec.name,
+            strategy=self.settings.strategy,
+            seed=self.settings.seed,
+            initial_prompt=initial.text,
+            best_prompt=best.text,
+            best_id=best.id,
+            scores=ScoresRecord(
+                initial=SplitScores(dev=initial.mean("dev")),
+                best=SplitScores(dev=best.mean("dev")),
+            ),
+            usage=self._usage(),
+            wall_s=round(self._wall(), 3),
+            status=status,
+            stop_reason=stop_reason,
+            steps=ctx.step - 1,
+            candidates=len(ctx.candidates),
+            models={
+                role: ModelUsed(model=c.spec.model, reported=sorted(c.reported_models))
                 for role, c in self.runtime.clients.items()
             },
-            "promptopt_version": __version__,
-        }
+            promptopt_version=__version__,
+        )
         if final is not None:
-            scores["initial"]["test"] = final["initial_test"]
-            scores["best"]["test"] = final["best_test"]
-            summary["n"] = final["n"]
-            summary["ci95"] = final["ci95"]
-            summary["test_comparison"] = final["comparison"]
+            summary.scores.initial.test = final.initial_test
+            summary.scores.best.test = final.best_test
+            summary.n = final.n
+            summary.ci95 = final.ci95
+            summary.test_comparison = final.comparison
         return summary
 
-    async def run(self, *, resume: bool = False) -> dict[str, Any]:
+    async def run(self, *, resume: bool = False) -> SummaryRecord:
         """Search, evaluate the best prompt on held-out test, write everything; return the
         summary. Raises RunStopped after saving when a stop was requested."""
         dev = self.task.split("dev")
@@ -288,12 +316,12 @@ class Engine:
             final, best = None, initial
             stop_reason = "budget"
         self.folder.append_jsonl(EVENTS, ctx.pending_events)
-        self.folder.append_jsonl(
+        self.folder.append_records(
             CANDIDATES, [ctx.candidates[c].to_record() for c in sorted(ctx.changed)]
         )
         summary = self._summary(ctx, "finished", stop_reason, final, best)
         self.folder.write_text(BEST_PROMPT, best.text + "\n")
-        self.folder.write_json(SUMMARY, summary)
+        self.folder.write_record(SUMMARY, summary)
         return summary
 
     async def _final(
@@ -303,7 +331,7 @@ class Engine:
         initial: Candidate,
         dev: tuple[Any, ...],
         test: tuple[Any, ...],
-    ) -> tuple[dict[str, Any], Candidate]:
+    ) -> tuple[FinalScores, Candidate]:
         """Choose the best prompt on all of dev, then score it and the initial one on test."""
         finalists = _ranking_best(ctx, last.ranking, self.settings.finalists)
         if initial not in finalists:
@@ -323,43 +351,45 @@ class Engine:
         old = [r.score for r in initial_test]
         new = [r.score for r in best_test]
         comparison = compare(old, new, seed=self.settings.seed)
-        self.folder.write_json(
+        self.folder.write_record(
             FINAL_EVAL,
-            {
-                "examples": {
+            FinalEvalRecord(
+                examples={
                     split: [
-                        {"id": e.id, "input": self.task.render_input(e), "targets": list(e.targets)}
+                        ExampleRecord(
+                            id=e.id, input=self.task.render_input(e), targets=list(e.targets)
+                        )
                         for e in exs
                     ]
                     for split, exs in (("dev", dev), ("test", test))
                 },
-                "initial": {
-                    "id": initial.id,
-                    "dev": [_result_json(r) for r in dev_results[initial.id]],
-                    "test": [_result_json(r) for r in initial_test],
-                },
-                "best": {
-                    "id": best.id,
-                    "dev": [_result_json(r) for r in dev_results[best.id]],
-                    "test": [_result_json(r) for r in best_test],
-                },
-            },
+                initial=SideRecord(
+                    id=initial.id,
+                    dev=[_result_record(r) for r in dev_results[initial.id]],
+                    test=[_result_record(r) for r in initial_test],
+                ),
+                best=SideRecord(
+                    id=best.id,
+                    dev=[_result_record(r) for r in dev_results[best.id]],
+                    test=[_result_record(r) for r in best_test],
+                ),
+            ),
         )
-        final = {
-            "initial_test": initial.mean("test"),
-            "best_test": best.mean("test"),
-            "n": {"dev": len(dev), "test": len(test)},
-            "ci95": {
-                "initial_test": list(mean_ci(old, seed=self.settings.seed)[1:]),
-                "best_test": list(mean_ci(new, seed=self.settings.seed)[1:]),
+        final = FinalScores(
+            initial_test=initial.mean("test"),
+            best_test=best.mean("test"),
+            n={"dev": len(dev), "test": len(test)},
+            ci95={
+                "initial_test": _interval(old, self.settings.seed),
+                "best_test": _interval(new, self.settings.seed),
             },
-            "comparison": {
-                "delta": comparison.paired.delta,
-                "ci95": [comparison.paired.ci_low, comparison.paired.ci_high],
-                "mcnemar_p": comparison.mcnemar.p_value if comparison.mcnemar else None,
-                "verdict": comparison.verdict,
-            },
-        }
+            comparison=ComparisonRecord(
+                delta=comparison.paired.delta,
+                ci95=(comparison.paired.ci_low, comparison.paired.ci_high),
+                mcnemar_p=comparison.mcnemar.p_value if comparison.mcnemar else None,
+                verdict=comparison.verdict,
+            ),
+        )
         return final, best
 
 
@@ -374,13 +404,12 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _result_json(r: ExampleResult) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": r.id,
-        "output": r.output,
-        "score": r.score,
-        "latency_s": round(r.latency_s, 4),
-    }
-    if r.error:
-        out["error"] = r.error
-    return out
+def _interval(scores: list[float], seed: int) -> tuple[float, float]:
+    _, lo, hi = mean_ci(scores, seed=seed)
+    return lo, hi
+
+
+def _result_record(r: ExampleResult) -> ResultRecord:
+    return ResultRecord(
+        id=r.id, output=r.output, score=r.score, latency_s=round(r.latency_s, 4), error=r.error
+    )

@@ -1,0 +1,230 @@
+"""Typed records of a run folder: config.json, summary.json, candidates.jsonl, events.jsonl and
+final_eval.json.
+
+Writers build these records and readers get them back, so no code reaches into a run's JSON
+by string keys. Every record keeps fields it does not know (`extra="allow"`): a folder written
+by a newer or older promptopt loads, and writing it back loses nothing. `summary.json` and
+`config.json` carry `schema_version`; folders written before it existed have none and still
+load.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+"""The version of the run-folder records written by this promptopt."""
+
+
+class Record(BaseModel):
+    """Base of every run-folder record: unknown fields are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written to the run folder."""
+        return self.model_dump(mode="json")
+
+
+class UsageRecord(Record):
+    """One role's model usage (the `usage` object of the JSON contracts)."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 0
+    errors: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    latency_s: float = 0.0
+
+
+class SplitScores(Record):
+    """A prompt's mean score on dev and test (None where it was not scored)."""
+
+    dev: float | None = None
+    test: float | None = None
+
+
+class ScoresRecord(Record):
+    """The initial and the best prompt's scores."""
+
+    initial: SplitScores = Field(default_factory=SplitScores)
+    best: SplitScores = Field(default_factory=SplitScores)
+
+
+class ComparisonRecord(Record):
+    """The paired comparison of best vs initial on test."""
+
+    delta: float
+    ci95: tuple[float, float]
+    mcnemar_p: float | None = None
+    verdict: str
+
+
+class ModelUsed(Record):
+    """A role's model as configured, and the model names its API reported."""
+
+    model: str
+    reported: list[str] = Field(default_factory=list)
+
+
+class SummaryRecord(Record):
+    """summary.json, also printed by `run --json`."""
+
+    schema_version: int | None = None
+    run_dir: str
+    task: str
+    strategy: str
+    seed: int
+    initial_prompt: str
+    best_prompt: str
+    best_id: str | None = None
+    scores: ScoresRecord = Field(default_factory=ScoresRecord)
+    usage: dict[str, UsageRecord] = Field(default_factory=dict)
+    wall_s: float = 0.0
+    status: str | None = None
+    stop_reason: str | None = None
+    steps: int | None = None
+    candidates: int | None = None
+    models: dict[str, ModelUsed] = Field(default_factory=dict)
+    promptopt_version: str | None = None
+    n: dict[str, int] | None = None
+    ci95: dict[str, tuple[float, float]] | None = None
+    test_comparison: ComparisonRecord | None = None
+
+
+class CapsRecord(Record):
+    """Hard caps of a run."""
+
+    target_calls: int | None = None
+    optimizer_calls: int | None = None
+    cost_usd: float | None = None
+
+
+class StopRecord(Record):
+    """Stopping rules of a run."""
+
+    max_steps: int | None = None
+    patience: int | None = None
+    target_score: float | None = None
+
+
+class SettingsRecord(Record):
+    """Everything about a run besides the task."""
+
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    caps: CapsRecord = Field(default_factory=CapsRecord)
+    stop: StopRecord = Field(default_factory=StopRecord)
+    finalists: int = 3
+    concurrency: int = 8
+
+
+class ConfigRecord(Record):
+    """config.json: the resolved task (never a key), the settings, hashes and versions."""
+
+    schema_version: int | None = None
+    task_path: str
+    task: dict[str, Any]
+    task_hash: str = ""
+    data_hash: str = ""
+    settings: SettingsRecord
+    promptopt_version: str | None = None
+    versions: dict[str, str | None] = Field(default_factory=dict)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """The task's models section as the run resolved it (role -> spec mapping or None)."""
+        models = self.task.get("models") or {}
+        return dict(models) if isinstance(models, dict) else {}
+
+    def model_id(self, role: str) -> str | None:
+        """The `provider:name` of a role's model, or None."""
+        spec = self.models.get(role)
+        if spec is None:
+            return None
+        return str(spec.get("model")) if isinstance(spec, dict) else str(spec)
+
+
+class CandidateScore(Record):
+    """A candidate's mean on one split and how many examples it rests on."""
+
+    mean: float | None = None
+    n: int = 0
+
+
+class CandidateRecord(Record):
+    """One line of candidates.jsonl; a later line for the same id supersedes an earlier one."""
+
+    id: str
+    text: str
+    parents: list[str] = Field(default_factory=list)
+    operator: str = ""
+    step: int = 0
+    feedback: dict[str, Any] | None = None
+    scores: dict[str, CandidateScore] = Field(default_factory=dict)
+
+
+class EventRecord(Record):
+    """One line of events.jsonl. Fields besides `event` and `step` depend on the event; the
+    common ones are typed here."""
+
+    step: int | None = None
+    event: str
+    # "step" events
+    name: str | None = None
+    ranking: list[str] | None = None
+    best_score: float | None = None
+    detail: dict[str, Any] | None = None
+    calls: dict[str, int] | None = None
+    cost_usd: float | None = None
+    # "rejected" events
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Only the fields the event has: events differ in what they record."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class ExampleRecord(Record):
+    """An example as the final evaluation showed it to the model."""
+
+    id: str
+    input: str = ""
+    targets: list[str] = Field(default_factory=list)
+
+
+class ResultRecord(Record):
+    """One example's outcome for one prompt."""
+
+    id: str
+    output: str = ""
+    score: float
+    latency_s: float | None = None
+    error: str | None = None
+
+
+class SideRecord(Record):
+    """One prompt's per-example results on dev and test."""
+
+    id: str = "?"
+    dev: list[ResultRecord] = Field(default_factory=list)
+    test: list[ResultRecord] = Field(default_factory=list)
+
+    def split(self, name: str) -> list[ResultRecord]:
+        """The results on `name` (dev or test)."""
+        return self.test if name == "test" else self.dev if name == "dev" else []
+
+
+class FinalEvalRecord(Record):
+    """final_eval.json: per-example outputs of the initial and the best prompt."""
+
+    examples: dict[str, list[ExampleRecord]] = Field(default_factory=dict)
+    initial: SideRecord = Field(default_factory=SideRecord)
+    best: SideRecord = Field(default_factory=SideRecord)
