@@ -12,16 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from promptopt.errors import Problem, TaskFileError, UsageError
-from promptopt.task.loader import (
-    MAX_ROW_PROBLEMS_PER_FILE,
-    LoadedTask,
-    TaskFile,
-    TemplateFieldError,
-    load_task,
-    render_template,
-    template_fields,
-    validate_task,
-)
+from promptopt.task.data import MAX_ROW_PROBLEMS_PER_FILE
+from promptopt.task.loader import LoadedTask, load_task, validate_task
+from promptopt.task.schema import TaskFile
+from promptopt.util.template import TemplateFieldError, render_template, template_fields
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"

@@ -19,7 +19,8 @@ from promptopt.run.records import ConfigRecord
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
 from promptopt.task.example import Example
-from promptopt.task.loader import LoadedTask, TaskFile, load_task
+from promptopt.task.loader import LoadedTask, load_task
+from promptopt.task.schema import TaskFile
 from promptopt.util.hashing import content_hash
 
 

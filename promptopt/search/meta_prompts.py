@@ -13,6 +13,7 @@ format (documented for users in `meta_prompts/README.md`):
     ## user
     Text of the user message, with {{demos}} and {{prompt}} placeholders.
 
+Placeholders follow the grammar shared with task input templates (`promptopt.util.template`).
 The front matter is optional, but every `{{name}}` used in the text must be listed under
 `placeholders` and every listed one must be used. Only the exact headings `## system` and
 `## user` (any case) split sections; other headings are part of the text. A file without
@@ -37,8 +38,8 @@ import yaml
 
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.llm.messages import Message
+from promptopt.util.template import render_template, template_fields, template_literals
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _SECTION = re.compile(r"^##[ \t]+(system|user)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
 _FRONT_MATTER_KEYS = frozenset({"description", "placeholders"})
@@ -77,15 +78,15 @@ class MetaPrompt:
                 f"meta-prompt {self.name} ({self.source}): {'; '.join(parts)}; "
                 f"it declares: {', '.join(sorted(self.placeholders)) or '(none)'}"
             )
+        # str() first: the shared renderer writes non-strings as JSON, but a meta-prompt has
+        # always inserted str(value).
         text_values = {key: str(value) for key, value in values.items()}
-
-        def fill(template: str) -> str:
-            return PLACEHOLDER.sub(lambda m: text_values[m.group(1)], template)
-
         messages: list[Message] = []
         if self.system is not None:
-            messages.append({"role": "system", "content": fill(self.system)})
-        messages.append({"role": "user", "content": fill(self.user)})
+            messages.append(
+                {"role": "system", "content": render_template(self.system, text_values)}
+            )
+        messages.append({"role": "user", "content": render_template(self.user, text_values)})
         return tuple(messages)
 
     def literal_lines(self) -> tuple[str, ...]:
@@ -96,7 +97,7 @@ class MetaPrompt:
         """
         lines: list[str] = []
         for text in (self.system or "", self.user):
-            for piece in PLACEHOLDER.split(text)[::2]:
+            for piece in template_literals(text):
                 lines.extend(line.strip() for line in piece.splitlines() if line.strip())
         return tuple(lines)
 
@@ -139,7 +140,7 @@ def parse_meta_prompt(
         raise error(f"{source}: front matter opened with '---' is never closed by a '---' line")
 
     system, user = _split_sections(text, source, error)
-    used = frozenset(PLACEHOLDER.findall(system or "")) | frozenset(PLACEHOLDER.findall(user))
+    used = frozenset(template_fields(system or "")) | frozenset(template_fields(user))
     undeclared = sorted(used - declared)
     if undeclared:
         raise error(

@@ -1,0 +1,175 @@
+"""The task file's schema: pydantic models for every section, checked as the file is read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from promptopt.task.metricspec import MetricSpec
+from promptopt.task.modelspec import ModelSpec, Price
+from promptopt.util.template import template_fields
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+
+DataSource = str | list[dict[str, Any]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SplitSpec(_Strict):
+    """How many rows of `data.file` go to each split: a count (int) or a fraction (0 < x <= 1)."""
+
+    train: int | float | None = None
+    dev: int | float | None = None
+    test: int | float | None = None
+
+    @field_validator("train", "dev", "test", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a row count (like 50) or a fraction (like 0.25)")
+        if value <= 0:
+            raise ValueError(f"must be greater than 0 (got {value})")
+        if isinstance(value, float) and value > 1:
+            raise ValueError(
+                f"a fraction must be at most 1 (got {value}); write a whole number for a row count"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> SplitSpec:
+        total = sum(v for v in (self.train, self.dev, self.test) if isinstance(v, float))
+        if total > 1 + 1e-9:
+            raise ValueError(f"the fractions add up to {total:g}, more than 1")
+        return self
+
+
+class DataSpec(_Strict):
+    """Where the examples come from and which fields hold input, targets and ids."""
+
+    train: DataSource | None = None
+    dev: DataSource | None = None
+    test: DataSource | None = None
+    file: DataSource | None = None
+    split: SplitSpec | None = None
+    seed: int = 0
+    input_field: str = Field(default="input", min_length=1)
+    target_field: str = Field(default="target", min_length=1)
+    targets_field: str = Field(default="targets", min_length=1)
+    id_field: str = Field(default="id", min_length=1)
+
+    @field_validator("train", "dev", "test", "file", mode="before")
+    @classmethod
+    def _source(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("the path is empty")
+            return value
+        if isinstance(value, list) and all(isinstance(row, dict) for row in value):
+            # Field names are text, as in JSONL and CSV rows, whatever YAML made of them.
+            return [{str(key): item for key, item in row.items()} for row in value]
+        raise ValueError("must be a path to a .jsonl or .csv file, or a list of mappings")
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> DataSpec:
+        named = [name for name in SPLITS if getattr(self, name) is not None]
+        if self.file is not None:
+            if named:
+                raise ValueError(
+                    f"give either 'file' with 'split', or {'/'.join(SPLITS)}, not both "
+                    f"(found file and {', '.join(named)})"
+                )
+            if self.split is None:
+                raise ValueError(
+                    "'file' needs 'split', e.g. split: {train: 50, dev: 50, test: 100}"
+                )
+            if self.split.dev is None:
+                raise ValueError("'split' needs a dev size: the search scores prompts on dev")
+        else:
+            if self.split is not None:
+                raise ValueError("'split' only applies with 'file'")
+            if self.dev is None:
+                raise ValueError(
+                    "no dev data: set data.dev (the search scores prompts on it), "
+                    "or data.file with split"
+                )
+        return self
+
+    def has_split(self, name: str) -> bool:
+        """Whether the task file provides the named split."""
+        if self.file is not None:
+            return self.split is not None and getattr(self.split, name) is not None
+        return getattr(self, name) is not None
+
+
+class ModelsSpec(_Strict):
+    """The models a run uses; CLI flags may supply or replace them."""
+
+    target: ModelSpec | None = None
+    optimizer: ModelSpec | None = None
+    judge: ModelSpec | None = None
+
+
+class BudgetSpec(_Strict):
+    """Hard caps; any subset may be set."""
+
+    target_calls: int | None = Field(default=None, gt=0)
+    optimizer_calls: int | None = Field(default=None, gt=0)
+    cost_usd: float | None = Field(default=None, gt=0)
+
+
+class SearchSpec(_Strict):
+    """Which strategy searches, with what seed, budget and strategy parameters."""
+
+    strategy: str = Field(default="ape", min_length=1)
+    seed: int = 0
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskFile(_Strict):
+    """The whole task file (see DESIGN.md, "Task file")."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    prompt: str
+    input_template: str = "{{input}}"
+    data: DataSpec
+    metric: MetricSpec
+    models: ModelsSpec = Field(default_factory=ModelsSpec)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the initial prompt is empty")
+        return value
+
+    @field_validator("input_template")
+    @classmethod
+    def _template_has_fields(cls, value: str) -> str:
+        names = template_fields(value)
+        if "" in names:
+            raise ValueError("'{{}}' names no field; write e.g. {{input}}")
+        if not names:
+            raise ValueError(
+                "has no {{field}} placeholder, so every example would send the same message"
+            )
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _price_ids(cls, value: dict[str, Price]) -> dict[str, Price]:
+        for key in value:
+            if ":" not in key:
+                raise ValueError(f"{key!r} must be a model id written provider:name")
+        return value
