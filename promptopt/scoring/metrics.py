@@ -352,7 +352,12 @@ def _load_user_function(reference: str, base_dir: Path) -> Callable[..., Any]:
 
 def _build_python(spec: MetricSpec, base_dir: Path, judge: JudgeFn | None) -> Metric:
     reference = spec.function or ""
-    func = _load_user_function(reference, base_dir)
+    return checked_metric(_load_user_function(reference, base_dir), reference)
+
+
+def checked_metric(func: Callable[..., Any], reference: str) -> Metric:
+    """A user's metric function, whose exceptions and non-numbers become errors that name it
+    and the example, and whose score is clamped to [0, 1]."""
 
     def score(output: str, example: Example) -> float:
         try:

@@ -20,7 +20,7 @@ from promptopt.llm.messages import Message
 from promptopt.llm.pricing import price_for
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
-from promptopt.scoring.metrics import build_metric
+from promptopt.scoring.metrics import build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec
@@ -135,8 +135,12 @@ class Runtime:
     def scorer(self) -> Scorer:
         """The scorer of the task's target model and metric."""
         if self._scorer is None:
-            metric = build_metric(
-                self.task.spec.metric, base_dir=self.task.path.parent, judge=self._judge
+            metric = (
+                checked_metric(self.task.metric_function, self.task.spec.metric.function or "")
+                if self.task.metric_function is not None
+                else build_metric(
+                    self.task.spec.metric, base_dir=self.task.path.parent, judge=self._judge
+                )
             )
             self._scorer = Scorer(self.client("target"), metric, self.task.render_input)
         return self._scorer

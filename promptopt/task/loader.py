@@ -6,8 +6,8 @@ found, each located by file, field and line, so a user can fix them all in one p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +25,9 @@ from promptopt.util.template import render_template, template_fields
 
 _M = TypeVar("_M", bound=BaseModel)
 
+MetricFunction = Callable[[str, Example], float]
+"""Scores a model output against an example; 1.0 is fully correct, 0.0 fully wrong."""
+
 
 @dataclass(frozen=True)
 class LoadedTask:
@@ -34,6 +37,8 @@ class LoadedTask:
     spec: TaskFile
     splits: dict[str, tuple[Example, ...]]
     data_hash: str
+    metric_function: MetricFunction | None = None
+    """A Python callable that scores instead of the metric section (tasks built in Python)."""
 
     @property
     def task_hash(self) -> str:
@@ -79,6 +84,30 @@ def validate_task(path: Path) -> list[Problem]:
     return _load(Path(path))[1]
 
 
+def task_from_mapping(
+    raw: Mapping[str, Any],
+    *,
+    base_dir: Path,
+    metric_function: MetricFunction | None = None,
+) -> LoadedTask:
+    """A task built in Python: `raw` is what a task file would hold (data as inline lists of
+    mappings, or paths relative to `base_dir`), checked exactly like a file.
+
+    `metric_function(output, example) -> float` replaces the metric section's scoring; the
+    section is then `{type: python, function: <the function's name>}` unless given.
+    Raises `TaskFileError` with every problem, located as in a file named `<python>`.
+    """
+    data = dict(raw)
+    if metric_function is not None and "metric" not in data:
+        name = getattr(metric_function, "__qualname__", "metric")
+        data["metric"] = {"type": "python", "function": f"<python>:{name}"}
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    task, problems = _load_text(text, base_dir / "<python>")
+    if problems or task is None:
+        raise TaskFileError(problems)
+    return replace(task, metric_function=metric_function)
+
+
 def _load(path: Path) -> tuple[LoadedTask | None, list[Problem]]:
     file = str(path)
     try:
@@ -93,7 +122,11 @@ def _load(path: Path) -> tuple[LoadedTask | None, list[Problem]]:
         return None, [Problem(file, "", f"cannot be read: {exc.strerror}")]
     except ValueError as exc:
         return None, [Problem(file, "", f"invalid path: {exc}")]
+    return _load_text(text, path)
 
+
+def _load_text(text: str, path: Path) -> tuple[LoadedTask | None, list[Problem]]:
+    file = str(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
