@@ -7,13 +7,11 @@ so that `import promptopt` and `promptopt --version` stay fast.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("promptopt")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written (pyproject.toml reads it from here): reading it from the
+# installed metadata instead costs importlib.metadata at every start of the command line.
+__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from promptopt.app.api import (
