@@ -23,6 +23,7 @@ from promptopt.search.context import Candidate, Plan, SearchContext
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules
+from promptopt.search.state import SearchState
 from promptopt.search.strategies.protegi import ProTeGi, ProTeGiParams, parse_reasons
 from promptopt.search.strategies.registry import make_strategy, resolve_params, strategy_info
 from promptopt.task.example import Example
@@ -251,7 +252,8 @@ async def test_killed_run_resumes_without_repeating_completed_requests(tmp_path:
 
 
 class Harness:
-    """A search context on the question task with scripted models, outside the engine."""
+    """A search state on the question task with scripted models, outside the engine; the
+    strategy is driven through its narrow context, and the tests read events off the state."""
 
     def __init__(
         self,
@@ -270,7 +272,7 @@ class Harness:
             providers=providers(self.target, self.optimizer),
         )
         runtime = self.runtime
-        self.ctx = SearchContext(
+        self.state = SearchState(
             train=self.task.splits["train"],
             dev=self.task.split("dev"),
             scorer=runtime.scorer,
@@ -280,18 +282,19 @@ class Harness:
             rng=random.Random(0),
             render_input=self.task.render_input,
         )
+        self.ctx: SearchContext = self.state.context
         initial = self.ctx.add_candidate(INITIAL, operator="initial")
         assert initial is not None
         self.initial = initial
 
     def events(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.ctx.pending_events if e["event"] == kind]
+        return [e for e in self.state.pending_events if e["event"] == kind]
 
     async def minibatch_results(
         self, strategy: ProTeGi, cand: Candidate
     ) -> list[tuple[Example, ExampleResult]]:
         batch = strategy.draw_minibatch(self.ctx)
-        results = await self.ctx.score(cand, batch, "train")
+        results = await self.ctx.score(cand, batch)
         return list(zip(batch, results, strict=True))
 
 

@@ -1,12 +1,19 @@
-"""The strategy plug point: candidates, the search context a strategy works through, and the
-protocol a strategy implements."""
+"""The strategy plug point: candidates, the narrow search context a strategy works through, and
+the protocol a strategy implements.
+
+The engine's side of a search (dev and test, the pending events, checkpoints, the final gate)
+is `promptopt.search.state`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import re
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -80,46 +87,65 @@ def normalize_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-class SearchContext:
-    """What a strategy sees: the data, the candidates, scoring and the optimizer model.
+class EventLog:
+    """The events of the step in progress, each stamped with the step's number.
 
-    Events are buffered and written by the engine at each checkpoint, so a step appears in the
-    run folder whole or not at all.
+    The engine drains the log at each checkpoint, so a step appears in events.jsonl whole or not
+    at all; a strategy only ever appends to it, through `SearchContext.event`.
     """
 
-    def __init__(
-        self,
-        *,
-        train: Sequence[Example],
-        dev: Sequence[Example],
-        scorer: Scorer,
-        optimizer: Callable[[], ModelClient],
-        ledger: BudgetLedger,
-        meta_prompts: MetaPromptSet,
-        rng: random.Random,
-        render_input: Callable[[Example], str],
-        task_description: str = "",
-    ) -> None:
-        self.train = tuple(train)
-        self.dev = tuple(dev)
-        self.scorer = scorer
-        self._optimizer = optimizer
-        self.ledger = ledger
-        self.meta_prompts = meta_prompts
-        self.rng = rng
-        self.render_input = render_input
-        self.task_description = task_description
-        self.candidates: dict[str, Candidate] = {}
-        self._by_text: dict[str, str] = {}
+    def __init__(self) -> None:
         self.step = 0
-        self.pending_events: list[dict[str, Any]] = []
-        self.changed: set[str] = set()
+        self._pending: list[dict[str, Any]] = []
 
-    def event(self, kind: str, **data: Any) -> None:
-        """Record an event for events.jsonl."""
-        self.pending_events.append({"step": self.step, "event": kind, **data})
+    def record(self, kind: str, **data: Any) -> None:
+        """Append an event of the current step."""
+        self._pending.append({"step": self.step, "event": kind, **data})
 
-    def add_candidate(
+    @contextlib.contextmanager
+    def stable_order(self) -> Iterator[None]:
+        """Within the block, events are put in a fixed order when it ends (even by an exception).
+
+        Concurrent tasks record events in completion order, which varies between runs; sorting
+        what the block added by content makes a run's events depend on its seed only.
+        """
+        mark = len(self._pending)
+        try:
+            yield
+        finally:
+            self._pending[mark:] = sorted(self._pending[mark:], key=_event_key)
+
+    @property
+    def pending(self) -> tuple[dict[str, Any], ...]:
+        """The events not yet written, oldest first."""
+        return tuple(self._pending)
+
+    def take(self) -> list[dict[str, Any]]:
+        """Remove and return the events not yet written."""
+        taken, self._pending = self._pending, []
+        return taken
+
+
+def _event_key(event: Mapping[str, Any]) -> str:
+    return json.dumps(event, sort_keys=True, default=str)
+
+
+class CandidatePool:
+    """Every candidate of a search, deduplicated by normalized text, and which of them changed
+    since the engine last wrote candidates.jsonl."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+        self._candidates: dict[str, Candidate] = {}
+        self._by_text: dict[str, str] = {}
+        self._changed: set[str] = set()
+
+    @property
+    def candidates(self) -> Mapping[str, Candidate]:
+        """The candidates by id, in the order they were added (a read-only view)."""
+        return MappingProxyType(self._candidates)
+
+    def add(
         self,
         text: str,
         *,
@@ -130,35 +156,135 @@ class SearchContext:
         """Register a new prompt; a duplicate of an existing one is recorded and returns None."""
         key = normalize_prompt(text)
         if key in self._by_text:
-            self.event("duplicate", operator=operator, of=self._by_text[key], parents=list(parents))
+            self._log.record(
+                "duplicate", operator=operator, of=self._by_text[key], parents=list(parents)
+            )
             return None
         cand = Candidate(
-            id=f"c{len(self.candidates):04d}",
+            id=f"c{len(self._candidates):04d}",
             text=text.strip(),
             parents=tuple(parents),
             operator=operator,
-            step=self.step,
+            step=self._log.step,
             feedback=feedback,
         )
-        self.candidates[cand.id] = cand
+        self._candidates[cand.id] = cand
         self._by_text[key] = cand.id
-        self.changed.add(cand.id)
-        self.event("candidate", id=cand.id, operator=operator, parents=list(parents))
+        self._changed.add(cand.id)
+        self._log.record("candidate", id=cand.id, operator=operator, parents=list(parents))
         return cand
+
+    def record_scores(
+        self,
+        cand: Candidate,
+        split: str,
+        examples: Sequence[Example],
+        results: Sequence[ExampleResult],
+    ) -> None:
+        """Keep a candidate's per-example scores on `split`."""
+        kept = cand.scores.setdefault(split, {})
+        for example, res in zip(examples, results, strict=True):
+            kept[example.id] = res.score
+        self._changed.add(cand.id)
+
+    def take_changed(self) -> list[Candidate]:
+        """Remove and return the candidates changed since the last call, by id."""
+        changed, self._changed = self._changed, set()
+        return [self._candidates[c] for c in sorted(changed)]
+
+
+class SearchContext:
+    """What a strategy sees: the training data, the candidates, scoring on training data, the
+    optimizer model, the rng, the budget left, and an event log it can only append to.
+
+    Dev and test data, the pending events and the checkpoint bookkeeping stay with the engine
+    (`promptopt.search.state.SearchState`): dev is the final gate, and a strategy that could
+    score on it would overfit the data that is meant to judge it.
+    """
+
+    def __init__(
+        self,
+        *,
+        train: Sequence[Example],
+        scorer: Scorer,
+        optimizer: Callable[[], ModelClient],
+        ledger: BudgetLedger,
+        meta_prompts: MetaPromptSet,
+        rng: random.Random,
+        render_input: Callable[[Example], str],
+        task_description: str,
+        pool: CandidatePool,
+        log: EventLog,
+    ) -> None:
+        self._train = tuple(train)
+        self._train_by_id = {e.id: e for e in self._train}
+        self._scorer = scorer
+        self._optimizer = optimizer
+        self._ledger = ledger
+        self._render_input = render_input
+        self._pool = pool
+        self._log = log
+        self.meta_prompts = meta_prompts
+        self.rng = rng
+        self.task_description = task_description
+
+    @property
+    def train(self) -> tuple[Example, ...]:
+        """The training examples, the only data a strategy may score on."""
+        return self._train
+
+    @property
+    def step(self) -> int:
+        """The number of the step in progress; its events and new candidates carry it."""
+        return self._log.step
+
+    @property
+    def candidates(self) -> Mapping[str, Candidate]:
+        """Every candidate so far by id, with its scores (a read-only view)."""
+        return self._pool.candidates
+
+    def render_input(self, example: Example) -> str:
+        """An example's input as the target model sees it."""
+        return self._render_input(example)
+
+    def event(self, kind: str, **data: Any) -> None:
+        """Record an event for events.jsonl."""
+        self._log.record(kind, **data)
+
+    def stable_event_order(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose events are put in a fixed order when it ends, for concurrent work whose
+        completion order would otherwise decide the order of events.jsonl."""
+        return self._log.stable_order()
+
+    def add_candidate(
+        self,
+        text: str,
+        *,
+        parents: Sequence[str] = (),
+        operator: str,
+        feedback: dict[str, Any] | None = None,
+    ) -> Candidate | None:
+        """Register a new prompt; a duplicate of an existing one is recorded and returns None."""
+        return self._pool.add(text, parents=parents, operator=operator, feedback=feedback)
 
     def reject(self, operator: str, reason: str, message: str, raw: str) -> None:
         """Record a proposal that was not usable, with the reason."""
         self.event("rejected", operator=operator, reason=reason, message=message, raw=raw[:500])
 
-    async def score(
-        self, cand: Candidate, examples: Sequence[Example], split: str
-    ) -> list[ExampleResult]:
-        """Score a candidate on examples, concurrently; the scores are kept on the candidate."""
-        result = await self.scorer.evaluate(cand.text, examples, split=split)
-        kept = cand.scores.setdefault(split, {})
-        for example, res in zip(examples, result.examples, strict=True):
-            kept[example.id] = res.score
-        self.changed.add(cand.id)
+    async def score(self, cand: Candidate, examples: Sequence[Example]) -> list[ExampleResult]:
+        """Score a candidate on training examples, concurrently; the scores are kept on the
+        candidate under "train".
+
+        Raises:
+            ValueError: an example is not one of `train` (nothing is scored then).
+        """
+        for example in examples:
+            if self._train_by_id.get(example.id) != example:
+                raise ValueError(
+                    f"a strategy scores on training examples only; {example.id!r} is not one"
+                )
+        result = await self._scorer.evaluate(cand.text, examples, split="train")
+        self._pool.record_scores(cand, "train", examples, result.examples)
         return list(result.examples)
 
     async def ask(self, meta_prompt: str, n: int = 1, **values: str) -> list[str]:
@@ -194,11 +320,11 @@ class SearchContext:
 
     def remaining_target_calls(self) -> int | None:
         """Target calls the search may still make, or None when uncapped."""
-        return self.ledger.remaining_calls("target")
+        return self._ledger.remaining_calls("target")
 
     def remaining_optimizer_calls(self) -> int | None:
         """Optimizer calls the search may still make, or None when uncapped."""
-        return self.ledger.remaining_calls("optimizer")
+        return self._ledger.remaining_calls("optimizer")
 
 
 class Strategy(Protocol):
@@ -210,7 +336,8 @@ class Strategy(Protocol):
         ...
 
     def search(self, ctx: SearchContext, initial: Candidate) -> AsyncGenerator[StepReport, None]:
-        """Run the search step by step."""
+        """Run the search step by step, through `ctx` only; what is not on it (dev data, the
+        engine's buffers) is not the strategy's to use."""
         ...
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from promptopt import __version__
 from promptopt.errors import BudgetExhausted, UsageError
@@ -46,14 +46,15 @@ from promptopt.scoring.stats import compare, mean_ci
 from promptopt.search.context import Candidate, SearchContext, StepReport, Strategy
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import RunSettings, final_reserve, search_caps, target_call_max_cost_usd
+from promptopt.search.state import SearchState
 from promptopt.task.loader import LoadedTask
 
 StepCallback = Callable[[SearchContext, StepReport, Runtime], None]
 """Called after every checkpointed step (the CLI shows progress with it)."""
 
 
-def _ranking_best(ctx: SearchContext, ranking: tuple[str, ...], k: int) -> list[Candidate]:
-    return [ctx.candidates[c] for c in ranking[:k] if c in ctx.candidates]
+def _ranking_best(state: SearchState, ranking: tuple[str, ...], k: int) -> list[Candidate]:
+    return [state.candidates[c] for c in ranking[:k] if c in state.candidates]
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,13 @@ class Engine:
         return out
 
     def _checkpoint(
-        self, ctx: SearchContext, report: StepReport | None, status: str, write: bool
+        self, state: SearchState, report: StepReport | None, status: str, write: bool
     ) -> None:
+        events, changed = state.take_step()
         if write:
-            events = list(ctx.pending_events)
             if report is not None:
                 step = EventRecord(
-                    step=ctx.step,
+                    step=state.step,
                     event="step",
                     name=report.name,
                     ranking=list(report.ranking[:10]),
@@ -151,38 +152,33 @@ class Engine:
                     cost_usd=round(self.runtime.ledger.spent_usd, 8),
                 )
                 events.append(step.to_json())
-            self.folder.append_records(
-                CANDIDATES, [ctx.candidates[c].to_record() for c in sorted(ctx.changed)]
-            )
-            best = ctx.candidates[report.ranking[0]] if report and report.ranking else None
+            self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
+            best = state.candidates[report.ranking[0]] if report and report.ranking else None
             if best is not None:
                 self.folder.write_text(BEST_PROMPT, best.text + "\n")
-            self.folder.write_record(SUMMARY, self._summary(ctx, status, None, None, best))
+            self.folder.write_record(SUMMARY, self._summary(state, status, None, None, best))
             # Last: the "step" event is what a resume counts as done.
             self.folder.append_jsonl(EVENTS, events)
-        ctx.pending_events.clear()
-        ctx.changed.clear()
 
-    def _save_interrupted(self, ctx: SearchContext, last: StepReport) -> NoReturn:
+    def _save_interrupted(self, state: SearchState, last: StepReport) -> NoReturn:
         """Save what a resume needs and stop. The partial step's events and score updates are
         dropped: the resumed run redoes that step (from the journal) and writes them then."""
-        ctx.pending_events.clear()
-        ctx.changed.clear()
-        best = ctx.candidates.get(last.ranking[0]) if last.ranking else None
+        state.discard_step()
+        best = state.candidates.get(last.ranking[0]) if last.ranking else None
         self.folder.write_record(
-            SUMMARY, self._summary(ctx, "interrupted", "interrupted", None, best)
+            SUMMARY, self._summary(state, "interrupted", "interrupted", None, best)
         )
         raise RunStopped(f"interrupted; resume with: promptopt run --resume {self.folder.path}")
 
     def _summary(
         self,
-        ctx: SearchContext,
+        state: SearchState,
         status: str,
         stop_reason: str | None,
         final: FinalScores | None,
         best: Candidate | None,
     ) -> SummaryRecord:
-        initial = ctx.candidates["c0000"]
+        initial = state.candidates["c0000"]
         best = best or initial
         summary = SummaryRecord(
             schema_version=SCHEMA_VERSION,
@@ -201,8 +197,8 @@ class Engine:
             wall_s=round(self._wall(), 3),
             status=status,
             stop_reason=stop_reason,
-            steps=ctx.step - 1,
-            candidates=len(ctx.candidates),
+            steps=state.step - 1,
+            candidates=len(state.candidates),
             models={
                 role: ModelUsed(model=c.spec.model, reported=sorted(c.reported_models))
                 for role, c in self.runtime.clients.items()
@@ -238,9 +234,10 @@ class Engine:
             self._load_progress()
         else:
             self.write_config()
-        ctx = SearchContext(
+        state = SearchState(
             train=self.task.splits.get("train", ()),
             dev=dev,
+            test=test,
             scorer=self.runtime.scorer,
             optimizer=lambda: self.runtime.client("optimizer"),
             ledger=ledger,
@@ -249,9 +246,9 @@ class Engine:
             render_input=self.task.render_input,
             task_description=self.task.spec.description or "",
         )
-        initial = ctx.add_candidate(self.task.spec.prompt, operator="initial")
+        initial = state.add_candidate(self.task.spec.prompt, operator="initial")
         assert initial is not None
-        ctx.step = 1
+        state.step = 1
         if resume:
             self.folder.append_jsonl(
                 EVENTS,
@@ -268,16 +265,18 @@ class Engine:
         stale = 0
         stop_reason = "finished"
         interrupted = False
+        # The strategy gets the narrow context only: dev and the buffers stay on `state`.
+        ctx = state.context
         async with contextlib.aclosing(self.strategy.search(ctx, initial)) as steps:
             try:
                 async for report in steps:
                     last = report
-                    # ctx.step is the step that just ended; what it recorded carries its number.
-                    self._checkpoint(ctx, report, "running", ctx.step > self._done_steps)
+                    # state.step is the step that just ended; what it recorded carries its number.
+                    self._checkpoint(state, report, "running", state.step > self._done_steps)
                     if self.on_step is not None:
                         self.on_step(ctx, report, self.runtime)
-                    completed = ctx.step
-                    ctx.step += 1
+                    completed = state.step
+                    state.step += 1
                     score = report.best_score
                     if score is not None and (best_score is None or score > best_score + 1e-12):
                         best_score, stale = score, 0
@@ -299,55 +298,51 @@ class Engine:
                         break
             except BudgetExhausted as exc:
                 stop_reason = "budget"
-                ctx.event("budget_exhausted", message=str(exc))
+                state.event("budget_exhausted", message=str(exc))
             except RunStopped:
                 interrupted = True
         if interrupted:
-            self._save_interrupted(ctx, last)
-        ctx.event("search_done", stop_reason=stop_reason)
+            self._save_interrupted(state, last)
+        state.event("search_done", stop_reason=stop_reason)
         ledger.caps = self.settings.caps
         try:
-            final, best = await self._final(ctx, last, initial, dev, test)
+            final, best = await self._final(state, last, initial)
         except RunStopped:
-            self._save_interrupted(ctx, last)
+            self._save_interrupted(state, last)
         except BudgetExhausted as exc:
-            ctx.event("budget_exhausted", message=str(exc), phase="final")
+            state.event("budget_exhausted", message=str(exc), phase="final")
             # Nothing was proven on dev, so the initial prompt stays the answer.
             final, best = None, initial
             stop_reason = "budget"
-        self.folder.append_jsonl(EVENTS, ctx.pending_events)
-        self.folder.append_records(
-            CANDIDATES, [ctx.candidates[c].to_record() for c in sorted(ctx.changed)]
-        )
-        summary = self._summary(ctx, "finished", stop_reason, final, best)
+        events, changed = state.take_step()
+        self.folder.append_jsonl(EVENTS, events)
+        self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
+        summary = self._summary(state, "finished", stop_reason, final, best)
         self.folder.write_text(BEST_PROMPT, best.text + "\n")
         self.folder.write_record(SUMMARY, summary)
         return summary
 
     async def _final(
-        self,
-        ctx: SearchContext,
-        last: StepReport,
-        initial: Candidate,
-        dev: tuple[Any, ...],
-        test: tuple[Any, ...],
+        self, state: SearchState, last: StepReport, initial: Candidate
     ) -> tuple[FinalScores, Candidate]:
-        """Choose the best prompt on all of dev, then score it and the initial one on test."""
-        finalists = _ranking_best(ctx, last.ranking, self.settings.finalists)
+        """The final gate: choose the best prompt on all of dev, then score it and the initial
+        one on test."""
+        dev, test = state.dev, state.test
+        finalists = _ranking_best(state, last.ranking, self.settings.finalists)
         if initial not in finalists:
             finalists.append(initial)
         dev_results: dict[str, list[ExampleResult]] = {}
         for cand in finalists:
-            dev_results[cand.id] = await ctx.score(cand, dev, "dev")
+            dev_results[cand.id] = await state.score_held_out(cand, "dev")
         # The initial prompt wins ties: a new prompt must be better on dev to replace it.
         best = max(finalists, key=lambda c: (c.mean("dev") or 0.0, c is initial))
-        ctx.event(
+        state.event(
             "final_dev",
             finalists={c.id: c.mean("dev") for c in finalists},
             best=best.id,
         )
-        initial_test = await ctx.score(initial, test, "test")
-        best_test = initial_test if best is initial else await ctx.score(best, test, "test")
+        initial_test = await state.score_held_out(initial, "test")
+        best_test = initial_test if best is initial else await state.score_held_out(best, "test")
         old = [r.score for r in initial_test]
         new = [r.score for r in best_test]
         comparison = compare(old, new, seed=self.settings.seed)

@@ -98,7 +98,7 @@ class APE:
             batch, streams[arm] = streams[arm][:size], streams[arm][size:]
             if not batch:
                 return []
-            return [r.score for r in await ctx.score(pool[arm], batch, "train")]
+            return [r.score for r in await ctx.score(pool[arm], batch)]
 
         selection = await make_selector(p.selector, batch=p.batch).select(
             len(pool), keep_count(p.top_k, len(pool)), pull, budget, ctx.rng

@@ -10,7 +10,6 @@ Only the instruction is edited; the input template and the data stay fixed.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -134,7 +133,7 @@ class Evidence:
         known = self.results.setdefault(cand.id, {})
         todo = [e for e in examples if e.id not in known]
         if todo:
-            for example, result in zip(todo, await ctx.score(cand, todo, "train"), strict=True):
+            for example, result in zip(todo, await ctx.score(cand, todo), strict=True):
                 known[example.id] = result
         return [known[e.id] for e in examples]
 
@@ -209,19 +208,15 @@ async def gather_in_order(ctx: SearchContext, coros: Sequence[Awaitable[T]]) -> 
     """Run coroutines concurrently; results keep the call order, and events recorded meanwhile
     are put in a fixed order so that a run's events do not depend on completion order. The
     first failure cancels the others."""
-    mark = len(ctx.pending_events)
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    finally:
-        ctx.pending_events[mark:] = sorted(
-            ctx.pending_events[mark:], key=lambda e: json.dumps(e, sort_keys=True, default=str)
-        )
+    with ctx.stable_event_order():
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
 
 class ProTeGi:

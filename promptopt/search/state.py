@@ -1,0 +1,114 @@
+"""The engine's side of a search: what a strategy never sees.
+
+The engine keeps the held-out data (dev for the final gate, test for the verdict), the events
+and candidate changes of the step in progress until it checkpoints them, and the step counter.
+It hands the strategy a `SearchContext` built on the same candidates and event log, which can
+add to them but not read the buffers back, reorder them or reach the held-out data.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from promptopt.llm.budget import BudgetLedger
+from promptopt.llm.client import ModelClient
+from promptopt.scoring.scorer import ExampleResult, Scorer
+from promptopt.search.context import Candidate, CandidatePool, EventLog, SearchContext
+from promptopt.search.meta_prompts import MetaPromptSet
+from promptopt.task.example import Example
+
+HeldOut = Literal["dev", "test"]
+
+
+class SearchState:
+    """One search as the engine keeps it: the candidates, the pending events and changes, the
+    step counter, the held-out splits, and the strategy's narrow view of it all (`context`)."""
+
+    def __init__(
+        self,
+        *,
+        train: Sequence[Example],
+        dev: Sequence[Example],
+        test: Sequence[Example] = (),
+        scorer: Scorer,
+        optimizer: Callable[[], ModelClient],
+        ledger: BudgetLedger,
+        meta_prompts: MetaPromptSet,
+        rng: random.Random,
+        render_input: Callable[[Example], str],
+        task_description: str = "",
+    ) -> None:
+        self._log = EventLog()
+        self._pool = CandidatePool(self._log)
+        self._scorer = scorer
+        self._held_out: dict[HeldOut, tuple[Example, ...]] = {
+            "dev": tuple(dev),
+            "test": tuple(test),
+        }
+        self.context = SearchContext(
+            train=train,
+            scorer=scorer,
+            optimizer=optimizer,
+            ledger=ledger,
+            meta_prompts=meta_prompts,
+            rng=rng,
+            render_input=render_input,
+            task_description=task_description,
+            pool=self._pool,
+            log=self._log,
+        )
+
+    @property
+    def dev(self) -> tuple[Example, ...]:
+        """The dev examples, which choose the best prompt once the search is over."""
+        return self._held_out["dev"]
+
+    @property
+    def test(self) -> tuple[Example, ...]:
+        """The test examples, which judge the chosen prompt against the initial one."""
+        return self._held_out["test"]
+
+    @property
+    def step(self) -> int:
+        """The number of the step in progress; its events and new candidates carry it."""
+        return self._log.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self._log.step = value
+
+    @property
+    def candidates(self) -> Mapping[str, Candidate]:
+        """Every candidate by id (a read-only view)."""
+        return self._pool.candidates
+
+    @property
+    def pending_events(self) -> tuple[dict[str, Any], ...]:
+        """The events recorded since the last checkpoint, oldest first."""
+        return self._log.pending
+
+    def event(self, kind: str, **data: Any) -> None:
+        """Record an engine event (the stop reason, the final gate) for events.jsonl."""
+        self._log.record(kind, **data)
+
+    def add_candidate(self, text: str, *, operator: str) -> Candidate | None:
+        """Register a prompt the engine brings in itself (the task's initial prompt)."""
+        return self._pool.add(text, operator=operator)
+
+    def take_step(self) -> tuple[list[dict[str, Any]], list[Candidate]]:
+        """The pending events and the changed candidates (by id), removed to be written."""
+        return self._log.take(), self._pool.take_changed()
+
+    def discard_step(self) -> None:
+        """Drop the pending events and changes: an interrupted step is redone on resume and
+        records them then."""
+        self.take_step()
+
+    async def score_held_out(self, cand: Candidate, split: HeldOut) -> list[ExampleResult]:
+        """Score a candidate on all of dev or test; the scores are kept on the candidate."""
+        examples = self._held_out[split]
+        result = await self._scorer.evaluate(cand.text, examples, split=split)
+        self._pool.record_scores(cand, split, examples, result.examples)
+        return list(result.examples)
