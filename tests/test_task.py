@@ -249,7 +249,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert spec.search.strategy == "ape" and spec.search.seed == 0 and spec.search.params == {}
     assert spec.models.target is None and spec.prices == {}
     with pytest.raises(ValidationError, match="frozen"):
-        spec.name = "other"  # type: ignore[misc]
+        spec.name = "other"
 
 
 def test_models_accept_strings_and_prices(tmp_path: Path) -> None:

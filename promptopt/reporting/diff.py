@@ -256,7 +256,7 @@ class DiffReport:
         }
 
     def usage_delta(self) -> dict[str, float | None]:
-        """new - old for tokens, cost and mean latency (None when either is unknown)."""
+        """New minus old for tokens, cost and mean latency (None when either is unknown)."""
         o, n = self.old_usage, self.new_usage
         return {
             "input_tokens": _minus(n.input_tokens, o.input_tokens),

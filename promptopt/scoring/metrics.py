@@ -29,13 +29,17 @@ JudgeFn = Callable[[str, str], Awaitable[str]]
 class Metric(Protocol):
     """Scores an output against an example; 1.0 is fully correct, 0.0 fully wrong."""
 
-    def __call__(self, output: str, example: Example, /) -> float: ...
+    def __call__(self, output: str, example: Example, /) -> float:
+        """The score of `output` for `example`, in [0, 1]."""
+        ...
 
 
 class AsyncMetric(Protocol):
     """A metric that must call a model (the judge) to score."""
 
-    def __call__(self, output: str, example: Example, /) -> Awaitable[float]: ...
+    def __call__(self, output: str, example: Example, /) -> Awaitable[float]:
+        """The score of `output` for `example`, in [0, 1], once the judge has answered."""
+        ...
 
 
 MetricBuilder = Callable[[MetricSpec, Path, JudgeFn | None], Metric | AsyncMetric]
@@ -63,10 +67,10 @@ def _strip_punctuation(text: str) -> str:
 
 
 def normalize_answer(text: str) -> str:
-    """Lowercase, keep the first non-empty line, drop punctuation, collapse whitespace.
+    r"""Lowercase, keep the first non-empty line, drop punctuation, collapse whitespace.
 
     The comparison the `exact` metric makes, in the manner of instruction-induction scorers:
-    "The answer is: Paris.\\nBecause..." becomes "the answer is paris".
+    "The answer is: Paris.\nBecause..." becomes "the answer is paris".
     """
     lines = [line for line in text.strip().splitlines() if line.strip()]
     first = lines[0] if lines else ""

@@ -102,7 +102,7 @@ def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseMode
 def schema_problems(
     file: str, root: yaml.Node, exc: ValidationError, model: type[BaseModel]
 ) -> list[Problem]:
-    """pydantic's errors for `model` as problems located in the file, with friendlier wording."""
+    """Pydantic's errors for `model` as problems located in the file, in friendlier words."""
     problems: list[Problem] = []
     for error in exc.errors():
         loc = tuple(error["loc"])

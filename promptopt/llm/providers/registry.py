@@ -30,7 +30,9 @@ class Builder(Protocol):
         base_dir: Path,
         http_client: httpx2.AsyncClient | None,
         env: Mapping[str, str],
-    ) -> Provider: ...
+    ) -> Provider:
+        """The provider of `spec`."""
+        ...
 
 
 def _openai(
