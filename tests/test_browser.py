@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.reporting.markdown import REPORT_HTML, write_run_reports
-from promptopt.run.folder import RunFolder
+from promptopt.reporting.write import write_run_reports
+from promptopt.run.folder import REPORT_HTML, RunFolder
 from tests.diff_fixtures import NEW_PROMPT, OLD_PROMPT, REGRESSED_IDS, make_run, make_task, run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,7 +15,8 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
-from promptopt.reporting.markdown import lineage, write_run_reports
+from promptopt.reporting.run_files import lineage
+from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import ExampleResult
@@ -109,7 +110,7 @@ async def test_protegi_finds_the_fix_and_records_why(tmp_path: Path, selector: s
     assert fixed(summary["best_prompt"])
 
     records = latest_records(folder)
-    chain = lineage(records, summary["best_id"])
+    chain = [r.to_json() for r in lineage(folder.candidates(), summary["best_id"])]
     assert chain[0]["id"] == "c0000" and chain[0]["operator"] == "initial"
     # The first prompt of the chain with the fix was made by an edit, from a parent without it.
     first = next(i for i, r in enumerate(chain) if fixed(r["text"]))

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.reporting.markdown import (
-    REPORT_HTML,
-    build_run_report,
-    render_run_markdown,
-    trajectory,
-    trajectory_rows,
-    write_run_reports,
-)
-from promptopt.run.folder import FINAL_EVAL, REPORT_MD, SUMMARY, RunFolder
+from promptopt.reporting.markdown import render_run_markdown
+from promptopt.reporting.run_files import build_run_report, trajectory
+from promptopt.reporting.view import trajectory_rows
+from promptopt.reporting.write import write_run_reports
+from promptopt.run.folder import FINAL_EVAL, REPORT_HTML, REPORT_MD, SUMMARY, RunFolder
+from promptopt.run.records import EventRecord
 from tests.diff_fixtures import OLD_PROMPT, external_references, make_run, make_task, run_cli
 
 RUN_SECTIONS = (
@@ -65,7 +62,7 @@ def test_trajectory_follows_step_events() -> None:
         {"event": "step", "step": 4, "name": "d", "best_score": 0.9, "calls": {"target": 40}},
         {"event": "step", "step": 5, "name": "e", "best_score": 0.9, "calls": {"target": 50}},
     ]
-    points = trajectory(events)
+    points = trajectory([EventRecord.model_validate(e) for e in events])
     assert [p.step for p in points] == [1, 2, 3, 4, 5]
     assert points[2].optimizer_calls == 4 and points[2].cost_usd == 0.25
     # The table keeps the first step, every change of the best score, and the last step.

@@ -15,7 +15,7 @@ from promptopt.llm.pricing import cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.diff import DiffReport, ExampleOutcome, Provenance, SideUsage, build_diff
 from promptopt.run.folder import RunFolder
-from promptopt.run.records import ConfigRecord
+from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
 from promptopt.task.example import Example
@@ -254,7 +254,7 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
         for ex, o, n in zip(examples, old.examples, new.examples, strict=True)
     ]
     models = {
-        role: {"model": client.spec.model, "reported": sorted(client.reported_models)}
+        role: ModelUsed(model=client.spec.model, reported=sorted(client.reported_models))
         for role, client in runtime.clients.items()
     }
     provenance = Provenance(

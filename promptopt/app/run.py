@@ -17,7 +17,7 @@ from promptopt.llm.cache import ResponseStore
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.pricing import price_for
 from promptopt.llm.providers.base import Provider
-from promptopt.reporting.markdown import write_run_reports
+from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import RESPONSES, RunFolder
 from promptopt.run.records import SummaryRecord
 from promptopt.scoring.runtime import Runtime, RuntimeOptions, check_models, model_for_role

@@ -10,7 +10,8 @@ import typer
 from promptopt.cli.common import OutputOpt, emit, fail_on, report_format
 from promptopt.errors import PromptoptError
 from promptopt.reporting.html import run_html
-from promptopt.reporting.markdown import build_run_report, run_markdown
+from promptopt.reporting.markdown import run_markdown
+from promptopt.reporting.view import RunView
 from promptopt.run.folder import RunFolder
 
 
@@ -25,7 +26,7 @@ def report_command(
     usage and cost. Calls no model."""
     kind = report_format(fmt, output, ("md", "html"))
     try:
-        report = build_run_report(RunFolder.open(run_dir))
+        view = RunView.from_folder(RunFolder.open(run_dir))
     except PromptoptError as exc:
         fail_on(exc)
-    emit(run_markdown(report) if kind == "md" else run_html(report), output)
+    emit(run_markdown(view) if kind == "md" else run_html(view), output)

@@ -1,8 +1,9 @@
 """Diff reports: two prompt revisions scored on the same examples, and what changed.
 
-A `DiffReport` is built either by scoring both prompts now (`prepare_diff` + `score_diff`, used by
+A `DiffReport` is built either by scoring both prompts now (promptopt.app.compare, used by
 `promptopt diff`; the response cache makes a repeat free) or from a finished run's
-final_eval.json (`diff_from_final_eval`, used by run reports; no model call).
+final_eval.json (`promptopt.reporting.run_files.diff_from_final_eval`, used by run reports; no
+model call). How a report looks is up to `promptopt.reporting.view` and the renderers.
 
 JSON schema of `DiffReport.to_json()` (`promptopt diff --format json`); fields may be added,
 never renamed or removed::
@@ -57,7 +58,7 @@ from typing import Any, Literal
 
 from promptopt import __version__
 from promptopt.errors import UsageError
-from promptopt.run.folder import CONFIG, FINAL_EVAL, SUMMARY, RunFolder
+from promptopt.run.records import ModelUsed
 from promptopt.scoring.stats import Comparison, Verdict, compare, mean_ci
 
 SCHEMA = "promptopt.diff/1"
@@ -185,7 +186,7 @@ class Provenance:
     data_hash: str
     split: str
     seed: int
-    models: Mapping[str, Mapping[str, Any]]
+    models: Mapping[str, ModelUsed]
     old_label: str
     new_label: str
     old_source: str
@@ -281,7 +282,7 @@ class DiffReport:
                 "n": self.n,
                 "seed": p.seed,
                 "promptopt_version": p.promptopt_version,
-                "models": {role: dict(info) for role, info in p.models.items()},
+                "models": {role: info.to_json() for role, info in p.models.items()},
                 "old": {"label": p.old_label, "source": p.old_source},
                 "new": {"label": p.new_label, "source": p.new_source},
                 "mismatches": list(p.mismatches),
@@ -344,84 +345,3 @@ def build_diff(
         new_usage or SideUsage(),
         metric_name,
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# from a finished run's final_eval.json (no model calls)
-
-
-def _models_of(config: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
-    reported = summary.get("models") or {}
-    out: dict[str, Any] = {}
-    for role, spec in (config.get("task", {}).get("models") or {}).items():
-        if spec is None:
-            continue
-        model = spec.get("model") if isinstance(spec, dict) else str(spec)
-        out[role] = {"model": model, "reported": list(reported.get(role, {}).get("reported", []))}
-    return out
-
-
-def diff_from_final_eval(folder: RunFolder, split: str = "test") -> DiffReport | None:
-    """The initial prompt against the best one on `split`, as the run's final evaluation scored
-    them; None when the run has no final evaluation (interrupted, or out of budget)."""
-    final = folder.read_json(FINAL_EVAL)
-    summary = folder.read_json(SUMMARY) or {}
-    config = folder.read_json(CONFIG) or {}
-    if final is None or split not in final.get("examples", {}):
-        return None
-    examples = final["examples"][split]
-    old_rows = {r["id"]: r for r in final["initial"][split]}
-    new_rows = {r["id"]: r for r in final["best"][split]}
-    outcomes = []
-    for ex in examples:
-        o, n = old_rows.get(ex["id"]), new_rows.get(ex["id"])
-        if o is None or n is None:
-            continue
-        outcomes.append(
-            ExampleOutcome(
-                id=str(ex["id"]),
-                input=str(ex.get("input", "")),
-                expected=tuple(str(t) for t in ex.get("targets", ())),
-                old_output=str(o.get("output", "")),
-                new_output=str(n.get("output", "")),
-                old_score=float(o["score"]),
-                new_score=float(n["score"]),
-                old_error=o.get("error"),
-                new_error=n.get("error"),
-                old_latency_s=o.get("latency_s"),
-                new_latency_s=n.get("latency_s"),
-            )
-        )
-    if not outcomes:
-        return None
-    task = config.get("task", {})
-    seed = int(summary.get("seed", config.get("settings", {}).get("seed", 0)))
-    provenance = Provenance(
-        task=str(summary.get("task", task.get("name", "?"))),
-        task_hash=str(config.get("task_hash", "")),
-        data_hash=str(config.get("data_hash", "")),
-        split=split,
-        seed=seed,
-        models=_models_of(config, summary),
-        old_label=f"initial ({final['initial'].get('id', 'c0000')})",
-        new_label=f"best ({final['best'].get('id', '?')})",
-        old_source=str(folder.path),
-        new_source=str(folder.path),
-        promptopt_version=str(config.get("promptopt_version", __version__)),
-    )
-    return build_diff(
-        provenance,
-        str(summary.get("initial_prompt", task.get("prompt", ""))),
-        str(summary.get("best_prompt", "")),
-        outcomes,
-        old_usage=_latency_only([o.old_latency_s for o in outcomes]),
-        new_usage=_latency_only([o.new_latency_s for o in outcomes]),
-        metric_name=str(task.get("metric", {}).get("type", "score")),
-    )
-
-
-def _latency_only(values: Sequence[float | None]) -> SideUsage:
-    known = [v for v in values if v is not None]
-    if not values or len(known) != len(values):
-        return SideUsage()
-    return SideUsage(mean_latency_s=sum(known) / len(known))

@@ -30,6 +30,7 @@ RESPONSES = "responses.jsonl"
 BEST_PROMPT = "best_prompt.txt"
 SUMMARY = "summary.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 FINAL_EVAL = "final_eval.json"
 
 _R = TypeVar("_R", bound=Record)

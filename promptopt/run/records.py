@@ -97,6 +97,10 @@ class SummaryRecord(Record):
     ci95: dict[str, tuple[float, float]] | None = None
     test_comparison: ComparisonRecord | None = None
 
+    def model_of(self, role: str) -> ModelUsed | None:
+        """A role's model as configured and the names its API reported, or None."""
+        return self.models.get(role)
+
 
 class CapsRecord(Record):
     """Hard caps of a run."""
@@ -151,6 +155,25 @@ class ConfigRecord(Record):
             return None
         return str(spec.get("model")) if isinstance(spec, dict) else str(spec)
 
+    @property
+    def task_name(self) -> str | None:
+        """The task's name, or None when the resolved task has none."""
+        name = self.task.get("name")
+        return None if name is None else str(name)
+
+    @property
+    def task_prompt(self) -> str | None:
+        """The task's own prompt (the run's starting point unless a baseline replaced it)."""
+        prompt = self.task.get("prompt")
+        return None if prompt is None else str(prompt)
+
+    @property
+    def metric_type(self) -> str | None:
+        """The type of the task's metric (exact, judge, ...), or None."""
+        metric = self.task.get("metric")
+        kind = metric.get("type") if isinstance(metric, dict) else None
+        return None if kind is None else str(kind)
+
 
 class CandidateScore(Record):
     """A candidate's mean on one split and how many examples it rests on."""
@@ -170,6 +193,19 @@ class CandidateRecord(Record):
     feedback: dict[str, Any] | None = None
     scores: dict[str, CandidateScore] = Field(default_factory=dict)
 
+    def score(self, split: str) -> float | None:
+        """The candidate's mean on `split` (train, dev), or None when it was not scored there."""
+        scored = self.scores.get(split)
+        return None if scored is None else scored.mean
+
+    def note(self, key: str) -> str | None:
+        """One entry of the optimizer's feedback (errors, gradient, edit) as text, a list one
+        item per line; None when the candidate has no such entry or it is empty."""
+        value = (self.feedback or {}).get(key)
+        if not value:
+            return None
+        return "\n".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
 
 class EventRecord(Record):
     """One line of events.jsonl. Fields besides `event` and `step` depend on the event; the
@@ -186,6 +222,10 @@ class EventRecord(Record):
     cost_usd: float | None = None
     # "rejected" events
     reason: str | None = None
+
+    def calls_to(self, role: str) -> int:
+        """Calls to `role`'s model so far ("step" events); 0 when not recorded."""
+        return (self.calls or {}).get(role, 0)
 
     def to_json(self) -> dict[str, Any]:
         """Only the fields the event has: events differ in what they record."""

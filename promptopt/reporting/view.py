@@ -1,0 +1,625 @@
+"""The view model of every report: what the terminal, Markdown and HTML renderers show.
+
+A `DiffView` (from a `DiffReport`) and a `RunView` (from a run folder) hold every figure, sentence
+and table row already formatted, so the three formats show the same numbers and words; a renderer
+only lays them out and escapes them for its format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from promptopt.reporting.diff import DiffReport, Segment, SideUsage
+from promptopt.reporting.run_files import (
+    RunReport,
+    TrajectoryPoint,
+    build_run_report,
+)
+from promptopt.run.folder import RunFolder
+from promptopt.run.records import CandidateRecord, ConfigRecord, SummaryRecord
+
+SECTION_PROVENANCE = "Provenance"
+SECTION_PROMPT = "Prompt changes"
+SECTION_SCORE = "Score"
+SECTION_FLIPS = "Flips"
+SECTION_USAGE = "Tokens, cost and latency"
+SECTION_SCORES = "Scores"
+SECTION_TRAJECTORY = "Score trajectory"
+SECTION_BEST_PROMPT = "Best prompt"
+SECTION_LINEAGE = "How the best prompt was found"
+SECTION_TEST_DIFF = "Initial vs best on test"
+SECTION_RUN_USAGE = "Usage"
+SECTION_REJECTED = "Rejected proposals"
+
+# The feedback a strategy records on a candidate that a report shows, in this order.
+NOTE_KEYS = ("errors", "gradient", "edit")
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting shared by every renderer
+
+
+def score_text(x: float | None) -> str:
+    """A score with three decimals, or "-" when there is none."""
+    return "-" if x is None else f"{x:.3f}"
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"${x:.4f}"
+
+
+def _money_delta(x: float | None) -> str:
+    return "-" if x is None else f"{'-' if x < 0 else '+'}${abs(x):.4f}"
+
+
+def _signed(x: float | None, fmt: str = "{:+.3f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def _count(x: float | None) -> str:
+    return "-" if x is None else f"{int(x)}"
+
+
+def _seconds(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# diff reports
+
+
+@dataclass(frozen=True)
+class ProvenanceRow:
+    """One row of the provenance table."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One row of the score table: a prompt's mean, or (`total`) the paired difference."""
+
+    label: str
+    value: str
+    ci: str
+    total: bool = False
+
+
+@dataclass(frozen=True)
+class FlipRow:
+    """An example whose score changed, its scores with two decimals."""
+
+    kind: str
+    old_score: str
+    new_score: str
+    id: str
+    input: str
+    expected: str
+    old_output: str
+    new_output: str
+    old_error: str | None = None
+    new_error: str | None = None
+
+    @property
+    def old_shown(self) -> str:
+        """The old output with its error, for formats that show both as one text."""
+        return self.old_output + (f" (error: {self.old_error})" if self.old_error else "")
+
+    @property
+    def new_shown(self) -> str:
+        """The new output with its error, for formats that show both as one text."""
+        return self.new_output + (f" (error: {self.new_error})" if self.new_error else "")
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One quantity of the tokens, cost and latency table: old, new and new - old."""
+
+    quantity: str
+    old: str
+    new: str
+    delta: str
+
+
+@dataclass(frozen=True)
+class DiffView:
+    """A diff report as every format shows it."""
+
+    task: str
+    verdict: str
+    verdict_sentence: str
+    provenance: tuple[ProvenanceRow, ...]
+    segments: tuple[Segment, ...]
+    old_prompt: str
+    new_prompt: str
+    metric_name: str
+    scores: tuple[ScoreRow, ...]
+    mcnemar: str | None
+    counts: str
+    flips: tuple[FlipRow, ...]
+    usage: tuple[UsageRow, ...]
+    usage_known: bool
+    flips_omitted: int = 0
+
+    @classmethod
+    def of(cls, report: DiffReport) -> DiffView:
+        """The view of a diff report.
+
+        Args:
+            report: Two prompts scored on the same examples.
+
+        Returns:
+            Every figure and row of the report, formatted.
+        """
+        p = report.provenance
+        scores = []
+        for side, label in (("old", p.old_label), ("new", p.new_label)):
+            mean, lo, hi = report.mean_ci(side)  # type: ignore[arg-type]
+            scores.append(ScoreRow(f"{side}: {label}", f"{mean:.3f}", f"[{lo:.3f}, {hi:.3f}]"))
+        paired, mcnemar = report.comparison.paired, report.comparison.mcnemar
+        scores.append(
+            ScoreRow(
+                "new - old",
+                f"{paired.delta:+.3f}",
+                f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]",
+                total=True,
+            )
+        )
+        counts = report.counts()
+        return cls(
+            task=p.task,
+            verdict=report.verdict,
+            verdict_sentence=_verdict_sentence(report),
+            provenance=_provenance_rows(report),
+            segments=report.segments,
+            old_prompt=report.old_prompt,
+            new_prompt=report.new_prompt,
+            metric_name=report.metric_name,
+            scores=tuple(scores),
+            mcnemar=(
+                None
+                if mcnemar is None
+                else f"Exact McNemar test on the flips: {mcnemar.b} regressions, {mcnemar.c} "
+                f"improvements, p = {mcnemar.p_value:.4g}"
+            ),
+            counts=f"{counts['regressions']} regressions, {counts['improvements']} improvements, "
+            f"{counts['unchanged']} unchanged",
+            flips=tuple(
+                FlipRow(
+                    kind=o.kind,
+                    old_score=f"{o.old_score:.2f}",
+                    new_score=f"{o.new_score:.2f}",
+                    id=o.id,
+                    input=o.input,
+                    expected=" / ".join(o.expected),
+                    old_output=o.old_output,
+                    new_output=o.new_output,
+                    old_error=o.old_error or None,
+                    new_error=o.new_error or None,
+                )
+                for o in report.flips
+            ),
+            usage=_usage_rows(report),
+            usage_known=_usage_is_known(report.old_usage) or _usage_is_known(report.new_usage),
+        )
+
+    @property
+    def title(self) -> str:
+        """The report's heading."""
+        return f"Prompt diff: {self.task}"
+
+    @property
+    def verdict_class(self) -> Literal["improved", "regressed", "same"]:
+        """The verdict as a style name: improved, regressed, or same."""
+        if self.verdict == "improved":
+            return "improved"
+        if self.verdict == "regressed":
+            return "regressed"
+        return "same"
+
+    @property
+    def word_diff_text(self) -> str:
+        """The word diff with git-style markers: [-deleted-] and {+inserted+}."""
+        parts = []
+        for seg in self.segments:
+            if seg.op == "delete":
+                parts.append(f"[-{seg.text}-]")
+            elif seg.op == "insert":
+                parts.append(f"{{+{seg.text}+}}")
+            else:
+                parts.append(seg.text)
+        return "".join(parts)
+
+    def limited(self, max_flips: int) -> DiffView:
+        """The same view listing only the first `max_flips` flips (and how many it leaves out).
+
+        Args:
+            max_flips: How many flips to keep, regressions first as always.
+
+        Returns:
+            This view when it has no more flips than that.
+        """
+        if len(self.flips) <= max_flips:
+            return self
+        return replace(
+            self,
+            flips=self.flips[:max_flips],
+            flips_omitted=self.flips_omitted + len(self.flips) - max_flips,
+        )
+
+
+def _verdict_sentence(report: DiffReport) -> str:
+    paired, mcnemar = report.comparison.paired, report.comparison.mcnemar
+    text = (
+        f"new - old = {paired.delta:+.3f} on {report.provenance.split} "
+        f"(n = {report.n}; paired bootstrap {paired.confidence:.0%} CI "
+        f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
+    )
+    if mcnemar is not None:
+        text += (
+            f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
+            f"and {mcnemar.c} improvements"
+        )
+    return text + ")"
+
+
+def _provenance_rows(report: DiffReport) -> tuple[ProvenanceRow, ...]:
+    p = report.provenance
+    rows = [
+        ProvenanceRow("task", p.task),
+        ProvenanceRow("task hash", p.task_hash[:16]),
+        ProvenanceRow("data hash", p.data_hash[:16]),
+        ProvenanceRow("split", f"{p.split} ({report.n} examples)"),
+        ProvenanceRow("seed", str(p.seed)),
+        ProvenanceRow("promptopt", p.promptopt_version),
+        ProvenanceRow("old", f"{p.old_label} ({p.old_source})"),
+        ProvenanceRow("new", f"{p.new_label} ({p.new_source})"),
+    ]
+    for role, info in p.models.items():
+        reported = ", ".join(info.reported) or "not reported"
+        rows.append(ProvenanceRow(f"{role} model", f"{info.model} (API reported: {reported})"))
+    rows += [ProvenanceRow("forced despite", problem) for problem in p.mismatches]
+    return tuple(rows)
+
+
+def _usage_rows(report: DiffReport) -> tuple[UsageRow, ...]:
+    o, n, d = report.old_usage, report.new_usage, report.usage_delta()
+    return (
+        UsageRow(
+            "input tokens",
+            _count(o.input_tokens),
+            _count(n.input_tokens),
+            _signed(d["input_tokens"], "{:+.0f}"),
+        ),
+        UsageRow(
+            "output tokens",
+            _count(o.output_tokens),
+            _count(n.output_tokens),
+            _signed(d["output_tokens"], "{:+.0f}"),
+        ),
+        UsageRow("cost", _money(o.cost_usd), _money(n.cost_usd), _money_delta(d["cost_usd"])),
+        UsageRow(
+            "mean latency",
+            _seconds(o.mean_latency_s),
+            _seconds(n.mean_latency_s),
+            _signed(d["mean_latency_s"], "{:+.3f} s"),
+        ),
+    )
+
+
+def _usage_is_known(usage: SideUsage) -> bool:
+    return any(
+        v is not None
+        for v in (usage.input_tokens, usage.output_tokens, usage.cost_usd, usage.mean_latency_s)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# run reports
+
+
+@dataclass(frozen=True)
+class RunScoreRow:
+    """One prompt of the run's score table; `candidate` is the best prompt's id."""
+
+    label: str
+    candidate: str | None
+    dev: str
+    test: str
+
+
+@dataclass(frozen=True)
+class TestComparison:
+    """Best against initial on held-out test, as the run's summary states it."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    sentence: str
+    verdict: str
+
+
+@dataclass(frozen=True)
+class TrajectoryRow:
+    """One step of the trajectory table."""
+
+    step: str
+    name: str
+    best_score: str
+    target_calls: str
+    optimizer_calls: str
+    cost: str
+
+
+@dataclass(frozen=True)
+class LineageNote:
+    """What the optimizer recorded on how it made a candidate (errors, gradient, edit)."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True)
+class LineageEntry:
+    """One candidate of the chain from the initial prompt to the best one."""
+
+    number: int
+    id: str
+    operator: str
+    step: str
+    dev: str
+    train: str
+    gain: str | None
+    notes: tuple[LineageNote, ...]
+    text: str
+
+
+@dataclass(frozen=True)
+class RunUsageRow:
+    """Usage and cost of one model role; `model` names what the API reported as well."""
+
+    role: str
+    model: str
+    requests: str
+    cache_hits: str
+    input_tokens: str
+    output_tokens: str
+    cost: str
+
+
+def trajectory_rows(points: Sequence[TrajectoryPoint]) -> list[TrajectoryPoint]:
+    """The steps worth a table row: the first, each one that changed the best score, the last.
+
+    Args:
+        points: Every step of the run, in order.
+
+    Returns:
+        The selected points, in order.
+    """
+    rows: list[TrajectoryPoint] = []
+    for i, point in enumerate(points):
+        if i == 0 or i == len(points) - 1 or point.best_score != points[i - 1].best_score:
+            rows.append(point)
+    return rows
+
+
+def _lineage(chain: tuple[CandidateRecord, ...]) -> tuple[LineageEntry, ...]:
+    entries: list[LineageEntry] = []
+    previous: float | None = None
+    for i, record in enumerate(chain):
+        dev, train = record.score("dev"), record.score("train")
+        notes = tuple(
+            LineageNote(key, text) for key in NOTE_KEYS if (text := record.note(key)) is not None
+        )
+        entries.append(
+            LineageEntry(
+                number=i + 1,
+                id=record.id,
+                operator=record.operator,
+                step=str(record.step),
+                dev=score_text(dev),
+                train=score_text(train),
+                gain=None if dev is None or previous is None else f"{dev - previous:+.3f}",
+                notes=notes,
+                text=record.text,
+            )
+        )
+        if dev is not None:
+            previous = dev
+    return tuple(entries)
+
+
+def _trajectory_rows(points: Sequence[TrajectoryPoint]) -> tuple[TrajectoryRow, ...]:
+    return tuple(
+        TrajectoryRow(
+            step=str(t.step),
+            name=t.name,
+            best_score=score_text(t.best_score),
+            target_calls=str(t.target_calls),
+            optimizer_calls=str(t.optimizer_calls),
+            cost=f"${t.cost_usd:.4f}",
+        )
+        for t in trajectory_rows(points)
+    )
+
+
+def _test_comparison(summary: SummaryRecord) -> TestComparison | None:
+    c = summary.test_comparison
+    if c is None:
+        return None
+    n = summary.n["test"] if summary.n is not None and "test" in summary.n else None
+    lo, hi = c.ci95
+    mcnemar = "" if c.mcnemar_p is None else f"; exact McNemar p = {c.mcnemar_p:.4g}"
+    return TestComparison(
+        sentence=f"On held-out test (n = {n}), best - initial = {c.delta:+.3f} "
+        f"(paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}]{mcnemar})",
+        verdict=c.verdict,
+    )
+
+
+def _run_usage(summary: SummaryRecord, config: ConfigRecord | None) -> tuple[RunUsageRow, ...]:
+    rows = []
+    for role, used in summary.usage.items():
+        info = summary.model_of(role)
+        model = (info.model if info is not None else "") or (
+            (config.model_id(role) if config is not None else None) or "?"
+        )
+        reported = ", ".join(info.reported) if info is not None else ""
+        rows.append(
+            RunUsageRow(
+                role=role,
+                model=model + (f" ({reported})" if reported else ""),
+                requests=str(used.requests),
+                cache_hits=str(used.cache_hits),
+                input_tokens=str(used.input_tokens),
+                output_tokens=str(used.output_tokens),
+                cost=f"${used.cost_usd:.4f}",
+            )
+        )
+    return tuple(rows)
+
+
+def _rejected(counts: Mapping[str, int]) -> str | None:
+    return ", ".join(f"{reason}: {n}" for reason, n in counts.items()) or None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A finished or interrupted run as every format shows it."""
+
+    path: str
+    task: str
+    strategy: str
+    seed: str
+    status: str
+    stop_reason: str | None
+    steps: str
+    candidates: str
+    wall_time: str
+    scores: tuple[RunScoreRow, ...]
+    test_comparison: TestComparison | None
+    points: tuple[TrajectoryPoint, ...]
+    trajectory: tuple[TrajectoryRow, ...]
+    best_prompt: str
+    lineage: tuple[LineageEntry, ...]
+    test_diff: DiffView | None
+    usage: tuple[RunUsageRow, ...]
+    rejected: str | None
+
+    @classmethod
+    def from_folder(cls, folder: RunFolder) -> RunView:
+        """The view of a run folder.
+
+        Args:
+            folder: A run folder, finished, interrupted, or without a first step yet.
+
+        Returns:
+            Everything its report shows.
+
+        Raises:
+            UsageError: A record is damaged; the message names the file and the field.
+        """
+        return cls.of(build_run_report(folder))
+
+    @classmethod
+    def of(cls, report: RunReport) -> RunView:
+        """The view of what `build_run_report` read from a run folder.
+
+        Args:
+            report: The run's records.
+
+        Returns:
+            Everything its report shows.
+        """
+        summary, config = report.summary, report.config
+        if summary is not None and summary.task:
+            task = summary.task
+        else:
+            task = (config.task_name if config is not None else None) or "?"
+        if summary is None:
+            # Before its first checkpoint a run has no summary: its report has said "None" for
+            # what a summary holds, and still does.
+            return cls(
+                path=report.path,
+                task=task,
+                strategy="None",
+                seed="None",
+                status="not started",
+                stop_reason=None,
+                steps="None",
+                candidates="None",
+                wall_time=f"{0.0:.1f} s",
+                scores=(
+                    RunScoreRow("initial", None, score_text(None), score_text(None)),
+                    RunScoreRow("best", "None", score_text(None), score_text(None)),
+                ),
+                test_comparison=None,
+                points=report.trajectory,
+                trajectory=_trajectory_rows(report.trajectory),
+                best_prompt="",
+                lineage=_lineage(report.lineage),
+                test_diff=None if report.test_diff is None else DiffView.of(report.test_diff),
+                usage=(),
+                rejected=_rejected(report.rejected),
+            )
+        initial, best = summary.scores.initial, summary.scores.best
+        return cls(
+            path=report.path,
+            task=task,
+            strategy=summary.strategy,
+            seed=str(summary.seed),
+            status=summary.status or "not started",
+            stop_reason=summary.stop_reason,
+            steps=str(summary.steps),
+            candidates=str(summary.candidates),
+            wall_time=f"{summary.wall_s:.1f} s",
+            scores=(
+                RunScoreRow("initial", None, score_text(initial.dev), score_text(initial.test)),
+                RunScoreRow(
+                    "best", str(summary.best_id), score_text(best.dev), score_text(best.test)
+                ),
+            ),
+            test_comparison=_test_comparison(summary),
+            points=report.trajectory,
+            trajectory=_trajectory_rows(report.trajectory),
+            best_prompt=summary.best_prompt.strip(),
+            lineage=_lineage(report.lineage),
+            test_diff=None if report.test_diff is None else DiffView.of(report.test_diff),
+            usage=_run_usage(summary, config),
+            rejected=_rejected(report.rejected),
+        )
+
+    @property
+    def title(self) -> str:
+        """The report's heading."""
+        return f"promptopt run: {self.task}"
+
+    @property
+    def stop_note(self) -> str:
+        """Why the run stopped, when it stopped early; "" otherwise."""
+        if self.stop_reason in (None, "finished"):
+            return ""
+        return f" (stopped: {self.stop_reason})"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run got to its end."""
+        return self.status == "finished"
+
+    @property
+    def best_is_initial(self) -> bool:
+        """Whether the search kept the initial prompt (then there is no lineage to show)."""
+        return not self.lineage or self.lineage[-1].operator == "initial"
+
+    def limited(self, max_flips: int) -> RunView:
+        """The same view whose test diff lists at most `max_flips` flips."""
+        if self.test_diff is None:
+            return self
+        return replace(self, test_diff=self.test_diff.limited(max_flips))
