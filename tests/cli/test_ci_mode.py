@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO
+from tests.support.diff import BEST_PROMPT, OLD_PROMPT, make_task, run_cli
+
+
+@pytest.fixture
+def task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "cache"))
+    return make_task(tmp_path / "task")
+
+
+def ci_run(task: Path, prompt: Path, *extra: str, env: dict[str, str] | None = None) -> object:
+    return run_cli(
+        "run",
+        str(task),
+        "--out",
+        str(task.parent / "runs"),
+        "--baseline",
+        str(prompt),
+        "--write-if-better",
+        str(prompt),
+        "--json",
+        *extra,
+        env=env,
+    )
+
+
+def test_improved_writes_the_prompt_and_exits_0(task: Path, tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")
+    step_summary = tmp_path / "step_summary.md"
+    step_summary.write_text("earlier step\n")
+    summary_md = tmp_path / "summary.md"
+    result = ci_run(
+        task,
+        prompt,
+        "--summary-md",
+        str(summary_md),
+        env={"GITHUB_STEP_SUMMARY": str(step_summary)},
+    )
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    summary = json.loads(result.stdout)  # type: ignore[attr-defined]
+    assert summary["initial_prompt"] == OLD_PROMPT  # the baseline was the starting point
+    assert summary["test_comparison"]["verdict"] == "improved"
+    assert prompt.read_text() == summary["best_prompt"] + "\n"
+    assert "label only" in summary["best_prompt"]
+    text = summary_md.read_text()
+    assert "**Improved**" in text and f"`{prompt}`" in text
+    assert "Prompt diff" in text and "Verdict: improved" in text and "Flips" in text
+    # Appended to GitHub's step summary, not written over it.
+    assert step_summary.read_text() == "earlier step\n" + text
+    config = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
+    assert config["task"]["prompt"] == OLD_PROMPT
+
+
+def test_no_significant_gain_exits_3_and_leaves_the_file_alone(task: Path, tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    original = (BEST_PROMPT + "\r\n\n").encode()  # already perfect; odd line ends on purpose
+    prompt.write_bytes(original)
+    summary_md = tmp_path / "summary.md"
+    result = ci_run(task, prompt, "--summary-md", str(summary_md))
+    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    assert prompt.read_bytes() == original
+    assert "No significant gain" in summary_md.read_text()
+    assert "untouched" in summary_md.read_text()
+
+
+def test_gain_below_min_improvement_exits_3(task: Path, tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")
+    original = prompt.read_bytes()
+    result = ci_run(task, prompt, "--min-improvement", "0.9")
+    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    assert prompt.read_bytes() == original
+    assert "--min-improvement" in " ".join(result.output.split())  # type: ignore[attr-defined]
+
+
+def test_error_exits_1_and_leaves_the_file_alone(task: Path, tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")
+    original = prompt.read_bytes()
+    summary_md = tmp_path / "summary.md"
+    result = ci_run(
+        task,
+        prompt,
+        "--summary-md",
+        str(summary_md),
+        "--target",
+        "scripted:script.py:unauthorized",
+    )
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    assert "OPENAI_API_KEY" in result.output  # type: ignore[attr-defined]
+    assert prompt.read_bytes() == original
+    assert not summary_md.exists()
+
+
+def test_missing_baseline_is_a_usage_error(task: Path, tmp_path: Path) -> None:
+    result = ci_run(task, tmp_path / "missing.txt")
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert "missing.txt" in result.output  # type: ignore[attr-defined]
+
+
+def test_help_documents_the_exit_codes() -> None:
+    text = " ".join(run_cli("run", "--help").output.split())
+    assert "--write-if-better" in text and "--min-improvement" in text
+    assert "3 with --write-if-better" in text
+    diff_help = " ".join(run_cli("diff", "--help").output.split())
+    assert "4 with --fail-on-regression" in diff_help
+
+
+def test_github_actions_example_wires_the_exit_codes() -> None:
+    import yaml
+
+    path = REPO / "examples/github-actions/nightly-optimize.yml"
+    workflow = yaml.safe_load(path.read_text())
+    steps = workflow["jobs"]["optimize"]["steps"]
+    uses = [s.get("uses", "") for s in steps]
+    assert any(u.startswith("actions/cache@") for u in uses)
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache@"))
+    assert cache["with"]["path"] == "${{ env.PROMPTOPT_CACHE_DIR }}"
+    run = next(s for s in steps if s.get("id") == "optimize")["run"]
+    for flag in ("--baseline", "--write-if-better", "--summary-md promptopt-summary.md"):
+        assert flag in run
+    assert '3) echo "No significant gain' in run
+    pr = next(s for s in steps if s.get("uses", "").startswith("peter-evans/create-pull-request@"))
+    assert pr["if"] == "steps.optimize.outputs.exit_code == '0'"
+    assert pr["with"]["body-path"] == "promptopt-summary.md"

@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from promptopt.cli.main import EXIT_USAGE, app
+from tests.support.search import write_task
+
+runner = CliRunner()
+
+SCRIPT = """
+from pathlib import Path
+from promptopt.errors import FatalProviderError
+from tests.support.search import optimizer_answer, target_answer
+
+CALLS = Path(__file__).with_name("calls.log")
+
+
+def _log(role):
+    with CALLS.open("a") as handle:
+        handle.write(role + "\\n")
+
+
+def target(request):
+    _log("target")
+    return target_answer(request)
+
+
+def optimizer(request):
+    _log("optimizer")
+    return optimizer_answer(request)
+
+
+def judge(request):
+    _log("judge")
+    return "Reasonable answer.\\nSCORE: 8"
+
+
+def unauthorized(request):
+    raise FatalProviderError("401 Unauthorized: set OPENAI_API_KEY to a valid key")
+"""
+
+
+@pytest.fixture
+def task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "script.py").write_text(SCRIPT)
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"]["model"] = "scripted:script.py:target"
+    spec["models"]["optimizer"]["model"] = "scripted:script.py:optimizer"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "calls.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def test_validate_ok(task: Path) -> None:
+    result = runner.invoke(app, ["validate", str(task)])
+    assert result.exit_code == 0, result.output
+    assert "ok" in result.output and "dev 20" in result.output
+
+
+def test_validate_reports_file_and_field_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: t\nprompt: hi\ndata: {dev: missing.jsonl}\n"
+        "metric: {type: label}\nmodels: {target: {model: x, temperature: 9}}\n"
+    )
+    result = runner.invoke(app, ["validate", str(bad)])
+    assert result.exit_code == EXIT_USAGE
+    out = result.output
+    assert "Traceback" not in out
+    assert "metric" in out and "labels" in out
+    assert "models.target" in out
+    assert "data.dev" in out and "missing.jsonl" in out
+    assert str(bad) in out
+
+
+def test_eval_json_contract_and_cached_rerun(task: Path, tmp_path: Path) -> None:
+    args = ["eval", str(task), "--split", "test", "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.stdout)
+    assert set(data) >= {"split", "n", "score", "ci95", "usage", "examples"}
+    assert set(data["usage"]) >= {
+        "requests",
+        "cache_hits",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+    }
+    assert set(data["examples"][0]) >= {"id", "output", "score"}
+    assert data["split"] == "test" and data["n"] == 20 and data["score"] == 0.5
+    lo, hi = data["ci95"]
+    assert lo <= 0.5 <= hi
+    assert data["usage"]["requests"] == 20
+    n_calls = len(calls(tmp_path))
+
+    second = json.loads(runner.invoke(app, args).stdout)
+    assert len(calls(tmp_path)) == n_calls  # zero requests the second time
+    assert second["usage"]["requests"] == 0 and second["usage"]["cache_hits"] == 20
+    assert second["score"] == data["score"] and second["examples"] == data["examples"]
+
+
+def test_eval_prompt_file_and_table(task: Path, tmp_path: Path) -> None:
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("Reply with the label only.")
+    result = runner.invoke(app, ["eval", str(task), "--prompt-file", str(prompt), "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert "1.000" in result.stdout and "95% CI" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--split", "holdout"], "--split"),
+        (["--prompt-file", "/nonexistent/p.txt"], "--prompt-file"),
+        (["--prompt", "a", "--prompt-file", "b"], "either --prompt or --prompt-file"),
+    ],
+)
+def test_eval_usage_errors(task: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["eval", str(task), *args])
+    assert result.exit_code == EXIT_USAGE
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_fatal_provider_error_is_one_clear_line(task: Path) -> None:
+    result = runner.invoke(
+        app, ["eval", str(task), "--target", "scripted:script.py:unauthorized", "--no-cache"]
+    )
+    assert result.exit_code == 1
+    assert "OPENAI_API_KEY" in result.output and "Traceback" not in result.output
+
+
+def test_run_json_contract_and_run_folder(task: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", str(task), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    for key in (
+        "run_dir",
+        "task",
+        "strategy",
+        "seed",
+        "initial_prompt",
+        "best_prompt",
+        "scores",
+        "usage",
+        "wall_s",
+    ):
+        assert key in summary
+    assert set(summary["scores"]) == {"initial", "best"}
+    assert set(summary["scores"]["best"]) == {"dev", "test"}
+    assert set(summary["usage"]) >= {"target", "optimizer"}
+    assert summary["scores"]["best"]["test"] == 1.0
+    run_dir = Path(summary["run_dir"])
+    for name in (
+        "config.json",
+        "events.jsonl",
+        "candidates.jsonl",
+        "best_prompt.txt",
+        "summary.json",
+        "report.md",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert (
+        json.loads((run_dir / "summary.json").read_text())["best_prompt"] == summary["best_prompt"]
+    )
+
+
+def test_run_table_output(task: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "initial" in result.stdout and "best" in result.stdout and "test" in result.stdout
+
+
+def test_dry_run_sends_no_request(task: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--dry-run", "--budget", "400", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["target_calls"] <= 400 and plan["final_eval_calls"] == 4 * 20 + 2 * 20
+    assert plan["optimizer_calls"] > 0
+    assert calls(tmp_path) == []
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_strategy_lists_the_valid_ones(task: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--strategy", "nope", "--dry-run"])
+    assert result.exit_code == EXIT_USAGE
+    assert "ape" in result.output
+
+
+def test_bad_strategy_param_names_it(task: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--param", "top_k=0", "--dry-run"])
+    assert result.exit_code == EXIT_USAGE
+    assert "search.params.top_k" in result.output
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path)])
+    assert result.exit_code == EXIT_USAGE
+    assert "not a run folder" in " ".join(result.output.split())
+
+
+def test_budget_too_small_for_the_final_evaluation(task: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--budget", "50", "--out", str(tmp_path)])
+    assert result.exit_code == EXIT_USAGE
+    assert "budget.target_calls" in result.output
+
+
+def test_strategies_lists_parameters() -> None:
+    result = runner.invoke(app, ["strategies", "--json"])
+    assert result.exit_code == 0
+    listing = json.loads(result.stdout)
+    ape = next(s for s in listing if s["name"] == "ape")
+    assert any(p["name"] == "num_demos" and p["default"] == 5 for p in ape["params"])
+
+
+def test_cache_stats_and_clear(task: Path, tmp_path: Path) -> None:
+    runner.invoke(app, ["eval", str(task), "--limit", "3"])
+    stats = json.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)
+    assert stats["entries"] == 3
+    cleared = runner.invoke(app, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "removed 3" in cleared.stdout
+
+
+def test_options_can_come_from_the_environment(
+    task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROMPTOPT_RUN_BUDGET", "50")
+    result = runner.invoke(app, ["run", str(task), "--dry-run"])
+    assert result.exit_code == EXIT_USAGE and "(50)" in result.output
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "elsewhere"))
+    runner.invoke(app, ["eval", str(task), "--limit", "2"])
+    assert (tmp_path / "elsewhere").is_dir()
+
+
+def test_a_second_ctrl_c_is_an_abort_message_not_a_traceback() -> None:
+    import asyncio
+
+    import typer
+
+    from promptopt.cli.common import EXIT_INTERRUPTED
+    from promptopt.cli.common import run_async as _run_async
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(typer.Exit) as exit_info:
+        _run_async(cancelled)
+    assert exit_info.value.exit_code == EXIT_INTERRUPTED
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "100"], "budget.target_calls"),
+        (["--param", "selector=nope"], "unknown selector"),
+        (["--target", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["--target", "openai:some-unpriced-model", "--max-cost", "1"], "price"),
+    ],
+)
+def test_run_checks_fail_before_a_run_folder_is_made(
+    task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    if "--max-cost" in args:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["run", str(task), "--out", str(out), *args])
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())
+    assert calls(tmp_path) == []
+
+
+def test_resume_of_a_broken_config_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path)])
+    assert result.exit_code == EXIT_USAGE and "Traceback" not in result.output
+
+
+def test_eval_with_a_judge_metric_reports_the_judge_calls(task: Path, tmp_path: Path) -> None:
+    spec = yaml.safe_load(task.read_text())
+    spec["metric"] = {"type": "judge", "rubric": "Names the sentiment."}
+    spec["models"]["judge"] = {"model": "scripted:script.py:judge"}
+    task.write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["eval", str(task), "--limit", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["score"] == pytest.approx(0.8)
+    assert data["judge_usage"]["requests"] == 4
+    assert calls(tmp_path).count("judge") == 4

@@ -1,0 +1,73 @@
+"""Typed run-folder records: the schema version, old folders, damaged files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from promptopt.errors import UsageError
+from promptopt.run.folder import RunFolder
+from promptopt.run.records import SCHEMA_VERSION, SummaryRecord
+from tests.support import FIXTURES
+from tests.support.diff import make_run, make_task, run_cli
+
+OLD_RUN = FIXTURES / "runs" / "v0-toy-sentiment"
+
+
+def test_a_new_run_writes_the_schema_version(tmp_path: Path) -> None:
+    run = make_run(make_task(tmp_path / "task"), tmp_path / "runs", tmp_path / "cache")
+    for name in ("summary.json", "config.json"):
+        data = json.loads((run / name).read_text())
+        assert data["schema_version"] == SCHEMA_VERSION, name
+    folder = RunFolder(run)
+    summary = folder.summary()
+    assert summary is not None and summary.schema_version == SCHEMA_VERSION
+    assert summary.test_comparison is not None
+
+
+def test_a_folder_written_before_schema_versions_still_loads() -> None:
+    folder = RunFolder.open(OLD_RUN)
+    config, summary, final = folder.config(), folder.summary(), folder.final_eval()
+    assert config is not None and config.schema_version is None
+    assert summary is not None and summary.schema_version is None
+    assert summary.best_id in folder.candidates()
+    assert final is not None and len(final.best.test) == len(final.examples["test"])
+    assert [e.event for e in folder.events() if e.event == "step"]
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_report_renders_a_folder_written_before_schema_versions(tmp_path: Path, fmt: str) -> None:
+    # A copy, since opening a folder may trim a cut-short JSONL line.
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    out = tmp_path / f"report.{fmt}"
+    result = run_cli("report", str(run), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    best = (run / "best_prompt.txt").read_text().strip()
+    assert best in text
+    assert "improved" in text
+
+
+def test_unknown_fields_survive_a_round_trip() -> None:
+    data = json.loads((OLD_RUN / "summary.json").read_text())
+    data["added_by_a_newer_promptopt"] = {"x": 1}
+    again = SummaryRecord.model_validate(data).to_json()
+    assert again["added_by_a_newer_promptopt"] == {"x": 1}
+    assert again["usage"] == data["usage"]
+
+
+def test_a_damaged_summary_names_the_file_and_field(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    data = json.loads((run / "summary.json").read_text())
+    data["scores"] = {"initial": {"dev": "high"}}
+    (run / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=r"summary\.json: scores\.initial\.dev"):
+        RunFolder.open(run).summary()
+    result = run_cli("report", str(run))
+    assert result.exit_code == 2
+    assert "summary.json" in result.output

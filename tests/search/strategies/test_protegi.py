@@ -1,0 +1,513 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.errors import UsageError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.journal import ResponseJournal
+from promptopt.llm.messages import ChatRequest
+from promptopt.reporting.run_files import lineage
+from promptopt.reporting.write import write_run_reports
+from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.scoring.scorer import ExampleResult
+from promptopt.search.context import Candidate, Plan, SearchContext
+from promptopt.search.engine import Engine
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.plan import RunSettings, StopRules
+from promptopt.search.state import SearchState
+from promptopt.search.strategies.protegi import ProTeGi, ProTeGiParams, parse_reasons
+from promptopt.search.strategies.registry import make_strategy, resolve_params, strategy_info
+from promptopt.task.example import Example
+from promptopt.task.loader import LoadedTask, load_task
+from tests.support.protegi import (
+    FIX,
+    INITIAL,
+    fixed,
+    kind_of,
+    optimizer_answer,
+    prompt_of,
+    target_answer,
+    write_task,
+)
+from tests.support.search import Counter, providers, stable
+
+SMALL = {"preset": "small"}
+
+
+class Killed(BaseException):
+    """Stands in for the process being killed mid-run."""
+
+
+def settings_for(caps: BudgetCaps | None = None, **params: Any) -> RunSettings:
+    _, validated = make_strategy("protegi", params or SMALL)
+    return RunSettings(
+        strategy="protegi",
+        params=validated.model_dump(mode="json"),
+        seed=0,
+        caps=caps or BudgetCaps(),
+        stop=StopRules(),
+        concurrency=4,
+    )
+
+
+async def run_once(
+    tmp: Path,
+    folder: RunFolder,
+    settings: RunSettings,
+    *,
+    target: Counter | None = None,
+    optimizer: Counter | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    task = load_task(write_task(tmp))
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=settings.caps),
+        store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
+        providers=providers(
+            target or Counter(target_answer), optimizer or Counter(optimizer_answer)
+        ),
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run(resume=resume)).to_json()
+    write_run_reports(folder)
+    return summary
+
+
+def latest_records(folder: RunFolder) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for record in folder.read_jsonl("candidates.jsonl"):
+        out[record["id"]] = record
+    return out
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "selector", ["ucb", "ucb-e", "successive-rejects", "successive-halving", "brute-force"]
+)
+async def test_protegi_finds_the_fix_and_records_why(tmp_path: Path, selector: str) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    summary = await run_once(tmp_path, folder, settings_for(preset="small", selector=selector))
+    assert summary["scores"]["initial"]["test"] == pytest.approx(2 / 3)
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert summary["test_comparison"]["verdict"] == "improved"
+    assert fixed(summary["best_prompt"])
+
+    records = latest_records(folder)
+    chain = [r.to_json() for r in lineage(folder.candidates(), summary["best_id"])]
+    assert chain[0]["id"] == "c0000" and chain[0]["operator"] == "initial"
+    # The first prompt of the chain with the fix was made by an edit, from a parent without it.
+    first = next(i for i, r in enumerate(chain) if fixed(r["text"]))
+    assert chain[first]["operator"] == "edit" and not fixed(chain[first - 1]["text"])
+    feedback = chain[first]["feedback"]
+    assert feedback["parent"] == chain[first - 1]["id"] == chain[first]["parents"][0]
+    assert "numbers" in feedback["gradient"]
+    assert FIX in feedback["edit"] and "<START>" in feedback["edit"]  # the raw answer
+    assert feedback["errors"] and all(
+        " -> expected 'count', got 'place'" in e for e in feedback["errors"]
+    )
+    for shown in feedback["error_examples"]:
+        assert set(shown) == {"id", "input", "expected", "output"}
+        assert shown["input"].startswith("How many") and shown["output"] == "place"
+    for record in chain[1:]:
+        assert record["parents"] and record["parents"][0] in records
+        if record["operator"] == "paraphrase":
+            assert record["feedback"] == {"parent": record["parents"][0]}
+
+    events = folder.read_jsonl(EVENTS)
+    rejected = {(e["operator"], e["reason"]) for e in events if e["event"] == "rejected"}
+    assert ("gradient", "no_instruction") in rejected or ("gradient", "degenerate") in rejected
+    # Which of the scripted weak answers a run meets depends on its path; some edit is rejected.
+    assert {operator for operator, _ in rejected} >= {"gradient", "edit"}
+    steps = [e for e in events if e["event"] == "step"]
+    assert [s["name"] for s in steps] == ["round-1", "round-2", "round-3"]
+    report = (folder.path / "report.md").read_text()
+    assert "gradient:" in report and "errors:" in report and "edit:" in report
+    assert "How many" in report
+
+
+async def test_plan_bounds_an_uncapped_run(tmp_path: Path) -> None:
+    target, optimizer = Counter(target_answer), Counter(optimizer_answer)
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    await run_once(tmp_path, folder, settings_for(), target=target, optimizer=optimizer)
+    plan = make_strategy("protegi", SMALL)[0].plan({"train": 50, "dev": 15, "test": 30})
+    assert plan == Plan(target_calls=272, optimizer_calls=30)
+    final = 4 * 15 + 2 * 30
+    assert target.calls - final <= plan.target_calls
+    assert optimizer.calls <= plan.optimizer_calls
+
+
+def test_plan_of_the_paper_defaults() -> None:
+    strategy, params = make_strategy("protegi", {})
+    assert params == ProTeGiParams()
+    # Round 1 expands the initial prompt only (50 + a selection over 9 arms of 50 examples);
+    # rounds 2-6 expand 4 prompts (200) and select among 36 arms (at most 1800 examples).
+    assert strategy.plan({"train": 50}) == Plan(
+        target_calls=50 + 450 + 5 * (200 + 1800), optimizer_calls=16 + 5 * 4 * 16
+    )
+    assert strategy.plan({"train": 5000}).target_calls == 64 + 2048 + 5 * (4 * 64 + 2048)
+
+
+async def test_same_seed_gives_the_same_run_folder(tmp_path: Path) -> None:
+    a = RunFolder.create(tmp_path / "a", "q")
+    b = RunFolder.create(tmp_path / "b", "q")
+    await run_once(tmp_path, a, settings_for())
+    await run_once(tmp_path, b, settings_for())
+    assert stable(a) == stable(b)
+
+
+@pytest.mark.parametrize(
+    ("target_cap", "optimizer_cap", "params"),
+    [
+        (150, 30, SMALL),
+        (260, 4, SMALL),
+        (400, 13, SMALL),
+        (700, 20, {}),  # the paper's defaults under a small cap
+    ],
+)
+async def test_budgets_are_never_exceeded(
+    tmp_path: Path, target_cap: int, optimizer_cap: int, params: dict[str, Any]
+) -> None:
+    target, optimizer = Counter(target_answer), Counter(optimizer_answer)
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    caps = BudgetCaps(target_calls=target_cap, optimizer_calls=optimizer_cap)
+    summary = await run_once(
+        tmp_path, folder, settings_for(caps, **params), target=target, optimizer=optimizer
+    )
+    used = summary["usage"]
+    assert target.calls <= target_cap
+    assert used["target"]["requests"] + used["target"]["cache_hits"] <= target_cap
+    assert optimizer.calls <= optimizer_cap
+    assert summary["scores"]["best"]["test"] is not None  # the final evaluation was reserved
+    steps = [e for e in folder.read_jsonl(EVENTS) if e["event"] == "step"]
+    assert steps, "at least one round completes within these caps"
+
+
+async def test_selection_budgets_leave_room_for_every_round(tmp_path: Path) -> None:
+    # 150 target calls for the search: the small preset's full selections (64 a round) would
+    # spend them by round 2, so each round's selection gets a share of what the cap leaves.
+    target = Counter(target_answer)
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    caps = BudgetCaps(target_calls=150 + 4 * 15 + 2 * 30)
+    summary = await run_once(tmp_path, folder, settings_for(caps), target=target)
+    assert summary["stop_reason"] == "finished"
+    events = folder.read_jsonl(EVENTS)
+    assert [e["name"] for e in events if e["event"] == "step"] == ["round-1", "round-2", "round-3"]
+    budgets = [e["budget"] for e in events if e["event"] == "selection"]
+    assert len(budgets) == 3 and 0 < budgets[0] < 64 and all(b <= 64 for b in budgets)
+    assert caps.target_calls is not None and target.calls <= caps.target_calls
+
+
+async def test_killed_run_resumes_without_repeating_completed_requests(tmp_path: Path) -> None:
+    baseline = RunFolder.create(tmp_path / "base", "q")
+    await run_once(tmp_path, baseline, settings_for())
+
+    def kill_at(n: int) -> None:
+        if n == 60:
+            raise Killed
+
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    first_target = Counter(target_answer, on_call=kill_at)
+    first_optimizer = Counter(optimizer_answer)
+    with pytest.raises(Killed):
+        await run_once(
+            tmp_path, folder, settings_for(), target=first_target, optimizer=first_optimizer
+        )
+    assert first_optimizer.calls > 0
+    steps = [e for e in folder.read_jsonl(EVENTS) if e["event"] == "step"]
+    assert 1 <= len(steps) < 3, "the kill falls inside the search"
+
+    second_target = Counter(target_answer)
+    second_optimizer = Counter(optimizer_answer)
+    await run_once(
+        tmp_path,
+        folder,
+        settings_for(),
+        target=second_target,
+        optimizer=second_optimizer,
+        resume=True,
+    )
+    assert not set(first_optimizer.requests) & set(second_optimizer.requests)
+    killed = first_target.requests[59]
+    assert not (set(first_target.requests) - {killed}) & set(second_target.requests)
+    assert stable(folder) == stable(baseline)
+
+
+# --- expansion and selection, driven directly ----------------------------------------------
+
+
+class Harness:
+    """A search state on the question task with scripted models, outside the engine; the
+    strategy is driven through its narrow context, and the tests read events off the state."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        optimizer: Callable[[ChatRequest], str] = optimizer_answer,
+        *,
+        caps: BudgetCaps | None = None,
+    ) -> None:
+        self.task: LoadedTask = load_task(write_task(tmp))
+        self.target = Counter(target_answer)
+        self.optimizer = Counter(optimizer)
+        self.runtime = Runtime(
+            self.task,
+            RuntimeOptions(concurrency=4, caps=caps or BudgetCaps()),
+            store=NullCache(),
+            providers=providers(self.target, self.optimizer),
+        )
+        runtime = self.runtime
+        self.state = SearchState(
+            train=self.task.splits["train"],
+            dev=self.task.split("dev"),
+            scorer=runtime.scorer,
+            optimizer=lambda: runtime.client("optimizer"),
+            ledger=runtime.ledger,
+            meta_prompts=load_meta_prompts(),
+            rng=random.Random(0),
+            render_input=self.task.render_input,
+        )
+        self.ctx: SearchContext = self.state.context
+        initial = self.ctx.add_candidate(INITIAL, operator="initial")
+        assert initial is not None
+        self.initial = initial
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.state.pending_events if e["event"] == kind]
+
+    async def minibatch_results(
+        self, strategy: ProTeGi, cand: Candidate
+    ) -> list[tuple[Example, ExampleResult]]:
+        batch = strategy.draw_minibatch(self.ctx)
+        results = await self.ctx.score(cand, batch)
+        return list(zip(batch, results, strict=True))
+
+
+def distinct_edits(request: ChatRequest) -> str:
+    """Every request gets a different, valid answer containing the fix."""
+    blob = request.messages[-1]["content"] + str(request.sample_index)
+    tag = hashlib.sha256(blob.encode()).hexdigest()[:8]
+    return f"<START>{prompt_of(request.messages[-1]['content'])} Variant {tag}. {FIX}<END>"
+
+
+def same_edit(request: ChatRequest) -> str:
+    """Every edit and paraphrase is the same prompt, whatever was asked."""
+    if kind_of(request) == "gradient":
+        return "<START>It ignores numbers.<END>"
+    return f"Here is the prompt:\n<START>{INITIAL} {FIX}<END>"
+
+
+async def test_duplicates_are_removed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, same_edit)
+    strategy = ProTeGi(ProTeGiParams(minibatch=20, n_gradients=3, errors_per_gradient=2))
+    async with h.runtime:
+        successors = await strategy.expand(
+            h.ctx, h.initial, await h.minibatch_results(strategy, h.initial)
+        )
+    assert [c.text for c in successors] == [f"{INITIAL} {FIX}"]
+    assert successors[0].operator == "edit"
+    # 3 gradient requests -> 3 edits (2 duplicates), then 2 paraphrases of the one new prompt.
+    assert h.optimizer.calls == 3 + 3 + 2
+    duplicates = h.events("duplicate")
+    assert len(duplicates) == 4 and {d["of"] for d in duplicates} == {successors[0].id}
+
+
+async def test_successors_are_capped_to_a_random_subset(tmp_path: Path) -> None:
+    h = Harness(tmp_path, distinct_edits)
+    params = ProTeGiParams(
+        minibatch=30,
+        n_gradients=4,
+        errors_per_gradient=1,
+        mc_samples_per_step=2,
+        max_expansion_factor=3,
+    )
+    strategy = ProTeGi(params)
+    async with h.runtime:
+        results = await h.minibatch_results(strategy, h.initial)
+        successors = await strategy.expand(h.ctx, h.initial, results)
+    assert len(successors) == 3
+    (capped,) = h.events("expansion_capped")
+    made = [c for c in h.ctx.candidates.values() if c.operator in ("edit", "paraphrase")]
+    assert len(made) == 4 + 4 * 2
+    assert capped["kept"] == [c.id for c in successors]
+    assert len(capped["dropped"]) == len(made) - 3
+    assert set(capped["kept"]) | set(capped["dropped"]) == {c.id for c in made}
+    # Lineage stays whole for the dropped ones too.
+    for cand in made:
+        assert cand.parents[0] in h.ctx.candidates
+    # A random subset, not simply the first ones proposed.
+    assert capped["kept"] != [c.id for c in made[:3]]
+
+
+async def test_a_beam_prompt_without_errors_is_not_expanded(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    good = h.ctx.add_candidate(f"{INITIAL} {FIX}", operator="test")
+    assert good is not None
+    strategy = ProTeGi(ProTeGiParams(minibatch=20))
+    async with h.runtime:
+        successors = await strategy.expand(h.ctx, good, await h.minibatch_results(strategy, good))
+    assert successors == []
+    assert h.optimizer.calls == 0
+    assert h.events("no_errors") == [
+        {"step": 0, "event": "no_errors", "id": good.id, "minibatch": 20}
+    ]
+
+
+async def test_the_minibatch_is_drawn_once_per_round_for_the_whole_beam(tmp_path: Path) -> None:
+    h = Harness(tmp_path, distinct_edits)
+    strategy = ProTeGi(
+        ProTeGiParams(
+            rounds=3,
+            beam_size=3,
+            minibatch=12,
+            n_gradients=2,
+            mc_samples_per_step=0,
+            max_expansion_factor=4,
+            batch=4,
+            selection_budget=24,
+        )
+    )
+    drawn: list[list[str]] = []
+    draw = strategy.draw_minibatch
+
+    def counting(ctx: SearchContext) -> list[Example]:
+        batch = draw(ctx)
+        drawn.append([e.id for e in batch])
+        return batch
+
+    strategy.draw_minibatch = counting  # type: ignore[method-assign]
+    by_input = {h.task.render_input(e): e.id for e in h.task.splits["train"]}
+    beam = [h.initial.id]
+    async with h.runtime:
+        gen = strategy.search(h.ctx, h.initial)
+        async for report in gen:
+            assert len(drawn) == int(report.name.split("-")[1])
+            minibatch = set(drawn[-1])
+            # Every prompt of the beam this round was scored on the one minibatch ...
+            for cid in beam:
+                assert minibatch <= set(h.ctx.candidates[cid].scores["train"])
+            # ... and the errors shown to the optimizer this round come from it.
+            for raw in h.optimizer.requests:
+                user = json.loads(raw)[-1]["content"]
+                if "Expected answer:" in user:
+                    shown = re.findall(r"^Input: (.*)$", user, re.MULTILINE)
+                    assert {by_input[s] for s in shown} <= minibatch
+            h.optimizer.requests.clear()
+            beam = list(report.ranking)
+            assert len(beam) <= 3
+    assert len(drawn) == 3
+    assert len(beam) == 3, "the beam filled up after the first round"
+
+
+async def test_selection_prefers_the_fixed_prompt_within_its_budget(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    good = h.ctx.add_candidate(f"{INITIAL} {FIX}", operator="test")
+    other = h.ctx.add_candidate(f"{INITIAL} Be brief.", operator="test")
+    assert good is not None and other is not None
+    strategy = ProTeGi(ProTeGiParams(beam_size=1, batch=5))
+    from promptopt.search.strategies.protegi import Evidence
+
+    async with h.runtime:
+        beam = await strategy.select(h.ctx, [h.initial, other, good], Evidence(), budget=45)
+    assert beam == [good]
+    assert h.target.calls <= 45
+    (selection,) = h.events("selection")
+    assert selection["spent"] == h.target.calls
+
+
+async def test_optimizer_requests_stop_at_the_call_cap(tmp_path: Path) -> None:
+    h = Harness(tmp_path, distinct_edits, caps=BudgetCaps(optimizer_calls=3))
+    strategy = ProTeGi(ProTeGiParams(minibatch=20))
+    async with h.runtime:
+        successors = await strategy.expand(
+            h.ctx, h.initial, await h.minibatch_results(strategy, h.initial)
+        )
+    assert h.optimizer.calls == 3
+    assert h.events("optimizer_budget_short")
+    assert successors == []  # every call went to gradients; nothing was left to edit
+
+
+def test_reasons_are_parsed_from_weak_answers(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    ctx = h.ctx
+    assert parse_reasons(ctx, "1. Too vague about labels.\n2. No examples given.", 1) == [
+        "Too vague about labels."
+    ]
+    assert parse_reasons(
+        ctx, "Sure!\n<START>It ignores numbers.<END>\n<START>It is terse.<END>", 4
+    ) == ["It ignores numbers.", "It is terse."]
+    assert parse_reasons(ctx, "I'm sorry, but I can't do that.", 2) == []
+    assert parse_reasons(ctx, "   ", 2) == []
+    reasons = [e["reason"] for e in h.events("rejected")]
+    assert reasons == ["no_instruction", "empty"]
+
+
+def test_presets_resolve_and_defaults_are_the_papers() -> None:
+    info = strategy_info("protegi")
+    small = resolve_params(info, {"preset": "small"})
+    assert isinstance(small, ProTeGiParams)
+    assert (small.rounds, small.beam_size, small.minibatch, small.max_expansion_factor) == (
+        3,
+        2,
+        16,
+        4,
+    )
+    overridden = resolve_params(info, {"preset": "small", "rounds": 2})
+    assert isinstance(overridden, ProTeGiParams)
+    assert overridden.rounds == 2 and overridden.beam_size == 2
+    defaults = ProTeGiParams()
+    assert defaults.model_dump() == {
+        "rounds": 6,
+        "beam_size": 4,
+        "minibatch": 64,
+        "n_gradients": 4,
+        "errors_per_gradient": 4,
+        "gradients_per_error": 1,
+        "steps_per_gradient": 1,
+        "mc_samples_per_step": 2,
+        "max_expansion_factor": 8,
+        "selector": "ucb",
+        "batch": 32,
+        "selection_budget": 2048,
+    }
+    with pytest.raises(UsageError, match=r"no preset 'huge'.*small"):
+        resolve_params(info, {"preset": "huge"})
+    with pytest.raises(UsageError, match=r"search\.params\.beam"):
+        resolve_params(info, {"beam": 3})
+    with pytest.raises(UsageError, match="unknown selector 'thompson'"):
+        make_strategy("protegi", {"selector": "thompson"})
+    with pytest.raises(Exception, match="frozen"):
+        defaults.rounds = 2
+
+
+async def test_a_pool_no_larger_than_the_beam_is_still_ranked_on_evidence(
+    tmp_path: Path,
+) -> None:
+    # Seen on trec with the local models: beam 2, one successor, so the selector had nothing to
+    # choose and scored nothing; the new prompt went unscored and was never a finalist.
+    h = Harness(tmp_path)
+    good = h.ctx.add_candidate(f"{INITIAL} {FIX}", operator="test")
+    assert good is not None
+    strategy = ProTeGi(ProTeGiParams(beam_size=2, batch=5))
+    from promptopt.search.strategies.protegi import Evidence
+
+    async with h.runtime:
+        beam = await strategy.select(h.ctx, [h.initial, good], Evidence(), budget=30)
+    assert beam == [good, h.initial]
+    (selection,) = h.events("selection")
+    assert all(n > 0 for n in selection["pulls"].values())

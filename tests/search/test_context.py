@@ -1,0 +1,265 @@
+"""The search seam: a strategy sees training data, scoring on it, the optimizer, the candidates
+and an event log it can append to; dev, test and the engine's buffers stay with the engine,
+which still chooses the best prompt on dev once the search is over."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import random
+from collections.abc import AsyncGenerator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.run.folder import CANDIDATES, EVENTS, FINAL_EVAL, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.search.context import Candidate, Plan, SearchContext, StepReport
+from promptopt.search.engine import Engine
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.plan import RunSettings, StopRules
+from promptopt.search.state import SearchState
+from promptopt.task.example import Example
+from promptopt.task.loader import LoadedTask, load_task
+from tests.support.search import PROPERTY, Counter, providers, target_answer, write_task
+
+# Everything a strategy can name on its context. A new entry here widens the seam: it should
+# be something a strategy needs and that cannot lead to dev data or the engine's buffers.
+SURFACE = {
+    "train",
+    "candidates",
+    "step",
+    "rng",
+    "meta_prompts",
+    "task_description",
+    "render_input",
+    "event",
+    "stable_event_order",
+    "add_candidate",
+    "reject",
+    "accept_proposal",
+    "score",
+    "ask",
+    "remaining_target_calls",
+    "remaining_optimizer_calls",
+}
+
+_ATOMS = (str, bytes, int, float, bool, type(None))
+
+
+class Setup:
+    """The toy sentiment task, scripted models and a search state, outside the engine."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.task: LoadedTask = load_task(write_task(tmp))
+        self.target = Counter(target_answer)
+        self.runtime = Runtime(
+            self.task,
+            RuntimeOptions(concurrency=4),
+            store=NullCache(),
+            providers=providers(self.target),
+        )
+        runtime = self.runtime
+        self.state = SearchState(
+            train=self.task.splits["train"],
+            dev=self.task.split("dev"),
+            test=self.task.split("test"),
+            scorer=runtime.scorer,
+            optimizer=lambda: runtime.client("optimizer"),
+            ledger=runtime.ledger,
+            meta_prompts=load_meta_prompts(),
+            rng=random.Random(0),
+            render_input=self.task.render_input,
+        )
+        self.ctx = self.state.context
+        initial = self.state.add_candidate(self.task.spec.prompt, operator="initial")
+        assert initial is not None
+        self.initial = initial
+
+    def held_out(self) -> list[Example]:
+        return [*self.task.split("dev"), *self.task.split("test")]
+
+
+def public_reach(root: object, depth: int = 6) -> Iterator[object]:
+    """Every object reachable from `root` through public attributes, items, keys and values."""
+    seen: set[int] = set()
+    todo: list[tuple[object, int]] = [(root, 0)]
+    while todo:
+        obj, level = todo.pop()
+        if id(obj) in seen or level > depth:
+            continue
+        seen.add(id(obj))
+        yield obj
+        if isinstance(obj, _ATOMS):
+            continue
+        children: list[object]
+        if inspect.ismethod(obj):
+            # A bound method leads to its object: a context that handed out, say, the task's
+            # own render_input would hand out the task with it.
+            children = [obj.__self__]
+        elif isinstance(obj, Mapping):
+            children = [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            children = list(obj)
+        else:
+            children = []
+            for name in dir(obj):
+                if name.startswith("_"):
+                    continue
+                try:
+                    children.append(getattr(obj, name))
+                except Exception:  # a property that needs state the probe lacks
+                    continue
+        todo.extend((child, level + 1) for child in children)
+
+
+def test_what_a_strategy_sees_is_the_narrow_surface(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    ctx = s.ctx
+    assert type(ctx) is SearchContext
+    assert {name for name in dir(ctx) if not name.startswith("_")} == SURFACE
+    for name in ("dev", "test", "pending_events", "changed", "ledger", "scorer", "context"):
+        assert not hasattr(ctx, name), name
+    # The candidates can be looked up but not replaced or removed behind the engine's back.
+    with pytest.raises(TypeError):
+        ctx.candidates["c0000"] = s.initial  # type: ignore[index]
+
+
+def test_no_dev_example_or_pending_event_is_reachable_from_the_context(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.ctx.event("probe")
+    reached = list(public_reach(s.ctx))
+    assert not any(isinstance(o, Mapping) and "event" in o for o in reached)
+    examples = {o.id for o in reached if isinstance(o, Example)}
+    texts = {o for o in reached if isinstance(o, str)}
+    train_ids = {e.id for e in s.task.splits["train"]}
+    assert examples == train_ids, "the walk reaches the training data, and nothing else"
+    for example in s.held_out():
+        assert example.id not in texts
+        assert s.task.render_input(example) not in texts
+
+
+async def test_a_strategy_cannot_score_held_out_examples(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    train = s.task.splits["train"]
+    dev = s.task.split("dev")
+    # A dev row given a training id is still not a training example.
+    forged = Example(id=train[0].id, fields=dev[0].fields, targets=dev[0].targets)
+    async with s.runtime:
+        for examples in ([dev[0]], [train[0], dev[0]], [s.task.split("test")[0]], [forged]):
+            with pytest.raises(ValueError, match="training examples only"):
+                await s.ctx.score(s.initial, examples)
+        assert s.target.calls == 0 and s.initial.scores == {}
+
+        results = await s.ctx.score(s.initial, train[:3])
+        assert [r.id for r in results] == [e.id for e in train[:3]]
+        assert s.initial.scores.keys() == {"train"}
+        assert s.initial.n("train") == 3
+
+        # The engine's final gate is where dev is scored.
+        await s.state.score_held_out(s.initial, "dev")
+    assert s.initial.scores["dev"].keys() == {e.id for e in dev}
+    assert s.target.calls == 3 + len(dev)
+
+
+async def test_events_of_a_concurrent_block_keep_a_fixed_order(tmp_path: Path) -> None:
+    async def probe(ctx: SearchContext, name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        ctx.event("probe", name=name)
+
+    orders = []
+    for delays in ((0.0, 0.02), (0.02, 0.0)):
+        s = Setup(tmp_path)
+        s.ctx.event("before")
+        with s.ctx.stable_event_order():
+            await asyncio.gather(probe(s.ctx, "b", delays[0]), probe(s.ctx, "a", delays[1]))
+        s.ctx.event("after")
+        orders.append([e.get("name", e["event"]) for e in s.state.pending_events])
+    assert orders[0] == orders[1] == ["candidate", "before", "a", "b", "after"]
+
+    # A block that fails still leaves its events in the fixed order.
+    s = Setup(tmp_path)
+    with pytest.raises(RuntimeError), s.ctx.stable_event_order():
+        s.ctx.event("probe", name="z")
+        s.ctx.event("probe", name="y")
+        raise RuntimeError
+    assert [e.get("name") for e in s.state.pending_events][1:] == ["y", "z"]
+
+
+class RanksOnTrain:
+    """A strategy that puts a prompt that is worse on dev first, and notes what it could see."""
+
+    def __init__(self) -> None:
+        self.contexts: list[SearchContext] = []
+        self.dev_scores_during_search: bool | None = None
+        self.ids: dict[str, str] = {}
+
+    def plan(self, sizes: Mapping[str, int]) -> Plan:
+        """Eight target calls, no optimizer calls."""
+        return Plan(target_calls=8, optimizer_calls=0)
+
+    async def search(
+        self, ctx: SearchContext, initial: Candidate
+    ) -> AsyncGenerator[StepReport, None]:
+        """One step: two new prompts, scored on four training examples, ranked by hand."""
+        self.contexts.append(ctx)
+        plain = ctx.add_candidate("Classify the review quickly.", operator="test")
+        good = ctx.add_candidate(f"Classify the review; give the {PROPERTY}.", operator="test")
+        assert plain is not None and good is not None
+        self.ids = {"plain": plain.id, "good": good.id, "initial": initial.id}
+        await ctx.score(plain, ctx.train[:4])
+        await ctx.score(good, ctx.train[:4])
+        yield StepReport("rank", (plain.id, initial.id, good.id), plain.mean("train"))
+        self.dev_scores_during_search = any("dev" in c.scores for c in ctx.candidates.values())
+
+
+async def test_the_engine_selects_on_dev_after_the_search(tmp_path: Path) -> None:
+    task = load_task(write_task(tmp_path))
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    strategy = RanksOnTrain()
+    settings = RunSettings(
+        strategy="ranks-on-train",
+        params={},
+        seed=0,
+        caps=BudgetCaps(),
+        stop=StopRules(),
+        concurrency=4,
+    )
+    runtime = Runtime(task, RuntimeOptions(concurrency=4), store=NullCache(), providers=providers())
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run()).to_json()
+
+    (ctx,) = strategy.contexts
+    assert type(ctx) is SearchContext and not hasattr(ctx, "dev")
+    assert strategy.dev_scores_during_search is False
+    train_ids = {e.id for e in task.splits["train"]}
+    dev_ids = {e.id for e in task.split("dev")}
+    for cand in ctx.candidates.values():
+        assert set(cand.scores.get("train", {})) <= train_ids
+
+    # The strategy ranked the plain prompt first; dev chose the one that is right.
+    ids = strategy.ids
+    assert summary["best_id"] == ids["good"]
+    assert summary["scores"]["best"]["dev"] == pytest.approx(1.0)
+    assert summary["scores"]["initial"]["dev"] == pytest.approx(0.5)
+    events = folder.read_jsonl(EVENTS)
+    (final_dev,) = [e for e in events if e["event"] == "final_dev"]
+    assert final_dev["best"] == ids["good"]
+    assert set(final_dev["finalists"]) == set(ids.values())
+    assert final_dev["finalists"][ids["plain"]] == pytest.approx(0.5)
+    latest: dict[str, Any] = {r["id"]: r for r in folder.read_jsonl(CANDIDATES)}
+    for cid in ids.values():
+        assert latest[cid]["scores"]["dev"]["n"] == len(dev_ids)
+    final_eval = folder.read_json(FINAL_EVAL)
+    assert final_eval is not None
+    assert {e["id"] for e in final_eval["examples"]["dev"]} == dev_ids
+
+    # Nothing the search wrote names a dev example.
+    search_events = json.dumps([e for e in events if e["event"] not in ("final_dev",)])
+    for dev_id in dev_ids:
+        assert f'"{dev_id}"' not in search_events

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.client import RunStopped
+from promptopt.llm.journal import ResponseJournal
+from promptopt.run.folder import EVENTS, RESPONSES, SUMMARY, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.search.engine import Engine
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.strategies.registry import make_strategy
+from promptopt.task.loader import load_task
+from tests.support.search import (
+    PROPERTY,
+    Counter,
+    optimizer_answer,
+    providers,
+    stable,
+    target_answer,
+    write_task,
+)
+
+
+class Killed(BaseException):
+    """Stands in for the process being killed mid-run."""
+
+
+def settings_for(caps: BudgetCaps | None = None, **params: Any) -> RunSettings:
+    _, validated = make_strategy("ape", params)
+    return RunSettings(
+        strategy="ape",
+        params=validated.model_dump(mode="json"),
+        seed=0,
+        caps=caps or BudgetCaps(),
+        stop=StopRules(),
+        concurrency=4,
+    )
+
+
+async def run_once(
+    tmp: Path,
+    folder: RunFolder,
+    settings: RunSettings,
+    *,
+    target: Counter | None = None,
+    optimizer: Counter | None = None,
+    resume: bool = False,
+    stop: asyncio.Event | None = None,
+) -> dict[str, Any]:
+    task = load_task(write_task(tmp))
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=settings.caps),
+        store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
+        stop=stop,
+        providers=providers(target, optimizer),
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        return (await engine.run(resume=resume)).to_json()
+
+
+async def test_ape_finds_the_instruction_property_and_proves_it_on_test(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(tmp_path, folder, settings_for())
+    assert PROPERTY in summary["best_prompt"].lower()
+    assert summary["scores"]["initial"]["test"] == pytest.approx(0.5)
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert summary["scores"]["best"]["dev"] == pytest.approx(1.0)
+    assert summary["test_comparison"]["verdict"] == "improved"
+    for name in (
+        "config.json",
+        "events.jsonl",
+        "candidates.jsonl",
+        "best_prompt.txt",
+        "summary.json",
+        "final_eval.json",
+    ):
+        assert (folder.path / name).exists(), name
+    events = folder.read_jsonl(EVENTS)
+    reasons = {e["reason"] for e in events if e["event"] == "rejected"}
+    assert reasons, "the refusal and the empty answer must be recorded as rejections"
+
+
+async def test_same_seed_gives_the_same_run_folder(tmp_path: Path) -> None:
+    a = RunFolder.create(tmp_path / "a", "toy")
+    b = RunFolder.create(tmp_path / "b", "toy")
+    await run_once(tmp_path, a, settings_for())
+    await run_once(tmp_path, b, settings_for())
+    assert stable(a) == stable(b)
+
+
+@pytest.mark.parametrize("cap", [121, 170, 260])
+async def test_target_budget_is_never_exceeded(tmp_path: Path, cap: int) -> None:
+    target = Counter(target_answer)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(
+        tmp_path,
+        folder,
+        settings_for(BudgetCaps(target_calls=cap, optimizer_calls=7)),
+        target=target,
+    )
+    used = summary["usage"]["target"]
+    assert used["requests"] + used["cache_hits"] <= cap
+    assert target.calls <= cap
+    assert summary["usage"]["optimizer"]["requests"] <= 7
+    assert summary["scores"]["best"]["test"] is not None  # the final evaluation was reserved
+
+
+async def test_a_budget_smaller_than_the_final_evaluation_is_refused(tmp_path: Path) -> None:
+    from promptopt.errors import UsageError
+
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    needed = final_reserve(20, 20, 3)
+    with pytest.raises(UsageError, match=str(needed)):
+        await run_once(tmp_path, folder, settings_for(BudgetCaps(target_calls=needed)))
+
+
+async def test_killed_run_resumes_without_repeating_completed_requests(tmp_path: Path) -> None:
+    baseline = RunFolder.create(tmp_path / "base", "toy")
+    await run_once(tmp_path, baseline, settings_for())
+
+    def kill_at(n: int) -> None:
+        if n == 150:
+            raise Killed
+
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    first_target = Counter(target_answer, on_call=kill_at)
+    first_optimizer = Counter(optimizer_answer)
+    with pytest.raises(Killed):
+        await run_once(
+            tmp_path, folder, settings_for(), target=first_target, optimizer=first_optimizer
+        )
+    completed = {
+        json.loads(line)["key"] for line in folder.file(RESPONSES).read_text().splitlines()
+    }
+    assert completed
+
+    second_target = Counter(target_answer)
+    second_optimizer = Counter(optimizer_answer)
+    await run_once(
+        tmp_path,
+        folder,
+        settings_for(),
+        target=second_target,
+        optimizer=second_optimizer,
+        resume=True,
+    )
+    # No request answered before the kill was sent again.
+    assert not set(first_optimizer.requests) & set(second_optimizer.requests)
+    killed = first_target.requests[149]  # the call that "died" never completed
+    first_done = set(first_target.requests) - {killed}
+    assert not first_done & set(second_target.requests)
+    assert stable(folder) == stable(baseline)
+
+
+async def test_ctrl_c_leaves_a_resumable_folder(tmp_path: Path) -> None:
+    baseline = RunFolder.create(tmp_path / "base", "toy")
+    await run_once(tmp_path, baseline, settings_for())
+
+    stop = asyncio.Event()
+
+    def press_ctrl_c(n: int) -> None:
+        if n == 100:
+            stop.set()
+
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    with pytest.raises(RunStopped, match="--resume"):
+        await run_once(
+            tmp_path,
+            folder,
+            settings_for(),
+            target=Counter(target_answer, on_call=press_ctrl_c),
+            stop=stop,
+        )
+    summary = folder.read_json(SUMMARY)
+    assert summary is not None and summary["status"] == "interrupted"
+    assert (folder.path / "best_prompt.txt").exists()
+
+    second_target = Counter(target_answer)
+    await run_once(tmp_path, folder, settings_for(), target=second_target, resume=True)
+    assert stable(folder) == stable(baseline)
+
+
+async def test_no_key_like_string_reaches_the_run_folder(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    await run_once(tmp_path, folder, settings_for())
+    config = json.loads((folder.path / "config.json").read_text())
+    assert config["versions"]["python"] and config["versions"]["openai"]
+    # A key pasted into a task field is masked wherever the run folder repeats it.
+    folder.write_json("probe.json", {"note": "sk-ant-abcdefghijklmnop"})
+    assert "sk-ant-" not in (folder.path / "probe.json").read_text()
+
+
+async def test_a_cost_cap_keeps_enough_back_for_the_final_evaluation(tmp_path: Path) -> None:
+    import yaml
+
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"]["price"] = {"input": 1.0, "output": 1.0}
+    path.write_text(yaml.safe_dump(spec))
+    task = load_task(path)
+    settings = settings_for()
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+
+    def engine_for(runtime: Runtime, caps: BudgetCaps) -> Engine:
+        run_settings = RunSettings(**{**settings.__dict__, "caps": caps})
+        return Engine(task, runtime, folder, run_settings, strategy, load_meta_prompts())
+
+    probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
+    async with probe:
+        final_cost = engine_for(probe, BudgetCaps())._final_cost(final_reserve(20, 20, 3))
+    cap = final_cost + 0.002  # room for only a part of the search
+    caps = BudgetCaps(cost_usd=cap)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(caps=caps),
+        store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
+        providers=providers(),
+    )
+    async with runtime:
+        summary = (await engine_for(runtime, caps).run()).to_json()
+        spent = runtime.ledger.spent_usd
+    assert summary["stop_reason"] == "budget"
+    assert summary["scores"]["best"]["test"] is not None
+    assert spent <= cap

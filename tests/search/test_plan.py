@@ -1,0 +1,70 @@
+"""`run --dry-run`'s worst case and the client's reservation come from one function."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from promptopt.app.run import dry_run_plan, prepare_run
+from promptopt.llm.budget import BudgetLedger, Reservation
+from promptopt.llm.cache import NullCache
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.scoring.scorer import build_messages
+from promptopt.search.plan import PROPOSAL_MAX_CHARS, target_call_max_cost_usd
+from promptopt.task.loader import load_task
+from tests.support.search import providers, write_task
+
+
+def priced_task(tmp_path: Path, max_tokens: int | None) -> Path:
+    path = write_task(tmp_path)
+    spec: dict[str, Any] = yaml.safe_load(path.read_text())
+    target = spec["models"]["target"]
+    target["price"] = {"input": 2.0, "output": 8.0}
+    if max_tokens is None:
+        target.pop("max_tokens", None)
+    else:
+        target["max_tokens"] = max_tokens
+    spec["models"]["optimizer"]["price"] = {"input": 0.0, "output": 0.0}
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+class SpyLedger(BudgetLedger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved: list[float] = []
+
+    def reserve(self, role: str, max_cost_usd: float) -> Reservation:
+        self.reserved.append(max_cost_usd)
+        return super().reserve(role, max_cost_usd)
+
+
+@pytest.mark.parametrize("max_tokens", [8, None])
+async def test_dry_run_and_the_client_reserve_the_same_worst_case(
+    tmp_path: Path, max_tokens: int | None
+) -> None:
+    task = load_task(priced_task(tmp_path, max_tokens))
+    plan = dry_run_plan(prepare_run(task, target_calls=300))
+    spec = task.spec.models.target
+    assert spec is not None and spec.price is not None
+    per_call = target_call_max_cost_usd(task, spec, spec.price)
+    assert plan.estimated_cost_usd == pytest.approx(plan.target_calls * per_call)
+
+    runtime = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
+    spy = SpyLedger()
+    async with runtime:
+        client = runtime.client("target")
+        client.ledger = spy
+        examples = [e for split in task.splits.values() for e in split]
+        longest = max((task.render_input(e) for e in examples), key=len)
+        worst_prompt = "x" * max(len(task.spec.prompt.encode()), PROPOSAL_MAX_CHARS * 4)
+        await client.complete(build_messages(worst_prompt, longest))
+        # The reservation for the longest call a run can make is the dry run's figure...
+        assert spy.reserved == [pytest.approx(per_call)]
+        # ...and every real call of the task's prompt reserves no more than that.
+        for example in examples[:10]:
+            await client.complete(build_messages(task.spec.prompt, task.render_input(example)))
+        assert max(spy.reserved[1:]) <= per_call
