@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from promptopt.cli.common import CacheDirOpt, JsonOpt, fail_on, stdout
 from promptopt.errors import PromptoptError
-from promptopt.llm.cache import ResponseCache, default_cache_dir
+
+if TYPE_CHECKING:
+    from promptopt.llm.cache import ResponseCache
 
 cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
 
 
 def _open_cache(cache_dir: Path | None) -> ResponseCache:
+    from promptopt.llm.cache import ResponseCache, default_cache_dir
+
     try:
         return ResponseCache(cache_dir or default_cache_dir())
     except PromptoptError as exc:

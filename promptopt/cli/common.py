@@ -1,25 +1,29 @@
 """What every command shares: consoles, exit codes, option types, and turning errors into one
-message and an exit code."""
+message and an exit code.
+
+The command modules import typer and this module at the top and everything else inside the
+command that needs it: building the typer app imports every command module, and a command
+line should start in a fraction of a second (`--version` and `--help` need none of the rest).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from promptopt.app.models import apply_default_models, override_models
 from promptopt.errors import PromptoptError, TaskFileError
-from promptopt.llm.budget import BudgetCaps
-from promptopt.scoring.runtime import RuntimeOptions
-from promptopt.task.loader import LoadedTask, load_task
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from promptopt.llm.budget import BudgetCaps
+    from promptopt.scoring.runtime import RuntimeOptions
+    from promptopt.task.loader import LoadedTask
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -83,11 +87,15 @@ OutputOpt = Annotated[Path | None, typer.Option("-o", "--output", help="Write to
 
 def stdout() -> Console:
     """The console for results."""
+    from rich.console import Console
+
     return Console(soft_wrap=True)
 
 
 def stderr() -> Console:
     """The console for progress, notes and errors."""
+    from rich.console import Console
+
     return Console(stderr=True, soft_wrap=True)
 
 
@@ -106,6 +114,8 @@ def fail_on(exc: PromptoptError) -> NoReturn:
 
 def run_async(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine, turning user-facing errors and Ctrl-C into messages and exit codes."""
+    import asyncio
+
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
     except KeyboardInterrupt:
@@ -129,6 +139,8 @@ def check_split(split: str) -> None:
 
 def load(path: Path) -> LoadedTask:
     """Load a task file, or exit with every problem it has."""
+    from promptopt.task.loader import load_task
+
     try:
         return load_task(path)
     except PromptoptError as exc:
@@ -146,6 +158,9 @@ def runtime_options(
     caps: BudgetCaps | None = None,
 ) -> RuntimeOptions:
     """The shared model-calling options; the seed defaults to the task's."""
+    from promptopt.llm.budget import BudgetCaps
+    from promptopt.scoring.runtime import RuntimeOptions
+
     return RuntimeOptions(
         concurrency=concurrency,
         cache_dir=cache_dir,
@@ -164,6 +179,12 @@ def with_models(
 ) -> LoadedTask:
     """The task with --target/--optimizer/--base-url applied and defaults for missing models;
     says on stderr which defaults were chosen."""
+    import os
+
+    from pydantic import ValidationError
+
+    from promptopt.app.models import apply_default_models, override_models
+
     try:
         task = override_models(
             task,
@@ -183,6 +204,14 @@ def with_models(
 
 def progress(console: Console, label: str) -> Progress:
     """A progress bar with the running mean score, shown only on a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),

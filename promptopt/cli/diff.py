@@ -5,12 +5,10 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
-from promptopt.app.compare import check_diff, compare_prompts, default_task, read_sides
 from promptopt.cli.common import (
     EXIT_REGRESSION,
     BaseUrlOpt,
@@ -35,11 +33,9 @@ from promptopt.cli.common import (
     with_models,
 )
 from promptopt.errors import PromptoptError
-from promptopt.llm.budget import BudgetCaps
-from promptopt.reporting.diff import DiffReport
-from promptopt.reporting.html import diff_html
-from promptopt.reporting.markdown import diff_markdown
-from promptopt.reporting.terminal import diff_renderable
+
+if TYPE_CHECKING:
+    from promptopt.reporting.diff import DiffReport
 
 
 def diff_command(
@@ -85,6 +81,14 @@ def diff_command(
     Exit codes: 0 done; 1 runtime error; 2 usage error, or prompts that cannot be compared
     fairly (see --force); 4 with --fail-on-regression: NEW is significantly worse.
     """
+    from rich.console import Console
+
+    from promptopt.app.compare import check_diff, compare_prompts, default_task, read_sides
+    from promptopt.llm.budget import BudgetCaps
+    from promptopt.reporting.html import diff_html
+    from promptopt.reporting.markdown import diff_markdown
+    from promptopt.reporting.terminal import diff_renderable
+
     check_split(split)
     kind = report_format(fmt, output, ("terminal", "md", "html", "json"))
     try:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from promptopt.app.evaluate import Evaluation, evaluate_prompt
 from promptopt.cli.common import (
     EXIT_USAGE,
     BaseUrlOpt,
@@ -33,9 +31,13 @@ from promptopt.cli.common import (
     with_models,
 )
 from promptopt.errors import PromptoptError
-from promptopt.llm.budget import BudgetCaps
-from promptopt.scoring.scorer import EvalResult, ExampleResult
-from promptopt.task.loader import LoadedTask
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from promptopt.app.evaluate import Evaluation
+    from promptopt.scoring.scorer import EvalResult, ExampleResult
+    from promptopt.task.loader import LoadedTask
 
 
 def read_prompt(prompt: str | None, prompt_file: Path | None, task: LoadedTask) -> str:
@@ -52,6 +54,8 @@ def read_prompt(prompt: str | None, prompt_file: Path | None, task: LoadedTask) 
 
 def eval_table(result: EvalResult, title: str) -> Table:
     """One row per figure, so that it fits an 80-column terminal or CI log."""
+    from rich.table import Table
+
     lo, hi = result.ci95()
     usage = result.usage
     table = Table(title=title, show_header=False)
@@ -93,6 +97,9 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Score one prompt on a data split."""
+    from promptopt.app.evaluate import evaluate_prompt
+    from promptopt.llm.budget import BudgetCaps
+
     check_split(split)
     task = with_models(load(task_path), target, None, base_url)
     text = read_prompt(prompt, prompt_file, task)

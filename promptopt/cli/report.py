@@ -9,10 +9,6 @@ import typer
 
 from promptopt.cli.common import OutputOpt, emit, fail_on, report_format
 from promptopt.errors import PromptoptError
-from promptopt.reporting.html import run_html
-from promptopt.reporting.markdown import run_markdown
-from promptopt.reporting.view import RunView
-from promptopt.run.folder import RunFolder
 
 
 def report_command(
@@ -24,6 +20,11 @@ def report_command(
 ) -> None:
     """Render a run: score trajectory, lineage of the best prompt, initial vs best on test,
     usage and cost. Calls no model."""
+    from promptopt.reporting.html import run_html
+    from promptopt.reporting.markdown import run_markdown
+    from promptopt.reporting.view import RunView
+    from promptopt.run.folder import RunFolder
+
     kind = report_format(fmt, output, ("md", "html"))
     try:
         view = RunView.from_folder(RunFolder.open(run_dir))

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from promptopt.app.compare import read_prompt_file
-from promptopt.app.gate import finish_ci
-from promptopt.app.run import (
-    PreparedRun,
-    dry_run_plan,
-    execute_run,
-    prepare_resume,
-    prepare_run,
-    with_prompt,
-)
 from promptopt.cli.common import (
     EXIT_ERROR,
     EXIT_NO_GAIN,
@@ -47,12 +31,19 @@ from promptopt.cli.common import (
     with_models,
 )
 from promptopt.errors import PromptoptError
-from promptopt.run.folder import RunFolder
-from promptopt.run.records import SummaryRecord, UsageRecord
-from promptopt.scoring.runtime import Runtime
-from promptopt.search.context import SearchContext, StepReport
-from promptopt.search.engine import StepCallback
-from promptopt.search.plan import StopRules
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from promptopt.app.run import PreparedRun
+    from promptopt.run.folder import RunFolder
+    from promptopt.run.records import SummaryRecord
+    from promptopt.scoring.runtime import Runtime
+    from promptopt.search.context import SearchContext, StepReport
+    from promptopt.search.engine import StepCallback
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives run folders.")]
 
@@ -73,6 +64,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def summary_table(summary: SummaryRecord) -> Table:
     """Initial and best prompt on dev and test."""
+    from rich.table import Table
+
     table = Table(title=f"{summary.task}: {summary.strategy}", header_style="bold")
     table.add_column("prompt")
     table.add_column("dev", justify="right")
@@ -97,6 +90,8 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False) + "\n")
         return
+    from promptopt.run.records import UsageRecord
+
     out = stdout()
     out.print(summary_table(summary))
     comparison = summary.test_comparison
@@ -121,6 +116,10 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
 
 def _install_interrupt(stop: asyncio.Event) -> None:
     """First Ctrl-C: stop sending, let in-flight calls finish, save. Second: abort now."""
+    import asyncio
+    import contextlib
+    import signal
+
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
 
@@ -153,6 +152,8 @@ def _step_printer(err: Console) -> StepCallback:
 
 
 def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
+    from promptopt.app.run import dry_run_plan
+
     try:
         plan = dry_run_plan(prepared)
     except PromptoptError as exc:
@@ -181,6 +182,10 @@ def _ci_finish(
     summary: SummaryRecord, path: Path | None, min_improvement: float, summary_md: Path | None
 ) -> None:
     """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
+    import os
+
+    from promptopt.app.gate import finish_ci
+
     try:
         outcome = finish_ci(
             summary,
@@ -300,6 +305,12 @@ def run_command(
     2 usage error or invalid task; 3 with --write-if-better: no significant gain on test, PATH
     untouched; 130 interrupted (resumable).
     """
+    import asyncio
+
+    from promptopt.app.compare import read_prompt_file
+    from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_prompt
+    from promptopt.search.plan import StopRules
+
     try:
         if resume is not None:
             if baseline is not None:

@@ -6,11 +6,12 @@ import json
 import sys
 
 from promptopt.cli.common import JsonOpt, stdout
-from promptopt.search.strategies.registry import STRATEGIES
 
 
 def strategies_command(as_json: JsonOpt = False) -> None:
     """List the search strategies and their parameters."""
+    from promptopt.search.strategies.registry import STRATEGIES
+
     if as_json:
         listing = [
             {

@@ -5,11 +5,12 @@ from __future__ import annotations
 import typer
 
 from promptopt.cli.common import EXIT_USAGE, TaskArg, load, stderr, stdout
-from promptopt.task.loader import validate_task
 
 
 def validate_command(task_path: TaskArg) -> None:
     """Check a task file and its data; report every problem with its file and field."""
+    from promptopt.task.loader import validate_task
+
     problems = validate_task(task_path)
     if problems:
         err = stderr()
