@@ -38,11 +38,14 @@ def main() -> None:
     checkouts = {"this": ROOT}
     if args.other is not None:
         checkouts["other"] = args.other.resolve()
+    # Bytecode is written and reused, as in an installed package: an environment that sets
+    # PYTHONDONTWRITEBYTECODE would otherwise time the compilation of every module.
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     cases: dict[str, tuple[list[str], dict[str, str]]] = {
-        "python -c pass": ([sys.executable, "-c", "pass"], dict(os.environ))
+        "python -c pass": ([sys.executable, "-c", "pass"], base)
     }
     for name, checkout in checkouts.items():
-        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        env = {**base, "PYTHONPATH": str(checkout)}
         for command in COMMANDS:
             label = f"{name}: promptopt {' '.join(command)}"
             cases[label] = ([sys.executable, "-m", "promptopt", *command], env)
