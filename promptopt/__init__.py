@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-# The one place the version is written (pyproject.toml reads it from here): reading it from the
-# installed metadata instead costs importlib.metadata at every start of the command line.
-__version__ = "0.1.0"
+from promptopt.version import __version__
 
 if TYPE_CHECKING:
     from promptopt.app.api import (

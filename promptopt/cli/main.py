@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from promptopt import __version__
 from promptopt.cli.cache import cache_app
 from promptopt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_async, stdout
 from promptopt.cli.diff import diff_command
@@ -16,6 +15,7 @@ from promptopt.cli.report import report_command
 from promptopt.cli.run import run_command
 from promptopt.cli.strategies import strategies_command
 from promptopt.cli.validate import validate_command
+from promptopt.version import __version__
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "app", "main", "run_async"]
 

@@ -56,10 +56,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from promptopt import __version__
 from promptopt.errors import UsageError
 from promptopt.run.records import ModelUsed
 from promptopt.scoring.stats import Comparison, Verdict, compare, mean_ci
+from promptopt.version import __version__
 
 SCHEMA = "promptopt.diff/1"
 CONFIDENCE = 0.95

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from promptopt import __version__
 from promptopt.reporting.diff import DiffReport, ExampleOutcome, Provenance, SideUsage, build_diff
 from promptopt.run.folder import RunFolder
 from promptopt.run.records import (
@@ -21,6 +20,7 @@ from promptopt.run.records import (
     ModelUsed,
     SummaryRecord,
 )
+from promptopt.version import __version__
 
 
 @dataclass(frozen=True)

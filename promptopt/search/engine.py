@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import NoReturn
 
-from promptopt import __version__
 from promptopt.errors import BudgetExhausted, UsageError
 from promptopt.llm.client import RoleUsage, RunStopped
 from promptopt.run.folder import (
@@ -48,6 +47,7 @@ from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import RunSettings, final_reserve, search_caps, target_call_max_cost_usd
 from promptopt.search.state import SearchState
 from promptopt.task.loader import LoadedTask
+from promptopt.version import __version__
 
 StepCallback = Callable[[SearchContext, StepReport, Runtime], None]
 """Called after every checkpointed step (the CLI shows progress with it)."""
