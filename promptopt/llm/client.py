@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -245,25 +245,41 @@ class ModelClient:
         self.journal = journal
         self.stop = stop
 
-    def key_for(self, messages: Sequence[Message], sample_index: int = 0) -> str:
+    def key_for(
+        self,
+        messages: Sequence[Message],
+        sample_index: int = 0,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> str:
         """The cache key of a request."""
         return request_key(
             provider=self.spec.provider,
             endpoint=self.provider.endpoint,
             model=self.spec.name,
             messages=messages,
-            params=self.spec.sampling_params(),
+            params=self._params(overrides),
             sample_index=sample_index,
         )
+
+    def _params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The model's sampling parameters with a request's own overrides applied."""
+        return {**self.spec.sampling_params(), **(overrides or {})}
 
     def is_cached(self, messages: Sequence[Message], sample_index: int = 0) -> bool:
         """Whether this request would be answered from the cache."""
         return self.store.get(self.key_for(messages, sample_index)) is not None
 
-    async def complete(self, messages: Sequence[Message], *, sample_index: int = 0) -> CallResult:
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        sample_index: int = 0,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> CallResult:
         """Answer one chat request: replayed from the run's journal, from the cache, from an
         identical in-flight request, or by sending it (within budget and concurrency, retrying
-        transient failures).
+        transient failures). `overrides` replace the model's sampling parameters (temperature,
+        say) for this request only, and are part of its cache key.
 
         Every answer counts as one call against the role's call budget, cached or not, so that a
         run's path does not depend on what the cache happens to hold; dollars count only what
@@ -273,7 +289,7 @@ class ModelClient:
         """
         if self.stop is not None and self.stop.is_set():
             raise RunStopped("stopped on request")
-        key = self.key_for(messages, sample_index)
+        key = self.key_for(messages, sample_index, overrides)
         if self.journal is not None and (entry := self.journal.take(key)) is not None:
             return self._replay(entry)
         cached = self.store.get(key)
@@ -289,10 +305,13 @@ class ModelClient:
                 self._journal_failure(key, str(exc))
                 raise
             return self._hit(key, _value_of(result))
+        params = self._params(overrides)
         reservation = self.ledger.reserve(
-            self.role, request_max_cost_usd(messages, self.spec.sampling_params(), self.price)
+            self.role, request_max_cost_usd(messages, params, self.price)
         )
-        task = asyncio.ensure_future(self._send(key, tuple(messages), sample_index, reservation))
+        task = asyncio.ensure_future(
+            self._send(key, tuple(messages), sample_index, params, reservation)
+        )
         self._in_flight[key] = task
         task.add_done_callback(lambda t: self._forget(key, t))
         return await asyncio.shield(task)
@@ -340,9 +359,9 @@ class ModelClient:
         key: str,
         messages: tuple[Message, ...],
         sample_index: int,
+        params: Mapping[str, Any],
         reservation: Reservation,
     ) -> CallResult:
-        params = self.spec.sampling_params()
         self.usage.requests += 1
         request = ChatRequest(messages=messages, params=params, sample_index=sample_index)
         retries = 0

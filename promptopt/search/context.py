@@ -7,6 +7,7 @@ is `promptopt.search.state`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import random
@@ -287,18 +288,36 @@ class SearchContext:
         self._pool.record_scores(cand, "train", examples, result.examples)
         return list(result.examples)
 
-    async def ask(self, meta_prompt: str, n: int = 1, **values: str) -> list[str]:
-        """Ask the optimizer model `n` samples of a meta-prompt; a request that keeps failing is
-        recorded and skipped."""
+    async def ask(
+        self,
+        meta_prompt: str,
+        n: int = 1,
+        sampling: Mapping[str, Any] | None = None,
+        /,
+        **values: str,
+    ) -> list[str]:
+        """Ask the optimizer model `n` samples of a meta-prompt, concurrently, answers in sample
+        order; a request that keeps failing is recorded and skipped. `sampling` (such as
+        `{"temperature": 1.0}`) replaces the optimizer's own parameters for these requests; the
+        arguments before `values` are positional so that no placeholder name is taken."""
         messages = self.meta_prompts.get(meta_prompt).render(**values)
         client = self._optimizer()
-        texts: list[str] = []
-        for i in range(n):
+
+        async def sample(i: int) -> str | None:
             try:
-                texts.append((await client.complete(messages, sample_index=i)).text)
+                return (await client.complete(messages, sample_index=i, overrides=sampling)).text
             except RequestFailed as exc:
                 self.event("optimizer_error", meta_prompt=meta_prompt, message=str(exc))
-        return texts
+                return None
+
+        with self.stable_event_order():
+            # Every sample runs to its end before a failure (a spent budget, say) is raised, so
+            # no answer that was paid for is left unwaited.
+            answers = await asyncio.gather(*(sample(i) for i in range(n)), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return [a for a in answers if isinstance(a, str)]
 
     def accept_proposal(
         self,
