@@ -62,7 +62,7 @@ async def _evaluate(task_path: Path, cache_dir: Path, concurrency: int) -> tuple
         scorer = runtime.scorer
         examples = task.split("dev")
         start = time.perf_counter()
-        result = await scorer.evaluate(task.spec.prompt, examples, split="dev")
+        result = await scorer.evaluate(task.spec.system_prompt, examples, split="dev")
         elapsed = time.perf_counter() - start
     return elapsed, result.usage.requests, result.errors
 

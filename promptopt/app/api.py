@@ -57,8 +57,15 @@ class RunResult:
 
     @property
     def best_prompt(self) -> str:
-        """The prompt chosen on dev (the initial one when nothing beat it)."""
+        """The prompt chosen on dev (the initial one when nothing beat it), as the system
+        message to deploy: a structured prompt's instruction and output format together."""
         return self.summary.best_prompt
+
+    @property
+    def best_instruction(self) -> str:
+        """The part of the best prompt the search edited: a structured prompt's instruction
+        (the whole prompt for a plain one)."""
+        return self.summary.best_instruction or self.summary.best_prompt
 
     @property
     def initial_test(self) -> float | None:
@@ -106,7 +113,7 @@ def load_task(path: str | Path) -> Task:
 def make_task(
     *,
     name: str,
-    prompt: str,
+    prompt: str | Mapping[str, Any],
     train: Sequence[Mapping[str, Any]],
     dev: Sequence[Mapping[str, Any]],
     test: Sequence[Mapping[str, Any]] = (),
@@ -122,12 +129,18 @@ def make_task(
     """A task built in Python from lists of example mappings (each with `input` and `target`
     by default), checked like a task file.
 
-    `metric` is a metric type ("exact", "label", ...), a mapping like a task file's `metric:`
-    section, or a function `(output, example) -> float` in [0, 1]. `target` and `optimizer` are
-    models (`provider:name` or a mapping); missing ones are chosen as the command line does.
+    `prompt` is the instruction's text, or a mapping like a task file's structured `prompt:`
+    (`instruction`, `output_format`). `metric` is a metric type ("exact", "label", ...), a
+    mapping like a task file's `metric:` section, or a function `(output, example) -> float`
+    in [0, 1]. `target` and `optimizer` are models (`provider:name` or a mapping); missing ones
+    are chosen as the command line does.
     Other task-file sections (`prices`, `models.judge`, ...) can be passed as keyword fields.
     """
-    raw: dict[str, Any] = {"name": name, "prompt": prompt, **fields}
+    raw: dict[str, Any] = {
+        "name": name,
+        "prompt": prompt if isinstance(prompt, str) else dict(prompt),
+        **fields,
+    }
     if description is not None:
         raw["description"] = description
     raw["input_template"] = input_template
@@ -283,7 +296,7 @@ async def evaluate_async(
         seed=seed,
         max_cost=max_cost,
     )
-    text = task.spec.prompt if prompt is None else prompt
+    text = task.spec.system_prompt if prompt is None else prompt
     return await evaluate_prompt(task, text, split=split, limit=limit, options=options)
 
 

@@ -58,7 +58,7 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     text: str | None
     if which == "initial":
         text = summary.initial_prompt if summary is not None else None
-        text = text or (config.task.get("prompt") if config is not None else None)
+        text = text or (config.task_prompt if config is not None else None)
         label = f"{path.name} initial"
     else:
         text = summary.best_prompt if summary is not None else None

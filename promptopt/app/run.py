@@ -34,6 +34,7 @@ from promptopt.search.plan import (
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import LoadedTask, load_task
 from promptopt.task.modelspec import Price
+from promptopt.task.prompt import PromptSpec, prompt_from_file
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,32 @@ class PreparedRun:
     resume_from: RunFolder | None = None
 
 
-def with_prompt(task: LoadedTask, prompt: str | None) -> LoadedTask:
-    """The task with another initial prompt (a CI baseline, or a resumed run's own)."""
-    if prompt is None or prompt == task.spec.prompt:
+def with_prompt(
+    task: LoadedTask, prompt: str | Mapping[str, Any] | PromptSpec | None
+) -> LoadedTask:
+    """The task with another initial prompt (a resumed run's own, as its config.json has it:
+    text or a structured mapping)."""
+    if prompt is None:
         return task
-    return dataclasses.replace(task, spec=task.spec.model_copy(update={"prompt": prompt}))
+    checked = PromptSpec.model_validate(prompt) if isinstance(prompt, Mapping) else prompt
+    if checked == task.spec.prompt:
+        return task
+    return dataclasses.replace(task, spec=task.spec.model_copy(update={"prompt": checked}))
+
+
+def with_baseline(task: LoadedTask, text: str) -> LoadedTask:
+    """The task starting from a prompt file's text (`run --baseline FILE`).
+
+    The file holds a full system prompt, as best_prompt.txt and `--write-if-better` write it;
+    for a structured prompt, an ending that is the task's output format is split off again
+    (`promptopt.task.prompt.prompt_from_file`), so a run's result round-trips as the next
+    run's baseline.
+    """
+    spec = task.spec
+    return with_prompt(
+        task,
+        prompt_from_file(spec.prompt, text, edit_output_format=spec.search.edit_output_format),
+    )
 
 
 def prepare_run(
@@ -107,8 +129,14 @@ def prepare_resume(run_dir: Path, *, meta_prompts_dir: Path | None = None) -> Pr
             f"--resume: the data of {task.path} changed since the run started; start a new run"
         )
     task = override_models_from_config(task, config.models)
-    # The run's initial prompt (a --baseline one, say) is the one in its config.json.
+    # The run's initial prompt (a --baseline one, say) is the one in its config.json, and so is
+    # whether its output format was the search's to edit.
     task = with_prompt(task, config.task.get("prompt"))
+    recorded = config.task.get("search")
+    edit_format = bool(isinstance(recorded, dict) and recorded.get("edit_output_format"))
+    if edit_format != task.spec.search.edit_output_format:
+        search = task.spec.search.model_copy(update={"edit_output_format": edit_format})
+        task = dataclasses.replace(task, spec=task.spec.model_copy(update={"search": search}))
     settings = RunSettings.from_json(config.settings.model_dump())
     metas = load_meta_prompts(meta_prompts_dir)
     return _checked(PreparedRun(task, settings, metas, resume_from=folder))

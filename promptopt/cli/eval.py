@@ -49,7 +49,7 @@ def read_prompt(prompt: str | None, prompt_file: Path | None, task: LoadedTask) 
             return prompt_file.read_text(encoding="utf-8")
         except OSError as exc:
             fail(f"--prompt-file: cannot read {prompt_file}: {exc.strerror}", EXIT_USAGE)
-    return prompt if prompt is not None else task.spec.prompt
+    return prompt if prompt is not None else task.spec.system_prompt
 
 
 def eval_table(result: EvalResult, title: str) -> Table:
@@ -78,10 +78,15 @@ def eval_table(result: EvalResult, title: str) -> Table:
 def eval_command(
     task_path: TaskArg,
     prompt: Annotated[
-        str | None, typer.Option("--prompt", help="The instruction to score [default: the task's].")
+        str | None,
+        typer.Option(
+            "--prompt",
+            help="The system prompt to score, as sent [default: the task's, with its output "
+            "format].",
+        ),
     ] = None,
     prompt_file: Annotated[
-        Path | None, typer.Option("--prompt-file", help="Read the instruction from a file.")
+        Path | None, typer.Option("--prompt-file", help="Read the system prompt from a file.")
     ] = None,
     split: Annotated[str, typer.Option("--split", help="train, dev or test.")] = "dev",
     limit: Annotated[

@@ -269,7 +269,8 @@ def run_command(
             "--baseline",
             envvar="PROMPTOPT_BASELINE",
             help="CI mode: start from this prompt file instead of the task's prompt; it is the "
-            "'initial' of the held-out comparison.",
+            "'initial' of the held-out comparison. It holds the full system prompt, as "
+            "best_prompt.txt does: a structured task's output format at its end is split off.",
         ),
     ] = None,
     write_if_better: Annotated[
@@ -308,7 +309,7 @@ def run_command(
     import asyncio
 
     from promptopt.app.compare import read_prompt_file
-    from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_prompt
+    from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_baseline
     from promptopt.search.plan import StopRules
 
     try:
@@ -321,7 +322,7 @@ def run_command(
                 fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)
             task = with_models(load(task_path), target, optimizer, base_url, optimizer_base_url)
             if baseline is not None:
-                task = with_prompt(task, read_prompt_file(baseline))
+                task = with_baseline(task, read_prompt_file(baseline))
             prepared = prepare_run(
                 task,
                 strategy=strategy,

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptopt.util.prompt import render_system_prompt
+
 SCHEMA_VERSION = 1
 """The version of the run-folder records written by this promptopt."""
 
@@ -83,6 +85,9 @@ class SummaryRecord(Record):
     seed: int
     initial_prompt: str
     best_prompt: str
+    initial_instruction: str | None = None
+    """A structured prompt's instruction (what the search edited); absent for a plain one."""
+    best_instruction: str | None = None
     best_id: str | None = None
     scores: ScoresRecord = Field(default_factory=ScoresRecord)
     usage: dict[str, UsageRecord] = Field(default_factory=dict)
@@ -96,6 +101,14 @@ class SummaryRecord(Record):
     n: dict[str, int] | None = None
     ci95: dict[str, tuple[float, float]] | None = None
     test_comparison: ComparisonRecord | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written; the instruction fields only for a structured prompt."""
+        data = super().to_json()
+        for key in ("initial_instruction", "best_instruction"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
     def model_of(self, role: str) -> ModelUsed | None:
         """A role's model as configured and the names its API reported, or None."""
@@ -163,8 +176,13 @@ class ConfigRecord(Record):
 
     @property
     def task_prompt(self) -> str | None:
-        """The task's own prompt (the run's starting point unless a baseline replaced it)."""
+        """The task's own prompt as its system message (the run's starting point unless a
+        baseline replaced it); a structured prompt's instruction and output format together."""
         prompt = self.task.get("prompt")
+        if isinstance(prompt, dict):
+            return render_system_prompt(
+                str(prompt.get("instruction") or ""), str(prompt.get("output_format") or "")
+            )
         return None if prompt is None else str(prompt)
 
     @property

@@ -21,11 +21,21 @@ from pydantic import BaseModel
 
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
+from promptopt.llm.messages import Message
 from promptopt.run.records import CandidateRecord, CandidateScore
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.extract import extract_instruction
-from promptopt.search.meta_prompts import MetaPromptSet
+from promptopt.search.meta_prompts import CONTEXT_PLACEHOLDERS, MetaPromptSet
 from promptopt.task.example import Example
+from promptopt.task.prompt import PromptLayout
+
+HISTORY_SIZE = 5
+"""How many of the best instructions so far a meta-prompt's {{history}} shows."""
+CONTEXT_EXAMPLES = 4
+"""How many training examples a meta-prompt's {{examples}} shows."""
+# Characters of an example's input, and of an instruction in the history, shown to the optimizer.
+_CONTEXT_INPUT_CHARS = 400
+_HISTORY_TEXT_CHARS = 1000
 
 
 @dataclass
@@ -216,6 +226,7 @@ class SearchContext:
         task_description: str,
         pool: CandidatePool,
         log: EventLog,
+        layout: PromptLayout | None = None,
     ) -> None:
         self._train = tuple(train)
         self._train_by_id = {e.id: e for e in self._train}
@@ -225,6 +236,8 @@ class SearchContext:
         self._render_input = render_input
         self._pool = pool
         self._log = log
+        self._layout = layout or PromptLayout("")
+        self._examples_text: str | None = None
         self.meta_prompts = meta_prompts
         self.rng = rng
         self.task_description = task_description
@@ -265,7 +278,22 @@ class SearchContext:
         operator: str,
         feedback: dict[str, Any] | None = None,
     ) -> Candidate | None:
-        """Register a new prompt; a duplicate of an existing one is recorded and returns None."""
+        """Register a new prompt; a duplicate of an existing one is recorded and returns None.
+
+        With a label metric, a prompt that no longer names every label the initial prompt
+        names is rejected ("drops_labels") and returns None: the target could not be expected
+        to answer with the missing ones.
+        """
+        missing = self._layout.missing_labels(text)
+        if missing:
+            self.reject(
+                operator,
+                "drops_labels",
+                f"the prompt no longer names the label(s) {', '.join(missing)}, which the "
+                "initial prompt names",
+                text,
+            )
+            return None
         return self._pool.add(text, parents=parents, operator=operator, feedback=feedback)
 
     def reject(self, operator: str, reason: str, message: str, raw: str) -> None:
@@ -284,7 +312,9 @@ class SearchContext:
                 raise ValueError(
                     f"a strategy scores on training examples only; {example.id!r} is not one"
                 )
-        result = await self._scorer.evaluate(cand.text, examples, split="train")
+        result = await self._scorer.evaluate(
+            self._layout.render(cand.text), examples, split="train"
+        )
         self._pool.record_scores(cand, "train", examples, result.examples)
         return list(result.examples)
 
@@ -300,7 +330,7 @@ class SearchContext:
         order; a request that keeps failing is recorded and skipped. `sampling` (such as
         `{"temperature": 1.0}`) replaces the optimizer's own parameters for these requests; the
         arguments before `values` are positional so that no placeholder name is taken."""
-        messages = self.meta_prompts.get(meta_prompt).render(**values)
+        messages = self._meta_messages(meta_prompt, values)
         client = self._optimizer()
 
         async def sample(i: int) -> str | None:
@@ -344,6 +374,77 @@ class SearchContext:
     def remaining_optimizer_calls(self) -> int | None:
         """Optimizer calls the search may still make, or None when uncapped."""
         return self._ledger.remaining_calls("optimizer")
+
+    def task_context(self) -> dict[str, str]:
+        """What every meta-prompt may show the optimizer about the task, as text by placeholder
+        name: `task_description`, `labels`, `output_format` (the fixed format appended after
+        every instruction) and `examples` (a few training examples, never dev or test).
+
+        An item the task does not have is a short sentence saying so, so that a template reads
+        well either way.
+        """
+        labels = self._layout.labels
+        return {
+            "task_description": self.task_description.strip()
+            or "(no description given; infer the task from the examples)",
+            "labels": ", ".join(labels) if labels else "(no fixed set of labels)",
+            "output_format": self._layout.output_format
+            or "(none added separately: the instruction itself says how to write the answer)",
+            "examples": self._context_examples(),
+        }
+
+    def scored_history(self, n: int = HISTORY_SIZE) -> str:
+        """The best `n` candidates scored on training data so far, with their mean training
+        scores, in ascending order (the best last), as the optimizer is shown them."""
+        scored = [c for c in self._pool.candidates.values() if c.n("train")]
+        best = sorted(scored, key=lambda c: (c.mean("train") or 0.0, c.n("train")), reverse=True)
+        if not best or n <= 0:
+            return "(no instruction has been scored yet)"
+        blocks = []
+        for cand in reversed(best[:n]):
+            text = cand.text
+            if len(text) > _HISTORY_TEXT_CHARS:
+                text = text[: _HISTORY_TEXT_CHARS - 1] + "…"
+            blocks.append(
+                f"Score {cand.mean('train') or 0.0:.2f} "
+                f"(mean over {cand.n('train')} training examples):\n{text}"
+            )
+        return "\n\n".join(blocks)
+
+    def _context_examples(self) -> str:
+        """A few training examples, one per distinct answer first, in training order; the same
+        ones for the whole search, and drawn without the search's rng so that adding them
+        changed no run's random choices."""
+        if self._examples_text is None:
+            picked: list[int] = []
+            answers: set[str] = set()
+            for i, example in enumerate(self._train):
+                if len(picked) < CONTEXT_EXAMPLES and example.target not in answers:
+                    picked.append(i)
+                    answers.add(example.target)
+            for i in range(len(self._train)):
+                if len(picked) < CONTEXT_EXAMPLES and i not in picked:
+                    picked.append(i)
+            blocks = []
+            for example in (self._train[i] for i in sorted(picked)):
+                shown = " ".join(self._render_input(example).split())
+                if len(shown) > _CONTEXT_INPUT_CHARS:
+                    shown = shown[: _CONTEXT_INPUT_CHARS - 1] + "…"
+                blocks.append(f"Example input: {shown}\nCorrect answer: {example.target}")
+            self._examples_text = "\n\n".join(blocks) or "(no training examples)"
+        return self._examples_text
+
+    def _meta_messages(self, name: str, values: Mapping[str, str]) -> tuple[Message, ...]:
+        """A meta-prompt rendered with the strategy's values and, for the context placeholders
+        it declares (and only those), the task context and the scored history."""
+        template = self.meta_prompts.get(name)
+        wanted = template.placeholders & CONTEXT_PLACEHOLDERS
+        context: dict[str, str] = {}
+        if wanted - {"history"}:
+            context.update(self.task_context())
+        if "history" in wanted:
+            context["history"] = self.scored_history()
+        return template.render_in_context(context, **values)
 
 
 class Strategy(Protocol):

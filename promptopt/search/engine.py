@@ -155,7 +155,7 @@ class Engine:
             self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
             best = state.candidates[report.ranking[0]] if report and report.ranking else None
             if best is not None:
-                self.folder.write_text(BEST_PROMPT, best.text + "\n")
+                self.folder.write_text(BEST_PROMPT, state.layout.render(best.text) + "\n")
             self.folder.write_record(SUMMARY, self._summary(state, status, None, None, best))
             # Last: the "step" event is what a resume counts as done.
             self.folder.append_jsonl(EVENTS, events)
@@ -180,14 +180,18 @@ class Engine:
     ) -> SummaryRecord:
         initial = state.candidates["c0000"]
         best = best or initial
+        layout = state.layout
         summary = SummaryRecord(
             schema_version=SCHEMA_VERSION,
             run_dir=str(self.folder.path),
             task=self.task.spec.name,
             strategy=self.settings.strategy,
             seed=self.settings.seed,
-            initial_prompt=initial.text,
-            best_prompt=best.text,
+            # What a user deploys: the full system prompt, output format included.
+            initial_prompt=layout.render(initial.text),
+            best_prompt=layout.render(best.text),
+            initial_instruction=initial.text if layout.structured else None,
+            best_instruction=best.text if layout.structured else None,
             best_id=best.id,
             scores=ScoresRecord(
                 initial=SplitScores(dev=initial.mean("dev")),
@@ -245,8 +249,11 @@ class Engine:
             rng=random.Random(self.settings.seed),
             render_input=self.task.render_input,
             task_description=self.task.spec.description or "",
+            layout=self.task.spec.prompt_layout(),
         )
-        initial = state.add_candidate(self.task.spec.prompt, operator="initial")
+        # Candidates hold what strategies edit (a structured prompt's instruction); the layout
+        # renders each into the system message that is scored, reported and written.
+        initial = state.add_candidate(state.layout.initial, operator="initial")
         assert initial is not None
         state.step = 1
         if resume:
@@ -318,7 +325,7 @@ class Engine:
         self.folder.append_jsonl(EVENTS, events)
         self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
         summary = self._summary(state, "finished", stop_reason, final, best)
-        self.folder.write_text(BEST_PROMPT, best.text + "\n")
+        self.folder.write_text(BEST_PROMPT, state.layout.render(best.text) + "\n")
         self.folder.write_record(SUMMARY, summary)
         return summary
 

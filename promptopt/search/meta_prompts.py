@@ -19,9 +19,13 @@ The front matter is optional, but every `{{name}}` used in the text must be list
 `## user` (any case) split sections; other headings are part of the text. A file without
 either heading is a user message only.
 
+The context placeholders (`CONTEXT_PLACEHOLDERS`: the task description, labels, output format,
+a few training examples and the scored history) are filled by the search context for any
+template that declares them, and left out for one that does not.
+
 The defaults ship inside the wheel as `promptopt/meta_prompts/`; a source checkout reads the
 repository's top-level `meta_prompts/`. A user directory (`--meta-prompts DIR`) overrides files of
-the same relative name and must keep each template's placeholders, so strategies can render
+the same relative name and must keep each template's other placeholders, so strategies can render
 overrides exactly like the defaults.
 """
 
@@ -44,6 +48,13 @@ _SECTION = re.compile(r"^##[ \t]+(system|user)[ \t]*$", re.IGNORECASE | re.MULTI
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
 _FRONT_MATTER_KEYS = frozenset({"description", "placeholders"})
 _SKIPPED_FILES = frozenset({"readme.md"})
+
+CONTEXT_PLACEHOLDERS = frozenset(
+    {"task_description", "labels", "output_format", "examples", "history"}
+)
+"""Optional placeholders any meta-prompt may declare: the search context fills them (see
+`SearchContext.task_context` and `scored_history`) when, and only when, a template declares
+them, so a template written before they existed, or one that leaves them out, still renders."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,17 @@ class MetaPrompt:
             )
         messages.append({"role": "user", "content": render_template(self.user, text_values)})
         return tuple(messages)
+
+    def render_in_context(
+        self, context: Mapping[str, str | int], /, **values: str | int
+    ) -> tuple[Message, ...]:
+        """`render` with optional values: those named in `CONTEXT_PLACEHOLDERS`, whether in
+        `context` or in `values` (which win), are passed only if this template declares them;
+        every other value must match a placeholder exactly, as for `render`."""
+        optional = {**context, **{k: v for k, v in values.items() if k in CONTEXT_PLACEHOLDERS}}
+        given = {k: v for k, v in optional.items() if k in self.placeholders}
+        given.update({k: v for k, v in values.items() if k not in CONTEXT_PLACEHOLDERS})
+        return self.render(**given)
 
     def literal_lines(self) -> tuple[str, ...]:
         """The template's fixed wording: its non-blank lines, cut at every placeholder.
@@ -236,7 +258,8 @@ def load_meta_prompts(override_dir: Path | None = None) -> MetaPromptSet:
     """Load the default meta-prompts, replacing any that `override_dir` has a file for.
 
     An override is matched by relative path (`DIR/protegi/edit.md` replaces `protegi/edit`) and
-    must declare the same placeholders as the default it replaces. Unknown file names, bad
+    must declare the same placeholders as the default it replaces, except the optional context
+    placeholders (`CONTEXT_PLACEHOLDERS`), which it may leave out or add. Unknown file names, bad
     placeholders and a missing directory raise `UsageError` naming the file.
     """
     root = default_meta_prompts_dir()
@@ -266,15 +289,19 @@ def load_meta_prompts(override_dir: Path | None = None) -> MetaPromptSet:
 
 def _check_same_placeholders(default: MetaPrompt, override: MetaPrompt) -> None:
     # Strategies fill exactly the default's placeholders; a mismatch would only surface mid-run.
-    missing = sorted(default.placeholders - override.placeholders)
+    # The context placeholders are filled for whichever template declares them.
+    required = sorted(default.placeholders - CONTEXT_PLACEHOLDERS)
+    missing = sorted(set(required) - override.placeholders)
     if missing:
         raise UsageError(
             f"{override.source}: placeholder(s) {', '.join(missing)} of {default.name} are not "
-            f"used; an override must use all of: {', '.join(sorted(default.placeholders))}"
+            f"used; an override must use all of: {', '.join(required)} (and may use any of: "
+            f"{', '.join(sorted(CONTEXT_PLACEHOLDERS))})"
         )
-    extra = sorted(override.placeholders - default.placeholders)
+    extra = sorted(override.placeholders - default.placeholders - CONTEXT_PLACEHOLDERS)
     if extra:
+        provided = sorted(default.placeholders | CONTEXT_PLACEHOLDERS)
         raise UsageError(
             f"{override.source}: placeholder(s) {', '.join(extra)} are unknown to {default.name}; "
-            f"it provides only: {', '.join(sorted(default.placeholders)) or '(none)'}"
+            f"it provides only: {', '.join(provided)}"
         )

@@ -143,7 +143,12 @@ def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | N
     than what the client reserves for any such call."""
     examples = [e for split in task.splits.values() for e in split]
     longest = max((task.render_input(e) for e in examples), key=len, default="")
-    prompt = "x" * max(len(task.spec.prompt.encode("utf-8")), PROPOSAL_MAX_CHARS * 4)
+    layout = task.spec.prompt_layout()
+    # A proposal replaces the editable part only; a fixed output format is sent with it.
+    proposal = PROPOSAL_MAX_CHARS * 4
+    if layout.output_format:
+        proposal += len(layout.render("").encode("utf-8"))
+    prompt = "x" * max(len(task.spec.system_prompt.encode("utf-8")), proposal)
     return request_max_cost_usd(build_messages(prompt, longest), spec.sampling_params(), price)
 
 

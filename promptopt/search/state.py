@@ -18,6 +18,7 @@ from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.context import Candidate, CandidatePool, EventLog, SearchContext
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.task.example import Example
+from promptopt.task.prompt import PromptLayout
 
 HeldOut = Literal["dev", "test"]
 
@@ -39,10 +40,12 @@ class SearchState:
         rng: random.Random,
         render_input: Callable[[Example], str],
         task_description: str = "",
+        layout: PromptLayout | None = None,
     ) -> None:
         self._log = EventLog()
         self._pool = CandidatePool(self._log)
         self._scorer = scorer
+        self.layout = layout or PromptLayout("")
         self._held_out: dict[HeldOut, tuple[Example, ...]] = {
             "dev": tuple(dev),
             "test": tuple(test),
@@ -58,6 +61,7 @@ class SearchState:
             task_description=task_description,
             pool=self._pool,
             log=self._log,
+            layout=self.layout,
         )
 
     @property
@@ -109,6 +113,6 @@ class SearchState:
     async def score_held_out(self, cand: Candidate, split: HeldOut) -> list[ExampleResult]:
         """Score a candidate on all of dev or test; the scores are kept on the candidate."""
         examples = self._held_out[split]
-        result = await self._scorer.evaluate(cand.text, examples, split=split)
+        result = await self._scorer.evaluate(self.layout.render(cand.text), examples, split=split)
         self._pool.record_scores(cand, split, examples, result.examples)
         return list(result.examples)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from promptopt.task.metricspec import MetricSpec
 from promptopt.task.modelspec import ModelSpec, Price
+from promptopt.task.prompt import PromptLayout, PromptSpec, parse_prompt, system_prompt
 from promptopt.util.template import template_fields
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -132,6 +141,17 @@ class SearchSpec(_Strict):
     seed: int = 0
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     params: dict[str, Any] = Field(default_factory=dict)
+    edit_output_format: bool = False
+    """Whether strategies may rewrite a structured prompt's output_format too."""
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        # Left out at its default, so that the spec (and the task_hash) of a task that does not
+        # use it is what it was before the option existed.
+        if not self.edit_output_format:
+            data.pop("edit_output_format", None)
+        return data
 
 
 class TaskFile(_Strict):
@@ -139,7 +159,7 @@ class TaskFile(_Strict):
 
     name: str = Field(min_length=1)
     description: str = ""
-    prompt: str
+    prompt: str | PromptSpec
     input_template: str = "{{input}}"
     data: DataSpec
     metric: MetricSpec
@@ -147,12 +167,10 @@ class TaskFile(_Strict):
     search: SearchSpec = Field(default_factory=SearchSpec)
     prices: dict[str, Price] = Field(default_factory=dict)
 
-    @field_validator("prompt")
+    @field_validator("prompt", mode="before")
     @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the initial prompt is empty")
-        return value
+    def _prompt(cls, value: Any) -> Any:
+        return parse_prompt(value)
 
     @field_validator("input_template")
     @classmethod
@@ -173,3 +191,14 @@ class TaskFile(_Strict):
             if ":" not in key:
                 raise ValueError(f"{key!r} must be a model id written provider:name")
         return value
+
+    @property
+    def system_prompt(self) -> str:
+        """The task's prompt as the target's system message (instruction, then output format)."""
+        return system_prompt(self.prompt)
+
+    def prompt_layout(self) -> PromptLayout:
+        """How a search edits and sends this task's prompt."""
+        return PromptLayout.build(
+            self.prompt, self.metric, edit_output_format=self.search.edit_output_format
+        )

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support import REPO
 from tests.support.diff import BEST_PROMPT, OLD_PROMPT, make_task, run_cli
@@ -132,3 +133,36 @@ def test_github_actions_example_wires_the_exit_codes() -> None:
     pr = next(s for s in steps if s.get("uses", "").startswith("peter-evans/create-pull-request@"))
     assert pr["if"] == "steps.optimize.outputs.exit_code == '0'"
     assert pr["with"]["body-path"] == "promptopt-summary.md"
+
+
+def test_a_structured_prompt_round_trips_through_the_prompt_file(
+    task: Path, tmp_path: Path
+) -> None:
+    # The task's format is kept as written; the file holds the full prompt a user deploys, and
+    # the next run splits the format off again, so it edits the instruction only.
+    fmt = "Reply with one word."
+    spec = yaml.safe_load(task.read_text())
+    spec["prompt"] = {"instruction": OLD_PROMPT, "output_format": fmt}
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")  # an instruction only, to begin with
+
+    first = ci_run(task, prompt)
+    assert first.exit_code == 0, first.output  # type: ignore[attr-defined]
+    summary = json.loads(first.stdout)  # type: ignore[attr-defined]
+    assert summary["initial_prompt"] == f"{OLD_PROMPT}\n\n{fmt}"
+    assert summary["best_prompt"] == f"{summary['best_instruction']}\n\n{fmt}"
+    assert prompt.read_text() == summary["best_prompt"] + "\n"
+    assert fmt in (Path(summary["run_dir"]) / "report.md").read_text()
+
+    second = ci_run(task, prompt)
+    assert second.exit_code == 3, second.output  # type: ignore[attr-defined]
+    again = json.loads(second.stdout)  # type: ignore[attr-defined]
+    assert again["initial_prompt"] == summary["best_prompt"]
+    assert again["initial_instruction"] == summary["best_instruction"]
+    config = json.loads((Path(again["run_dir"]) / "config.json").read_text())
+    assert config["task"]["prompt"] == {
+        "instruction": summary["best_instruction"],
+        "output_format": fmt,
+        "demos": None,
+    }

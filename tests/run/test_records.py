@@ -10,7 +10,7 @@ import pytest
 
 from promptopt.errors import UsageError
 from promptopt.run.folder import RunFolder
-from promptopt.run.records import SCHEMA_VERSION, SummaryRecord
+from promptopt.run.records import SCHEMA_VERSION, ConfigRecord, SummaryRecord
 from tests.support import FIXTURES
 from tests.support.diff import make_run, make_task, run_cli
 
@@ -71,3 +71,18 @@ def test_a_damaged_summary_names_the_file_and_field(tmp_path: Path) -> None:
     result = run_cli("report", str(run))
     assert result.exit_code == 2
     assert "summary.json" in result.output
+
+
+def test_the_task_prompt_of_a_structured_task_is_its_system_message() -> None:
+    config = json.loads((OLD_RUN / "config.json").read_text())
+    record = ConfigRecord.model_validate(config)
+    assert record.task_prompt == config["task"]["prompt"]  # plain text, as it was
+    config["task"]["prompt"] = {"instruction": "Classify.\n", "output_format": "Label only."}
+    assert ConfigRecord.model_validate(config).task_prompt == "Classify.\n\nLabel only."
+
+
+def test_summary_names_the_instruction_only_for_a_structured_prompt() -> None:
+    data = json.loads((OLD_RUN / "summary.json").read_text())
+    assert "best_instruction" not in SummaryRecord.model_validate(data).to_json()
+    data["best_instruction"] = "Classify."
+    assert SummaryRecord.model_validate(data).to_json()["best_instruction"] == "Classify."

@@ -44,6 +44,8 @@ SURFACE = {
     "accept_proposal",
     "score",
     "ask",
+    "task_context",
+    "scored_history",
     "remaining_target_calls",
     "remaining_optimizer_calls",
 }
@@ -76,7 +78,7 @@ class Setup:
             render_input=self.task.render_input,
         )
         self.ctx = self.state.context
-        initial = self.state.add_candidate(self.task.spec.prompt, operator="initial")
+        initial = self.state.add_candidate(self.task.spec.system_prompt, operator="initial")
         assert initial is not None
         self.initial = initial
 

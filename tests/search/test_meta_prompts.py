@@ -8,15 +8,29 @@ import pytest
 
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.search.extract import extract_instruction
-from promptopt.search.meta_prompts import MetaPrompt, load_meta_prompts, parse_meta_prompt
+from promptopt.search.meta_prompts import (
+    CONTEXT_PLACEHOLDERS,
+    MetaPrompt,
+    load_meta_prompts,
+    parse_meta_prompt,
+)
 
+# What the strategy fills, then the task context the search context fills.
+TASK = {"task_description", "labels", "output_format"}
 EXPECTED = {
-    "ape/forward": {"demos"},
-    "ape/insert": {"demos"},
-    "ape/resample": {"instruction"},
-    "protegi/gradient": {"prompt", "errors", "num_reasons"},
-    "protegi/edit": {"prompt", "errors", "reason", "num_prompts"},
-    "protegi/paraphrase": {"prompt"},
+    "ape/forward": {"demos"} | TASK | {"history"},
+    "ape/insert": {"demos"} | TASK | {"history"},
+    "ape/resample": {"instruction"} | TASK | {"examples", "history"},
+    "protegi/gradient": {"prompt", "errors", "num_reasons"} | TASK | {"examples"},
+    "protegi/edit": {"prompt", "errors", "reason", "num_prompts"} | TASK | {"examples", "history"},
+    "protegi/paraphrase": {"prompt"} | TASK | {"examples"},
+}
+CONTEXT = {
+    "task_description": "DESCRIPTION",
+    "labels": "LABELS",
+    "output_format": "FORMAT",
+    "examples": "EXAMPLES",
+    "history": "HISTORY",
 }
 
 
@@ -45,24 +59,57 @@ def test_unknown_name_lists_valid_names() -> None:
         load_meta_prompts().get("ape/backward")
 
 
+def test_every_default_is_grounded_in_the_task() -> None:
+    # Every meta-prompt shows the task, its labels and output format, and training examples
+    # (APE's as its demonstrations); those that propose new instructions show the history.
+    for name, meta in load_meta_prompts().prompts.items():
+        assert meta.placeholders >= TASK, name
+        assert {"examples", "demos"} & meta.placeholders, name
+    for name in ("ape/forward", "ape/insert", "ape/resample", "protegi/edit"):
+        assert "history" in load_meta_prompts().get(name).placeholders
+    assert set(CONTEXT) == CONTEXT_PLACEHOLDERS
+
+
 def test_render_fills_values_once_in_system_then_user() -> None:
     meta = load_meta_prompts().get("protegi/edit")
     messages = meta.render(
-        prompt="Say {{errors}} literally.", errors="ERR", reason="too vague", num_prompts=2
+        prompt="Say {{errors}} literally.",
+        errors="ERR",
+        reason="too vague",
+        num_prompts=2,
+        **CONTEXT,
     )
     assert [m["role"] for m in messages] == ["system", "user"]
     user = messages[1]["content"]
     assert "Say {{errors}} literally." in user  # values are not expanded again
     assert "ERR" in user and "too vague" in user and "Write 2 revised" in user
     assert "{{" not in user.replace("{{errors}}", "")
+    assert all(value in user for value in CONTEXT.values())
+
+
+def test_context_values_reach_only_templates_that_declare_them() -> None:
+    meta = parse_meta_prompt(
+        "x/y", "---\nplaceholders: [prompt, labels]\n---\n{{prompt}} / {{labels}}", "x/y.md"
+    )
+    messages = meta.render_in_context(CONTEXT, prompt="P")
+    assert messages == ({"role": "user", "content": "P / LABELS"},)
+    # A strategy's own value for a context placeholder wins, and is dropped where undeclared.
+    assert meta.render_in_context(CONTEXT, prompt="P", labels="L", history="H") == (
+        {"role": "user", "content": "P / L"},
+    )
+    # The strategy's own placeholders are still checked exactly.
+    with pytest.raises(PromptoptError, match=r"no value for placeholder.*prompt"):
+        meta.render_in_context(CONTEXT)
+    with pytest.raises(PromptoptError, match=r"unknown placeholder.*style"):
+        meta.render_in_context(CONTEXT, prompt="P", style="S")
 
 
 def test_render_names_missing_and_extra_values() -> None:
     meta = load_meta_prompts().get("protegi/gradient")
     with pytest.raises(PromptoptError, match=r"no value for placeholder.*num_reasons"):
-        meta.render(prompt="p", errors="e")
+        meta.render(prompt="p", errors="e", **CONTEXT)
     with pytest.raises(PromptoptError, match=r"unknown placeholder.*temperature"):
-        meta.render(prompt="p", errors="e", num_reasons=3, temperature=1)
+        meta.render(prompt="p", errors="e", num_reasons=3, temperature=1, **CONTEXT)
 
 
 def test_parse_sections_and_front_matter() -> None:
@@ -119,6 +166,31 @@ def test_override_dir_takes_precedence(tmp_path: Path) -> None:
     assert custom.render(instruction="Do X.") == ({"role": "user", "content": "Reword: Do X."},)
     # Files the user did not copy keep the packaged wording.
     assert prompts.get("ape/forward") == load_meta_prompts().get("ape/forward")
+
+
+def test_an_override_may_leave_out_or_add_context_placeholders(tmp_path: Path) -> None:
+    # Written before the context placeholders existed: it still loads and renders.
+    write(
+        tmp_path,
+        "protegi/edit",
+        "---\nplaceholders: [prompt, errors, reason, num_prompts]\n---\n"
+        "Fix {{prompt}} for {{reason}}: {{errors}} ({{num_prompts}})",
+    )
+    # And one that asks for context its default does not use.
+    write(
+        tmp_path,
+        "protegi/paraphrase",
+        "---\nplaceholders: [prompt, history]\n---\nReword {{prompt}}; best so far: {{history}}",
+    )
+    prompts = load_meta_prompts(tmp_path)
+    edit = prompts.get("protegi/edit")
+    assert edit.render_in_context(CONTEXT, prompt="P", reason="R", errors="E", num_prompts=1) == (
+        {"role": "user", "content": "Fix P for R: E (1)"},
+    )
+    paraphrase = prompts.get("protegi/paraphrase")
+    assert paraphrase.render_in_context(CONTEXT, prompt="P") == (
+        {"role": "user", "content": "Reword P; best so far: HISTORY"},
+    )
 
 
 def test_override_with_unknown_name_is_a_usage_error(tmp_path: Path) -> None:

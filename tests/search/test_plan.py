@@ -60,11 +60,13 @@ async def test_dry_run_and_the_client_reserve_the_same_worst_case(
         client.ledger = spy
         examples = [e for split in task.splits.values() for e in split]
         longest = max((task.render_input(e) for e in examples), key=len)
-        worst_prompt = "x" * max(len(task.spec.prompt.encode()), PROPOSAL_MAX_CHARS * 4)
+        worst_prompt = "x" * max(len(task.spec.system_prompt.encode()), PROPOSAL_MAX_CHARS * 4)
         await client.complete(build_messages(worst_prompt, longest))
         # The reservation for the longest call a run can make is the dry run's figure...
         assert spy.reserved == [pytest.approx(per_call)]
         # ...and every real call of the task's prompt reserves no more than that.
         for example in examples[:10]:
-            await client.complete(build_messages(task.spec.prompt, task.render_input(example)))
+            await client.complete(
+                build_messages(task.spec.system_prompt, task.render_input(example))
+            )
         assert max(spy.reserved[1:]) <= per_call

@@ -29,7 +29,6 @@ OPERATOR = "opro"
 # Characters of an example's input shown to the optimizer: enough to see the task, not so many
 # that three long inputs crowd out the trajectory.
 _EXEMPLAR_CHARS = 2000
-_NO_DESCRIPTION = "not described; infer it from the instructions and examples below."
 
 
 class OPROParams(BaseModel):
@@ -216,7 +215,6 @@ class OPRO:
             META_PROMPT,
             n,
             sampling,
-            task=ctx.task_description.strip() or _NO_DESCRIPTION,
             trajectory=format_trajectory(shown),
             examples=format_exemplars(exemplars, ctx),
         )

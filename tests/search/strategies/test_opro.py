@@ -140,9 +140,10 @@ class Harness:
             rng=random.Random(0),
             render_input=self.task.render_input,
             task_description=self.task.spec.description or "",
+            layout=self.task.spec.prompt_layout(),
         )
         self.ctx: SearchContext = self.state.context
-        initial = self.ctx.add_candidate(self.task.spec.prompt, operator="initial")
+        initial = self.ctx.add_candidate(self.state.layout.initial, operator="initial")
         assert initial is not None
         self.initial = initial
 
@@ -301,7 +302,7 @@ async def test_the_samples_of_a_step_are_in_flight_together(tmp_path: Path) -> N
         render_input=h.task.render_input,
     )
     answers = await state.context.ask(
-        "opro/propose", 6, {"temperature": 1.0}, task="T", trajectory="R", examples="E"
+        "opro/propose", 6, {"temperature": 1.0}, trajectory="R", examples="E"
     )
     assert answers == [f"<START>Sample {i}.<END>" for i in range(6)]  # in sample order
     assert slow.max_in_flight == 6
@@ -533,7 +534,13 @@ async def test_a_task_without_training_data_is_refused(tmp_path: Path) -> None:
 
 def test_the_meta_prompt_loads_and_renders_the_trajectory(tmp_path: Path) -> None:
     meta = load_meta_prompts().get("opro/propose")
-    assert meta.placeholders == {"task", "trajectory", "examples"}
+    assert meta.placeholders == {
+        "task_description",
+        "labels",
+        "output_format",
+        "trajectory",
+        "examples",
+    }
     assert meta.system and meta.description
     assert "<START>" in meta.user and "<END>" in meta.user
     h = Harness(tmp_path)
@@ -543,7 +550,9 @@ def test_the_meta_prompt_loads_and_renders_the_trajectory(tmp_path: Path) -> Non
     assert text == (
         "Instruction: Classify the review.\nScore: 50\n\nInstruction: Answer at level 9.\nScore: 91"
     )
-    user = meta.render(task="T", trajectory=text, examples="E")[-1]["content"]
+    user = meta.render(
+        task_description="T", labels="L", output_format="F", trajectory=text, examples="E"
+    )[-1]["content"]
     assert text in user and "{{" not in user
 
 

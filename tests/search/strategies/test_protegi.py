@@ -132,8 +132,9 @@ async def test_protegi_finds_the_fix_and_records_why(tmp_path: Path, selector: s
     events = folder.read_jsonl(EVENTS)
     rejected = {(e["operator"], e["reason"]) for e in events if e["event"] == "rejected"}
     assert ("gradient", "no_instruction") in rejected or ("gradient", "degenerate") in rejected
-    # Which of the scripted weak answers a run meets depends on its path; some edit is rejected.
-    assert {operator for operator, _ in rejected} >= {"gradient", "edit"}
+    # Which of the scripted weak answers a run meets depends on its path (the fake hashes the
+    # whole meta-prompt), so only the gradient's rejection is certain; any other is ProTeGi's.
+    assert {operator for operator, _ in rejected} <= {"gradient", "edit", "paraphrase"}
     steps = [e for e in events if e["event"] == "step"]
     assert [s["name"] for s in steps] == ["round-1", "round-2", "round-3"]
     report = (folder.path / "report.md").read_text()
@@ -216,9 +217,12 @@ async def test_selection_budgets_leave_room_for_every_round(tmp_path: Path) -> N
 async def test_killed_run_resumes_without_repeating_completed_requests(tmp_path: Path) -> None:
     baseline = RunFolder.create(tmp_path / "base", "q")
     await run_once(tmp_path, baseline, settings_for())
+    # Killed a few target calls into round 2, wherever round 1 ended.
+    first_step = next(e for e in baseline.read_jsonl(EVENTS) if e["event"] == "step")
+    kill = first_step["calls"]["target"] + 10
 
     def kill_at(n: int) -> None:
-        if n == 60:
+        if n == kill:
             raise Killed
 
     folder = RunFolder.create(tmp_path / "runs", "q")
@@ -243,7 +247,7 @@ async def test_killed_run_resumes_without_repeating_completed_requests(tmp_path:
         resume=True,
     )
     assert not set(first_optimizer.requests) & set(second_optimizer.requests)
-    killed = first_target.requests[59]
+    killed = first_target.requests[kill - 1]
     assert not (set(first_target.requests) - {killed}) & set(second_target.requests)
     assert stable(folder) == stable(baseline)
 
