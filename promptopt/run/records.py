@@ -96,6 +96,9 @@ class SummaryRecord(Record):
     n: dict[str, int] | None = None
     ci95: dict[str, tuple[float, float]] | None = None
     test_comparison: ComparisonRecord | None = None
+    rejected: dict[str, int] | None = None
+    """Optimizer answers (or items of them) the search rejected, by reason ("truncated",
+    "degenerate", ...); None in folders written before it was recorded."""
 
     def model_of(self, role: str) -> ModelUsed | None:
         """A role's model as configured and the names its API reported, or None."""
