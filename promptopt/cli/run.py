@@ -111,6 +111,11 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
         f"{summary.wall_s:.1f} s",
         highlight=False,
     )
+    if summary.rejected:
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.rejected.items())
+        out.print(
+            f"rejected proposals: {sum(summary.rejected.values())} ({reasons})", highlight=False
+        )
     out.print(f"best prompt: {summary.run_dir}/best_prompt.txt", highlight=False)
 
 

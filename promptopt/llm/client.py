@@ -18,7 +18,14 @@ from promptopt.errors import PromptoptError, TransientProviderError
 from promptopt.llm.budget import BudgetLedger, Reservation
 from promptopt.llm.cache import ResponseStore, request_key
 from promptopt.llm.journal import JournalEntry, ResponseJournal
-from promptopt.llm.messages import ChatRequest, Completion, Message, Usage
+from promptopt.llm.messages import (
+    FINISH_LENGTH,
+    ChatRequest,
+    Completion,
+    Message,
+    Usage,
+    normalize_finish_reason,
+)
 from promptopt.llm.pricing import cost_usd, request_max_cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.task.modelspec import ModelSpec, Price
@@ -34,12 +41,14 @@ class RunStopped(PromptoptError):
     exit_code = 130
 
 
-def _value_of(result: CallResult) -> dict[str, Any]:
+def _value_of(result: CallResult | Completion) -> dict[str, Any]:
+    """The cache and journal value of an answer."""
     return {
         "text": result.text,
         "usage": result.usage.to_dict(),
         "model": result.model,
         "latency_s": result.latency_s,
+        "finish_reason": result.finish_reason,
     }
 
 
@@ -51,6 +60,8 @@ def _result_of(value: dict[str, Any], *, cached: bool, cost: float) -> CallResul
         latency_s=float(value.get("latency_s", 0.0)),
         cached=cached,
         cost_usd=cost,
+        # Entries written before finish_reason was recorded have none: unknown, not cut.
+        finish_reason=normalize_finish_reason(value.get("finish_reason")),
     )
 
 
@@ -200,7 +211,8 @@ class EndpointGate:
 
 @dataclass(frozen=True)
 class CallResult:
-    """A model answer as the strategies and the scorer see it."""
+    """A model answer as the strategies and the scorer see it; `finish_reason` is "stop",
+    "length" (cut at the token limit), another provider reason, or None when unknown."""
 
     text: str
     usage: Usage
@@ -208,6 +220,12 @@ class CallResult:
     latency_s: float
     cached: bool
     cost_usd: float
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """True when the answer was cut off at the token limit."""
+        return self.finish_reason == FINISH_LENGTH
 
 
 class ModelClient:
@@ -398,12 +416,7 @@ class ModelClient:
         self.usage.latency_s += completion.latency_s
         if completion.model:
             self.reported_models.add(completion.model)
-        value = {
-            "text": completion.text,
-            "usage": completion.usage.to_dict(),
-            "model": completion.model,
-            "latency_s": completion.latency_s,
-        }
+        value = _value_of(completion)
         self.store.set(key, value)
         if self.journal is not None:
             self.journal.record(key, value, paid=True, cost_usd=cost)

@@ -62,11 +62,53 @@ class Usage:
         )
 
 
+FINISH_STOP = "stop"
+"""The model ended its answer itself (or at a stop sequence)."""
+FINISH_LENGTH = "length"
+"""The answer was cut off at the token limit (max_tokens)."""
+
+# Provider names for "ended by itself" and "hit the token limit", mapped onto the two values
+# the search acts on; any other reason (content_filter, tool_calls, refusal) is kept as given.
+_FINISH_ALIASES = {
+    "stop": FINISH_STOP,
+    "end_turn": FINISH_STOP,
+    "stop_sequence": FINISH_STOP,
+    "eos": FINISH_STOP,
+    "length": FINISH_LENGTH,
+    "max_tokens": FINISH_LENGTH,
+    "model_length": FINISH_LENGTH,
+}
+
+
+def normalize_finish_reason(raw: object) -> str | None:
+    """Why generation ended, as "stop", "length", another provider's word, or None (unknown).
+
+    Args:
+        raw: What the provider reported (OpenAI's finish_reason, Anthropic's stop_reason,
+            llama.cpp's finish_reason), or what a cache or journal entry holds.
+
+    Returns:
+        "stop" or "length" for the known synonyms, the reason in lower case otherwise, and None
+        when nothing usable was reported.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    key = raw.strip().lower()
+    return _FINISH_ALIASES.get(key, key)
+
+
 @dataclass(frozen=True)
 class Completion:
-    """A model's answer. `model` is the model id the API reported, when it reported one."""
+    """A model's answer. `model` is the model id the API reported, when it reported one;
+    `finish_reason` is why generation ended (`normalize_finish_reason`), None when unknown."""
 
     text: str
     usage: Usage
     model: str = ""
     latency_s: float = 0.0
+    finish_reason: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """True when the answer was cut off at the token limit."""
+        return self.finish_reason == FINISH_LENGTH

@@ -124,7 +124,8 @@ def build_run_report(folder: RunFolder) -> RunReport:
         trajectory=tuple(trajectory(events)),
         lineage=tuple(lineage(folder.candidates(), best_id)),
         test_diff=diff_from_final_eval(folder, "test"),
-        rejected=rejected_counts(events),
+        # The events say it for every run; summary.json carries the same counts.
+        rejected=rejected_counts(events) or dict((summary.rejected if summary else None) or {}),
     )
 
 

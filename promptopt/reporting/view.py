@@ -487,7 +487,11 @@ def _run_usage(summary: SummaryRecord, config: ConfigRecord | None) -> tuple[Run
 
 
 def _rejected(counts: Mapping[str, int]) -> str | None:
-    return ", ".join(f"{reason}: {n}" for reason, n in counts.items()) or None
+    """How many proposals were rejected, and why: "7 (degenerate: 2, truncated: 5)"."""
+    if not counts:
+        return None
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+    return f"{sum(counts.values())} ({reasons})"
 
 
 @dataclass(frozen=True)

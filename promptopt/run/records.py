@@ -101,6 +101,9 @@ class SummaryRecord(Record):
     n: dict[str, int] | None = None
     ci95: dict[str, tuple[float, float]] | None = None
     test_comparison: ComparisonRecord | None = None
+    rejected: dict[str, int] | None = None
+    """Optimizer answers (or items of them) the search rejected, by reason ("truncated",
+    "degenerate", ...); None in folders written before it was recorded."""
 
     def to_json(self) -> dict[str, Any]:
         """The record as written; the instruction fields only for a structured prompt."""

@@ -21,10 +21,10 @@ from pydantic import BaseModel
 
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
-from promptopt.llm.messages import Message
+from promptopt.llm.messages import FINISH_LENGTH, Message
 from promptopt.run.records import CandidateRecord, CandidateScore
 from promptopt.scoring.scorer import ExampleResult, Scorer
-from promptopt.search.extract import extract_instruction
+from promptopt.search.extract import echo_pieces, extract_all, extract_instruction
 from promptopt.search.meta_prompts import CONTEXT_PLACEHOLDERS, MetaPromptSet
 from promptopt.task.example import Example
 from promptopt.task.prompt import PromptLayout
@@ -91,6 +91,56 @@ class Plan:
 
     target_calls: int
     optimizer_calls: int
+
+
+class Answer(str):
+    """An optimizer's answer as `SearchContext.ask` returns it: the text itself, with why
+    generation ended and the meta-prompt it answers.
+
+    It is a str so that strategies handle answers as text, as they always have; passing the
+    answer itself to `accept_proposal` lets it reject an answer cut at the token limit and one
+    that echoes its meta-prompt. Slicing or editing it gives a plain str, which carries neither.
+    """
+
+    finish_reason: str | None
+    meta_prompt: str
+
+    def __new__(
+        cls, text: str, *, finish_reason: str | None = None, meta_prompt: str = ""
+    ) -> Answer:
+        """The answer `text`, with its finish reason and the name of its meta-prompt."""
+        answer = super().__new__(cls, text)
+        answer.finish_reason = finish_reason
+        answer.meta_prompt = meta_prompt
+        return answer
+
+    @property
+    def truncated(self) -> bool:
+        """True when the answer was cut off at the optimizer's token limit."""
+        return self.finish_reason == FINISH_LENGTH
+
+
+def is_truncated(raw: str) -> bool:
+    """Whether an answer from `SearchContext.ask` was cut off at the token limit (False for
+    text that is not an `Answer`, whose ending is unknown)."""
+    return isinstance(raw, Answer) and raw.truncated
+
+
+def answer_items(raw: str) -> list[str]:
+    """The delimited items of an optimizer answer (`extract_all`), for answers that hold
+    several (reasons, edited prompts).
+
+    Each item is an `Answer` of the same meta-prompt, so `accept_proposal` still filters echoes
+    of it. When the answer was cut at the token limit, the item the cut ran into is marked as
+    cut (the others were closed before it), so that it is rejected and counted as "truncated".
+    """
+    meta_prompt = raw.meta_prompt if isinstance(raw, Answer) else ""
+    items = extract_all(raw)
+    whole = len(extract_all(raw, truncated=True)) if is_truncated(raw) else len(items)
+    return [
+        Answer(item, finish_reason=FINISH_LENGTH if i >= whole else None, meta_prompt=meta_prompt)
+        for i, item in enumerate(items)
+    ]
 
 
 def normalize_prompt(text: str) -> str:
@@ -329,13 +379,17 @@ class SearchContext:
         """Ask the optimizer model `n` samples of a meta-prompt, concurrently, answers in sample
         order; a request that keeps failing is recorded and skipped. `sampling` (such as
         `{"temperature": 1.0}`) replaces the optimizer's own parameters for these requests; the
-        arguments before `values` are positional so that no placeholder name is taken."""
+        arguments before `values` are positional so that no placeholder name is taken. Each
+        answer is an `Answer`: hand it to `accept_proposal` as it is."""
         messages = self._meta_messages(meta_prompt, values)
         client = self._optimizer()
 
         async def sample(i: int) -> str | None:
             try:
-                return (await client.complete(messages, sample_index=i, overrides=sampling)).text
+                result = await client.complete(messages, sample_index=i, overrides=sampling)
+                return Answer(
+                    result.text, finish_reason=result.finish_reason, meta_prompt=meta_prompt
+                )
             except RequestFailed as exc:
                 self.event("optimizer_error", meta_prompt=meta_prompt, message=str(exc))
                 return None
@@ -358,14 +412,34 @@ class SearchContext:
         feedback: dict[str, Any] | None = None,
     ) -> Candidate | None:
         """Extract the instruction from an optimizer's answer and register it, or record why
-        it was rejected."""
-        extraction = extract_instruction(raw)
+        it was rejected.
+
+        Every proposal goes through the same checks here: an answer cut at the token limit is
+        rejected as "truncated" unless its instruction was closed before the cut (re-asking with
+        a larger limit would spend optimizer calls no plan counted, and a small model that runs
+        out of tokens is usually rambling); template tags and chatter are stripped; and an
+        answer that repeats its meta-prompt's wording (`MetaPrompt.literal_lines`) is rejected
+        as "degenerate".
+        """
+        extraction = extract_instruction(
+            raw, echo_of=self._echo_lines(raw, parents), truncated=is_truncated(raw)
+        )
         if not extraction.accepted:
             self.reject(operator, extraction.reason or "rejected", extraction.message, raw)
             return None
         return self.add_candidate(
             extraction.text, parents=parents, operator=operator, feedback=feedback
         )
+
+    def _echo_lines(self, raw: str, parents: Sequence[str]) -> list[str]:
+        """The fixed wording an answer must not repeat: its meta-prompt's, or every
+        meta-prompt's when the answer does not say which it answers; wording a parent prompt
+        already holds is left out."""
+        name = raw.meta_prompt if isinstance(raw, Answer) else ""
+        names = [name] if name in self.meta_prompts else self.meta_prompts.names()
+        lines = [line for n in names for line in self.meta_prompts.get(n).literal_lines()]
+        candidates = self._pool.candidates
+        return echo_pieces(lines, keep=[candidates[p].text for p in parents if p in candidates])
 
     def remaining_target_calls(self) -> int | None:
         """Target calls the search may still make, or None when uncapped."""

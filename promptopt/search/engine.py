@@ -7,10 +7,11 @@ import contextlib
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import metadata
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from promptopt.errors import BudgetExhausted, UsageError
 from promptopt.llm.client import RoleUsage, RunStopped
@@ -92,6 +93,11 @@ class Engine:
         self._started = time.monotonic()
         self._prior_wall = 0.0
         self._done_steps = 0
+        # Rejected proposals by reason, over the events written so far (summary.json).
+        self._rejected: Counter[str] = Counter()
+
+    def _count_rejected(self, events: Iterable[Mapping[str, Any]]) -> None:
+        self._rejected.update(str(e.get("reason")) for e in events if e.get("event") == "rejected")
 
     def _final_cost(self, calls: int) -> float:
         """A worst case of what the final evaluation's target calls cost."""
@@ -116,7 +122,9 @@ class Engine:
 
     def _load_progress(self) -> None:
         """On resume: how many steps the killed run had checkpointed, and its wall time."""
-        self._done_steps = sum(1 for e in self.folder.events() if e.event == "step")
+        events = self.folder.events()
+        self._done_steps = sum(1 for e in events if e.event == "step")
+        self._count_rejected(e.to_json() for e in events)
         summary = self.folder.summary()
         self._prior_wall = summary.wall_s if summary is not None else 0.0
 
@@ -140,6 +148,7 @@ class Engine:
     ) -> None:
         events, changed = state.take_step()
         if write:
+            self._count_rejected(events)
             if report is not None:
                 step = EventRecord(
                     step=state.step,
@@ -208,6 +217,7 @@ class Engine:
                 for role, c in self.runtime.clients.items()
             },
             promptopt_version=__version__,
+            rejected=dict(sorted(self._rejected.items())),
         )
         if final is not None:
             summary.scores.initial.test = final.initial_test
@@ -322,6 +332,7 @@ class Engine:
             final, best = None, initial
             stop_reason = "budget"
         events, changed = state.take_step()
+        self._count_rejected(events)
         self.folder.append_jsonl(EVENTS, events)
         self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
         summary = self._summary(state, "finished", stop_reason, final, best)

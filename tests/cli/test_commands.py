@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,8 @@ def test_run_json_contract_and_run_folder(task: Path, tmp_path: Path) -> None:
     assert set(summary["scores"]["best"]) == {"dev", "test"}
     assert set(summary["usage"]) >= {"target", "optimizer"}
     assert summary["scores"]["best"]["test"] == 1.0
+    # The toy optimizer refuses and answers empty now and then: counted by reason.
+    assert summary["rejected"] and {"degenerate", "empty"} <= set(summary["rejected"])
     run_dir = Path(summary["run_dir"])
     for name in (
         "config.json",
@@ -180,6 +183,7 @@ def test_run_table_output(task: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(task), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     assert "initial" in result.stdout and "best" in result.stdout and "test" in result.stdout
+    assert re.search(r"rejected proposals: \d+ \(degenerate: \d+, empty: \d+", result.stdout)
 
 
 def test_dry_run_sends_no_request(task: Path, tmp_path: Path) -> None:

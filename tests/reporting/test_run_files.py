@@ -8,10 +8,11 @@ import pytest
 
 from promptopt.reporting.markdown import render_run_markdown
 from promptopt.reporting.run_files import build_run_report, trajectory
-from promptopt.reporting.view import trajectory_rows
+from promptopt.reporting.view import RunView, trajectory_rows
 from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import FINAL_EVAL, REPORT_HTML, REPORT_MD, SUMMARY, RunFolder
 from promptopt.run.records import EventRecord
+from tests.support import FIXTURES
 from tests.support.diff import OLD_PROMPT, external_references, make_run, make_task, run_cli
 
 RUN_SECTIONS = (
@@ -142,3 +143,22 @@ def test_initial_prompt_is_the_old_side(finished: Path) -> None:
     assert report.test_diff.comparison.paired.delta == summary["test_comparison"]["delta"]
     paired = report.test_diff.comparison.paired
     assert [paired.ci_low, paired.ci_high] == summary["test_comparison"]["ci95"]
+
+
+def test_rejected_proposals_show_their_total_and_reasons(tmp_path: Path) -> None:
+    # A folder from before summaries counted them: the events still say it.
+    old = tmp_path / "old"
+    shutil.copytree(FIXTURES / "runs" / "v0-toy-sentiment", old)
+    assert json.loads((old / SUMMARY).read_text()).get("rejected") is None
+    assert RunView.from_folder(RunFolder(old)).rejected == "7 (degenerate: 2, empty: 5)"
+    result = run_cli("report", str(old))
+    assert result.exit_code == 0, result.output
+    assert "## Rejected proposals\n\n7 (degenerate: 2, empty: 5)" in result.stdout
+
+    # A summary's counts stand in for events that are gone.
+    (old / "events.jsonl").write_text("")
+    summary = json.loads((old / SUMMARY).read_text())
+    summary["rejected"] = {"truncated": 3}
+    (old / SUMMARY).write_text(json.dumps(summary))
+    assert build_run_report(RunFolder(old)).rejected == {"truncated": 3}
+    assert RunView.from_folder(RunFolder(old)).rejected == "3 (truncated: 3)"

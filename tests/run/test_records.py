@@ -33,6 +33,7 @@ def test_a_folder_written_before_schema_versions_still_loads() -> None:
     config, summary, final = folder.config(), folder.summary(), folder.final_eval()
     assert config is not None and config.schema_version is None
     assert summary is not None and summary.schema_version is None
+    assert summary.rejected is None  # written before summaries counted rejected proposals
     assert summary.best_id in folder.candidates()
     assert final is not None and len(final.best.test) == len(final.examples["test"])
     assert [e.event for e in folder.events() if e.event == "step"]

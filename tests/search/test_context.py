@@ -16,9 +16,19 @@ import pytest
 
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
+from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.scripted import ScriptedProvider, ScriptFunction
 from promptopt.run.folder import CANDIDATES, EVENTS, FINAL_EVAL, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
-from promptopt.search.context import Candidate, Plan, SearchContext, StepReport
+from promptopt.search.context import (
+    Answer,
+    Candidate,
+    Plan,
+    SearchContext,
+    StepReport,
+    answer_items,
+    is_truncated,
+)
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules
@@ -56,14 +66,17 @@ _ATOMS = (str, bytes, int, float, bool, type(None))
 class Setup:
     """The toy sentiment task, scripted models and a search state, outside the engine."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, optimizer: ScriptFunction | None = None) -> None:
         self.task: LoadedTask = load_task(write_task(tmp))
         self.target = Counter(target_answer)
+        models = providers(self.target)
+        if optimizer is not None:
+            models["optimizer"] = ScriptedProvider(optimizer, name="optimizer")
         self.runtime = Runtime(
             self.task,
             RuntimeOptions(concurrency=4),
             store=NullCache(),
-            providers=providers(self.target),
+            providers=models,
         )
         runtime = self.runtime
         self.state = SearchState(
@@ -265,3 +278,94 @@ async def test_the_engine_selects_on_dev_after_the_search(tmp_path: Path) -> Non
     search_events = json.dumps([e for e in events if e["event"] not in ("final_dev",)])
     for dev_id in dev_ids:
         assert f'"{dev_id}"' not in search_events
+
+
+# -- every proposal takes the same path: truncation, tags, echoes ---------------------------
+
+FORWARD_ECHO = (
+    "A language model was given a single instruction and then run on the inputs below. "
+    "Answer with the label only."
+)
+
+
+def rejected(s: Setup) -> list[dict[str, Any]]:
+    return [e for e in s.state.pending_events if e["event"] == "rejected"]
+
+
+async def test_asked_answers_carry_their_meta_prompt_and_finish_reason(tmp_path: Path) -> None:
+    def optimizer(request: ChatRequest) -> dict[str, str]:
+        if request.sample_index == 0:
+            return {"text": "<START>Classify the review as positive or", "finish_reason": "length"}
+        return {"text": "<START>Classify the review as positive or negative.<END>"}
+
+    s = Setup(tmp_path, optimizer)
+    async with s.runtime:
+        cut, whole = await s.ctx.ask("ape/resample", 2, instruction="Classify the review.")
+    assert isinstance(cut, Answer) and isinstance(whole, Answer)
+    assert cut.meta_prompt == whole.meta_prompt == "ape/resample"
+    assert is_truncated(cut) and cut.finish_reason == "length"
+    assert not is_truncated(whole) and whole.finish_reason == "stop"
+    assert s.ctx.accept_proposal(cut, operator="ape-resample") is None
+    [event] = rejected(s)
+    assert event["reason"] == "truncated" and event["operator"] == "ape-resample"
+    accepted = s.ctx.accept_proposal(whole, operator="ape-resample")
+    assert accepted is not None
+    assert accepted.text == "Classify the review as positive or negative."
+
+
+def test_template_tags_and_role_labels_never_reach_a_candidate(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    for raw in (
+        "<INSTRUCTION>Classify the review as positive or negative.</INSTRUCTION>",
+        "Sure! Here is the instruction: Say whether the review is positive or negative.",
+        "assistant: Label the review positive or negative; give the label only.",
+    ):
+        cand = s.ctx.accept_proposal(Answer(raw, finish_reason="stop"), operator="test")
+        assert cand is not None, raw
+        assert "<" not in cand.text and not cand.text.lower().startswith(("sure", "assistant"))
+
+
+def test_an_echo_of_the_meta_prompt_is_rejected_in_the_accept_path(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    reply = Answer(f"<START>{FORWARD_ECHO}<END>", finish_reason="stop", meta_prompt="ape/forward")
+    assert s.ctx.accept_proposal(reply, operator="ape-forward") is None
+    [event] = rejected(s)
+    assert event["reason"] == "degenerate" and "repeats the meta-prompt" in event["message"]
+    # Text with no meta-prompt named is checked against every meta-prompt's wording.
+    assert s.ctx.accept_proposal(f"<START>{FORWARD_ECHO}<END>", operator="plain") is None
+    assert [e["reason"] for e in rejected(s)] == ["degenerate", "degenerate"]
+
+
+def test_wording_the_parent_already_holds_is_not_an_echo(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    parent = s.ctx.add_candidate(FORWARD_ECHO, operator="test")
+    assert parent is not None
+    child = f"<START>Read each review first. {FORWARD_ECHO}<END>"
+    reply = Answer(child, finish_reason="stop", meta_prompt="ape/forward")
+    assert s.ctx.accept_proposal(reply, operator="edit", parents=[parent.id]) is not None
+    assert rejected(s) == []
+
+
+def test_answer_items_mark_the_item_a_cut_ran_into_and_keep_the_meta_prompt(
+    tmp_path: Path,
+) -> None:
+    raw = Answer(
+        "<START>Name the labels positive and negative.<END>\n"
+        "<START>Say that the answer is the label only.<END>\n<START>Give an",
+        finish_reason="length",
+        meta_prompt="protegi/edit",
+    )
+    items = answer_items(raw)
+    assert items == [
+        "Name the labels positive and negative.",
+        "Say that the answer is the label only.",
+        "Give an",
+    ]
+    assert all(isinstance(i, Answer) and i.meta_prompt == "protegi/edit" for i in items)
+    assert [is_truncated(i) for i in items] == [False, False, True]
+    assert not any(is_truncated(i) for i in answer_items(str(raw)))
+
+    s = Setup(tmp_path)
+    made = [s.ctx.accept_proposal(item, operator="edit") for item in items]
+    assert [c is not None for c in made] == [True, True, False]
+    assert [e["reason"] for e in rejected(s)] == ["truncated"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.client import RunStopped
 from promptopt.llm.journal import ResponseJournal
-from promptopt.run.folder import EVENTS, RESPONSES, SUMMARY, RunFolder
+from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.scripted import Reply
+from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, SUMMARY, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
@@ -90,6 +93,28 @@ async def test_ape_finds_the_instruction_property_and_proves_it_on_test(tmp_path
     events = folder.read_jsonl(EVENTS)
     reasons = {e["reason"] for e in events if e["event"] == "rejected"}
     assert reasons, "the refusal and the empty answer must be recorded as rejections"
+
+
+def cut_first_sample(request: ChatRequest) -> Reply:
+    """The toy optimizer, whose first sample of every request ran into the token limit."""
+    text = optimizer_answer(request)
+    if request.sample_index == 0 and len(text) > 40:
+        return {"text": text[:40], "finish_reason": "length"}
+    return text
+
+
+async def test_the_summary_counts_rejected_proposals_by_reason(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(tmp_path, folder, settings_for(), optimizer=Counter(cut_first_sample))
+    events = folder.read_jsonl(EVENTS)
+    from_events = collections.Counter(e["reason"] for e in events if e["event"] == "rejected")
+    assert summary["rejected"] == dict(sorted(from_events.items()))
+    assert summary["rejected"]["truncated"] >= 1
+    cut = [e for e in events if e["event"] == "rejected" and e["reason"] == "truncated"]
+    assert all("token limit" in e["message"] for e in cut)
+    # No candidate was made from a cut answer.
+    texts = {c["text"] for c in folder.read_jsonl(CANDIDATES)}
+    assert not any(e["raw"].strip() in texts for e in cut)
 
 
 async def test_same_seed_gives_the_same_run_folder(tmp_path: Path) -> None:

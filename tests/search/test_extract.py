@@ -224,3 +224,120 @@ def test_a_closing_tag_written_as_slash_end_is_not_kept() -> None:
         extraction = extract_instruction(text)
         assert extraction.accepted
         assert extraction.text.endswith("label only.")
+
+
+SST2 = (
+    'Classify the sentiment of the movie review.\nAnswer with the label: "positive" or "negative".'
+)
+
+TEMPLATE_TAGS = [
+    pytest.param(f"<INSTRUCTION>{SST2}</INSTRUCTION>", id="instruction-tags"),
+    # Seen with Qwen2.5-Coder-1.5B on sst2 (APE resample): the tag became part of the best prompt.
+    pytest.param(f"<INSTRUCTION>\n{SST2}", id="unclosed-instruction-tag"),
+    pytest.param(f"<START>\n<INSTRUCTION>\n{SST2}\n</INSTRUCTION>\n<END>", id="tags-inside-start"),
+    pytest.param(f"<prompt>{SST2}</prompt>", id="lowercase-prompt-tags"),
+    pytest.param(f"<PROMPT>\n{SST2}\n</PROMPT>\n\nThis version is clearer.", id="prompt-tags"),
+    pytest.param(f"<INS>{SST2}</INS>", id="ins-tags"),
+    pytest.param(
+        f"Here is the new instruction:\n<INSTRUCTION>{SST2}</INSTRUCTION>\nIt names the labels.",
+        id="tagged-answer-between-chatter",
+    ),
+    pytest.param(
+        f"<INSTRUCTION>\nClassify the review.\n</INSTRUCTION>\n\n<INSTRUCTION>{SST2}</INSTRUCTION>",
+        id="echoed-input-then-answer",
+    ),
+    pytest.param(f"Sure! Here is the instruction: {SST2}", id="sure-here-is"),
+    pytest.param(f"Instruction: {SST2}", id="instruction-prefix"),
+    pytest.param(f"assistant: {SST2}", id="role-label"),
+    pytest.param(f"Assistant:\n{SST2}", id="role-label-own-line"),
+    pytest.param(f"**System:** {SST2}", id="bold-system-label"),
+    pytest.param(f"assistant:\nSure! Here is the instruction:\n\n{SST2}", id="role-then-chatter"),
+    pytest.param(f"{SST2}\nuser: Thanks, that works!", id="made-up-user-turn"),
+    pytest.param(f"{SST2}\n\nHuman: Can you make it shorter?", id="made-up-human-turn"),
+    pytest.param(
+        f"<|im_start|>assistant\n{SST2}<|im_end|>\n<|im_start|>user\nthanks<|im_end|>",
+        id="chatml-tokens",
+    ),
+    pytest.param(f"{SST2}</s>", id="eos-token"),
+    pytest.param(f"Instruction: {SST2}\nScore: 97", id="opro-trajectory-entry"),
+]
+
+
+@pytest.mark.parametrize("reply", TEMPLATE_TAGS)
+def test_template_tags_role_labels_and_turns_are_stripped(reply: str) -> None:
+    assert extract_instruction(reply) == Extraction(SST2)
+
+
+def test_other_tags_in_an_instruction_are_kept() -> None:
+    tagged = "Think step by step, then give the label inside <answer></answer> tags."
+    assert extract_instruction(f"<START>{tagged}<END>").text == tagged
+
+
+TRUNCATED = [
+    pytest.param("<START>Classify the sentiment of the movie review. Answer with", id="in-tags"),
+    # Seen with Qwen2.5-Coder-1.5B on sst2: cut mid-sentence, the format line lost.
+    pytest.param(
+        "<INSTRUCTION>\nDesign instructions for language models to take in a single "
+        'instruction and produce the output "positive" or "negative". The model should be '
+        'able to handle a variety of inputs, including but not limited to: "trademark',
+        id="cut-after-opening-tag",
+    ),
+    pytest.param(SST2, id="prose-running-to-the-cut"),
+    pytest.param(f"```\n{SST2}", id="unclosed-fence"),
+    pytest.param("", id="nothing-before-the-limit"),
+    pytest.param("<think>The labels are positive and negative, so", id="cut-while-thinking"),
+]
+
+
+@pytest.mark.parametrize("reply", TRUNCATED)
+def test_a_reply_cut_at_the_token_limit_is_rejected(reply: str) -> None:
+    result = extract_instruction(reply, truncated=True)
+    assert result.reason == "truncated"
+    assert result.text == "" and result.message
+
+
+COMPLETE_BEFORE_THE_CUT = [
+    pytest.param(f"<START>{SST2}<END>\n\nThis prompt works because it", id="end-tag"),
+    pytest.param(f"<INSTRUCTION>{SST2}</INSTRUCTION>\nIt is", id="closing-template-tag"),
+    pytest.param(f"```\n{SST2}\n```\nThe", id="closed-fence"),
+    pytest.param(f"{SST2}\n\nThis version names the labels, so the", id="explanation-after"),
+    pytest.param(f"{SST2}<|im_end|>\n<|im_start|>user\nCan you", id="end-of-turn-token"),
+]
+
+
+@pytest.mark.parametrize("reply", COMPLETE_BEFORE_THE_CUT)
+def test_a_cut_reply_whose_instruction_was_closed_is_kept(reply: str) -> None:
+    assert extract_instruction(reply, truncated=True) == Extraction(SST2)
+
+
+def test_extract_all_drops_the_item_a_cut_ran_into() -> None:
+    tagged = "<START>The labels are missing.<END>\n<START>The format is vague.<END>\n<START>It"
+    assert extract_all(tagged, truncated=True) == [
+        "The labels are missing.",
+        "The format is vague.",
+    ]
+    assert extract_all(tagged)[-1] == "It"
+    listed = "1. The labels are missing.\n2. The format is vague.\n3. It never"
+    assert extract_all(listed, truncated=True) == [
+        "The labels are missing.",
+        "The format is vague.",
+    ]
+    ended = "1. The labels are missing.\n2. The format is vague.\n\nFixing these will"
+    assert len(extract_all(ended, truncated=True)) == 2
+    assert extract_all("The prompt never names the labels and", truncated=True) == []
+
+
+def test_echo_of_one_sentence_of_a_meta_prompt_line_is_degenerate() -> None:
+    line = (
+        "Write a new version of it that uses different wording but asks for the same thing. "
+        "Do not add requirements and do not drop any."
+    )
+    reply = f"<START>{SST2} Do not add requirements and do not drop any.<END>"
+    result = extract_instruction(reply, echo_of=[line])
+    assert result.reason == "degenerate"
+    assert "do not drop any" in result.message
+
+
+def test_chatter_with_the_answer_after_its_colon_keeps_the_answer() -> None:
+    reply = "Sure! Here is the instruction: Classify the review.\n\nAnswer with the label only."
+    assert extract_instruction(reply).text == "Classify the review.\n\nAnswer with the label only."

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from promptopt.llm.messages import ChatRequest
-from promptopt.llm.providers.scripted import ScriptedProvider
+from promptopt.llm.providers.scripted import Reply, ScriptedProvider
 from promptopt.run.folder import CANDIDATES, EVENTS, SUMMARY, RunFolder
 
 WORDS_GOOD = ["great", "lovely", "superb", "moving", "witty"]
@@ -99,14 +99,14 @@ class Counter:
     """Wraps a script function and counts (and optionally interrupts) its calls."""
 
     def __init__(
-        self, fn: Callable[[ChatRequest], str], on_call: Callable[[int], None] | None = None
+        self, fn: Callable[[ChatRequest], Reply], on_call: Callable[[int], None] | None = None
     ):
         self.fn = fn
         self.calls = 0
         self.requests: list[str] = []
         self.on_call = on_call
 
-    def __call__(self, request: ChatRequest) -> str:
+    def __call__(self, request: ChatRequest) -> Reply:
         self.calls += 1
         self.requests.append(json.dumps([dict(m) for m in request.messages]))
         if self.on_call is not None:

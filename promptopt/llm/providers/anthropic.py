@@ -13,7 +13,7 @@ import httpx2
 from anthropic.resources.messages import AsyncMessages
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
-from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact
@@ -136,6 +136,8 @@ class AnthropicProvider:
             usage=_usage(getattr(response, "usage", None)),
             model=getattr(response, "model", None) or self._spec.name,
             latency_s=latency,
+            # "max_tokens" becomes "length"; "end_turn" and "stop_sequence" become "stop".
+            finish_reason=normalize_finish_reason(getattr(response, "stop_reason", None)),
         )
 
     def _malformed(self, why: str) -> TransientProviderError:

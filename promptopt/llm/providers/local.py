@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from promptopt.errors import FatalProviderError, MissingDependencyError
 from promptopt.llm.local_models import INSTALL_COMMAND, resolve_model
-from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.task.modelspec import ModelSpec
 
 DEFAULT_N_CTX = 4096
@@ -185,7 +185,9 @@ class LocalProvider:
 
     def _to_completion(self, response: Any, latency: float) -> Completion:
         try:
-            text = response["choices"][0]["message"]["content"] or ""
+            choice = response["choices"][0]
+            text = choice["message"]["content"] or ""
+            finish_reason = normalize_finish_reason(choice.get("finish_reason"))
             usage = response.get("usage") or {}
             tokens = Usage(
                 input=int(usage.get("prompt_tokens", 0)),
@@ -196,7 +198,13 @@ class LocalProvider:
                 f"local model {self.model_id} returned an answer without "
                 f"choices[0].message: {exc!r}"
             ) from exc
-        return Completion(text=str(text), usage=tokens, model=self.model_id, latency_s=latency)
+        return Completion(
+            text=str(text),
+            usage=tokens,
+            model=self.model_id,
+            latency_s=latency,
+            finish_reason=finish_reason,
+        )
 
 
 def generation_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletion
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
-from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
 from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
 from promptopt.task.modelspec import ModelSpec
@@ -161,6 +161,7 @@ class OpenAIProvider:
             usage=_usage(getattr(response, "usage", None)),
             model=getattr(response, "model", None) or self._spec.name,
             latency_s=latency,
+            finish_reason=normalize_finish_reason(getattr(choices[0], "finish_reason", None)),
         )
 
     def _malformed(self, why: str) -> TransientProviderError:

@@ -11,13 +11,23 @@ from typing import Any
 import yaml
 
 from promptopt.errors import FatalProviderError, UsageError
-from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.messages import (
+    FINISH_STOP,
+    ChatRequest,
+    Completion,
+    Usage,
+    normalize_finish_reason,
+)
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.user_code import load_function
 
-Reply = str | Completion
+TableReply = str | Mapping[str, Any]
+"""A reply in a table or sequence: its text, or {"text": ..., "finish_reason": "length"} to
+play an answer cut at the token limit."""
+Reply = TableReply | Completion
 ScriptFunction = Callable[[ChatRequest], Reply]
-Script = ScriptFunction | Mapping[str, str] | Sequence[str]
+Script = ScriptFunction | Mapping[str, TableReply] | Sequence[TableReply]
+_REPLY_KEYS = frozenset({"text", "finish_reason"})
 
 
 def estimate_tokens(text: str) -> int:
@@ -37,7 +47,9 @@ class ScriptedProvider:
     """Answers from a script; fails loudly when the script has no reply.
 
     The script is a function of the request, a mapping from the last user message to a reply,
-    or a sequence of replies consumed in order (shared by concurrent callers under a lock).
+    or a sequence of replies consumed in order (shared by concurrent callers under a lock). A
+    reply is its text (finish_reason "stop"), a mapping `{"text": ..., "finish_reason": ...}`
+    (e.g. "length" for an answer cut at the token limit), or, from a function, a `Completion`.
     """
 
     def __init__(self, script: Script, *, name: str = "script") -> None:
@@ -45,8 +57,8 @@ class ScriptedProvider:
             raise TypeError("a script is a function, a mapping or a sequence of replies, not a str")
         self._name = name
         self._function: ScriptFunction | None = None
-        self._table: Mapping[str, str] | None = None
-        self._queue: list[str] | None = None
+        self._table: Mapping[str, TableReply] | None = None
+        self._queue: list[TableReply] | None = None
         if callable(script):
             self._function = script
         elif isinstance(script, Mapping):
@@ -97,27 +109,60 @@ class ScriptedProvider:
         reply = self._reply(request)
         if isinstance(reply, Completion):
             return reply
-        if not isinstance(reply, str):
+        finish_reason: str | None = FINISH_STOP
+        if isinstance(reply, Mapping):
+            problem = reply_mapping_problem(reply)
+            if problem:
+                raise FatalProviderError(f"scripted model {self._name}: {problem}")
+            text = reply["text"]
+            finish_reason = normalize_finish_reason(reply.get("finish_reason", FINISH_STOP))
+        elif isinstance(reply, str):
+            text = reply
+        else:
             raise FatalProviderError(
                 f"scripted model {self._name} returned {type(reply).__name__}, "
-                "expected a str or a Completion"
+                "expected a str, a mapping with 'text' or a Completion"
             )
         prompt_tokens = sum(estimate_tokens(m["content"]) for m in request.messages)
         return Completion(
-            text=reply,
-            usage=Usage(input=prompt_tokens, output=estimate_tokens(reply)),
+            text=text,
+            usage=Usage(input=prompt_tokens, output=estimate_tokens(text)),
             model=self._name,
+            finish_reason=finish_reason,
         )
 
     async def aclose(self) -> None:
         """Nothing to release."""
 
 
+def reply_mapping_problem(reply: Mapping[str, Any]) -> str:
+    """What is wrong with a reply written as a mapping, or "" when it is well formed.
+
+    Args:
+        reply: A scripted reply such as `{"text": "...", "finish_reason": "length"}`.
+
+    Returns:
+        A sentence naming the problem, or "".
+    """
+    unknown = sorted(str(k) for k in reply if k not in _REPLY_KEYS)
+    if unknown:
+        return (
+            f"a reply mapping has unknown key(s) {', '.join(unknown)}; allowed: text, finish_reason"
+        )
+    if not isinstance(reply.get("text"), str):
+        return "a reply mapping needs 'text', a string"
+    reason = reply.get("finish_reason")
+    if reason is not None and not isinstance(reason, str):
+        return "a reply mapping's 'finish_reason' must be a string such as 'stop' or 'length'"
+    return ""
+
+
 def load_script(name: str, base_dir: Path) -> Script:
     """Resolve a scripted model name to its function or reply table.
 
     `FILE.py:FUNCTION` imports FUNCTION from FILE.py; `FILE.json`, `FILE.yaml` or `FILE.yml` hold
-    a mapping from user message to reply, or a list of replies.
+    a mapping from user message to reply, or a list of replies (each a string, or a mapping
+    with `text` and `finish_reason`).
     """
     path_text, _, function_name = name.rpartition(":")
     if path_text.endswith(".py"):
@@ -136,7 +181,11 @@ def _load_function(path: Path, function_name: str) -> ScriptFunction:
     return load_function(path, function_name, what="scripted model")
 
 
-def _load_table(path: Path) -> Mapping[str, str] | Sequence[str]:
+def _is_reply(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, dict) and not reply_mapping_problem(value))
+
+
+def _load_table(path: Path) -> Mapping[str, TableReply] | Sequence[TableReply]:
     try:
         text = path.read_text(encoding="utf-8")
         data: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -144,13 +193,11 @@ def _load_table(path: Path) -> Mapping[str, str] | Sequence[str]:
         raise UsageError(f"scripted model: cannot read {path}: {error.strerror}") from error
     except (ValueError, yaml.YAMLError) as error:
         raise UsageError(f"scripted model: {path} does not parse: {error}") from error
-    if isinstance(data, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
+    if isinstance(data, dict) and all(isinstance(k, str) and _is_reply(v) for k, v in data.items()):
         return data
-    if isinstance(data, list) and all(isinstance(v, str) for v in data):
+    if isinstance(data, list) and all(_is_reply(v) for v in data):
         return data
     raise UsageError(
-        f"scripted model: {path} must hold a mapping of user message to reply (strings) "
-        "or a list of replies"
+        f"scripted model: {path} must hold a mapping of user message to reply or a list of "
+        "replies; a reply is a string or a mapping with 'text' (and 'finish_reason')"
     )

@@ -18,8 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from promptopt.errors import UsageError
 from promptopt.scoring.scorer import ExampleResult
-from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
-from promptopt.search.extract import extract_all, extract_instruction
+from promptopt.search.context import (
+    Candidate,
+    Plan,
+    SearchContext,
+    StepReport,
+    StrategyInfo,
+    answer_items,
+    is_truncated,
+)
+from promptopt.search.extract import extract_instruction
 from promptopt.search.selection import SELECTORS, keep_count, make_selector
 from promptopt.task.example import Example
 
@@ -186,15 +194,15 @@ def error_lines(records: Sequence[Mapping[str, str]]) -> list[str]:
 
 def parse_reasons(ctx: SearchContext, raw: str, limit: int) -> list[str]:
     """The reasons in a gradient answer, at most `limit`; unusable items are recorded."""
-    items = extract_all(raw)
+    items = answer_items(raw)
     if not items:
-        reason = "empty" if not raw.strip() else "no_instruction"
+        reason = _no_item_reason(raw)
         ctx.reject("gradient", reason, "no reason found in the reply", raw)
         return []
     reasons: list[str] = []
     for item in items:
         # The checks for instructions (refusals, loops, echoes) apply to reasons too.
-        check = extract_instruction(item, max_chars=_REASON_MAX_CHARS)
+        check = extract_instruction(item, max_chars=_REASON_MAX_CHARS, truncated=is_truncated(item))
         if not check.accepted:
             ctx.reject("gradient", check.reason or "rejected", check.message, item)
             continue
@@ -202,6 +210,13 @@ def parse_reasons(ctx: SearchContext, raw: str, limit: int) -> list[str]:
         if len(reasons) == limit:
             break
     return reasons
+
+
+def _no_item_reason(raw: str) -> str:
+    """Why an answer meant to hold items yielded none."""
+    if is_truncated(raw):
+        return "truncated"
+    return "empty" if not raw.strip() else "no_instruction"
 
 
 async def gather_in_order(ctx: SearchContext, coros: Sequence[Awaitable[T]]) -> list[T]:
@@ -394,9 +409,9 @@ class ProTeGi:
             # One prompt asked for: a prompt that itself holds a list must not be split up.
             items = [raw]
         else:
-            items = extract_all(raw)[:steps]
+            items = answer_items(raw)[:steps]
             if not items:
-                reason = "empty" if not raw.strip() else "no_instruction"
+                reason = _no_item_reason(raw)
                 ctx.reject("edit", reason, "no edited prompt found in the reply", raw)
         out = []
         for item in items:

@@ -84,6 +84,24 @@ def test_success_normalizes_usage_and_puts_the_system_message_in_system() -> Non
     assert body["max_tokens"] == 1024
 
 
+@pytest.mark.parametrize(
+    ("stop_reason", "expected"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("refusal", "refusal"),
+        (None, None),
+    ],
+)
+def test_stop_reason_is_normalized(stop_reason: str | None, expected: str | None) -> None:
+    body = message_body(stop_reason=stop_reason)
+    result, _ = run(lambda r: httpx2.Response(200, json=body))
+    assert isinstance(result, Completion)
+    assert result.finish_reason == expected
+    assert result.truncated is (expected == "length")
+
+
 def test_spec_sampling_params_are_sent() -> None:
     spec = ModelSpec(
         model="anthropic:claude-haiku-4-5",

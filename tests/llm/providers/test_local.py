@@ -30,7 +30,10 @@ def ask(text: str, system: str = "Answer briefly.", **params: Any) -> ChatReques
 class FakeModel:
     """Answers with the upper-cased user message and records how it was called."""
 
-    def __init__(self, delay: float = 0.0, fail: Exception | None = None) -> None:
+    def __init__(
+        self, delay: float = 0.0, fail: Exception | None = None, finish_reason: str | None = None
+    ) -> None:
+        self.finish_reason = finish_reason
         self.calls: list[dict[str, Any]] = []
         self.threads: set[int] = set()
         self.delay = delay
@@ -51,9 +54,12 @@ class FakeModel:
             if self.fail is not None:
                 raise self.fail
             text = kwargs["messages"][-1]["content"].upper()
+            choice: dict[str, Any] = {"message": {"role": "assistant", "content": text}}
+            if self.finish_reason is not None:
+                choice["finish_reason"] = self.finish_reason
             return {
                 "model": "/some/path.gguf",
-                "choices": [{"message": {"role": "assistant", "content": text}}],
+                "choices": [choice],
                 "usage": {"prompt_tokens": 21, "completion_tokens": 3, "total_tokens": 24},
             }
         finally:
@@ -104,6 +110,20 @@ def test_answers_with_usage_and_ids(tmp_path: Path, gguf: Path) -> None:
         {"role": "user", "content": "a gorgeous, witty film"},
     ]
     assert threading.get_ident() not in load.model.threads
+
+
+@pytest.mark.parametrize(("reported", "expected"), [("length", "length"), ("stop", "stop")])
+def test_reports_llama_cpp_finish_reason(
+    tmp_path: Path, gguf: Path, reported: str, expected: str
+) -> None:
+    local, _ = provider("local:tiny.gguf", tmp_path, FakeLoad(FakeModel(finish_reason=reported)))
+    result = asyncio.run(local.complete(ask("q", max_tokens=1)))
+    assert result.finish_reason == expected
+
+
+def test_an_answer_without_finish_reason_has_none(tmp_path: Path, gguf: Path) -> None:
+    local, _ = provider("local:tiny.gguf", tmp_path, FakeLoad())
+    assert asyncio.run(local.complete(ask("q"))).finish_reason is None
 
 
 def test_maps_sampling_parameters(tmp_path: Path, gguf: Path) -> None:
@@ -250,6 +270,7 @@ def test_default_model_classifies(
     assert label in result.text.lower()
     assert result.usage.input > 10
     assert 0 < result.usage.output <= 8
+    assert result.finish_reason in ("stop", "length")
     assert result.model == "local:default"
     assert real_model.endpoint == "local:qwen2.5-coder-0.5b-instruct.gguf"
 

@@ -107,6 +107,31 @@ def test_success_normalizes_usage_and_sends_the_request() -> None:
     assert body["temperature"] == 0
 
 
+@pytest.mark.parametrize(
+    ("reported", "expected"),
+    [("stop", "stop"), ("length", "length"), ("content_filter", "content_filter"), (None, None)],
+)
+def test_finish_reason_is_reported(reported: str | None, expected: str | None) -> None:
+    body = completion_body()
+    body["choices"][0]["finish_reason"] = reported
+    result, _ = run(lambda r: httpx2.Response(200, json=body))
+    assert isinstance(result, Completion)
+    assert result.finish_reason == expected
+    assert result.truncated is (expected == "length")
+
+
+def test_a_compatible_server_reports_a_cut_answer() -> None:
+    # llama.cpp's server, vLLM and Ollama answer in the same shape at their own base_url.
+    body = completion_body(model="qwen2.5-0.5b", usage=None)
+    body["choices"][0]["message"]["content"] = "Classify the review as positive or"
+    body["choices"][0]["finish_reason"] = "length"
+    spec = ModelSpec(model="openai:qwen2.5-0.5b", base_url="http://127.0.0.1:8080/v1")
+    result, recorder = run(lambda r: httpx2.Response(200, json=body), spec, env={})
+    assert isinstance(result, Completion)
+    assert result.finish_reason == "length"
+    assert str(recorder.requests[0].url) == "http://127.0.0.1:8080/v1/chat/completions"
+
+
 def test_spec_params_are_sent_and_max_tokens_renamed_for_openai() -> None:
     spec = ModelSpec(model="openai:o4-mini", max_tokens=16, params={"seed": 7})
     _, recorder = run(lambda r: httpx2.Response(200, json=completion_body()), spec)

@@ -39,6 +39,39 @@ def test_function_may_return_a_completion() -> None:
     assert complete(ScriptedProvider(lambda r: canned), ask("q")) is canned
 
 
+def test_a_plain_reply_finished_by_itself() -> None:
+    assert complete(ScriptedProvider(["done"]), ask("q")).finish_reason == "stop"
+
+
+def test_a_reply_mapping_can_say_it_was_cut_at_the_token_limit() -> None:
+    provider = ScriptedProvider(
+        lambda r: {"text": "Classify the review as", "finish_reason": "length"}, name="cut"
+    )
+    result = complete(provider, ask("q"))
+    assert result.text == "Classify the review as"
+    assert result.finish_reason == "length" and result.truncated
+    assert result.usage == Usage(input=3, output=4)
+    # Tables and sequences take the same mappings, and a mapping without a reason is complete.
+    table = ScriptedProvider(
+        {"q": {"text": "a", "finish_reason": "max_tokens"}, "r": {"text": "b"}}
+    )
+    assert complete(table, ask("q")).finish_reason == "length"
+    assert complete(table, ask("r")).finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        ({"txt": "a"}, "unknown key"),
+        ({"finish_reason": "length"}, "needs 'text'"),
+        ({"text": "a", "finish_reason": 3}, "must be a string"),
+    ],
+)
+def test_a_bad_reply_mapping_fails_loudly(reply: dict[str, object], message: str) -> None:
+    with pytest.raises(FatalProviderError, match=message):
+        complete(ScriptedProvider(lambda r: reply), ask("q"))
+
+
 def test_table_script_answers_by_last_user_message() -> None:
     provider = ScriptedProvider({"2+2?": "4", "3+3?": "6"})
     assert complete(provider, ask("3+3?")).text == "6"
@@ -80,6 +113,19 @@ def test_loads_a_function_relative_to_base_dir(tmp_path: Path) -> None:
     provider = ScriptedProvider.from_spec(spec, base_dir=tmp_path)
     assert complete(provider, ask("q")).text == "len=2"
     assert provider.model_id == "scripted:scripts/fake.py:reply"
+
+
+def test_loads_tables_whose_replies_say_how_they_ended(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(
+        "- {text: 'Classify the', finish_reason: length}\n- 'Classify the review.'\n"
+    )
+    seq = ScriptedProvider.from_spec(ModelSpec(model="scripted:t.yaml"), base_dir=tmp_path)
+    first, second = complete(seq, ask("x")), complete(seq, ask("x"))
+    assert (first.text, first.finish_reason) == ("Classify the", "length")
+    assert (second.text, second.finish_reason) == ("Classify the review.", "stop")
+    (tmp_path / "bad.json").write_text(json.dumps({"q": {"text": 1}}))
+    with pytest.raises(UsageError, match="a mapping with 'text'"):
+        ScriptedProvider.from_spec(ModelSpec(model="scripted:bad.json"), base_dir=tmp_path)
 
 
 def test_loads_json_and_yaml_tables(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.scripted import Reply
 from promptopt.reporting.run_files import lineage
 from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
@@ -262,7 +263,7 @@ class Harness:
     def __init__(
         self,
         tmp: Path,
-        optimizer: Callable[[ChatRequest], str] = optimizer_answer,
+        optimizer: Callable[[ChatRequest], Reply] = optimizer_answer,
         *,
         caps: BudgetCaps | None = None,
     ) -> None:
@@ -459,6 +460,37 @@ def test_reasons_are_parsed_from_weak_answers(tmp_path: Path) -> None:
     assert parse_reasons(ctx, "   ", 2) == []
     reasons = [e["reason"] for e in h.events("rejected")]
     assert reasons == ["no_instruction", "empty"]
+
+
+def cut_answers(request: ChatRequest) -> Reply:
+    """Gradients and edits whose last item ran into the token limit."""
+    user = request.messages[-1]["content"]
+    if "distinct reasons" in user:
+        text = "<START>The prompt never mentions numbers or quantities.<END>\n<START>It never"
+    else:
+        text = f"<START>{INITIAL} {FIX}<END>\n<START>{INITIAL} Count"
+    return {"text": text, "finish_reason": "length"}
+
+
+async def test_items_a_cut_ran_into_are_rejected_as_truncated(tmp_path: Path) -> None:
+    h = Harness(tmp_path, cut_answers)
+    params = ProTeGiParams(
+        minibatch=20,
+        n_gradients=1,
+        gradients_per_error=2,
+        steps_per_gradient=2,
+        mc_samples_per_step=0,
+    )
+    strategy = ProTeGi(params)
+    async with h.runtime:
+        successors = await strategy.expand(
+            h.ctx, h.initial, await h.minibatch_results(strategy, h.initial)
+        )
+    assert [c.text for c in successors] == [f"{INITIAL} {FIX}"]
+    [edit_request] = [r for r in h.optimizer.requests if "revised prompt" in r]
+    assert "numbers or quantities" in edit_request and "It never" not in edit_request
+    rejected = [(e["operator"], e["reason"]) for e in h.events("rejected")]
+    assert rejected == [("gradient", "truncated"), ("edit", "truncated")]
 
 
 def test_presets_resolve_and_defaults_are_the_papers() -> None:
