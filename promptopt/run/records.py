@@ -10,7 +10,7 @@ load.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,9 +25,17 @@ class Record(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
+    # Fields a file leaves out while they are unset, as it did before records were typed: a
+    # reader that asks `"test_comparison" in summary` must keep its answer.
+    _omit_when_none: ClassVar[tuple[str, ...]] = ()
+
     def to_json(self) -> dict[str, Any]:
         """The record as written to the run folder."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        for key in self._omit_when_none:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class UsageRecord(Record):
@@ -105,13 +113,14 @@ class SummaryRecord(Record):
     """Optimizer answers (or items of them) the search rejected, by reason ("truncated",
     "degenerate", ...); None in folders written before it was recorded."""
 
-    def to_json(self) -> dict[str, Any]:
-        """The record as written; the instruction fields only for a structured prompt."""
-        data = super().to_json()
-        for key in ("initial_instruction", "best_instruction"):
-            if data.get(key) is None:
-                data.pop(key, None)
-        return data
+    _omit_when_none = (
+        "initial_instruction",
+        "best_instruction",
+        "n",
+        "ci95",
+        "test_comparison",
+        "rejected",
+    )
 
     def model_of(self, role: str) -> ModelUsed | None:
         """A role's model as configured and the names its API reported, or None."""
@@ -269,6 +278,8 @@ class ResultRecord(Record):
     score: float
     latency_s: float | None = None
     error: str | None = None
+
+    _omit_when_none = ("error",)
 
 
 class SideRecord(Record):

@@ -42,7 +42,12 @@ import yaml
 
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.llm.messages import Message
-from promptopt.util.template import render_template, template_fields, template_literals
+from promptopt.util.template import (
+    IDENTIFIER_PLACEHOLDER,
+    render_template,
+    template_fields,
+    template_literals,
+)
 
 _SECTION = re.compile(r"^##[ \t]+(system|user)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
@@ -95,9 +100,17 @@ class MetaPrompt:
         messages: list[Message] = []
         if self.system is not None:
             messages.append(
-                {"role": "system", "content": render_template(self.system, text_values)}
+                {
+                    "role": "system",
+                    "content": render_template(self.system, text_values, IDENTIFIER_PLACEHOLDER),
+                }
             )
-        messages.append({"role": "user", "content": render_template(self.user, text_values)})
+        messages.append(
+            {
+                "role": "user",
+                "content": render_template(self.user, text_values, IDENTIFIER_PLACEHOLDER),
+            }
+        )
         return tuple(messages)
 
     def render_in_context(
@@ -119,7 +132,7 @@ class MetaPrompt:
         """
         lines: list[str] = []
         for text in (self.system or "", self.user):
-            for piece in template_literals(text):
+            for piece in template_literals(text, IDENTIFIER_PLACEHOLDER):
                 lines.extend(line.strip() for line in piece.splitlines() if line.strip())
         return tuple(lines)
 
@@ -162,7 +175,9 @@ def parse_meta_prompt(
         raise error(f"{source}: front matter opened with '---' is never closed by a '---' line")
 
     system, user = _split_sections(text, source, error)
-    used = frozenset(template_fields(system or "")) | frozenset(template_fields(user))
+    used = frozenset(template_fields(system or "", IDENTIFIER_PLACEHOLDER)) | frozenset(
+        template_fields(user, IDENTIFIER_PLACEHOLDER)
+    )
     undeclared = sorted(used - declared)
     if undeclared:
         raise error(

@@ -2,8 +2,9 @@
 
 A placeholder is `{{` and the nearest following `}}`; the text between them, stripped of
 surrounding whitespace, is the field name. Any text is allowed there (it may span lines), because
-a task names fields after whatever keys its JSONL or CSV rows have; meta-prompts restrict their
-names to identifiers when they check their declared placeholders.
+a task names fields after whatever keys its JSONL or CSV rows have. Meta-prompts pass
+`IDENTIFIER_PLACEHOLDER` instead: their names are identifiers, and any other `{{...}}` in their
+text (a JSON example, say) stays literal, as users' own meta-prompts have always relied on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from promptopt.errors import PromptoptError
 
 # Non-greedy and DOTALL: a placeholder ends at the first `}}`, even on a later line.
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# Only identifiers, with optional surrounding spaces: the rule of meta-prompt templates.
+IDENTIFIER_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 class TemplateFieldError(PromptoptError):
@@ -30,17 +33,17 @@ class TemplateFieldError(PromptoptError):
         )
 
 
-def template_fields(template: str) -> tuple[str, ...]:
+def template_fields(template: str, pattern: re.Pattern[str] = PLACEHOLDER) -> tuple[str, ...]:
     """The field names a `{{field}}` template uses, in order of first use."""
     names: dict[str, None] = {}
-    for match in PLACEHOLDER.finditer(template):
+    for match in pattern.finditer(template):
         names.setdefault(match.group(1).strip(), None)
     return tuple(names)
 
 
-def template_literals(template: str) -> tuple[str, ...]:
+def template_literals(template: str, pattern: re.Pattern[str] = PLACEHOLDER) -> tuple[str, ...]:
     """The fixed text of a template: the pieces before, between and after its placeholders."""
-    return tuple(PLACEHOLDER.split(template)[::2])
+    return tuple(pattern.split(template)[::2])
 
 
 def as_text(value: Any) -> str:
@@ -50,7 +53,9 @@ def as_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def render_template(template: str, values: Mapping[str, Any]) -> str:
+def render_template(
+    template: str, values: Mapping[str, Any], pattern: re.Pattern[str] = PLACEHOLDER
+) -> str:
     """Replace each `{{ name }}` with the field's value (non-strings as JSON).
 
     Substitution is a single pass, so a value that itself contains `{{...}}` is inserted as it
@@ -64,4 +69,4 @@ def render_template(template: str, values: Mapping[str, Any]) -> str:
             raise TemplateFieldError(name, list(values))
         return as_text(value)
 
-    return PLACEHOLDER.sub(substitute, template)
+    return pattern.sub(substitute, template)

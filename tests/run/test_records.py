@@ -10,7 +10,7 @@ import pytest
 
 from promptopt.errors import UsageError
 from promptopt.run.folder import RunFolder
-from promptopt.run.records import SCHEMA_VERSION, ConfigRecord, SummaryRecord
+from promptopt.run.records import SCHEMA_VERSION, ConfigRecord, ResultRecord, SummaryRecord
 from tests.support import FIXTURES
 from tests.support.diff import make_run, make_task, run_cli
 
@@ -87,3 +87,15 @@ def test_summary_names_the_instruction_only_for_a_structured_prompt() -> None:
     assert "best_instruction" not in SummaryRecord.model_validate(data).to_json()
     data["best_instruction"] = "Classify."
     assert SummaryRecord.model_validate(data).to_json()["best_instruction"] == "Classify."
+
+
+def test_unset_optional_fields_are_left_out_as_before() -> None:
+    # Readers that ask `"test_comparison" in summary` or `"error" in result` keep their answer.
+    summary = SummaryRecord(
+        run_dir="r", task="t", strategy="ape", seed=0, initial_prompt="a", best_prompt="a"
+    ).to_json()
+    for key in ("n", "ci95", "test_comparison", "rejected", "best_instruction"):
+        assert key not in summary, key
+    assert summary["scores"]["best"] == {"dev": None, "test": None}
+    assert "error" not in ResultRecord(id="x", score=1.0, latency_s=0.1).to_json()
+    assert ResultRecord(id="x", score=0.0, error="boom").to_json()["error"] == "boom"

@@ -230,3 +230,16 @@ def test_literal_lines_reject_an_echoed_meta_prompt() -> None:
     echo = next(line for line in lines if line.startswith("A language model"))
     assert extract_instruction(echo, echo_of=lines).reason == "degenerate"
     assert extract_instruction("Add the two numbers.", echo_of=lines).accepted
+
+
+def test_braces_that_are_not_identifiers_stay_literal() -> None:
+    # A user's meta-prompt may show JSON; only {{identifier}} is a placeholder in meta-prompts.
+    meta = parse_meta_prompt(
+        "custom/json",
+        '---\nplaceholders: [prompt]\n---\nImprove {{ prompt }}. Answer as {{"label": "x"}} '
+        "or {{ two words }}.",
+        "custom.md",
+    )
+    assert meta.placeholders == {"prompt"}
+    (message,) = meta.render(prompt="P")
+    assert message["content"] == 'Improve P. Answer as {{"label": "x"}} or {{ two words }}.'
