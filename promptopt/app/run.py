@@ -30,6 +30,7 @@ from promptopt.search.plan import (
     final_reserve,
     plan_run,
     search_caps,
+    strategy_plan,
 )
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import LoadedTask, load_task
@@ -165,7 +166,7 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
     sizes = {name: len(rows) for name, rows in task.splits.items()}
-    plan = plan_run(task, settings, strategy.plan(sizes), prices_of(task))
+    plan = plan_run(task, settings, strategy_plan(strategy, sizes, settings), prices_of(task))
     search_caps(settings.caps, plan.final_eval_calls)
     return plan
 

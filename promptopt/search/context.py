@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -91,6 +91,10 @@ class Plan:
 
     target_calls: int
     optimizer_calls: int
+    layout: Mapping[str, Any] = field(default_factory=dict)
+    """The sizes the strategy settled on (rounds, beam, ...), for `run --dry-run`."""
+    notes: tuple[str, ...] = ()
+    """Lines `run --dry-run` shows about the plan."""
 
 
 class Answer(str):
@@ -532,6 +536,19 @@ class Strategy(Protocol):
     def search(self, ctx: SearchContext, initial: Candidate) -> AsyncGenerator[StepReport, None]:
         """Run the search step by step, through `ctx` only; what is not on it (dev data, the
         engine's buffers) is not the strategy's to use."""
+        ...
+
+
+@runtime_checkable
+class BudgetedPlanner(Protocol):
+    """A strategy that sizes its plan to the search's budgets (rounds, beam, proposals), so
+    that `run --dry-run` shows the plan the search will follow."""
+
+    def plan_for_budget(
+        self, sizes: Mapping[str, int], target_calls: int | None, optimizer_calls: int | None
+    ) -> Plan:
+        """The most calls the strategy makes for splits of these sizes when the search may
+        make at most these target and optimizer calls (None: uncapped)."""
         ...
 
 

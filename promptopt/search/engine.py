@@ -4,6 +4,7 @@ held-out final evaluation."""
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import random
 import time
@@ -54,8 +55,13 @@ StepCallback = Callable[[SearchContext, StepReport, Runtime], None]
 """Called after every checkpointed step (the CLI shows progress with it)."""
 
 
-def _ranking_best(state: SearchState, ranking: tuple[str, ...], k: int) -> list[Candidate]:
-    return [state.candidates[c] for c in ranking[:k] if c in state.candidates]
+def _finalists(
+    state: SearchState, ranking: tuple[str, ...], k: int, initial: Candidate
+) -> list[Candidate]:
+    """The strategy's top k prompts other than the initial one, in its order: the initial prompt
+    is scored at the gate anyway, so it does not take a finalist's place."""
+    ranked = [state.candidates[c] for c in ranking if c in state.candidates]
+    return [c for c in ranked if c is not initial][:k]
 
 
 @dataclass(frozen=True)
@@ -344,19 +350,29 @@ class Engine:
         self, state: SearchState, last: StepReport, initial: Candidate
     ) -> tuple[FinalScores, Candidate]:
         """The final gate: choose the best prompt on all of dev, then score it and the initial
-        one on test."""
+        one on test.
+
+        The strategy's top finalists and the initial prompt are all scored on every dev
+        example, so they are compared on the same examples. A finalist replaces the initial
+        prompt only if its dev mean is strictly higher; among finalists with equal means, the
+        one the strategy ranked higher wins.
+        """
         dev, test = state.dev, state.test
-        finalists = _ranking_best(state, last.ranking, self.settings.finalists)
-        if initial not in finalists:
-            finalists.append(initial)
+        finalists = _finalists(state, last.ranking, self.settings.finalists, initial)
         dev_results: dict[str, list[ExampleResult]] = {}
-        for cand in finalists:
+        for cand in [initial, *finalists]:
             dev_results[cand.id] = await state.score_held_out(cand, "dev")
-        # The initial prompt wins ties: a new prompt must be better on dev to replace it.
-        best = max(finalists, key=lambda c: (c.mean("dev") or 0.0, c is initial))
+        # Exact sums over the same examples: prompts with equal scores tie exactly, and a tie
+        # keeps the earlier of the two (the initial prompt first, then the strategy's order).
+        totals = {c: math.fsum(r.score for r in results) for c, results in dev_results.items()}
+        best = initial
+        for cand in finalists:
+            if totals[cand.id] > totals[best.id]:
+                best = cand
         state.event(
             "final_dev",
-            finalists={c.id: c.mean("dev") for c in finalists},
+            finalists={c.id: c.mean("dev") for c in [*finalists, initial]},
+            order=[c.id for c in finalists],
             best=best.id,
         )
         initial_test = await state.score_held_out(initial, "test")

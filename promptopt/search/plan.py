@@ -13,7 +13,7 @@ from promptopt.llm.messages import Message
 from promptopt.llm.pricing import request_max_cost_usd
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
-from promptopt.search.context import Plan
+from promptopt.search.context import BudgetedPlanner, Plan, Strategy
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec, Price
 
@@ -83,6 +83,19 @@ def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
     )
 
 
+def strategy_plan(strategy: Strategy, sizes: Mapping[str, int], settings: RunSettings) -> Plan:
+    """The strategy's plan for the budget its search will have: the call caps less the final
+    evaluation's reserve, when the strategy sizes itself to them (`BudgetedPlanner`)."""
+    if not isinstance(strategy, BudgetedPlanner):
+        return strategy.plan(sizes)
+    caps = settings.caps
+    target = None
+    if caps.target_calls is not None:
+        reserve = final_reserve(sizes.get("dev", 0), sizes.get("test", 0), settings.finalists)
+        target = max(0, caps.target_calls - reserve)
+    return strategy.plan_for_budget(sizes, target, caps.optimizer_calls)
+
+
 @dataclass(frozen=True)
 class DryRunPlan:
     """What `run --dry-run` prints: the most calls the run can make and their estimated cost."""
@@ -92,6 +105,8 @@ class DryRunPlan:
     final_eval_calls: int
     estimated_cost_usd: float | None
     notes: tuple[str, ...] = ()
+    layout: dict[str, Any] = field(default_factory=dict)
+    """The sizes the strategy settled on for this budget (rounds, beam, ...)."""
 
     def to_json(self) -> dict[str, Any]:
         """As printed by `run --dry-run --json`."""
@@ -114,7 +129,7 @@ def plan_run(
     optimizer = strategy_plan.optimizer_calls
     if caps.optimizer_calls is not None:
         optimizer = min(optimizer, caps.optimizer_calls)
-    notes: list[str] = []
+    notes = list(strategy_plan.notes)
     cost: float | None = 0.0
     for role, calls in (("target", search + reserve), ("optimizer", optimizer)):
         spec: ModelSpec | None = model_for_role(task, role)
@@ -133,7 +148,9 @@ def plan_run(
         cost += calls * per_call
     if caps.cost_usd is not None and cost is not None:
         cost = min(cost, caps.cost_usd)
-    return DryRunPlan(search + reserve, optimizer, reserve, cost, tuple(notes))
+    return DryRunPlan(
+        search + reserve, optimizer, reserve, cost, tuple(notes), dict(strategy_plan.layout)
+    )
 
 
 def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | None) -> float:

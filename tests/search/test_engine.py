@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from promptopt.llm.messages import ChatRequest
 from promptopt.llm.providers.scripted import Reply
 from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, SUMMARY, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.search.context import Candidate, Plan, SearchContext, StepReport
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules, final_reserve
@@ -261,3 +263,108 @@ async def test_a_cost_cap_keeps_enough_back_for_the_final_evaluation(tmp_path: P
     assert summary["stop_reason"] == "budget"
     assert summary["scores"]["best"]["test"] is not None
     assert spent <= cap
+
+
+class RanksByHand:
+    """One step: new prompts, reported after the initial prompt in the order given."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.ids: list[str] = []
+
+    def plan(self, sizes: Mapping[str, int]) -> Plan:
+        """No calls."""
+        return Plan(target_calls=0, optimizer_calls=0)
+
+    async def search(
+        self, ctx: SearchContext, initial: Candidate
+    ) -> AsyncGenerator[StepReport, None]:
+        """Add the prompts and rank them by hand, the initial prompt first."""
+        for text in self.texts:
+            cand = ctx.add_candidate(text, operator="test")
+            assert cand is not None
+            self.ids.append(cand.id)
+        yield StepReport("rank", (initial.id, *self.ids))
+
+
+async def run_gate(tmp_path: Path, texts: list[str]) -> tuple[dict[str, Any], RanksByHand]:
+    task = load_task(write_task(tmp_path))
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    strategy = RanksByHand(texts)
+    settings = RunSettings(strategy="by-hand", params={}, seed=0, concurrency=4)
+    target = Counter(target_answer)
+    runtime = Runtime(
+        task, RuntimeOptions(concurrency=4), store=NullCache(), providers=providers(target)
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run()).to_json()
+    (final_dev,) = [e for e in folder.read_jsonl(EVENTS) if e["event"] == "final_dev"]
+    latest = {r["id"]: r for r in folder.read_jsonl(CANDIDATES)}
+    dev_calls = target.calls - 2 * 20  # the initial and the best prompt on test
+    return {
+        "summary": summary,
+        "final_dev": final_dev,
+        "latest": latest,
+        "dev": dev_calls,
+    }, strategy
+
+
+async def test_the_dev_gate_scores_the_top_finalists_and_the_initial_prompt_on_all_of_dev(
+    tmp_path: Path,
+) -> None:
+    # The strategy ranks the initial prompt first; it does not take a finalist's place, so the
+    # gate sees the next three (a plain prompt, then two that are right on every example).
+    texts = [
+        "Classify the review quickly.",
+        f"Give the {PROPERTY}.",
+        f"Reply with the {PROPERTY}, please.",
+        f"Once more, the {PROPERTY}.",
+    ]
+    got, strategy = await run_gate(tmp_path, texts)
+    plain, first, second, fourth = strategy.ids
+    final_dev = got["final_dev"]
+    assert final_dev["order"] == [plain, first, second]
+    assert set(final_dev["finalists"]) == {"c0000", plain, first, second}
+    assert got["dev"] == 4 * 20  # every one of them on all 20 dev examples, nothing more
+    for cid in final_dev["finalists"]:
+        assert got["latest"][cid]["scores"]["dev"]["n"] == 20
+    assert "dev" not in got["latest"][fourth]["scores"]
+    # The two that tie on dev: the one the strategy ranked higher wins.
+    assert final_dev["finalists"][first] == final_dev["finalists"][second] == 1.0
+    assert final_dev["best"] == first == got["summary"]["best_id"]
+
+
+async def test_the_initial_prompt_wins_a_tie_at_the_dev_gate(tmp_path: Path) -> None:
+    got, _ = await run_gate(tmp_path, ["Classify this review.", "Classify the film review."])
+    final_dev = got["final_dev"]
+    assert set(final_dev["finalists"].values()) == {0.5}
+    assert final_dev["best"] == "c0000" == got["summary"]["best_id"]
+
+
+async def test_ape_selections_score_every_arm_on_the_same_examples(tmp_path: Path) -> None:
+    target = Counter(target_answer)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    await run_once(tmp_path, folder, settings_for(), target=target)
+    task = load_task(write_task(tmp_path))
+    by_input = {task.render_input(e): e.id for e in task.splits["train"]}
+    texts = {r["id"]: r["text"] for r in folder.read_jsonl(CANDIDATES)}
+    scored: dict[str, set[str]] = {}
+    for raw in target.requests:
+        system, user = (m["content"] for m in json.loads(raw))
+        if user in by_input:
+            scored.setdefault(system, set()).add(by_input[user])
+    events = folder.read_jsonl(EVENTS)
+    steps = {e["step"]: e for e in events if e["event"] == "step"}
+    selections = [e for e in events if e["event"] == "selection"]
+    assert len(selections) == 3
+    for selection in selections:
+        # Every arm was scored on the first pulls[arm] examples of the one shared sequence ...
+        for cid, n in selection["pulls"].items():
+            # (The target's system message is the prompt, perhaps followed by more lines.)
+            seen = set().union(
+                *(ids for system, ids in scored.items() if system.split("\n")[0] == texts[cid])
+            )
+            assert set(selection["examples"][:n]) <= seen
+        # ... and the step reports the selector's own ranking.
+        assert steps[selection["step"]]["ranking"] == selection["ranking"][:10]

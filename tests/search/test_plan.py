@@ -70,3 +70,47 @@ async def test_dry_run_and_the_client_reserve_the_same_worst_case(
                 build_messages(task.spec.system_prompt, task.render_input(example))
             )
         assert max(spy.reserved[1:]) <= per_call
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "budget"),
+    [("protegi", {"preset": "small"}, 330), ("protegi", {}, 520), ("ape", {}, 300)],
+)
+async def test_dry_run_shows_the_plan_the_search_follows(
+    tmp_path: Path, strategy: str, params: dict[str, Any], budget: int
+) -> None:
+    from promptopt.app.run import execute_run
+    from promptopt.run.folder import EVENTS, RunFolder
+    from tests.support import protegi
+
+    path = protegi.write_task(tmp_path) if strategy == "protegi" else write_task(tmp_path)
+    prepared = prepare_run(
+        load_task(path), strategy=strategy, params=params, target_calls=budget, seed=0
+    )
+    plan = dry_run_plan(prepared)
+    # The sizes are on the plan and in its notes, and they fit the search's share.
+    layout = plan.layout
+    assert layout["fits"] and layout["target_calls"] <= budget - plan.final_eval_calls
+    assert layout["per_arm"] >= 1 and layout["selection_budget"] > 0
+    assert any(note.startswith(f"{strategy} plan:") for note in plan.notes)
+
+    folders: list[RunFolder] = []
+    await execute_run(
+        prepared,
+        out=tmp_path / "runs",
+        on_folder=folders.append,
+        providers=protegi_providers() if strategy == "protegi" else providers(),
+        store=NullCache(),
+    )
+    (event,) = [e for e in folders[0].read_jsonl(EVENTS) if e["event"] == "plan"]
+    assert {k: v for k, v in event.items() if k not in ("step", "event", "strategy")} == layout
+
+
+def protegi_providers() -> dict[str, Any]:
+    from promptopt.llm.providers.scripted import ScriptedProvider
+    from tests.support import protegi
+
+    return {
+        "target": ScriptedProvider(protegi.target_answer, name="target"),
+        "optimizer": ScriptedProvider(protegi.optimizer_answer, name="optimizer"),
+    }

@@ -5,12 +5,18 @@ a prompt got sampled errors wrong (the "gradient"), asks for edited prompts that
 (the "step"), adds Monte-Carlo paraphrases of the edits, and then picks the next beam from the
 successors and the old beam as a best-arm identification problem under a budget of target calls.
 Only the instruction is edited; the input template and the data stay fixed.
+
+Two things go beyond the paper. A child enters the selection only if it scores at least as well
+as its parent on the examples that motivated it plus as many the parent got right (GEPA's cheap
+acceptance test), and every selection scores all its arms on the same examples. The rounds,
+beam, minibatch and successors are sized at the start so that, within the budget, every
+selection can score every arm it is given (`ProTeGi.layout`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,7 +34,18 @@ from promptopt.search.context import (
     is_truncated,
 )
 from promptopt.search.extract import extract_instruction
-from promptopt.search.selection import SELECTORS, keep_count, make_selector
+from promptopt.search.selection import (
+    MIN_EVIDENCE,
+    SELECTORS,
+    ScoreFn,
+    acceptance_minibatch,
+    acceptance_tests,
+    fit_layout,
+    ladder,
+    make_selector,
+    min_evidence,
+    select_paired,
+)
 from promptopt.task.example import Example
 
 T = TypeVar("T")
@@ -69,7 +86,9 @@ class ProTeGiParams(BaseModel):
         default="ucb",
         description="bandit choosing the next beam: " + ", ".join(sorted(SELECTORS)),
     )
-    batch: int = Field(default=32, ge=1, description="fresh training examples per bandit pull")
+    batch: int = Field(
+        default=32, ge=1, description="training examples per bandit pull, the same for every arm"
+    )
     selection_budget: int = Field(
         default=2048, ge=0, description="target calls per round for choosing the next beam"
     )
@@ -112,6 +131,78 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# How much each size counts when a plan is shrunk to fit (see `fit_layout`): a minibatch only
+# has to hold enough errors to show the optimizer, so it gives way before rounds, beam or
+# successors do.
+_WEIGHTS = {"rounds": 1.0, "beam": 1.0, "successors": 1.0, "minibatch": 0.5}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """ProTeGi's parameters sized to a budget, and the worst case of what they spend."""
+
+    rounds: int
+    beam: int
+    minibatch: int
+    successors: int
+    """Most new candidates one beam prompt adds to a selection."""
+    gradients: int
+    """Error groups (gradient requests) per beam prompt."""
+    check: int
+    """Most examples one acceptance test scores a child on."""
+    per_arm: int
+    """Examples every arm of a selection can be scored on at least."""
+    selection_budget: int
+    """Target calls planned for each selection (a round may get more if earlier ones spent
+    less than their worst case)."""
+    beams: tuple[int, ...]
+    """The most beam prompts each round can expand."""
+    fixed_per_parent: int
+    """Minibatch and acceptance-test target calls per beam prompt, at most."""
+    target_calls: int
+    optimizer_calls: int
+    fits: bool
+    """Whether the budget covers this plan; when not even the smallest plan fits, the search
+    runs it anyway and selection gets what is left."""
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes in effect, as `fit_layout` weighs them."""
+        return {
+            "rounds": self.rounds,
+            "beam": self.beam,
+            "successors": self.successors,
+            "minibatch": self.minibatch,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """As recorded in the "plan" event and shown by `run --dry-run --json`."""
+        return {
+            "rounds": self.rounds,
+            "beam": self.beam,
+            "minibatch": self.minibatch,
+            "successors": self.successors,
+            "gradients": self.gradients,
+            "check": self.check,
+            "per_arm": self.per_arm,
+            "selection_budget": self.selection_budget,
+            "target_calls": self.target_calls,
+            "optimizer_calls": self.optimizer_calls,
+            "fits": self.fits,
+        }
+
+    def describe(self) -> str:
+        """One line for `run --dry-run`."""
+        text = (
+            f"protegi plan: {self.rounds} rounds, beam {self.beam}, minibatch {self.minibatch}, "
+            f"{self.gradients} gradients and at most {self.successors} successors per beam "
+            f"prompt, acceptance tests on {self.check} examples, {self.selection_budget} target "
+            f"calls per selection (at least {self.per_arm} examples per candidate)"
+        )
+        if not self.fits:
+            text += "; the budget is too small even for this plan, selection gets what is left"
+        return text
+
+
 @dataclass(frozen=True)
 class Failure:
     """An example a prompt got wrong, with what the target answered."""
@@ -144,6 +235,14 @@ class Evidence:
             for example, result in zip(todo, await ctx.score(cand, todo), strict=True):
                 known[example.id] = result
         return [known[e.id] for e in examples]
+
+    def scorer(self, ctx: SearchContext) -> ScoreFn:
+        """A score function for the selection helpers that keeps the outputs here too."""
+
+        async def score(cand: Candidate, examples: Sequence[Example]) -> list[float]:
+            return [r.score for r in await self.score(ctx, cand, examples)]
+
+        return score
 
 
 @dataclass(frozen=True)
@@ -245,28 +344,150 @@ class ProTeGi:
 
     def plan(self, sizes: Mapping[str, int]) -> Plan:
         """The most calls ProTeGi makes with these parameters and split sizes."""
-        p = self.params
-        train = sizes.get("train", 0)
-        minibatch = min(p.minibatch, train)
-        target = optimizer = 0
-        beam = 1
-        for _ in range(p.rounds):
-            target += beam * minibatch
-            optimizer += beam * p.optimizer_calls_per_parent()
-            pool = beam * (1 + p.successors_per_parent())
-            if pool > p.beam_size:
-                target += min(p.selection_budget, pool * train)
-            beam = min(p.beam_size, pool)
-        return Plan(target_calls=target, optimizer_calls=optimizer)
+        return self.plan_for_budget(sizes, None, None)
 
-    def draw_minibatch(self, ctx: SearchContext) -> list[Example]:
+    def plan_for_budget(
+        self, sizes: Mapping[str, int], target_calls: int | None, optimizer_calls: int | None
+    ) -> Plan:
+        """The most calls ProTeGi makes when sized to these search budgets (see `layout`)."""
+        layout = self.layout(sizes.get("train", 0), target_calls, optimizer_calls)
+        return Plan(
+            target_calls=layout.target_calls,
+            optimizer_calls=layout.optimizer_calls,
+            layout=layout.to_json(),
+            notes=(layout.describe(),),
+        )
+
+    def layout(self, train: int, target_calls: int | None, optimizer_calls: int | None) -> Layout:
+        """The parameters sized so that every round's selection can score every arm.
+
+        A round's worst case is its minibatch scoring, the acceptance tests of every edit and
+        paraphrase it may ask for, and a selection giving each arm at least `per_arm` examples
+        (one pull of `batch`, at most `MIN_EVIDENCE`). When the configured rounds, beam,
+        successors and minibatch do not fit the target and optimizer budgets (or the
+        configured selection_budget cannot score the pool they make), they are shrunk
+        together (`fit_layout`); only when nothing fits is `per_arm` lowered, down to 1.
+        Gradients are asked for no more edits than the successors a selection takes.
+
+        Args:
+            train: Training examples.
+            target_calls: Target calls the search may make, or None when uncapped.
+            optimizer_calls: Optimizer calls the search may make, or None when uncapped.
+        """
+        p = self.params
+        minibatch = min(p.minibatch, train)
+        if train == 0:
+            return self._layout(train, p.rounds, p.beam_size, 1, 0, 1, target_calls, None)
+        floor = min(minibatch, max(MIN_EVIDENCE, 2 * p.errors_per_gradient))
+        options = {
+            "rounds": ladder(p.rounds),
+            "beam": ladder(p.beam_size),
+            "successors": ladder(p.successors_per_parent()),
+            "minibatch": ladder(minibatch, floor),
+        }
+
+        def sized(o: Mapping[str, int], per_arm: int) -> Layout:
+            return self._layout(
+                train,
+                o["rounds"],
+                o["beam"],
+                o["successors"],
+                o["minibatch"],
+                per_arm,
+                target_calls,
+                optimizer_calls,
+            )
+
+        def assess(per_arm: int) -> Callable[[Mapping[str, int]], Mapping[str, int] | None]:
+            def effect(o: Mapping[str, int]) -> Mapping[str, int] | None:
+                layout = sized(o, per_arm)
+                return layout.sizes() if layout.fits else None
+
+            return effect
+
+        for per_arm in ladder(min_evidence(p.batch, train)):
+            chosen = fit_layout(options, assess(per_arm), _WEIGHTS)
+            if chosen is not None:
+                return sized(chosen, per_arm)
+        return self._layout(train, 1, 1, 1, floor, 1, target_calls, optimizer_calls)
+
+    def _layout(
+        self,
+        train: int,
+        rounds: int,
+        beam: int,
+        successors: int,
+        minibatch: int,
+        per_arm: int,
+        target: int | None,
+        optimizer: int | None,
+    ) -> Layout:
+        """The worst case of one choice of sizes, and whether it fits."""
+        p = self.params
+        per_gradient = p.gradients_per_error * p.steps_per_gradient
+        # No more edits than a selection takes: each costs an acceptance test and requests.
+        gradients = max(1, min(p.n_gradients, successors // per_gradient))
+        edits = gradients * per_gradient
+        # Paraphrases are asked only of accepted edits, and only while the successors have room
+        # (see `expand`): with a edits accepted, min(a * mc, successors - a) at most.
+        paraphrases = max(
+            min(a * p.mc_samples_per_step, successors - a)
+            for a in range(min(edits, successors) + 1)
+        )
+        successors = min(successors, edits * (1 + p.mc_samples_per_step))
+        check = min(2 * p.errors_per_gradient, minibatch)
+        fixed = minibatch + (edits + paraphrases) * check
+        asks = gradients + gradients * p.gradients_per_error + paraphrases
+        beams: list[int] = []
+        pools: list[int] = []
+        size = 1
+        for _ in range(rounds):
+            beams.append(size)
+            pools.append(size * (1 + successors))
+            size = min(beam, pools[-1])
+        fixed_total = sum(beams) * fixed
+        selection = p.selection_budget
+        if target is not None:
+            selection = min(selection, max(0, (target - fixed_total) // rounds))
+        need = max((n * per_arm for n in pools if n >= 2), default=0)
+        optimizer_total = sum(beams) * asks
+        fits = (
+            selection >= need
+            and (target is None or fixed_total <= target)
+            and (optimizer is None or optimizer_total <= optimizer)
+        )
+        return Layout(
+            rounds=rounds,
+            # A beam larger than any round expands is not in effect.
+            beam=max(beams),
+            minibatch=minibatch,
+            successors=successors,
+            gradients=gradients,
+            check=check,
+            per_arm=per_arm,
+            selection_budget=selection,
+            beams=tuple(beams),
+            fixed_per_parent=fixed,
+            target_calls=fixed_total + sum(min(selection, n * train) for n in pools if n >= 2),
+            optimizer_calls=optimizer_total,
+            fits=fits,
+        )
+
+    def draw_minibatch(self, ctx: SearchContext, size: int | None = None) -> list[Example]:
         """This round's training minibatch, shared by every beam prompt."""
         train = list(ctx.train)
-        return ctx.rng.sample(train, min(self.params.minibatch, len(train)))
+        return ctx.rng.sample(
+            train, min(self.params.minibatch if size is None else size, len(train))
+        )
 
-    async def _ask_all(self, ctx: SearchContext, asks: Sequence[_Ask]) -> list[list[str]]:
+    async def _ask_all(
+        self, ctx: SearchContext, asks: Sequence[_Ask], room: int | None = None
+    ) -> list[list[str]]:
         """Answers to each request, concurrently; requests past the optimizer call cap are
-        dropped (and recorded) rather than sent to fail."""
+        dropped (and recorded) rather than sent to fail. With `room`, at most that many samples
+        are asked in all, spread over the requests in turn, the first ones first."""
+        if room is not None:
+            asks = _spread(asks, room)
         remaining = ctx.remaining_optimizer_calls()
         affordable: list[_Ask] = []
         for ask in asks:
@@ -280,7 +501,11 @@ class ProTeGi:
         if sent < asked:
             ctx.event("optimizer_budget_short", asked=asked, sent=sent)
         answers = await gather_in_order(
-            ctx, [ctx.ask(a.meta_prompt, a.n, **a.values) for a in affordable]
+            ctx,
+            [
+                _no_answers() if a.n <= 0 else ctx.ask(a.meta_prompt, a.n, **a.values)
+                for a in affordable
+            ],
         )
         return answers + [[] for _ in range(len(asks) - len(affordable))]
 
@@ -289,13 +514,30 @@ class ProTeGi:
         ctx: SearchContext,
         parent: Candidate,
         results: Sequence[tuple[Example, ExampleResult]],
+        *,
+        max_successors: int | None = None,
+        n_gradients: int | None = None,
+        evidence: Evidence | None = None,
     ) -> list[Candidate]:
-        """Successors of one beam prompt from its results on the round's minibatch."""
+        """Successors of one beam prompt from its results on the round's minibatch.
+
+        Every edit and paraphrase must pass the acceptance test against its parent on the
+        errors it was written for plus as many examples the beam prompt got right; one that
+        fails is recorded and left out. Paraphrases are asked only of edits that passed, and
+        only while fewer than `max_successors` (by default the parameters' cap) have passed.
+        """
         p = self.params
+        cap = p.successors_per_parent() if max_successors is None else max_successors
+        score = evidence.scorer(ctx) if evidence is not None else None
         errors = [
             Failure(example, result)
             for example, result in results
             if result.error is None and result.score < 1.0 - 1e-9
+        ]
+        passed = [
+            example
+            for example, result in results
+            if result.error is None and result.score >= 1.0 - 1e-9
         ]
         if not errors:
             ctx.event("no_errors", id=parent.id, minibatch=len(results))
@@ -303,12 +545,13 @@ class ProTeGi:
 
         # Identical error groups become one request for several samples, so that they differ.
         groups: dict[tuple[int, ...], int] = {}
-        for _ in range(p.n_gradients):
+        for _ in range(p.n_gradients if n_gradients is None else n_gradients):
             picked = tuple(
                 sorted(ctx.rng.sample(range(len(errors)), min(p.errors_per_gradient, len(errors))))
             )
             groups[picked] = groups.get(picked, 0) + 1
         shown = [[errors[i] for i in picked] for picked in groups]
+        checks = [acceptance_minibatch([f.example for f in g], passed, ctx.rng) for g in shown]
         texts = [format_errors(g, ctx.render_input) for g in shown]
         answers = await self._ask_all(
             ctx,
@@ -347,6 +590,7 @@ class ProTeGi:
             ],
         )
         edited: list[Candidate] = []
+        check_of: dict[str, list[Example]] = {}
         for (g, reason), raws in zip(gradients, edit_answers, strict=True):
             records = error_records(shown[g], ctx.render_input)
             for raw in raws:
@@ -357,7 +601,11 @@ class ProTeGi:
                     "gradient": reason,
                     "edit": raw[:_RAW_EDIT_CHARS],
                 }
-                edited.extend(self._accept_edits(ctx, raw, parent, feedback))
+                for edit in self._accept_edits(ctx, raw, parent, feedback):
+                    edited.append(edit)
+                    check_of[edit.id] = checks[g]
+        made = len(edited)
+        edited = await _passing(ctx, [(c, parent, check_of[c.id]) for c in edited], score)
 
         paraphrased: list[Candidate] = []
         if p.mc_samples_per_step:
@@ -367,6 +615,7 @@ class ProTeGi:
                     _Ask("protegi/paraphrase", p.mc_samples_per_step, {"prompt": c.text})
                     for c in edited
                 ],
+                room=cap - len(edited),
             )
             for source, raws in zip(edited, para_answers, strict=True):
                 for raw in raws:
@@ -378,10 +627,18 @@ class ProTeGi:
                     )
                     if cand is not None:
                         paraphrased.append(cand)
+                        check_of[cand.id] = check_of[source.id]
+            made += len(paraphrased)
+            by_id = {c.id: c for c in edited}
+            paraphrased = await _passing(
+                ctx,
+                [(c, by_id[c.parents[0]], check_of[c.id]) for c in paraphrased],
+                score,
+            )
 
         successors = edited + paraphrased
-        if len(successors) > p.max_expansion_factor:
-            kept = set(ctx.rng.sample(range(len(successors)), p.max_expansion_factor))
+        if len(successors) > cap:
+            kept = set(ctx.rng.sample(range(len(successors)), cap))
             ctx.event(
                 "expansion_capped",
                 parent=parent.id,
@@ -396,6 +653,7 @@ class ProTeGi:
             gradients=len(gradients),
             edits=len(edited),
             paraphrases=len(paraphrased),
+            rejected=made - len(edited) - len(paraphrased),
             successors=[c.id for c in successors],
         )
         return successors
@@ -422,63 +680,70 @@ class ProTeGi:
                 out.append(cand)
         return out
 
-    def _selection_budget(self, ctx: SearchContext, rounds_after: int, minibatch: int) -> int:
-        """This round's selection budget, leaving later rounds their minibatch scoring and an
-        equal share of what is left."""
+    def _selection_budget(self, ctx: SearchContext, layout: Layout, round_no: int) -> int:
+        """This round's selection budget: what is left once the later rounds' worst-case
+        minibatch scoring and acceptance tests are set aside, shared equally with their
+        selections. The layout makes that at least its planned selection budget."""
         p = self.params
         remaining = ctx.remaining_target_calls()
         if remaining is None:
             return p.selection_budget
-        future = rounds_after * p.beam_size * minibatch
+        future = sum(layout.beams[round_no:]) * layout.fixed_per_parent
+        rounds_after = layout.rounds - round_no
         return max(0, min(p.selection_budget, (remaining - future) // (rounds_after + 1)))
 
+    async def rank(
+        self,
+        ctx: SearchContext,
+        pool: Sequence[Candidate],
+        evidence: Evidence,
+        budget: int,
+        minibatch: Sequence[Example] = (),
+        beam: int | None = None,
+    ) -> list[Candidate]:
+        """The whole pool, best first, as the bandit ranks it within `budget` target calls.
+
+        Every arm is scored on the same examples; the round's minibatch, on which the new
+        candidates were written and tested, comes last.
+        """
+        p = self.params
+        chosen = await select_paired(
+            ctx,
+            pool,
+            p.beam_size if beam is None else beam,
+            selector=make_selector(p.selector, batch=p.batch),
+            budget=budget,
+            last=minibatch,
+            score=evidence.scorer(ctx),
+        )
+        return list(chosen.ranking)
+
     async def select(
-        self, ctx: SearchContext, pool: Sequence[Candidate], evidence: Evidence, budget: int
+        self,
+        ctx: SearchContext,
+        pool: Sequence[Candidate],
+        evidence: Evidence,
+        budget: int,
+        minibatch: Sequence[Example] = (),
     ) -> list[Candidate]:
         """The next beam, best first, chosen by the bandit within `budget` target calls."""
-        p = self.params
-        streams: list[list[Example]] = []
-        for cand in pool:
-            seen = evidence.seen(cand)
-            fresh = [e for e in ctx.train if e.id not in seen]
-            ctx.rng.shuffle(fresh)
-            streams.append(fresh)
-
-        async def pull(arm: int, size: int) -> list[float]:
-            batch, streams[arm] = streams[arm][:size], streams[arm][size:]
-            if not batch:
-                return []
-            return [r.score for r in await evidence.score(ctx, pool[arm], batch)]
-
-        selection = await make_selector(p.selector, batch=p.batch).select(
-            len(pool), keep_count(p.beam_size, len(pool)), pull, budget, ctx.rng
-        )
-        ctx.event(
-            "selection",
-            budget=budget,
-            spent=selection.spent,
-            pulls={pool[i].id: n for i, n in enumerate(selection.pulls)},
-        )
-        # Rank on all the training evidence a candidate has (minibatch and earlier rounds too);
-        # the sort is stable, so on a tie the older beam prompt stays ahead.
-        ranked = sorted(
-            pool,
-            key=lambda c: (c.n("train") > 0, c.mean("train") or 0.0, c.n("train")),
-            reverse=True,
-        )
-        return ranked[: p.beam_size]
+        ranking = await self.rank(ctx, pool, evidence, budget, minibatch)
+        return ranking[: self.params.beam_size]
 
     async def search(
         self, ctx: SearchContext, initial: Candidate
     ) -> AsyncGenerator[StepReport, None]:
         """Expand the beam and select the next one, round after round."""
-        p = self.params
         if not ctx.train:
             raise UsageError("protegi needs training examples: give the task a data.train split")
+        layout = self.layout(
+            len(ctx.train), ctx.remaining_target_calls(), ctx.remaining_optimizer_calls()
+        )
+        ctx.event("plan", strategy="protegi", **layout.to_json())
         evidence = Evidence()
         beam = [initial]
-        for round_no in range(1, p.rounds + 1):
-            minibatch = self.draw_minibatch(ctx)
+        for round_no in range(1, layout.rounds + 1):
+            minibatch = self.draw_minibatch(ctx, layout.minibatch)
             ctx.event("minibatch", round=round_no, ids=[e.id for e in minibatch])
             scored = await gather_in_order(
                 ctx, [evidence.score(ctx, cand, minibatch) for cand in beam]
@@ -486,19 +751,62 @@ class ProTeGi:
             successors: list[Candidate] = []
             for parent, results in zip(beam, scored, strict=True):
                 successors += await self.expand(
-                    ctx, parent, list(zip(minibatch, results, strict=True))
+                    ctx,
+                    parent,
+                    list(zip(minibatch, results, strict=True)),
+                    max_successors=layout.successors,
+                    n_gradients=layout.gradients,
+                    evidence=evidence,
                 )
-            budget = self._selection_budget(ctx, p.rounds - round_no, len(minibatch))
-            beam = await self.select(ctx, beam + successors, evidence, budget)
+            budget = self._selection_budget(ctx, layout, round_no)
+            ranking = await self.rank(
+                ctx, beam + successors, evidence, budget, minibatch, layout.beam
+            )
+            beam = ranking[: layout.beam]
+            # The engine gets the selector's whole ranking, so that its dev gate can take more
+            # finalists than the beam holds.
             yield StepReport(
                 f"round-{round_no}",
-                tuple(c.id for c in beam),
+                tuple(c.id for c in ranking),
                 beam[0].mean("train"),
-                {"successors": len(successors), "selection_budget": budget},
+                {
+                    "successors": len(successors),
+                    "selection_budget": budget,
+                    "beam": [c.id for c in beam],
+                },
             )
-            if ctx.remaining_optimizer_calls() == 0 and round_no < p.rounds:
+            if ctx.remaining_optimizer_calls() == 0 and round_no < layout.rounds:
                 ctx.event("search_stopped", reason="the optimizer call budget is spent")
                 return
+
+
+def _spread(asks: Sequence[_Ask], room: int) -> list[_Ask]:
+    """The requests with at most `room` samples in all: one sample per request in turn, the
+    first requests first, each up to what it asked for."""
+    counts = [0] * len(asks)
+    left = max(0, room)
+    while left > 0 and any(c < a.n for c, a in zip(counts, asks, strict=True)):
+        for i, ask in enumerate(asks):
+            if left > 0 and counts[i] < ask.n:
+                counts[i] += 1
+                left -= 1
+    return [_Ask(a.meta_prompt, n, a.values) for a, n in zip(asks, counts, strict=True)]
+
+
+async def _no_answers() -> list[str]:
+    return []
+
+
+async def _passing(
+    ctx: SearchContext,
+    trials: Sequence[tuple[Candidate, Candidate, Sequence[Example]]],
+    score: ScoreFn | None,
+) -> list[Candidate]:
+    """The children that pass the acceptance test against their parents, in order."""
+    if not trials:
+        return []
+    verdicts = await acceptance_tests(ctx, trials, score=score)
+    return [child for (child, _, _), v in zip(trials, verdicts, strict=True) if v.accepted]
 
 
 INFO = StrategyInfo(

@@ -21,7 +21,7 @@ from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import ExampleResult
-from promptopt.search.context import Candidate, Plan, SearchContext
+from promptopt.search.context import Candidate, SearchContext
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules
@@ -148,7 +148,11 @@ async def test_plan_bounds_an_uncapped_run(tmp_path: Path) -> None:
     folder = RunFolder.create(tmp_path / "runs", "q")
     await run_once(tmp_path, folder, settings_for(), target=target, optimizer=optimizer)
     plan = make_strategy("protegi", SMALL)[0].plan({"train": 50, "dev": 15, "test": 30})
-    assert plan == Plan(target_calls=272, optimizer_calls=30)
+    # The small preset's selection_budget (64) gives 8 examples to at most 8 arms, so beam 2
+    # takes at most 3 successors per prompt (and 2 gradients). Rounds expand 1, 2, 2 prompts:
+    # each scores its minibatch (16) and at most 2 edits + 1 paraphrase on 8 examples each.
+    assert (plan.target_calls, plan.optimizer_calls) == (5 * (16 + 3 * 8) + 3 * 64, 5 * 5)
+    assert plan.layout["successors"] == 3 and plan.layout["fits"]
     final = 4 * 15 + 2 * 30
     assert target.calls - final <= plan.target_calls
     assert optimizer.calls <= plan.optimizer_calls
@@ -157,12 +161,17 @@ async def test_plan_bounds_an_uncapped_run(tmp_path: Path) -> None:
 def test_plan_of_the_paper_defaults() -> None:
     strategy, params = make_strategy("protegi", {})
     assert params == ProTeGiParams()
-    # Round 1 expands the initial prompt only (50 + a selection over 9 arms of 50 examples);
-    # rounds 2-6 expand 4 prompts (200) and select among 36 arms (at most 1800 examples).
-    assert strategy.plan({"train": 50}) == Plan(
-        target_calls=50 + 450 + 5 * (200 + 1800), optimizer_calls=16 + 5 * 4 * 16
+    # Round 1 expands the initial prompt only: its minibatch (50), acceptance tests of at most
+    # 4 edits and 5 paraphrases on 8 examples each (72), a selection over 9 arms of 50 examples.
+    # Rounds 2-6 expand 4 prompts (4 x 122) and select among 36 arms (at most 1800 examples).
+    # Per prompt: 4 gradients, 4 edits, and paraphrases only while the 8 successors have room
+    # (with a edits accepted, min(2a, 8 - a) <= 5).
+    plan = strategy.plan({"train": 50})
+    assert (plan.target_calls, plan.optimizer_calls) == (
+        50 + 72 + 450 + 5 * (4 * 122 + 1800),
+        21 * (4 + 4 + 5),
     )
-    assert strategy.plan({"train": 5000}).target_calls == 64 + 2048 + 5 * (4 * 64 + 2048)
+    assert strategy.plan({"train": 5000}).target_calls == 136 + 2048 + 5 * (4 * 136 + 2048)
 
 
 async def test_same_seed_gives_the_same_run_folder(tmp_path: Path) -> None:
@@ -200,19 +209,53 @@ async def test_budgets_are_never_exceeded(
     assert steps, "at least one round completes within these caps"
 
 
-async def test_selection_budgets_leave_room_for_every_round(tmp_path: Path) -> None:
-    # 150 target calls for the search: the small preset's full selections (64 a round) would
-    # spend them by round 2, so each round's selection gets a share of what the cap leaves.
+@pytest.mark.parametrize(
+    ("search_calls", "optimizer_cap", "params"),
+    [
+        (150, None, SMALL),
+        (90, None, SMALL),
+        (300, 12, SMALL),
+        # The paper's defaults at a small budget: the old plan set aside every later round's
+        # full minibatch (4 x 50), leaving the bandit 0 calls from round 1 on.
+        (400, None, {}),
+    ],
+)
+async def test_a_plan_at_a_small_budget_never_starves_selection(
+    tmp_path: Path, search_calls: int, optimizer_cap: int | None, params: dict[str, Any]
+) -> None:
     target = Counter(target_answer)
     folder = RunFolder.create(tmp_path / "runs", "q")
-    caps = BudgetCaps(target_calls=150 + 4 * 15 + 2 * 30)
-    summary = await run_once(tmp_path, folder, settings_for(caps), target=target)
+    final = 4 * 15 + 2 * 30
+    caps = BudgetCaps(target_calls=search_calls + final, optimizer_calls=optimizer_cap)
+    summary = await run_once(tmp_path, folder, settings_for(caps, **params), target=target)
     assert summary["stop_reason"] == "finished"
+    assert target.calls <= search_calls + final
     events = folder.read_jsonl(EVENTS)
-    assert [e["name"] for e in events if e["event"] == "step"] == ["round-1", "round-2", "round-3"]
-    budgets = [e["budget"] for e in events if e["event"] == "selection"]
-    assert len(budgets) == 3 and 0 < budgets[0] < 64 and all(b <= 64 for b in budgets)
-    assert caps.target_calls is not None and target.calls <= caps.target_calls
+    (plan,) = [e for e in events if e["event"] == "plan"]
+    assert plan["fits"] and plan["target_calls"] <= search_calls
+    steps = [e for e in events if e["event"] == "step"]
+    selections = [e for e in events if e["event"] == "selection"]
+    assert len(steps) == len(selections) == plan["rounds"]
+    pooled: set[str] = set()
+    for step, selection in zip(steps, selections, strict=True):
+        arms = selection["pulls"]
+        pooled |= set(arms)
+        if len(arms) < 2:
+            continue
+        # Every arm can be scored on per_arm examples, and is: the bandit is never starved.
+        assert selection["budget"] >= plan["per_arm"] * len(arms)
+        assert selection["spent"] > 0 or step["detail"]["successors"] == 0
+        assert all(n >= plan["per_arm"] for n in arms.values()), selection
+    # No optimizer call went to a candidate that was never scored: every edit and paraphrase
+    # was scored on its acceptance test, and every one that passed entered a selection.
+    latest = latest_records(folder)
+    rejected = {e["id"] for e in events if e.get("reason") == "worse_on_minibatch"}
+    made = [r for r in latest.values() if r["operator"] in ("edit", "paraphrase")]
+    # (With one round, the scripted optimizer's two gradient answers happen to be unusable.)
+    assert made or plan["rounds"] == 1
+    for record in made:
+        assert record["scores"]["train"]["n"] > 0, record["id"]
+        assert record["id"] in pooled or record["id"] in rejected, record["id"]
 
 
 async def test_killed_run_resumes_without_repeating_completed_requests(tmp_path: Path) -> None:
@@ -266,9 +309,10 @@ class Harness:
         optimizer: Callable[[ChatRequest], Reply] = optimizer_answer,
         *,
         caps: BudgetCaps | None = None,
+        target: Callable[[ChatRequest], str] = target_answer,
     ) -> None:
         self.task: LoadedTask = load_task(write_task(tmp))
-        self.target = Counter(target_answer)
+        self.target = Counter(target)
         self.optimizer = Counter(optimizer)
         self.runtime = Runtime(
             self.task,
@@ -336,7 +380,7 @@ async def test_successors_are_capped_to_a_random_subset(tmp_path: Path) -> None:
     h = Harness(tmp_path, distinct_edits)
     params = ProTeGiParams(
         minibatch=30,
-        n_gradients=4,
+        n_gradients=6,
         errors_per_gradient=1,
         mc_samples_per_step=2,
         max_expansion_factor=3,
@@ -348,7 +392,10 @@ async def test_successors_are_capped_to_a_random_subset(tmp_path: Path) -> None:
     assert len(successors) == 3
     (capped,) = h.events("expansion_capped")
     made = [c for c in h.ctx.candidates.values() if c.operator in ("edit", "paraphrase")]
-    assert len(made) == 4 + 4 * 2
+    # Six edits pass the acceptance test, already more than the 3 a selection takes, so no
+    # paraphrase is asked for: it could never be scored.
+    assert len(made) == 6 and {c.operator for c in made} == {"edit"}
+    assert h.optimizer.calls == 6 + 6
     assert capped["kept"] == [c.id for c in successors]
     assert len(capped["dropped"]) == len(made) - 3
     assert set(capped["kept"]) | set(capped["dropped"]) == {c.id for c in made}
@@ -357,6 +404,65 @@ async def test_successors_are_capped_to_a_random_subset(tmp_path: Path) -> None:
         assert cand.parents[0] in h.ctx.candidates
     # A random subset, not simply the first ones proposed.
     assert capped["kept"] != [c.id for c in made[:3]]
+
+
+def breaks_when_brief(request: ChatRequest) -> str:
+    """The question-type target, except that "Be brief." makes it answer place to everything."""
+    if "Be brief." in request.messages[0]["content"]:
+        return "place"
+    return target_answer(request)
+
+
+def fix_or_brief(request: ChatRequest) -> str:
+    """Two reasons for the same errors: the right one (numbers) leads to the fix, the other to
+    an edit that breaks the prompt; paraphrases keep the prompt."""
+    user = request.messages[-1]["content"]
+    prompt = prompt_of(user)
+    kind = kind_of(request)
+    if kind == "gradient":
+        return ["<START>It ignores numbers.<END>", "<START>It is too long.<END>"][
+            request.sample_index
+        ]
+    if kind == "edit":
+        return (
+            f"<START>{prompt} {FIX}<END>"
+            if "numbers" in user
+            else f"<START>{prompt} Be brief.<END>"
+        )
+    return f"<START>In other words: {prompt}<END>"
+
+
+async def test_a_child_worse_than_its_parent_on_its_minibatch_is_rejected(tmp_path: Path) -> None:
+    h = Harness(tmp_path, fix_or_brief, target=breaks_when_brief)
+    strategy = ProTeGi(
+        ProTeGiParams(minibatch=20, n_gradients=2, errors_per_gradient=20, mc_samples_per_step=1)
+    )
+    async with h.runtime:
+        results = await h.minibatch_results(strategy, h.initial)
+        successors = await strategy.expand(h.ctx, h.initial, results)
+    errors = [e.id for e, r in results if r.score < 1.0]
+    passed = [e.id for e, r in results if r.score == 1.0]
+    assert errors and len(passed) >= len(errors)
+    made = {c.text: c for c in h.ctx.candidates.values() if c.operator != "initial"}
+    fix, brief = made[f"{INITIAL} {FIX}"], made[f"{INITIAL} Be brief."]
+    paraphrase = made[f"In other words: {INITIAL} {FIX}"]
+    # The fix and its paraphrase pass; the edit that breaks the prompt does not.
+    assert successors == [fix, paraphrase]
+    (rejected,) = [e for e in h.events("rejected") if e["reason"] == "worse_on_minibatch"]
+    assert rejected["id"] == brief.id and rejected["parent"] == h.initial.id
+    assert rejected["operator"] == "edit"
+    # Its minibatch: the errors it was written for, then as many the parent got right.
+    assert rejected["minibatch"][: len(errors)] == errors
+    assert set(rejected["minibatch"][len(errors) :]) <= set(passed)
+    assert len(rejected["minibatch"]) == 2 * len(errors)
+    assert rejected["scores"]["parent"] == [0.0] * len(errors) + [1.0] * len(errors)
+    assert sum(rejected["scores"]["child"]) < len(errors)
+    # Its train scores stay with it in the candidate log; no paraphrase was asked of it.
+    assert brief.n("train") == 2 * len(errors)
+    assert [c.parents for c in made.values() if c.operator == "paraphrase"] == [(fix.id,)]
+    assert h.optimizer.calls == 2 + 2 + 1
+    (expanded,) = h.events("expanded")
+    assert expanded["rejected"] == 1 and expanded["successors"] == [fix.id, paraphrase.id]
 
 
 async def test_a_beam_prompt_without_errors_is_not_expanded(tmp_path: Path) -> None:
@@ -384,14 +490,15 @@ async def test_the_minibatch_is_drawn_once_per_round_for_the_whole_beam(tmp_path
             mc_samples_per_step=0,
             max_expansion_factor=4,
             batch=4,
-            selection_budget=24,
+            # 9 arms from round 2 on, each given at least one pull of 4 examples.
+            selection_budget=36,
         )
     )
     drawn: list[list[str]] = []
     draw = strategy.draw_minibatch
 
-    def counting(ctx: SearchContext) -> list[Example]:
-        batch = draw(ctx)
+    def counting(ctx: SearchContext, size: int | None = None) -> list[Example]:
+        batch = draw(ctx, size)
         drawn.append([e.id for e in batch])
         return batch
 
@@ -413,8 +520,8 @@ async def test_the_minibatch_is_drawn_once_per_round_for_the_whole_beam(tmp_path
                     shown = re.findall(r"^Input: (.*)$", user, re.MULTILINE)
                     assert {by_input[s] for s in shown} <= minibatch
             h.optimizer.requests.clear()
-            beam = list(report.ranking)
-            assert len(beam) <= 3
+            beam = list(report.detail["beam"])
+            assert len(beam) <= 3 and report.ranking[: len(beam)] == tuple(beam)
     assert len(drawn) == 3
     assert len(beam) == 3, "the beam filled up after the first round"
 
