@@ -24,7 +24,6 @@ from promptopt.app.evaluate import Evaluation, evaluate_prompt
 from promptopt.app.models import apply_default_models
 from promptopt.app.run import execute_run, prepare_run
 from promptopt.errors import UsageError
-from promptopt.llm.budget import BudgetCaps
 from promptopt.reporting.diff import DiffReport
 from promptopt.run.records import SummaryRecord
 from promptopt.scoring.runtime import RuntimeOptions
@@ -178,12 +177,13 @@ def _options(
     seed: int | None,
     max_cost: float | None,
 ) -> RuntimeOptions:
-    return RuntimeOptions(
+    return RuntimeOptions.for_task(
+        task,
         concurrency=concurrency,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         no_cache=no_cache,
-        seed=task.spec.search.seed if seed is None else seed,
-        caps=BudgetCaps(cost_usd=max_cost),
+        seed=seed,
+        max_cost=max_cost,
     )
 
 
@@ -353,6 +353,8 @@ async def compare_async(
 ) -> DiffReport:
     """`compare` for code that runs an event loop."""
     a, b = _side(old, "old"), _side(new, "new")
+    if task is None and a.config is None and b.config is None:
+        raise UsageError("compare() needs task= unless one side is a run folder (a Path)")
     chosen = task if task is not None else default_task(a, b)
     chosen = _with_defaults(chosen)
     plan = check_diff(chosen, a, b, force=force)

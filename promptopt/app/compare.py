@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from promptopt.errors import UsageError
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.messages import Usage
@@ -141,7 +143,15 @@ def task_of_run(config: ConfigRecord) -> LoadedTask:
     if not config.task_path:
         raise UsageError("the run folder's config.json names no task file; pass --task")
     loaded = load_task(Path(config.task_path))
-    spec = TaskFile.model_validate(config.task)
+    try:
+        spec = TaskFile.model_validate(config.task)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UsageError(
+            f"the run folder's config.json: task.{where}: {first['msg']}; pass --task to score "
+            "on a task file instead"
+        ) from None
     return replace(loaded, spec=spec)
 
 

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from pydantic import ValidationError
+
+from promptopt.errors import UsageError
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec
 
@@ -51,9 +54,19 @@ def override_models(
 def override_models_from_config(task: LoadedTask, models: Mapping[str, Any]) -> LoadedTask:
     """The task with the models a run was started with (its config.json's task.models), so
     that a resumed run talks to the same models even when flags had overridden the task file."""
-    updates = {
-        role: ModelSpec.model_validate(value) for role, value in models.items() if value is not None
-    }
+    try:
+        updates = {
+            role: ModelSpec.model_validate(value)
+            for role, value in models.items()
+            if value is not None
+        }
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UsageError(
+            f"--resume: config.json records an invalid model ({where}: {first['msg']}); "
+            "start a new run"
+        ) from None
     if not updates:
         return task
     spec = task.spec.model_copy(update={"models": task.spec.models.model_copy(update=updates)})

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from promptopt.llm.budget import BudgetCaps
     from promptopt.scoring.runtime import RuntimeOptions
     from promptopt.task.loader import LoadedTask
 
@@ -155,18 +154,18 @@ def runtime_options(
     no_cache: bool,
     seed: int | None,
     task: LoadedTask,
-    caps: BudgetCaps | None = None,
+    max_cost: float | None = None,
 ) -> RuntimeOptions:
     """The shared model-calling options; the seed defaults to the task's."""
-    from promptopt.llm.budget import BudgetCaps
     from promptopt.scoring.runtime import RuntimeOptions
 
-    return RuntimeOptions(
+    return RuntimeOptions.for_task(
+        task,
         concurrency=concurrency,
         cache_dir=cache_dir,
         no_cache=no_cache,
-        seed=task.spec.search.seed if seed is None else seed,
-        caps=caps or BudgetCaps(),
+        seed=seed,
+        max_cost=max_cost,
     )
 
 

@@ -84,7 +84,6 @@ def diff_command(
     from rich.console import Console
 
     from promptopt.app.compare import check_diff, compare_prompts, default_task, read_sides
-    from promptopt.llm.budget import BudgetCaps
     from promptopt.reporting.html import diff_html
     from promptopt.reporting.markdown import diff_markdown
     from promptopt.reporting.terminal import diff_renderable
@@ -102,9 +101,7 @@ def diff_command(
     if seed is None:
         run_config = old_side.config or new_side.config
         seed = run_config.settings.seed if run_config is not None else None
-    options = runtime_options(
-        concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost)
-    )
+    options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
 
     async def go() -> DiffReport:
         return await compare_prompts(plan, split=split, options=options)

@@ -103,7 +103,6 @@ def eval_command(
 ) -> None:
     """Score one prompt on a data split."""
     from promptopt.app.evaluate import evaluate_prompt
-    from promptopt.llm.budget import BudgetCaps
 
     check_split(split)
     task = with_models(load(task_path), target, None, base_url)
@@ -112,9 +111,7 @@ def eval_command(
         total = len(task.split(split)[:limit])
     except PromptoptError as exc:
         fail(str(exc), EXIT_USAGE)
-    options = runtime_options(
-        concurrency, cache_dir, no_cache, seed, task, BudgetCaps(cost_usd=max_cost)
-    )
+    options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
     err = stderr()
 
     async def go() -> Evaluation:

@@ -1,4 +1,4 @@
-"""Calls models fast and safely, and scores prompts on examples.
+"""Calls models fast and safely.
 
 One `ModelClient` per role (target, optimizer, judge) owns, in this order: the response cache,
 single-flight of identical in-flight requests, the budget reservation, the per-endpoint

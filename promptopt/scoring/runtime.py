@@ -42,6 +42,27 @@ class RuntimeOptions:
     caps: BudgetCaps = field(default_factory=BudgetCaps)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    @classmethod
+    def for_task(
+        cls,
+        task: LoadedTask,
+        *,
+        concurrency: int = 8,
+        cache_dir: Path | None = None,
+        no_cache: bool = False,
+        seed: int | None = None,
+        max_cost: float | None = None,
+    ) -> RuntimeOptions:
+        """The options of a command that scores on `task`: the seed defaults to the task's and
+        `max_cost` is the only cap (a run sets its own caps)."""
+        return cls(
+            concurrency=concurrency,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+            seed=task.spec.search.seed if seed is None else seed,
+            caps=BudgetCaps(cost_usd=max_cost),
+        )
+
 
 def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
     """The model a role uses; the judge falls back to the optimizer."""

@@ -159,7 +159,10 @@ def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | N
     evaluation's reserve and `run --dry-run` both count this per call, and it is never less
     than what the client reserves for any such call."""
     examples = [e for split in task.splits.values() for e in split]
-    longest = max((task.render_input(e) for e in examples), key=len, default="")
+    # By UTF-8 bytes, as the client counts them: a shorter multibyte input can cost more.
+    longest = max(
+        (task.render_input(e) for e in examples), key=lambda s: len(s.encode("utf-8")), default=""
+    )
     layout = task.spec.prompt_layout()
     # A proposal replaces the editable part only; a fixed output format is sent with it.
     proposal = PROPOSAL_MAX_CHARS * 4

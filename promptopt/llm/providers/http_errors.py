@@ -1,4 +1,4 @@
-"""Classification of HTTP failures shared by the SDK-based providers, and secret hygiene.
+"""Classification of HTTP failures shared by the SDK-based providers, and safe endpoints.
 
 Both SDKs raise status errors with the same shape (status, headers, a server message), but neither
 tells a rate limit from an exhausted quota, so the decision of what is worth retrying lives here.
@@ -14,7 +14,6 @@ from urllib.parse import urlsplit, urlunsplit
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 
 
-# Servers echo (partially masked) keys back in 401 bodies; anything shaped like a key is hidden too.
 def safe_endpoint(url: str) -> str:
     """The URL without user info, query or fragment, where credentials sometimes hide."""
     parts = urlsplit(url)

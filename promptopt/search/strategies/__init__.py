@@ -1,1 +1,2 @@
-"""Search strategies: one module each, plus the shared bandits and the registry."""
+"""Search strategies: one module each, and the registry (shared selection is in
+`promptopt.search.selection`)."""
