@@ -3,7 +3,11 @@ budget, over several seeds: initial vs final held-out test score, the gain with 
 CI, target and optimizer calls, and wall time.
 
     .venv/bin/python bench/quality.py --seeds 0 1 2            # all tasks, all strategies
-    .venv/bin/python bench/quality.py --report bench/results/quality.jsonl   # table only
+    .venv/bin/python bench/quality.py --report                 # table only
+
+`--search-calls` and `--optimizer-calls` set the budget the search gets (the final dev/test
+evaluation's calls come on top); strategies size their plans to it. `--structured` splits each
+task's prompt into an instruction and its last line as a protected output format.
 
 Each run is a real `promptopt run` in a subprocess. Results are appended to a JSONL file as they
 finish (so a long benchmark can be stopped and resumed: finished runs are skipped), and a
@@ -26,36 +30,17 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = ("trec", "sst2", "liar", "antonyms")
-STRATEGIES = ("ape", "protegi")
-# Sized so that one run takes a few minutes on 2 CPU cores.
-PARAMS: dict[str, dict[str, Any]] = {
-    "ape": {
-        "num_subsamples": 2,
-        "proposals_per_subsample": 3,
-        "selection_budget": 60,
-        "batch": 5,
-        "top_k": 2,
-        "resample_rounds": 1,
-        "variations": 1,
-    },
-    "protegi": {
-        "preset": "small",
-        "rounds": 2,
-        "minibatch": 12,
-        "batch": 6,
-        "selection_budget": 40,
-    },
-}
-SEARCH_TARGET_CALLS = 150
-OPTIMIZER_CALLS = 8
-FINALISTS = 1
+TASKS = ("trec", "sst2", "liar", "antonyms", "quickstart")
+STRATEGIES = ("ape", "protegi", "opro")
 
 
-def local_task(task: str, folder: Path) -> Path:
+def local_task(task: str, folder: Path, structured: bool = False) -> Path:
     """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths."""
     source = ROOT / "tasks" / f"{task}.yaml"
     spec = yaml.safe_load(source.read_text())
+    lines = str(spec["prompt"]).strip().splitlines()
+    if structured and len(lines) > 1:
+        spec["prompt"] = {"instruction": "\n".join(lines[:-1]), "output_format": lines[-1]}
     for split in ("train", "dev", "test"):
         spec["data"][split] = str((source.parent / spec["data"][split]).resolve())
     spec["models"] = {
@@ -63,19 +48,24 @@ def local_task(task: str, folder: Path) -> Path:
         "optimizer": {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 96},
     }
     spec["search"].pop("budget", None)
+    spec["search"].pop("params", None)
     path = folder / f"{task}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
-def run_one(task: str, strategy: str, seed: int, work: Path, cache: Path) -> dict[str, Any]:
+def run_one(
+    task: str, strategy: str, seed: int, work: Path, cache: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     """One optimization; returns the summary plus what the table needs."""
-    dev_test = 50 + 100  # every benchmark task has 50 dev and 100 test examples
-    budget = SEARCH_TARGET_CALLS + (FINALISTS + 1) * dev_test
+    # Every benchmark task has 50 dev and 100 test examples: the finalists and the initial
+    # prompt on dev, then initial and best on test, come on top of the search's calls.
+    final = (args.finalists + 1) * 50 + 2 * 100
+    budget = args.search_calls + final
     cmd = [
         str(ROOT / ".venv" / "bin" / "promptopt"),
         "run",
-        str(local_task(task, work)),
+        str(local_task(task, work, args.structured)),
         "--strategy",
         strategy,
         "--seed",
@@ -83,19 +73,17 @@ def run_one(task: str, strategy: str, seed: int, work: Path, cache: Path) -> dic
         "--budget",
         str(budget),
         "--optimizer-budget",
-        str(OPTIMIZER_CALLS),
+        str(args.optimizer_calls),
         "--finalists",
-        str(FINALISTS),
+        str(args.finalists),
         "-j",
-        "1",
+        str(args.concurrency),
         "--cache-dir",
         str(cache),
         "--out",
         str(work / "runs"),
         "--json",
     ]
-    for key, value in PARAMS[strategy].items():
-        cmd += ["--param", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.monotonic() - start
@@ -106,6 +94,10 @@ def run_one(task: str, strategy: str, seed: int, work: Path, cache: Path) -> dic
         "task": task,
         "strategy": strategy,
         "seed": seed,
+        "search_calls": args.search_calls,
+        "optimizer_budget": args.optimizer_calls,
+        "structured": args.structured,
+        "rejected": summary.get("rejected"),
         "initial_test": summary["scores"]["initial"]["test"],
         "best_test": summary["scores"]["best"]["test"],
         "comparison": summary.get("test_comparison"),
@@ -164,8 +156,13 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--search-calls", type=int, default=500)
+    parser.add_argument("--optimizer-calls", type=int, default=40)
+    parser.add_argument("--finalists", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--structured", action="store_true")
     parser.add_argument(
-        "--results", type=Path, default=ROOT / "bench" / "results" / "quality.jsonl"
+        "--results", type=Path, default=ROOT / "bench" / "results" / "quality-v2.jsonl"
     )
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--report", action="store_true", help="print the table and exit")
@@ -189,7 +186,7 @@ def main() -> None:
                             for r in done
                         ):
                             continue
-                        row = run_one(task, strategy, seed, work, cache)
+                        row = run_one(task, strategy, seed, work, cache, args)
                         row.pop("run_dir", None)
                         done.append(row)
                         with args.results.open("a") as handle:
