@@ -10,18 +10,20 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from promptopt.app.evaluate import read_demos_file
 from promptopt.errors import UsageError
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.messages import Usage
 from promptopt.llm.pricing import cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.diff import DiffReport, ExampleOutcome, Provenance, SideUsage, build_diff
-from promptopt.run.folder import RunFolder
+from promptopt.run.folder import BEST_DEMOS, RunFolder
 from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
 from promptopt.task.example import Example
 from promptopt.task.loader import LoadedTask, load_task
+from promptopt.task.prompt import Demo
 from promptopt.task.schema import TaskFile
 from promptopt.util.hashing import content_hash
 
@@ -34,6 +36,8 @@ class PromptSource:
     source: str
     text: str
     config: ConfigRecord | None = None
+    demos: tuple[Demo, ...] = ()
+    """Few-shot demonstrations sent with the prompt (a run's best_demos.json)."""
 
 
 def _strip_final_newlines(text: str) -> str:
@@ -70,7 +74,13 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
         label = f"{path.name} best" + (f" ({best_id})" if best_id else "")
     if not text:
         raise UsageError(f"{path}: the run folder has no {which} prompt yet")
-    return PromptSource(label, str(path), str(text), config)
+    demos: tuple[Demo, ...] = ()
+    if which == "best" and folder.file(BEST_DEMOS).is_file():
+        demos = read_demos_file(folder.file(BEST_DEMOS))
+        if demos:
+            # The word diff shows system prompts only; the label says what else is sent.
+            label += f" + {len(demos)} demos ({', '.join(d.id for d in demos)})"
+    return PromptSource(label, str(path), str(text), config, demos)
 
 
 def read_source(path: Path, which: Literal["initial", "best"] = "best") -> PromptSource:
@@ -209,14 +219,19 @@ def prepare_diff(
     return check_diff(task or default_task(a, b), a, b, force=force)
 
 
-def _side_usage(runtime: Runtime, result: EvalResult, examples: Sequence[Example]) -> SideUsage:
+def _side_usage(
+    runtime: Runtime,
+    result: EvalResult,
+    examples: Sequence[Example],
+    demos: Sequence[Demo] = (),
+) -> SideUsage:
     """Tokens and cost of one full evaluation, read from the cached answers so that a cached
     answer counts at what it cost when it was paid; without a cache, what was sent."""
     client = runtime.scorer.target
     total = Usage()
     complete = True
     for example in examples:
-        messages = build_messages(result.prompt, runtime.task.render_input(example))
+        messages = build_messages(result.prompt, runtime.task.render_input(example), demos)
         value = runtime.store.get(client.key_for(messages))
         if value is None:
             complete = False
@@ -243,10 +258,10 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
     examples = task.split(split)
     scorer = runtime.scorer
     # One after the other, so that each side's usage is its own.
-    old = await scorer.evaluate(plan.old.text, examples, split=split)
-    new = await scorer.evaluate(plan.new.text, examples, split=split)
-    old_usage = _side_usage(runtime, old, examples)
-    new_usage = _side_usage(runtime, new, examples)
+    old = await scorer.evaluate(plan.old.text, examples, split=split, demos=plan.old.demos)
+    new = await scorer.evaluate(plan.new.text, examples, split=split, demos=plan.new.demos)
+    old_usage = _side_usage(runtime, old, examples, plan.old.demos)
+    new_usage = _side_usage(runtime, new, examples, plan.new.demos)
     outcomes = [
         ExampleOutcome(
             id=ex.id,

@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from promptopt.errors import UsageError
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.providers.base import Provider
+from promptopt.run.records import DemoRecord
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, ExampleResult
 from promptopt.task.loader import LoadedTask
+from promptopt.task.prompt import Demo
+
+
+def read_demos_file(path: Path) -> tuple[Demo, ...]:
+    """The few-shot demonstrations of a best_demos.json (a run's best prompt's), in order.
+
+    The file is `{"id": ..., "demos": [{"id", "input", "output"}, ...]}`; a bare list of
+    demonstrations is read too.
+
+    Raises:
+        UsageError: the file is unreadable or not such a list.
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the demonstrations file {path}: {exc}") from exc
+    items = data.get("demos") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise UsageError(f"{path}: expected a list of demonstrations under 'demos'")
+    try:
+        records = [DemoRecord.model_validate(item) for item in items]
+    except ValidationError as exc:
+        raise UsageError(f"{path}: a demonstration needs id, input and output ({exc})") from exc
+    return tuple(Demo(r.id, r.input, r.output) for r in records)
 
 
 @dataclass(frozen=True)
@@ -38,16 +68,19 @@ async def evaluate_prompt(
     on_result: Callable[[ExampleResult], None] | None = None,
     providers: Mapping[str, Provider] | None = None,
     store: ResponseStore | None = None,
+    demos: Sequence[Demo] = (),
 ) -> Evaluation:
     """Score `prompt` on the task's `split` (its first `limit` examples) with the target model
-    and the task's metric."""
+    and the task's metric; `demos` are few-shot demonstrations sent before every input."""
     examples = task.split(split)
     if limit is not None:
         examples = examples[:limit]
     async with Runtime(
         task, options or RuntimeOptions(), providers=providers, store=store
     ) as runtime:
-        result = await runtime.scorer.evaluate(prompt, examples, split=split, on_result=on_result)
+        result = await runtime.scorer.evaluate(
+            prompt, examples, split=split, on_result=on_result, demos=demos
+        )
         judge = runtime.clients.get("judge")
         judge_usage = judge.usage.to_json() if judge is not None else {}
     return Evaluation(result, judge_usage)

@@ -31,6 +31,7 @@ from promptopt.search.plan import (
     plan_run,
     search_caps,
     strategy_plan,
+    task_demo_sizing,
 )
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import LoadedTask, load_task
@@ -166,7 +167,14 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
     sizes = {name: len(rows) for name, rows in task.splits.items()}
-    plan = plan_run(task, settings, strategy_plan(strategy, sizes, settings), prices_of(task))
+    demos = task_demo_sizing(task, settings, sizes)
+    plan = plan_run(
+        task,
+        settings,
+        strategy_plan(strategy, sizes, settings, demos.target_calls),
+        prices_of(task),
+        demos,
+    )
     search_caps(settings.caps, plan.final_eval_calls)
     return plan
 

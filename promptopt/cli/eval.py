@@ -88,6 +88,14 @@ def eval_command(
     prompt_file: Annotated[
         Path | None, typer.Option("--prompt-file", help="Read the system prompt from a file.")
     ] = None,
+    demos_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--demos",
+            help="Send the few-shot demonstrations of this file (a run's best_demos.json) "
+            "before every input.",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="train, dev or test.")] = "dev",
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Score only the first N examples.")
@@ -102,11 +110,15 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Score one prompt on a data split."""
-    from promptopt.app.evaluate import evaluate_prompt
+    from promptopt.app.evaluate import evaluate_prompt, read_demos_file
 
     check_split(split)
     task = with_models(load(task_path), target, None, base_url)
     text = read_prompt(prompt, prompt_file, task)
+    try:
+        demos = read_demos_file(demos_file) if demos_file is not None else ()
+    except PromptoptError as exc:
+        fail(str(exc), EXIT_USAGE)
     try:
         total = len(task.split(split)[:limit])
     except PromptoptError as exc:
@@ -124,7 +136,7 @@ def eval_command(
                 bar.update(row, advance=1, score=sum(done) / len(done))
 
             return await evaluate_prompt(
-                task, text, split=split, limit=limit, options=options, on_result=tick
+                task, text, split=split, limit=limit, options=options, on_result=tick, demos=demos
             )
 
     evaluation = run_async(go)

@@ -117,6 +117,12 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
             f"rejected proposals: {sum(summary.rejected.values())} ({reasons})", highlight=False
         )
     out.print(f"best prompt: {summary.run_dir}/best_prompt.txt", highlight=False)
+    if summary.best_demos:
+        out.print(
+            f"best demos: {summary.run_dir}/best_demos.json ({', '.join(summary.best_demos)}; "
+            "eval --demos sends them)",
+            highlight=False,
+        )
 
 
 def _install_interrupt(stop: asyncio.Event) -> None:

@@ -486,6 +486,19 @@ def _run_usage(summary: SummaryRecord, config: ConfigRecord | None) -> tuple[Run
     return tuple(rows)
 
 
+def _demos_note(ids: Sequence[str] | None) -> str | None:
+    """What the report says about the best prompt's demonstrations (None: none searched)."""
+    if ids is None:
+        return None
+    if not ids:
+        return "No few-shot demonstrations: they did not help on the same training examples."
+    return (
+        f"Sent with {len(ids)} few-shot demonstrations before the input (best_demos.json): "
+        + ", ".join(ids)
+        + "."
+    )
+
+
 def _rejected(counts: Mapping[str, int]) -> str | None:
     """How many proposals were rejected, and why: "7 (degenerate: 2, truncated: 5)"."""
     if not counts:
@@ -516,6 +529,9 @@ class RunView:
     test_diff: DiffView | None
     usage: tuple[RunUsageRow, ...]
     rejected: str | None
+    best_demos: str | None = None
+    """The best prompt's few-shot demonstrations, by training-example id; None when the run
+    searched none."""
 
     @classmethod
     def from_folder(cls, folder: RunFolder) -> RunView:
@@ -598,6 +614,7 @@ class RunView:
             test_diff=None if report.test_diff is None else DiffView.of(report.test_diff),
             usage=_run_usage(summary, config),
             rejected=_rejected(report.rejected),
+            best_demos=_demos_note(summary.best_demos),
         )
 
     @property

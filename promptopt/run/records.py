@@ -112,6 +112,9 @@ class SummaryRecord(Record):
     rejected: dict[str, int] | None = None
     """Optimizer answers (or items of them) the search rejected, by reason ("truncated",
     "degenerate", ...); None in folders written before it was recorded."""
+    best_demos: list[str] | None = None
+    """The training-example ids of the best prompt's few-shot demonstrations, in order (their
+    text is in best_demos.json); absent when the run searched no demonstrations."""
 
     _omit_when_none = (
         "initial_instruction",
@@ -120,6 +123,7 @@ class SummaryRecord(Record):
         "ci95",
         "test_comparison",
         "rejected",
+        "best_demos",
     )
 
     def model_of(self, role: str) -> ModelUsed | None:
@@ -212,6 +216,15 @@ class CandidateScore(Record):
     n: int = 0
 
 
+class DemoRecord(Record):
+    """One few-shot demonstration: the training example's id, its input as the target sees it
+    and the answer shown for it (best_demos.json holds a list of these)."""
+
+    id: str
+    input: str
+    output: str
+
+
 class CandidateRecord(Record):
     """One line of candidates.jsonl; a later line for the same id supersedes an earlier one."""
 
@@ -222,6 +235,10 @@ class CandidateRecord(Record):
     step: int = 0
     feedback: dict[str, Any] | None = None
     scores: dict[str, CandidateScore] = Field(default_factory=dict)
+    demos: list[DemoRecord] | None = None
+    """The few-shot demonstrations sent with the text, in order; absent when there are none."""
+
+    _omit_when_none = ("demos",)
 
     def score(self, split: str) -> float | None:
         """The candidate's mean on `split` (train, dev), or None when it was not scored there."""

@@ -13,6 +13,7 @@ from promptopt.llm.messages import Message
 from promptopt.scoring.metrics import AsyncMetric, Metric, apply_metric
 from promptopt.scoring.stats import mean_ci
 from promptopt.task.example import Example
+from promptopt.task.prompt import Demo
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,26 @@ class EvalResult:
         }
 
 
-def build_messages(prompt: str, user: str) -> tuple[Message, ...]:
+def build_messages(prompt: str, user: str, demos: Sequence[Demo] = ()) -> tuple[Message, ...]:
     """The layout every target call uses: the instruction as the system message, the rendered
-    input as the user message (small models do best with this plain layout)."""
-    return ({"role": "system", "content": prompt}, {"role": "user", "content": user})
+    input as the user message (small models do best with this plain layout).
+
+    Args:
+        prompt: The system message.
+        user: The rendered input.
+        demos: Few-shot demonstrations, sent in order before the input, each as a user turn
+            (its input) and an assistant turn (its answer). Without any, the messages are the
+            two above, exactly as before demonstrations existed (so are their cache keys).
+
+    Returns:
+        system, then user/assistant per demonstration, then user.
+    """
+    turns: list[Message] = [{"role": "system", "content": prompt}]
+    for demo in demos:
+        turns.append({"role": "user", "content": demo.input})
+        turns.append({"role": "assistant", "content": demo.output})
+    turns.append({"role": "user", "content": user})
+    return tuple(turns)
 
 
 class Scorer:
@@ -98,13 +115,17 @@ class Scorer:
         self.metric = metric
         self.render_input = render_input
 
-    async def run_example(self, prompt: str, example: Example) -> ExampleResult:
+    async def run_example(
+        self, prompt: str, example: Example, demos: Sequence[Demo] = ()
+    ) -> ExampleResult:
         """Score one example; a request or metric failure becomes a recorded error scored 0.
 
         Fatal provider errors and budget exhaustion propagate: they stop the command.
         """
         try:
-            result = await self.target.complete(build_messages(prompt, self.render_input(example)))
+            result = await self.target.complete(
+                build_messages(prompt, self.render_input(example), demos)
+            )
         except RequestFailed as exc:
             return ExampleResult(example.id, "", 0.0, error=str(exc))
         try:
@@ -128,12 +149,14 @@ class Scorer:
         *,
         split: str,
         on_result: Callable[[ExampleResult], None] | None = None,
+        demos: Sequence[Demo] = (),
     ) -> EvalResult:
-        """Score `prompt` on every example, concurrently; results keep the examples' order."""
+        """Score `prompt` (with its few-shot `demos`, if any) on every example, concurrently;
+        results keep the examples' order."""
         before = self.target.usage.copy()
 
         async def one(example: Example) -> ExampleResult:
-            res = await self.run_example(prompt, example)
+            res = await self.run_example(prompt, example, demos)
             if on_result is not None:
                 on_result(res)
             return res

@@ -22,12 +22,12 @@ from pydantic import BaseModel
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
 from promptopt.llm.messages import FINISH_LENGTH, Message
-from promptopt.run.records import CandidateRecord, CandidateScore
+from promptopt.run.records import CandidateRecord, CandidateScore, DemoRecord
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.extract import echo_pieces, extract_all, extract_instruction
 from promptopt.search.meta_prompts import CONTEXT_PLACEHOLDERS, MetaPromptSet
 from promptopt.task.example import Example
-from promptopt.task.prompt import PromptLayout
+from promptopt.task.prompt import Demo, DemosSpec, PromptLayout
 
 HISTORY_SIZE = 5
 """How many of the best instructions so far a meta-prompt's {{history}} shows."""
@@ -49,6 +49,8 @@ class Candidate:
     step: int
     feedback: dict[str, Any] | None = None
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    demos: tuple[Demo, ...] = ()
+    """Few-shot demonstrations sent with the text (user/assistant turns before the input)."""
 
     def mean(self, split: str) -> float | None:
         """Mean score over the examples of `split` evaluated so far, or None."""
@@ -72,6 +74,9 @@ class Candidate:
                 split: CandidateScore(mean=self.mean(split), n=self.n(split))
                 for split in self.scores
             },
+            demos=[DemoRecord.model_validate(d.to_json()) for d in self.demos]
+            if self.demos
+            else None,
         )
 
 
@@ -217,9 +222,13 @@ class CandidatePool:
         parents: Sequence[str] = (),
         operator: str,
         feedback: dict[str, Any] | None = None,
+        demos: Sequence[Demo] = (),
     ) -> Candidate | None:
-        """Register a new prompt; a duplicate of an existing one is recorded and returns None."""
+        """Register a new prompt; a duplicate of an existing one is recorded and returns None.
+        The same text with other demonstrations is another prompt."""
         key = normalize_prompt(text)
+        if demos:
+            key += "\x00demos:" + "\x00".join(d.id for d in demos)
         if key in self._by_text:
             self._log.record(
                 "duplicate", operator=operator, of=self._by_text[key], parents=list(parents)
@@ -232,6 +241,7 @@ class CandidatePool:
             operator=operator,
             step=self._log.step,
             feedback=feedback,
+            demos=tuple(demos),
         )
         self._candidates[cand.id] = cand
         self._by_text[key] = cand.id
@@ -350,6 +360,32 @@ class SearchContext:
             return None
         return self._pool.add(text, parents=parents, operator=operator, feedback=feedback)
 
+    @property
+    def demos_spec(self) -> DemosSpec | None:
+        """The task's `prompt.demos` when it asks for demonstrations (k > 0), else None."""
+        return self._layout.demos
+
+    def add_demo_candidate(
+        self,
+        base: Candidate,
+        demos: Sequence[Demo],
+        *,
+        operator: str,
+        feedback: dict[str, Any] | None = None,
+    ) -> Candidate | None:
+        """Register `base`'s text with few-shot demonstrations as a new candidate (its parent
+        is `base`); the same demonstrations again return None.
+
+        Raises:
+            ValueError: a demonstration is not a training example (nothing is added then).
+        """
+        for demo in demos:
+            if demo.id not in self._train_by_id:
+                raise ValueError(f"demonstrations come from training examples; {demo.id!r} is not")
+        return self._pool.add(
+            base.text, parents=[base.id], operator=operator, feedback=feedback, demos=demos
+        )
+
     def reject(self, operator: str, reason: str, message: str, raw: str) -> None:
         """Record a proposal that was not usable, with the reason."""
         self.event("rejected", operator=operator, reason=reason, message=message, raw=raw[:500])
@@ -367,7 +403,7 @@ class SearchContext:
                     f"a strategy scores on training examples only; {example.id!r} is not one"
                 )
         result = await self._scorer.evaluate(
-            self._layout.render(cand.text), examples, split="train"
+            self._layout.render(cand.text), examples, split="train", demos=cand.demos
         )
         self._pool.record_scores(cand, "train", examples, result.examples)
         return list(result.examples)
@@ -474,7 +510,8 @@ class SearchContext:
     def scored_history(self, n: int = HISTORY_SIZE) -> str:
         """The best `n` candidates scored on training data so far, with their mean training
         scores, in ascending order (the best last), as the optimizer is shown them."""
-        scored = [c for c in self._pool.candidates.values() if c.n("train")]
+        # Demonstration sets repeat their instruction's text: the optimizer is shown instructions.
+        scored = [c for c in self._pool.candidates.values() if c.n("train") and not c.demos]
         best = sorted(scored, key=lambda c: (c.mean("train") or 0.0, c.n("train")), reverse=True)
         if not best or n <= 0:
             return "(no instruction has been scored yet)"

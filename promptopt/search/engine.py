@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from promptopt.errors import BudgetExhausted, UsageError
 from promptopt.llm.client import RoleUsage, RunStopped
 from promptopt.run.folder import (
+    BEST_DEMOS,
     BEST_PROMPT,
     CANDIDATES,
     CONFIG,
@@ -45,8 +46,15 @@ from promptopt.scoring.runtime import Runtime
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.scoring.stats import compare, mean_ci
 from promptopt.search.context import Candidate, SearchContext, StepReport, Strategy
+from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search_demos
 from promptopt.search.meta_prompts import MetaPromptSet
-from promptopt.search.plan import RunSettings, final_reserve, search_caps, target_call_max_cost_usd
+from promptopt.search.plan import (
+    RunSettings,
+    final_reserve,
+    search_caps,
+    target_call_max_cost_usd,
+    task_demo_sizing,
+)
 from promptopt.search.state import SearchState
 from promptopt.task.loader import LoadedTask
 from promptopt.version import __version__
@@ -170,7 +178,7 @@ class Engine:
             self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
             best = state.candidates[report.ranking[0]] if report and report.ranking else None
             if best is not None:
-                self.folder.write_text(BEST_PROMPT, state.layout.render(best.text) + "\n")
+                self._write_best(state, best)
             self.folder.write_record(SUMMARY, self._summary(state, status, None, None, best))
             # Last: the "step" event is what a resume counts as done.
             self.folder.append_jsonl(EVENTS, events)
@@ -224,6 +232,7 @@ class Engine:
             },
             promptopt_version=__version__,
             rejected=dict(sorted(self._rejected.items())),
+            best_demos=[d.id for d in best.demos] if self._searches_demos(state) else None,
         )
         if final is not None:
             summary.scores.initial.test = final.initial_test
@@ -241,6 +250,12 @@ class Engine:
         reserve = final_reserve(len(dev), len(test), self.settings.finalists)
         ledger = self.runtime.ledger
         caps = search_caps(self.settings.caps, reserve)
+        demo_sizing = task_demo_sizing(self.task, self.settings)
+        search_caps_all = caps
+        if demo_sizing.target_calls and caps.target_calls is not None:
+            # The demonstration step after the instruction search has its calls set aside, so
+            # that a search that spends all it may still leaves the demonstrations theirs.
+            caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
         if caps.cost_usd is not None:
             left = caps.cost_usd - self._final_cost(reserve)
             if left <= 0:
@@ -249,6 +264,7 @@ class Engine:
                     "evaluation on dev and test; raise it, or set the target's max_tokens"
                 )
             caps = replace(caps, cost_usd=left)
+            search_caps_all = replace(search_caps_all, cost_usd=left)
         ledger.caps = caps
         if resume:
             self._load_progress()
@@ -324,6 +340,22 @@ class Engine:
                 state.event("budget_exhausted", message=str(exc))
             except RunStopped:
                 interrupted = True
+        if not interrupted and demo_sizing != NO_SEARCH:
+            ledger.caps = search_caps_all
+            try:
+                demo_report = await self._demo_step(state, last, initial, demo_sizing)
+            except BudgetExhausted as exc:
+                stop_reason = "budget"
+                state.event("budget_exhausted", message=str(exc), phase="demos")
+            except RunStopped:
+                interrupted = True
+            else:
+                if demo_report is not None:
+                    last = demo_report
+                    self._checkpoint(state, last, "running", state.step > self._done_steps)
+                    if self.on_step is not None:
+                        self.on_step(ctx, last, self.runtime)
+                    state.step += 1
         if interrupted:
             self._save_interrupted(state, last)
         state.event("search_done", stop_reason=stop_reason)
@@ -342,9 +374,40 @@ class Engine:
         self.folder.append_jsonl(EVENTS, events)
         self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
         summary = self._summary(state, "finished", stop_reason, final, best)
-        self.folder.write_text(BEST_PROMPT, state.layout.render(best.text) + "\n")
+        self._write_best(state, best)
         self.folder.write_record(SUMMARY, summary)
         return summary
+
+    def _searches_demos(self, state: SearchState) -> bool:
+        """Whether the run searches few-shot demonstrations (the task's `prompt.demos`, or the
+        `demos` strategy); only then do its files mention them, so that other runs' files stay
+        as they were."""
+        return state.layout.demos is not None or self.settings.strategy == DEMOS_STRATEGY
+
+    def _write_best(self, state: SearchState, best: Candidate) -> None:
+        """best_prompt.txt (the system message) and, when demonstrations were searched,
+        best_demos.json (the best prompt's demonstrations, in the order they are sent)."""
+        self.folder.write_text(BEST_PROMPT, state.layout.render(best.text) + "\n")
+        if self._searches_demos(state):
+            self.folder.write_json(
+                BEST_DEMOS, {"id": best.id, "demos": [d.to_json() for d in best.demos]}
+            )
+
+    async def _demo_step(
+        self, state: SearchState, last: StepReport, initial: Candidate, sizing: DemoSizing
+    ) -> StepReport | None:
+        """Demonstration sets for the instruction search's best instruction, ranked with it on
+        the same training examples; the step's ranking puts the ranked arms before the rest of
+        the instruction search's ranking, so that the dev gate weighs instructions with and
+        without demonstrations alike."""
+        spec = state.layout.demos
+        assert spec is not None
+        base = state.candidates[last.ranking[0]] if last.ranking else initial
+        report = await search_demos(state.context, base, spec, sizing)
+        if report is None:
+            return None
+        rest = tuple(c for c in last.ranking if c not in report.ranking)
+        return replace(report, ranking=report.ranking + rest)
 
     async def _final(
         self, state: SearchState, last: StepReport, initial: Candidate

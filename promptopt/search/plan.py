@@ -14,8 +14,10 @@ from promptopt.llm.pricing import request_max_cost_usd
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Plan, Strategy
+from promptopt.search.demos import DemoSizing, demo_step_sizing
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec, Price
+from promptopt.task.prompt import Demo
 
 # The longest instruction extraction accepts (promptopt.search.extract's default), in characters.
 PROPOSAL_MAX_CHARS = 2000
@@ -83,16 +85,37 @@ def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
     )
 
 
-def strategy_plan(strategy: Strategy, sizes: Mapping[str, int], settings: RunSettings) -> Plan:
+def task_demo_sizing(
+    task: LoadedTask, settings: RunSettings, sizes: Mapping[str, int] | None = None
+) -> DemoSizing:
+    """The demonstration step after the instruction search (`prompt.demos.k` > 0), sized to
+    the search's target budget; `NO_SEARCH` when there is none."""
+    sizes = sizes or {split: len(examples) for split, examples in task.splits.items()}
+    target = None
+    if settings.caps.target_calls is not None:
+        reserve = final_reserve(sizes.get("dev", 0), sizes.get("test", 0), settings.finalists)
+        target = max(0, settings.caps.target_calls - reserve)
+    return demo_step_sizing(
+        task.spec.prompt_layout().demos, settings.strategy, sizes.get("train", 0), target
+    )
+
+
+def strategy_plan(
+    strategy: Strategy,
+    sizes: Mapping[str, int],
+    settings: RunSettings,
+    demo_calls: int = 0,
+) -> Plan:
     """The strategy's plan for the budget its search will have: the call caps less the final
-    evaluation's reserve, when the strategy sizes itself to them (`BudgetedPlanner`)."""
+    evaluation's reserve and the demonstration step's (`demo_calls`), when the strategy sizes
+    itself to them (`BudgetedPlanner`)."""
     if not isinstance(strategy, BudgetedPlanner):
         return strategy.plan(sizes)
     caps = settings.caps
     target = None
     if caps.target_calls is not None:
         reserve = final_reserve(sizes.get("dev", 0), sizes.get("test", 0), settings.finalists)
-        target = max(0, caps.target_calls - reserve)
+        target = max(0, caps.target_calls - reserve - demo_calls)
     return strategy.plan_for_budget(sizes, target, caps.optimizer_calls)
 
 
@@ -118,18 +141,28 @@ def plan_run(
     settings: RunSettings,
     strategy_plan: Plan,
     prices: Mapping[str, Any],
+    demos: DemoSizing | None = None,
 ) -> DryRunPlan:
-    """The worst case of a run, without calling any model."""
+    """The worst case of a run, without calling any model; `demos` is the demonstration step
+    after the instruction search, if the task has one (`task_demo_sizing`)."""
     dev_n, test_n = len(task.splits.get("dev", ())), len(task.splits.get("test", ()))
     reserve = final_reserve(dev_n, test_n, settings.finalists)
     caps = settings.caps
-    search = strategy_plan.target_calls
+    demo_calls = demos.target_calls if demos is not None else 0
+    search = strategy_plan.target_calls + demo_calls
     if caps.target_calls is not None:
         search = min(search, caps.target_calls - reserve)
     optimizer = strategy_plan.optimizer_calls
     if caps.optimizer_calls is not None:
         optimizer = min(optimizer, caps.optimizer_calls)
     notes = list(strategy_plan.notes)
+    layout = dict(strategy_plan.layout)
+    if demo_calls and demos is not None:
+        layout["demos"] = demos.to_json()
+        notes.append(
+            f"demonstrations: {demos.sets} sets of k, each and the best instruction scored on "
+            f"{demos.eval_examples} training examples ({demo_calls} target calls reserved)"
+        )
     cost: float | None = 0.0
     for role, calls in (("target", search + reserve), ("optimizer", optimizer)):
         spec: ModelSpec | None = model_for_role(task, role)
@@ -148,9 +181,7 @@ def plan_run(
         cost += calls * per_call
     if caps.cost_usd is not None and cost is not None:
         cost = min(cost, caps.cost_usd)
-    return DryRunPlan(
-        search + reserve, optimizer, reserve, cost, tuple(notes), dict(strategy_plan.layout)
-    )
+    return DryRunPlan(search + reserve, optimizer, reserve, cost, tuple(notes), layout)
 
 
 def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | None) -> float:
@@ -169,7 +200,18 @@ def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | N
     if layout.output_format:
         proposal += len(layout.render("").encode("utf-8"))
     prompt = "x" * max(len(task.spec.system_prompt.encode("utf-8")), proposal)
-    return request_max_cost_usd(build_messages(prompt, longest), spec.sampling_params(), price)
+    demos: list[Demo] = []
+    if layout.demos is not None:
+        # k demonstrations of the longest input, each answered at length: a bootstrapped
+        # answer is cut at the output limit (assumed 4 bytes a token), a labelled one is a target.
+        answer_bytes = max(
+            [len(t.encode("utf-8")) for e in examples for t in e.targets]
+            + [4 * (spec.max_tokens or 1024)]
+        )
+        demos = [Demo("x", longest, "x" * answer_bytes)] * layout.demos.k
+    return request_max_cost_usd(
+        build_messages(prompt, longest, demos), spec.sampling_params(), price
+    )
 
 
 def optimizer_call_max_cost_usd(spec: ModelSpec, price: Price | None) -> float:

@@ -113,6 +113,8 @@ class SearchState:
     async def score_held_out(self, cand: Candidate, split: HeldOut) -> list[ExampleResult]:
         """Score a candidate on all of dev or test; the scores are kept on the candidate."""
         examples = self._held_out[split]
-        result = await self._scorer.evaluate(self.layout.render(cand.text), examples, split=split)
+        result = await self._scorer.evaluate(
+            self.layout.render(cand.text), examples, split=split, demos=cand.demos
+        )
         self._pool.record_scores(cand, split, examples, result.examples)
         return list(result.examples)

@@ -3,8 +3,9 @@
 A plain `prompt:` string is the system message and the text a search edits, as it always was.
 A mapping splits it: `instruction` is what strategies edit; `output_format` is appended after
 it (`promptopt.util.prompt.render_system_prompt`) and never edited unless the task sets
-`search.edit_output_format: true`; `demos` is reserved for few-shot demonstrations, which this
-version does not search yet (only `k: 0` is accepted).
+`search.edit_output_format: true`; `demos` asks for few-shot demonstrations (`k` training
+examples sent as user/assistant turns before the input), chosen by a search after the
+instruction's (`promptopt.search.demos`).
 
 `PromptLayout` is the search's side of this: the text it starts from, how a candidate becomes
 the system message, and the one rule that rejects a candidate with a label metric (it must
@@ -16,9 +17,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from promptopt.errors import UsageError
 from promptopt.task.metricspec import MetricSpec
@@ -27,24 +35,46 @@ from promptopt.util.prompt import render_system_prompt, split_system_prompt
 MAX_DEMOS = 8
 
 
+DemoSource = Literal["bootstrap", "labelled"]
+"""Where demonstrations come from: training examples the target answered correctly, with its own
+answer ("bootstrap", as DSPy bootstraps), or training examples with their expected answer."""
+
+
 class DemosSpec(BaseModel):
-    """`prompt.demos`: few-shot demonstrations searched with the instruction (not available
-    yet: the key is checked now so that task files can be written against it)."""
+    """`prompt.demos`: few-shot demonstrations searched with the instruction."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     k: int = Field(default=0, ge=0, le=MAX_DEMOS, description="demonstrations per prompt")
     candidates: int = Field(default=6, ge=1, description="demonstration sets tried")
+    source: DemoSource = Field(
+        default="bootstrap",
+        description="bootstrap: training examples the target answers correctly, with its "
+        "answer; labelled: training examples with their expected answer",
+    )
 
-    @field_validator("k")
-    @classmethod
-    def _not_yet(cls, value: int) -> int:
-        if value:
-            raise ValueError(
-                "few-shot demonstration search is not available yet in this version of "
-                "promptopt; remove prompt.demos (or set k: 0)"
-            )
-        return value
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        # Left out at its default, so that the spec (and the task_hash) of a task written
+        # before the option existed is what it was.
+        if self.source == "bootstrap":
+            data.pop("source", None)
+        return data
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One few-shot demonstration: a training example's id, its input as the target sees it,
+    and the answer shown for it (sent as a user turn, then an assistant turn)."""
+
+    id: str
+    input: str
+    output: str
+
+    def to_json(self) -> dict[str, str]:
+        """As best_demos.json and candidates.jsonl hold it."""
+        return {"id": self.id, "input": self.input, "output": self.output}
 
 
 class PromptSpec(BaseModel):
@@ -149,6 +179,8 @@ class PromptLayout:
     """A label metric's labels (empty for other metrics)."""
     structured: bool = False
     """Whether the task's prompt is a mapping (its summary then names the instruction too)."""
+    demos: DemosSpec | None = None
+    """The task's `prompt.demos`, when it asks for demonstrations (k > 0)."""
 
     @classmethod
     def build(
@@ -158,9 +190,12 @@ class PromptLayout:
         labels = tuple(metric.labels or ()) if metric.type == "label" else ()
         if isinstance(prompt, str):
             return cls(prompt, labels=labels)
+        demos = prompt.demos if prompt.demos is not None and prompt.demos.k > 0 else None
         if edit_output_format:
-            return cls(prompt.render(), labels=labels, structured=True)
-        return cls(prompt.instruction, prompt.output_format.strip(), labels, structured=True)
+            return cls(prompt.render(), labels=labels, structured=True, demos=demos)
+        return cls(
+            prompt.instruction, prompt.output_format.strip(), labels, structured=True, demos=demos
+        )
 
     def render(self, text: str) -> str:
         """The system message for a candidate's text."""

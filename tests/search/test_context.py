@@ -50,6 +50,8 @@ SURFACE = {
     "event",
     "stable_event_order",
     "add_candidate",
+    "add_demo_candidate",
+    "demos_spec",
     "reject",
     "accept_proposal",
     "score",

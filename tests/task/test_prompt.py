@@ -107,10 +107,10 @@ def test_edit_output_format_is_recorded_when_set(tmp_path: Path) -> None:
         ("prompt: [Classify.]", "prompt", 3, "must be the prompt's text, or a mapping"),
         ("prompt: ''", "prompt", 3, "the initial prompt is empty"),
         (
-            "prompt:\n  instruction: Classify.\n  demos: {k: 4, candidates: 6}\n",
-            "prompt.demos.k",
+            "prompt:\n  instruction: Classify.\n  demos: {k: 4, source: dev}\n",
+            "prompt.demos.source",
             5,
-            "few-shot demonstration search is not available yet",
+            "'bootstrap' or 'labelled'",
         ),
         (
             "prompt:\n  instruction: Classify.\n  demos: {k: 9}\n",
@@ -122,7 +122,7 @@ def test_edit_output_format_is_recorded_when_set(tmp_path: Path) -> None:
             "prompt:\n  instruction: Classify.\n  demos: {shots: 2}\n",
             "prompt.demos.shots",
             5,
-            "valid fields here: k, candidates",
+            "valid fields here: k, candidates, source",
         ),
     ],
 )
@@ -135,11 +135,20 @@ def test_problems_name_file_field_and_line(
     assert message in problem.message
 
 
-def test_demos_with_k_0_are_accepted_for_now(tmp_path: Path) -> None:
+def test_demos_with_k_0_ask_for_none(tmp_path: Path) -> None:
     path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 0}\n")
-    prompt = load_task(path).spec.prompt
+    task = load_task(path)
+    prompt = task.spec.prompt
     assert isinstance(prompt, PromptSpec) and prompt.demos is not None
     assert prompt.demos.k == 0 and prompt.render() == "Classify."
+    assert task.spec.prompt_layout().demos is None
+
+
+def test_demos_up_to_8_are_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 8, candidates: 3}\n")
+    layout = load_task(path).spec.prompt_layout()
+    assert layout.demos is not None
+    assert (layout.demos.k, layout.demos.candidates, layout.demos.source) == (8, 3, "bootstrap")
 
 
 # --- the search's layout ---------------------------------------------------------------------
@@ -233,3 +242,12 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
         "Classify the question by the type of its answer.\n\n"
         "Answer with one of: Description, Entity, Expression, Human, Location, Number. Label only."
     )
+
+
+def test_a_default_demo_source_leaves_the_task_hash_as_it_was(tmp_path: Path) -> None:
+    path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 0}\n")
+    dumped = load_task(path).spec.model_dump(mode="json")["prompt"]["demos"]
+    assert dumped == {"k": 0, "candidates": 6}
+    path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 2, source: labelled}\n")
+    dumped = load_task(path).spec.model_dump(mode="json")["prompt"]["demos"]
+    assert dumped == {"k": 2, "candidates": 6, "source": "labelled"}

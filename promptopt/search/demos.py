@@ -1,0 +1,240 @@
+"""Few-shot demonstrations: candidate sets drawn from training data, chosen by paired selection.
+
+The search for demonstrations is one step, shared by every strategy (the engine runs it after
+the instruction search when the task sets `prompt.demos.k`) and used alone by the `demos`
+strategy. For one instruction (the base):
+
+1. Training examples are shuffled once and split in two: a demonstration pool and the
+   examples the sets are compared on. No set is ever scored on an example it holds, and
+   dev and test are never touched (a strategy sees training data only).
+2. With `source: bootstrap` (as DSPy bootstraps), the target answers every pool example with the
+   base instruction; those it answers with full marks become demonstrations, with the target's
+   own answer. When fewer than k are correct, sets are filled up with labelled pool examples
+   (their expected answer), and the event says how many. With `source: labelled`, demonstrations
+   are pool examples with their expected answer, and nothing is spent on bootstrapping.
+3. `candidates` sets of `k` demonstrations are drawn from the pool; each becomes a candidate with
+   the base's text and the set. The base itself (no demonstrations) and every set are scored on
+   the same comparison examples (`evaluate_paired`) and ranked by their exact total, a tie
+   keeping the earlier arm (the base first): a set must help on the same examples to win.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from promptopt.search.context import Candidate, SearchContext, StepReport
+from promptopt.search.selection import evaluate_paired
+from promptopt.task.example import Example
+from promptopt.task.prompt import Demo, DemoSource, DemosSpec
+
+OPERATOR = "demos"
+DEMOS_STRATEGY = "demos"
+"""The strategy that searches demonstrations alone (the engine then adds no demonstration step)."""
+FULL_MARKS = 1.0 - 1e-9
+"""A bootstrapped demonstration must have been answered with (numerically) full marks."""
+
+
+@dataclass(frozen=True)
+class DemoSizing:
+    """What a demonstration search does within its budget."""
+
+    pool: int
+    """Training examples demonstrations are drawn from."""
+    bootstrap: int
+    """Target calls spent answering pool examples (0 for labelled demonstrations)."""
+    sets: int
+    """Demonstration sets tried."""
+    eval_examples: int
+    """Training examples every set, and the base without demonstrations, is scored on."""
+
+    @property
+    def target_calls(self) -> int:
+        """The most target calls the search makes."""
+        return self.bootstrap + (self.sets + 1) * self.eval_examples
+
+    def to_json(self) -> dict[str, Any]:
+        """As events and `run --dry-run` show it."""
+        return asdict(self) | {"target_calls": self.target_calls}
+
+
+NO_SEARCH = DemoSizing(0, 0, 0, 0)
+
+
+def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> DemoSizing:
+    """Fit a demonstration search to the training data and the target calls it may make.
+
+    Half of train (at least k examples, leaving at least one) is the pool; the rest are the
+    comparison examples. Under a budget, bootstrapping answers at most half of it, and the
+    comparison shrinks to what the rest can pay for every arm; when not even one comparison
+    example fits, fewer sets are tried, and when not one set fits, nothing is searched.
+
+    Args:
+        spec: The task's `prompt.demos` (k > 0).
+        train: How many training examples there are.
+        target_left: Target calls the search may make (None: uncapped).
+
+    Returns:
+        The sizing; `NO_SEARCH` when k is 0, train is too small, or the budget cannot score one
+        set against the base.
+    """
+    k = spec.k
+    if k <= 0 or train < k + 1:
+        return NO_SEARCH
+    pool = min(train - 1, max(k, train // 2))
+    sets = spec.candidates
+    if target_left is None:
+        boot = pool if spec.source == "bootstrap" else 0
+        return DemoSizing(pool, boot, sets, train - pool)
+    if spec.source == "bootstrap":
+        pool = min(pool, max(k, target_left // 2))
+        boot = pool
+    else:
+        boot = 0
+    left = target_left - boot
+    evals = min(train - pool, left // (sets + 1)) if left > 0 else 0
+    if evals < 1:
+        sets = min(sets, left - 1)
+        evals = 1
+    if sets < 1:
+        return NO_SEARCH
+    return DemoSizing(pool, boot, sets, evals)
+
+
+def demo_step_sizing(
+    spec: DemosSpec | None, strategy: str, train: int, search_target: int | None
+) -> DemoSizing:
+    """The demonstration step the engine runs after an instruction search, as reserved from
+    the search's target budget: at most half of it, so the instructions keep the other half.
+
+    Args:
+        spec: The task's `prompt.demos` (None: the task asks for no demonstrations).
+        strategy: The run's strategy; the `demos` strategy searches them itself.
+        train: How many training examples there are.
+        search_target: Target calls of the whole search, instructions and demonstrations
+            (None: uncapped, and nothing needs reserving).
+
+    Returns:
+        The sizing, `NO_SEARCH` when no demonstration step runs.
+    """
+    if spec is None or strategy == DEMOS_STRATEGY:
+        return NO_SEARCH
+    return size_demo_search(spec, train, None if search_target is None else search_target // 2)
+
+
+def _split(ctx: SearchContext, sizing: DemoSizing) -> tuple[list[Example], list[Example]]:
+    """The pool and the comparison examples: one shuffle of train, split in two."""
+    train = list(ctx.train)
+    ctx.rng.shuffle(train)
+    pool = train[: sizing.pool]
+    return pool, train[sizing.pool : sizing.pool + sizing.eval_examples]
+
+
+async def _demonstrations(
+    ctx: SearchContext, base: Candidate, pool: Sequence[Example], source: DemoSource
+) -> tuple[list[Demo], list[Demo]]:
+    """The bootstrapped demonstrations (correct answers of the base) and the labelled ones
+    (every other pool example with its expected answer)."""
+    labelled = {e.id: Demo(e.id, ctx.render_input(e), e.target) for e in pool}
+    if source == "labelled" or not pool:
+        return [], list(labelled.values())
+    results = await ctx.score(base, pool)
+    boot = [
+        Demo(e.id, ctx.render_input(e), r.output.strip())
+        for e, r in zip(pool, results, strict=True)
+        if r.error is None and r.score >= FULL_MARKS and r.output.strip()
+    ]
+    taken = {d.id for d in boot}
+    return boot, [d for i, d in labelled.items() if i not in taken]
+
+
+def _draw_sets(
+    ctx: SearchContext, boot: Sequence[Demo], labelled: Sequence[Demo], k: int, n: int
+) -> list[tuple[Demo, ...]]:
+    """Up to `n` distinct sets of `k` demonstrations: bootstrapped ones first, filled up with
+    labelled ones when there are too few. Each set is a random draw, in random order."""
+    sets: list[tuple[Demo, ...]] = []
+    seen: set[tuple[str, ...]] = set()
+    tries = 0
+    while len(sets) < n and tries < n * 10:
+        tries += 1
+        if len(boot) >= k:
+            picked = ctx.rng.sample(list(boot), k)
+        else:
+            fill = ctx.rng.sample(list(labelled), min(k - len(boot), len(labelled)))
+            picked = list(boot) + fill
+            ctx.rng.shuffle(picked)
+        ids = tuple(sorted(d.id for d in picked))
+        if len(picked) < 1 or ids in seen:
+            continue
+        seen.add(ids)
+        sets.append(tuple(picked))
+    return sets
+
+
+async def search_demos(
+    ctx: SearchContext, base: Candidate, spec: DemosSpec, sizing: DemoSizing
+) -> StepReport | None:
+    """Search demonstration sets for one instruction and rank them with it on the same
+    examples.
+
+    Args:
+        ctx: The search context (training data only).
+        base: The instruction the demonstrations accompany; it bootstraps them.
+        spec: k, the number of sets and where demonstrations come from.
+        sizing: What the budget allows (`size_demo_search`).
+
+    Returns:
+        A step report whose ranking holds the base and every set, best first (the base wins
+        ties), with the mean scores on the comparison examples; None when nothing could be
+        searched (an event says why).
+    """
+    if sizing.sets < 1 or sizing.eval_examples < 1:
+        ctx.event("demos_skipped", reason="the budget or the training data is too small")
+        return None
+    pool, compare_on = _split(ctx, sizing)
+    boot, labelled = await _demonstrations(ctx, base, pool, spec.source)
+    sets = _draw_sets(ctx, boot, labelled, spec.k, sizing.sets)
+    arms: list[Candidate] = [base]
+    for i, demos in enumerate(sets):
+        cand = ctx.add_demo_candidate(
+            base,
+            demos,
+            operator=OPERATOR,
+            feedback={
+                "source": spec.source,
+                "set": i,
+                "bootstrapped": sum(1 for d in demos if d in boot),
+            },
+        )
+        if cand is not None:
+            arms.append(cand)
+    ctx.event(
+        "demos_plan",
+        base=base.id,
+        source=spec.source,
+        k=spec.k,
+        pool=[e.id for e in pool],
+        bootstrapped=[d.id for d in boot],
+        sets={c.id: [d.id for d in c.demos] for c in arms[1:]},
+        examples=[e.id for e in compare_on],
+    )
+    if len(arms) == 1:
+        ctx.event("demos_skipped", reason="no demonstration set could be drawn")
+        return None
+    matrix = await evaluate_paired(ctx, arms, compare_on)
+    # Exact sums over the same examples, so that equal sets tie exactly and the earlier arm
+    # (the base without demonstrations first) keeps its place.
+    totals = {c.id: math.fsum(matrix.row(c.id)) for c in arms}
+    order = {c.id: i for i, c in enumerate(arms)}
+    ranking = tuple(sorted(totals, key=lambda cid: (-totals[cid], order[cid])))
+    means = {cid: round(matrix.mean(cid), 4) for cid in ranking}
+    ctx.event("demos_selection", ranking=list(ranking), means=means, spent=matrix.calls)
+    return StepReport(
+        "demos",
+        ranking,
+        matrix.mean(ranking[0]),
+        {"base": base.id, "sets": len(arms) - 1, "eval_examples": len(compare_on), "means": means},
+    )

@@ -1,0 +1,383 @@
+"""Few-shot demonstrations: the message layout, bootstrapping from training data only, paired
+selection of demonstration sets, the `demos` strategy and the demonstration step after an
+instruction search, through whole runs with scripted models."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from promptopt.app.compare import compare_prompts, prepare_diff
+from promptopt.app.evaluate import evaluate_prompt, read_demos_file
+from promptopt.errors import UsageError
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.messages import ChatRequest
+from promptopt.reporting.markdown import render_run_markdown
+from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.scoring.scorer import build_messages
+from promptopt.search.context import Candidate, SearchContext
+from promptopt.search.demos import (
+    NO_SEARCH,
+    demo_step_sizing,
+    search_demos,
+    size_demo_search,
+)
+from promptopt.search.engine import Engine
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.state import SearchState
+from promptopt.search.strategies.registry import make_strategy
+from promptopt.task.loader import LoadedTask, load_task
+from promptopt.task.prompt import Demo, DemosSpec
+from tests.support.search import WORDS_GOOD, Counter, providers, target_answer, write_task
+
+KEY = "superb"
+"""The word whose demonstration makes the scripted target answer right."""
+assert KEY in WORDS_GOOD
+
+
+def demo_inputs(request: ChatRequest) -> list[str]:
+    return [m["content"] for m in request.messages[1:-1] if m["role"] == "user"]
+
+
+def helped_by_key_demo(request: ChatRequest) -> str:
+    """Right on every review when a demonstration's review says KEY; else always "positive"
+    (so, without demonstrations, right on the positive half only)."""
+    review = request.messages[-1]["content"]
+    if any(KEY in text for text in demo_inputs(request)):
+        return "positive" if any(w in review for w in WORDS_GOOD) else "negative"
+    return "positive"
+
+
+def toy_task(tmp: Path, demos: dict[str, Any] | None, **search: Any) -> LoadedTask:
+    path = write_task(tmp, **search)
+    spec = yaml.safe_load(path.read_text())
+    if demos is not None:
+        spec["prompt"] = {"instruction": spec["prompt"], "demos": demos}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load_task(path)
+
+
+class Search:
+    """A search context on the toy task, outside the engine."""
+
+    def __init__(self, tmp: Path, target: Counter, demos: dict[str, Any] | None = None) -> None:
+        self.task = toy_task(tmp, demos or {"k": 2, "candidates": 4})
+        self.target = target
+        self.runtime = Runtime(
+            self.task,
+            RuntimeOptions(concurrency=4),
+            store=NullCache(),
+            providers=providers(target),
+        )
+        runtime = self.runtime
+        self.state = SearchState(
+            train=self.task.splits["train"],
+            dev=self.task.split("dev"),
+            test=self.task.split("test"),
+            scorer=runtime.scorer,
+            optimizer=lambda: runtime.client("optimizer"),
+            ledger=runtime.ledger,
+            meta_prompts=load_meta_prompts(),
+            rng=random.Random(0),
+            render_input=self.task.render_input,
+            layout=self.task.spec.prompt_layout(),
+        )
+        self.ctx: SearchContext = self.state.context
+        initial = self.state.add_candidate(self.state.layout.initial, operator="initial")
+        assert initial is not None
+        self.initial: Candidate = initial
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.state.pending_events if e["event"] == kind]
+
+
+# --- messages --------------------------------------------------------------------------------
+
+
+def test_demo_turns_come_in_order_before_the_input() -> None:
+    demos = [Demo("a", "in a", "out a"), Demo("b", "in b", "out b")]
+    assert build_messages("sys", "x", demos) == (
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "in a"},
+        {"role": "assistant", "content": "out a"},
+        {"role": "user", "content": "in b"},
+        {"role": "assistant", "content": "out b"},
+        {"role": "user", "content": "x"},
+    )
+    # Without demonstrations, the two messages of old (and so the same cache keys).
+    assert build_messages("sys", "x") == (
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "x"},
+    )
+
+
+# --- sizing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("left", [None, 3, 10, 41, 100, 1000])
+@pytest.mark.parametrize("source", ["bootstrap", "labelled"])
+def test_a_sized_demo_search_fits_its_budget(left: int | None, source: str) -> None:
+    spec = DemosSpec.model_validate({"k": 4, "candidates": 6, "source": source})
+    sizing = size_demo_search(spec, 40, left)
+    if left is not None:
+        assert sizing.target_calls <= left
+    if sizing != NO_SEARCH:
+        assert sizing.pool >= 4 and sizing.pool + sizing.eval_examples <= 40
+        assert 1 <= sizing.sets <= 6 and sizing.eval_examples >= 1
+        assert sizing.bootstrap == (sizing.pool if source == "bootstrap" else 0)
+    assert size_demo_search(spec, 4, None) == NO_SEARCH  # not one example left to compare on
+    assert size_demo_search(DemosSpec(k=0), 40, None) == NO_SEARCH
+
+
+def test_the_demo_step_takes_at_most_half_of_the_search_budget() -> None:
+    spec = DemosSpec(k=4, candidates=6)
+    assert demo_step_sizing(spec, "ape", 40, 200).target_calls <= 100
+    assert demo_step_sizing(None, "ape", 40, 200) == NO_SEARCH
+    assert demo_step_sizing(spec, "demos", 40, 200) == NO_SEARCH  # searches them itself
+
+
+# --- the search ------------------------------------------------------------------------------
+
+
+async def test_bootstrapped_demos_come_from_train_answered_correctly(tmp_path: Path) -> None:
+    s = Search(tmp_path, Counter(target_answer), {"k": 3, "candidates": 5})
+    spec = s.ctx.demos_spec
+    assert spec is not None
+    sizing = size_demo_search(spec, len(s.ctx.train), None)
+    async with s.runtime:
+        report = await search_demos(s.ctx, s.initial, spec, sizing)
+    assert report is not None
+    train = {e.id: e for e in s.task.splits["train"]}
+    held_out = {e.id for e in (*s.state.dev, *s.state.test)}
+    (plan,) = s.events("demos_plan")
+    sets = [c for c in s.state.candidates.values() if c.demos]
+    assert len(sets) == 5 and all(len(c.demos) == 3 for c in sets)
+    for cand in sets:
+        assert cand.text == s.initial.text and cand.parents == (s.initial.id,)
+        for demo in cand.demos:
+            # From train only, and answered right by the initial prompt: the scripted target
+            # says "positive" to every review, so only positive reviews qualify.
+            assert demo.id in train and demo.id not in held_out
+            assert demo.id in plan["bootstrapped"] and demo.id in plan["pool"]
+            assert train[demo.id].target == "positive" == demo.output
+            assert demo.input == s.task.render_input(train[demo.id])
+    # Every arm, the instruction without demonstrations too, was compared on the same examples,
+    # none of them inside any set.
+    compared = plan["examples"]
+    assert len(compared) == sizing.eval_examples
+    assert not {d.id for c in sets for d in c.demos} & set(compared)
+    for cand in sets:
+        assert sorted(cand.scores["train"]) == sorted(compared)
+    assert set(compared) <= set(s.initial.scores["train"])
+    assert set(report.ranking) == {s.initial.id, *(c.id for c in sets)}
+    # Bootstrapping answered the pool once; then every arm answered the comparison examples.
+    assert s.target.calls == sizing.pool + 6 * sizing.eval_examples
+
+
+async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
+    tmp_path: Path,
+) -> None:
+    s = Search(tmp_path, Counter(target_answer), {"k": 4, "candidates": 3, "source": "labelled"})
+    spec = s.ctx.demos_spec
+    assert spec is not None
+    sizing = size_demo_search(spec, len(s.ctx.train), None)
+    async with s.runtime:
+        await search_demos(s.ctx, s.initial, spec, sizing)
+    train = {e.id: e for e in s.task.splits["train"]}
+    demos = [d for c in s.state.candidates.values() for d in c.demos]
+    assert len(demos) == 12
+    assert all(d.output == train[d.id].target for d in demos)
+    assert {d.output for d in demos} == {"positive", "negative"}
+    assert s.target.calls == 4 * sizing.eval_examples
+
+
+async def test_paired_selection_picks_the_set_that_helps(tmp_path: Path) -> None:
+    s = Search(tmp_path, Counter(helped_by_key_demo), {"k": 2, "candidates": 6})
+    spec = s.ctx.demos_spec
+    assert spec is not None
+    sizing = size_demo_search(spec, len(s.ctx.train), None)
+    async with s.runtime:
+        report = await search_demos(s.ctx, s.initial, spec, sizing)
+    assert report is not None
+    cands = s.state.candidates
+    helping = [c for c in cands.values() if any(KEY in d.input for d in c.demos)]
+    assert helping, "the seed must draw at least one set with the key demonstration"
+    best = cands[report.ranking[0]]
+    assert any(KEY in d.input for d in best.demos)
+    assert report.best_score == pytest.approx(1.0)
+    assert (best.mean("train") or 0) > (s.initial.mean("train") or 0)
+    # The sets without the key did no better than the instruction alone, which ranks first
+    # among equals.
+    others = [cid for cid in report.ranking if not any(KEY in d.input for d in cands[cid].demos)]
+    assert others[0] == s.initial.id
+
+
+async def test_a_demonstration_must_be_a_training_example(tmp_path: Path) -> None:
+    s = Search(tmp_path, Counter(target_answer))
+    dev = s.state.dev[0]
+    with pytest.raises(ValueError, match="training examples"):
+        s.ctx.add_demo_candidate(s.initial, [Demo(dev.id, "x", "y")], operator="demos")
+    assert len(s.state.candidates) == 1
+
+
+# --- whole runs ------------------------------------------------------------------------------
+
+
+async def run(
+    task: LoadedTask,
+    folder: RunFolder,
+    strategy_name: str,
+    target: Counter,
+    caps: BudgetCaps | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    strategy, validated = make_strategy(strategy_name, params)
+    settings = RunSettings(
+        strategy=strategy_name,
+        params=validated.model_dump(mode="json"),
+        seed=0,
+        caps=caps or BudgetCaps(),
+        stop=StopRules(),
+        concurrency=4,
+    )
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=settings.caps),
+        store=NullCache(),
+        providers=providers(target),
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        return (await engine.run()).to_json()
+
+
+def final_requests(target: Counter, prefix: str) -> list[list[dict[str, str]]]:
+    """The target requests on held-out inputs ("review 1xx" is dev, "review 2xx" test)."""
+    requests = [json.loads(raw) for raw in target.requests]
+    return [r for r in requests if r[-1]["content"].startswith(f"review {prefix}")]
+
+
+RESERVE = final_reserve(20, 20, 3)
+
+
+async def test_the_demos_strategy_end_to_end(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 6})
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    target = Counter(helped_by_key_demo)
+    cap = RESERVE + 60
+    summary = await run(task, folder, "demos", target, BudgetCaps(target_calls=cap))
+
+    assert target.calls <= cap
+    assert summary["usage"]["optimizer"]["requests"] == 0
+    # The instruction is unchanged; the demonstrations made the difference, on test too.
+    assert summary["best_instruction"] == summary["initial_instruction"]
+    assert summary["scores"]["initial"]["test"] == pytest.approx(0.5)
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert summary["test_comparison"]["verdict"] == "improved"
+    best_demos = folder.read_json(BEST_DEMOS)
+    assert best_demos is not None and best_demos["id"] == summary["best_id"]
+    assert [d["id"] for d in best_demos["demos"]] == summary["best_demos"]
+    assert len(summary["best_demos"]) == 2
+    assert any(KEY in d["input"] for d in best_demos["demos"])
+    assert all(i.startswith("r") and int(i[1:]) < 40 for i in summary["best_demos"])  # train
+    # The final evaluation sent the chosen demonstrations, in order, before every test input.
+    sent = [d["input"] for d in best_demos["demos"]]
+    with_demos = [r for r in final_requests(target, "2") if len(r) > 2]
+    assert len(with_demos) == 20
+    assert all([m["content"] for m in r[1:-1:2]] == sent for r in with_demos)
+    # candidates.jsonl records each set with its candidate.
+    records = {c["id"]: c for c in folder.read_jsonl(CANDIDATES)}
+    assert [d["id"] for d in records[summary["best_id"]]["demos"]] == summary["best_demos"]
+    assert "demos" not in records["c0000"]
+    # The report names them.
+    markdown = render_run_markdown(folder)
+    ids = ", ".join(summary["best_demos"])
+    assert f"few-shot demonstrations before the input (best_demos.json): {ids}" in markdown
+
+
+async def test_with_an_instruction_strategy_the_demo_step_follows_within_budget(
+    tmp_path: Path,
+) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 4})
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    target = Counter(helped_by_key_demo)
+    cap = RESERVE + 150
+    summary = await run(
+        task,
+        folder,
+        "opro",
+        target,
+        BudgetCaps(target_calls=cap, optimizer_calls=6),
+        steps=2,
+        proposals_per_step=3,
+    )
+    assert target.calls <= cap
+    events = folder.read_jsonl(EVENTS)
+    steps = [e for e in events if e["event"] == "step"]
+    assert steps[-1]["name"] == "demos"
+    (plan,) = [e for e in events if e["event"] == "demos_plan"]
+    # The demonstrations were searched for the instruction search's best instruction.
+    assert plan["base"] == steps[-2]["ranking"][0]
+    assert "best_demos" in summary and (folder.path / BEST_DEMOS).exists()
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert len(summary["best_demos"]) == 2
+
+
+async def test_a_task_without_demos_writes_nothing_about_them(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, None)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    target = Counter(target_answer)
+    summary = await run(
+        task, folder, "opro", target, BudgetCaps(target_calls=RESERVE + 60), steps=1
+    )
+    assert "best_demos" not in summary
+    assert "demonstrations" not in render_run_markdown(folder)
+    assert not (folder.path / BEST_DEMOS).exists()
+    assert all("demos" not in c for c in folder.read_jsonl(CANDIDATES))
+    assert not any(e["event"].startswith("demos") for e in folder.read_jsonl(EVENTS))
+    assert all(len(json.loads(raw)) == 2 for raw in target.requests)
+
+
+async def test_eval_and_diff_of_a_run_send_its_best_demos(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 6})
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    await run(task, folder, "demos", Counter(helped_by_key_demo))
+
+    demos = read_demos_file(folder.file(BEST_DEMOS))
+    assert len(demos) == 2
+    target = Counter(helped_by_key_demo)
+    evaluation = await evaluate_prompt(
+        task,
+        task.spec.system_prompt,
+        split="test",
+        providers=providers(target),
+        store=NullCache(),
+        demos=demos,
+    )
+    assert evaluation.result.score == pytest.approx(1.0)
+    assert all(len(json.loads(raw)) == 6 for raw in target.requests)
+
+    plan = prepare_diff(folder.path, None, task)
+    assert not plan.old.demos and plan.new.demos == demos
+    assert "+ 2 demos" in plan.new.label
+    report = await compare_prompts(
+        plan, providers=providers(Counter(helped_by_key_demo)), store=NullCache()
+    )
+    assert report.verdict == "improved"
+
+
+def test_a_damaged_demos_file_is_a_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / BEST_DEMOS
+    path.write_text('{"demos": [{"id": "r1"}]}')
+    with pytest.raises(UsageError, match="id, input and output"):
+        read_demos_file(path)
+    path.write_text("[]")
+    assert read_demos_file(path) == ()
