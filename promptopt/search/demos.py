@@ -67,7 +67,8 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
     """Fit a demonstration search to the training data and the target calls it may make.
 
     Half of train (at least k examples, leaving at least one) is the pool; the rest are the
-    comparison examples. Under a budget, bootstrapping answers at most half of it, and the
+    comparison examples. Under a budget, bootstrapping answers at most a quarter of it (or 2k
+    examples), and the
     comparison shrinks to what the rest can pay for every arm; when not even one comparison
     example fits, fewer sets are tried, and when not one set fits, nothing is searched.
 
@@ -89,7 +90,9 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
         boot = pool if spec.source == "bootstrap" else 0
         return DemoSizing(pool, boot, sets, train - pool)
     if spec.source == "bootstrap":
-        pool = min(pool, max(k, target_left // 2))
+        # A quarter of the budget for bootstrapping (at least 2k examples to find k right
+        # answers among): the comparison that decides between the sets needs the rest.
+        pool = min(pool, max(2 * k, target_left // 4))
         boot = pool
     else:
         boot = 0

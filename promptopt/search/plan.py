@@ -160,8 +160,9 @@ def plan_run(
     if demo_calls and demos is not None:
         layout["demos"] = demos.to_json()
         notes.append(
-            f"demonstrations: {demos.sets} sets of k, each and the best instruction scored on "
-            f"{demos.eval_examples} training examples ({demo_calls} target calls reserved)"
+            f"demonstrations: {demos.sets} sets drawn from {demos.pool} training examples, each "
+            f"set and the best instruction scored on {demos.eval_examples} others "
+            f"({demo_calls} target calls reserved)"
         )
     cost: float | None = 0.0
     for role, calls in (("target", search + reserve), ("optimizer", optimizer)):

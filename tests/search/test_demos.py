@@ -17,9 +17,10 @@ from promptopt.app.evaluate import evaluate_prompt, read_demos_file
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
+from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.reporting.markdown import render_run_markdown
-from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RunFolder
+from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import Candidate, SearchContext
@@ -31,12 +32,26 @@ from promptopt.search.demos import (
 )
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
-from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.plan import (
+    RunSettings,
+    StopRules,
+    final_reserve,
+    plan_run,
+    strategy_plan,
+    task_demo_sizing,
+)
 from promptopt.search.state import SearchState
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import LoadedTask, load_task
 from promptopt.task.prompt import Demo, DemosSpec
-from tests.support.search import WORDS_GOOD, Counter, providers, target_answer, write_task
+from tests.support.search import (
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    target_answer,
+    write_task,
+)
 
 KEY = "superb"
 """The word whose demonstration makes the scripted target answer right."""
@@ -237,6 +252,8 @@ async def run(
     strategy_name: str,
     target: Counter,
     caps: BudgetCaps | None = None,
+    *,
+    resume: bool = False,
     **params: Any,
 ) -> dict[str, Any]:
     strategy, validated = make_strategy(strategy_name, params)
@@ -252,11 +269,12 @@ async def run(
         task,
         RuntimeOptions(concurrency=4, caps=settings.caps),
         store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
         providers=providers(target),
     )
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return (await engine.run()).to_json()
+        return (await engine.run(resume=resume)).to_json()
 
 
 def final_requests(target: Counter, prefix: str) -> list[list[dict[str, str]]]:
@@ -272,7 +290,7 @@ async def test_the_demos_strategy_end_to_end(tmp_path: Path) -> None:
     task = toy_task(tmp_path, {"k": 2, "candidates": 6})
     folder = RunFolder.create(tmp_path / "runs", "toy")
     target = Counter(helped_by_key_demo)
-    cap = RESERVE + 60
+    cap = RESERVE + 80
     summary = await run(task, folder, "demos", target, BudgetCaps(target_calls=cap))
 
     assert target.calls <= cap
@@ -381,3 +399,51 @@ def test_a_damaged_demos_file_is_a_usage_error(tmp_path: Path) -> None:
         read_demos_file(path)
     path.write_text("[]")
     assert read_demos_file(path) == ()
+
+
+class Killed(BaseException):
+    """Stands in for the process being killed mid-run."""
+
+
+async def test_a_run_killed_in_the_demo_step_resumes_to_the_same_folder(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 4})
+    caps = BudgetCaps(target_calls=RESERVE + 150, optimizer_calls=6)
+    params: dict[str, Any] = {"steps": 2, "proposals_per_step": 3}
+    baseline = RunFolder.create(tmp_path / "base", "toy")
+    counted = Counter(helped_by_key_demo)
+    await run(task, baseline, "opro", counted, caps, **params)
+    # The final evaluation makes the last RESERVE calls at most; kill before it, in the demos.
+    kill = counted.calls - RESERVE - 5
+    first_with_demos = next(i for i, raw in enumerate(counted.requests) if len(json.loads(raw)) > 2)
+    assert first_with_demos + 1 < kill  # after the demo step sent its first set
+
+    def kill_at(n: int) -> None:
+        if n == kill:
+            raise Killed
+
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    with pytest.raises(Killed):
+        await run(task, folder, "opro", Counter(helped_by_key_demo, kill_at), caps, **params)
+    await run(task, folder, "opro", Counter(helped_by_key_demo), caps, resume=True, **params)
+    assert stable(folder) == stable(baseline)
+    assert folder.read_json(BEST_DEMOS) == baseline.read_json(BEST_DEMOS)
+
+
+def test_dry_run_shows_the_demo_step_within_the_budget(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, {"k": 4, "candidates": 6})
+    strategy, validated = make_strategy("ape", {})
+    settings = RunSettings(
+        strategy="ape",
+        params=validated.model_dump(mode="json"),
+        seed=0,
+        caps=BudgetCaps(target_calls=RESERVE + 200),
+    )
+    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    demos = task_demo_sizing(task, settings, sizes)
+    assert 0 < demos.target_calls <= 100  # at most half of the search's 200
+    instructions = strategy_plan(strategy, sizes, settings, demos.target_calls)
+    assert instructions.target_calls <= 200 - demos.target_calls
+    plan = plan_run(task, settings, instructions, {}, demos)
+    assert plan.target_calls <= RESERVE + 200
+    assert plan.layout["demos"]["target_calls"] == demos.target_calls
+    assert any("demonstrations" in note for note in plan.notes)
