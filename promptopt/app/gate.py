@@ -39,6 +39,15 @@ def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecisio
         )
     delta = comparison.delta
     lo, hi = comparison.ci95
+    if summary.best_demos:
+        # A prompt file holds the system prompt only: writing it without the demonstrations
+        # would ship a prompt whose measured gain came from something left behind.
+        reason = (
+            f"the best prompt scores with {len(summary.best_demos)} few-shot demonstration(s) "
+            "(best_demos.json) that a prompt file cannot hold; use them from the run folder, or "
+            "set prompt.demos.k to 0 for CI mode"
+        )
+        return GateDecision(False, reason, delta, (lo, hi))
     if summary.best_prompt == summary.initial_prompt:
         reason = "the search found no prompt better than the baseline on dev"
         return GateDecision(False, reason, delta, (lo, hi))

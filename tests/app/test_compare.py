@@ -274,6 +274,9 @@ def test_ci_gate_rules() -> None:
     assert not ci_gate(summary(**same)).passed
     with pytest.raises(UsageError, match="final evaluation"):
         ci_gate(summary(initial_prompt="a", best_prompt="b"))
+    # A gain that needs demonstrations is not written to a prompt file, which cannot hold them.
+    with_demos = ci_gate(summary(**base, best_demos=["t1", "t2"]))
+    assert not with_demos.passed and "demonstration" in with_demos.reason
 
 
 def test_external_reference_check_can_fail() -> None:
