@@ -34,13 +34,17 @@ TASKS = ("trec", "sst2", "liar", "antonyms", "quickstart")
 STRATEGIES = ("ape", "protegi", "opro")
 
 
-def local_task(task: str, folder: Path, structured: bool = False) -> Path:
+def local_task(task: str, folder: Path, structured: bool = False, demos: int = 0) -> Path:
     """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths."""
     source = ROOT / "tasks" / f"{task}.yaml"
     spec = yaml.safe_load(source.read_text())
     lines = str(spec["prompt"]).strip().splitlines()
     if structured and len(lines) > 1:
         spec["prompt"] = {"instruction": "\n".join(lines[:-1]), "output_format": lines[-1]}
+    if demos:
+        if not isinstance(spec["prompt"], dict):
+            spec["prompt"] = {"instruction": str(spec["prompt"]).strip()}
+        spec["prompt"]["demos"] = {"k": demos}
     for split in ("train", "dev", "test"):
         spec["data"][split] = str((source.parent / spec["data"][split]).resolve())
     spec["models"] = {
@@ -65,7 +69,7 @@ def run_one(
     cmd = [
         str(ROOT / ".venv" / "bin" / "promptopt"),
         "run",
-        str(local_task(task, work, args.structured)),
+        str(local_task(task, work, args.structured, args.demos)),
         "--strategy",
         strategy,
         "--seed",
@@ -97,6 +101,7 @@ def run_one(
         "search_calls": args.search_calls,
         "optimizer_budget": args.optimizer_calls,
         "structured": args.structured,
+        "demos": args.demos,
         "rejected": summary.get("rejected"),
         "initial_test": summary["scores"]["initial"]["test"],
         "best_test": summary["scores"]["best"]["test"],
@@ -112,6 +117,12 @@ def run_one(
     }
 
 
+def variant(row: dict[str, Any]) -> str:
+    """The strategy as the table names it, with the demos it searched."""
+    demos = row.get("demos") or 0
+    return f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table of BENCHMARKS.md, one line per task and strategy."""
     out = [
@@ -119,14 +130,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         "[paired 95% CI] | significant gains | target calls | optimizer calls | wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    keys = sorted({(r["task"], r["strategy"]) for r in rows if "error" not in r})
+    keys = sorted({(r["task"], variant(r)) for r in rows if "error" not in r})
     for task, strategy in keys:
         group = sorted(
-            (
-                r
-                for r in rows
-                if r["task"] == task and r["strategy"] == strategy and "error" not in r
-            ),
+            (r for r in rows if r["task"] == task and variant(r) == strategy and "error" not in r),
             key=lambda r: r["seed"],
         )
         finals = [r["best_test"] for r in group]
@@ -161,6 +168,7 @@ def main() -> None:
     parser.add_argument("--finalists", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--structured", action="store_true")
+    parser.add_argument("--demos", type=int, default=0, help="prompt.demos.k (0: none)")
     parser.add_argument(
         "--results", type=Path, default=ROOT / "bench" / "results" / "quality-v2.jsonl"
     )
@@ -182,6 +190,8 @@ def main() -> None:
                     for strategy in args.strategies:
                         if any(
                             (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
+                            and r.get("demos", 0) == args.demos
+                            and r.get("structured", False) == args.structured
                             and "error" not in r
                             for r in done
                         ):
