@@ -95,7 +95,7 @@ class RoleUsage:
     latency_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The usage object of the JSON contracts (DESIGN.md), with a few extra fields."""
+        """The usage object of the `eval --json` and `run --json` contracts, plus a few fields."""
         return {
             "requests": self.requests,
             "cache_hits": self.cache_hits,

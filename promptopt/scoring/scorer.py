@@ -63,7 +63,7 @@ class EvalResult:
         return lo, hi
 
     def to_json(self) -> dict[str, Any]:
-        """The `eval --json` contract of DESIGN.md."""
+        """The `eval --json` contract (fields may be added, never renamed)."""
         lo, hi = self.ci95()
         return {
             "split": self.split,

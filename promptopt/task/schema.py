@@ -155,7 +155,7 @@ class SearchSpec(_Strict):
 
 
 class TaskFile(_Strict):
-    """The whole task file (see DESIGN.md, "Task file")."""
+    """The whole task file: prompt, data, metric, models and search settings."""
 
     name: str = Field(min_length=1)
     description: str = ""
