@@ -49,6 +49,8 @@ class HistoryPlan:
     baseline: Revision | None = None
     skipped: tuple[str, ...] = ()
     """Commits that changed the file but left no prompt to score (deleted or emptied)."""
+    uncommitted: bool = False
+    """The working tree's file differs from the newest revision, which is what is scored."""
 
 
 def find_revisions(
@@ -99,7 +101,11 @@ def find_revisions(
         if text is None:
             raise UsageError(f"--baseline: {repo_file.path} does not exist at {baseline}")
         base = Revision(commit, prompt_text(text, f"{repo_file.path}@{baseline}"))
-    return HistoryPlan(repo_file, tuple(revisions), base, tuple(skipped))
+    uncommitted = False
+    if rev_range is None and Path(path).is_file():
+        working = Path(path).read_text(encoding="utf-8", errors="replace")
+        uncommitted = working.rstrip("\n") != revisions[-1].text
+    return HistoryPlan(repo_file, tuple(revisions), base, tuple(skipped), uncommitted)
 
 
 @dataclass(frozen=True)

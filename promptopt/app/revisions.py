@@ -91,7 +91,10 @@ class RepoFile:
         """
         if rev.startswith("-"):
             raise UsageError(f"unknown revision {rev!r}")
-        result = _git(self.root, "rev-parse", "--verify", "--quiet", "--end-of-options", rev)
+        # ^{commit}: a tag is followed to its commit; a tree or a blob is no revision of a file.
+        result = _git(
+            self.root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"
+        )
         if result.returncode != 0:
             raise UsageError(f"unknown revision {rev!r} in the git repository {self.root}")
         found = _git(self.root, "show", "-s", f"--format={_FORMAT}", result.stdout.strip())

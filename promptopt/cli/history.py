@@ -140,6 +140,12 @@ def history_command(
     err = stderr()
     for note in plan.skipped:
         err.print(f"note: skipped {note}", highlight=False)
+    if plan.uncommitted:
+        err.print(
+            f"note: {prompt_file} has uncommitted changes, which history does not score "
+            f"(compare them: promptopt diff {prompt_file} --rev HEAD --task {task_path})",
+            highlight=False,
+        )
     options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
 
     async def go() -> HistoryReport:

@@ -28,7 +28,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     return make_repo(tmp_path_factory.mktemp("history") / "repo")
 
 
-def history(repo: Repo, *args: str) -> Any:
+def history(repo: Repo, *args: str, env: dict[str, str] | None = None) -> Any:
     return run_cli(
         "history",
         str(repo.prompt),
@@ -37,6 +37,7 @@ def history(repo: Repo, *args: str) -> Any:
         "--cache-dir",
         str(repo.root.parent / "cache"),
         *args,
+        env=env,
     )
 
 
@@ -195,6 +196,9 @@ def test_commits_that_delete_the_file_are_skipped(tmp_path: Path) -> None:
     plan = find_revisions(repo.prompt)
     assert [r.text for r in plan.revisions] == [OLD_PROMPT, BEST_PROMPT, SHORT_PROMPT]
     assert len(plan.skipped) == 1 and "deletes" in plan.skipped[0]
+    assert not plan.uncommitted
+    repo.prompt.write_text("Something new.\n")
+    assert find_revisions(repo.prompt).uncommitted
 
 
 def test_the_github_actions_example_gates_on_the_base_branch(repo: Repo, tmp_path: Path) -> None:
@@ -238,3 +242,14 @@ def test_the_github_actions_example_gates_on_the_base_branch(repo: Repo, tmp_pat
     assert comment_md.startswith("# Prompt history") and "Newest against the baseline" in comment_md
     assert (tmp_path / "summary.md").read_text() == comment_md
     (repo.root / "promptopt-history.md").unlink()
+
+
+def test_the_readme_shows_this_history(repo: Repo, report: dict[str, Any]) -> None:
+    # Commits with fixed authors, dates and trees have fixed hashes: the README's example is
+    # this repository's history, as an 80-column terminal shows it.
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("#### A prompt's history")[1]
+    shown = section.split("```text\n")[1].split("```")[0]
+    result = history(repo, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert lines[: len(shown.splitlines())] == shown.splitlines()
