@@ -11,12 +11,20 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from promptopt.app.evaluate import read_demos_file
+from promptopt.app.revisions import RepoFile, split_revision
 from promptopt.errors import UsageError
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.messages import Usage
 from promptopt.llm.pricing import cost_usd
 from promptopt.llm.providers.base import Provider
-from promptopt.reporting.diff import DiffReport, ExampleOutcome, Provenance, SideUsage, build_diff
+from promptopt.reporting.diff import (
+    Commit,
+    DiffReport,
+    ExampleOutcome,
+    Provenance,
+    SideUsage,
+    build_diff,
+)
 from promptopt.run.folder import BEST_DEMOS, RunFolder
 from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
@@ -38,6 +46,8 @@ class PromptSource:
     config: ConfigRecord | None = None
     demos: tuple[Demo, ...] = ()
     """Few-shot demonstrations sent with the prompt (a run's best_demos.json)."""
+    commit: Commit | None = None
+    """The git commit the prompt was read at (REV:path, --rev)."""
 
 
 def _strip_final_newlines(text: str) -> str:
@@ -83,8 +93,47 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     return PromptSource(label, str(path), str(text), config, demos)
 
 
-def read_source(path: Path, which: Literal["initial", "best"] = "best") -> PromptSource:
-    """A run folder's initial or best prompt, or a prompt file's text."""
+def prompt_text(text: str, where: str) -> str:
+    """A prompt file's content without its trailing newlines; UsageError when empty."""
+    text = _strip_final_newlines(text)
+    if not text.strip():
+        raise UsageError(f"the prompt file {where} is empty")
+    return text
+
+
+def revision_source(rev: str, path: Path | str) -> PromptSource:
+    """A prompt file as it was at git revision `rev`, with that commit as its provenance.
+
+    Args:
+        rev: Any revision git understands: a hash, a branch, a tag, HEAD~3.
+        path: The file, relative to the current folder (or absolute), in any git repository.
+
+    Returns:
+        The prompt, labelled "path@rev (short hash)".
+
+    Raises:
+        UsageError: Not in a git repository, an unknown revision, or a revision without the
+            file.
+    """
+    repo_file = RepoFile.locate(path)
+    commit = repo_file.commit(rev)
+    text = repo_file.text_at(commit)
+    if text is None:
+        raise UsageError(f"{repo_file.path} does not exist at {rev} ({commit.short})")
+    where = f"{repo_file.path}@{rev}"
+    return PromptSource(
+        f"{where} ({commit.short})", f"{rev}:{path}", prompt_text(text, where), commit=commit
+    )
+
+
+def read_source(path: Path | str, which: Literal["initial", "best"] = "best") -> PromptSource:
+    """A run folder's initial or best prompt, a prompt file's text, or (REV:path) a prompt file
+    at a git revision."""
+    if isinstance(path, str):
+        revision = split_revision(path)
+        if revision is not None:
+            return revision_source(*revision)
+        path = Path(path)
     if path.is_dir():
         return _run_prompt(path, which)
     if not path.exists():
@@ -175,10 +224,22 @@ class DiffPlan:
     mismatches: tuple[str, ...] = ()
 
 
-def read_sides(old: Path, new: Path | None) -> tuple[PromptSource, PromptSource]:
-    """The two prompts of a diff; with one run folder and no NEW, its initial and best prompt."""
+def read_sides(
+    old: Path | str, new: Path | str | None, rev: str | None = None
+) -> tuple[PromptSource, PromptSource]:
+    """The two prompts of a diff; with one run folder and no NEW, its initial and best prompt.
+
+    OLD and NEW are run folders, prompt files or REV:path; with `rev` (--rev), OLD is a prompt
+    file and it is compared as it was at `rev` with the working tree's.
+    """
+    if rev is not None:
+        if new is not None:
+            raise UsageError("--rev compares one prompt file with itself at REV: give only OLD")
+        working = read_source(Path(old))
+        return revision_source(rev, old), replace(working, label=f"{working.label} (working tree)")
+    old = Path(old) if isinstance(old, str) and split_revision(old) is None else old
     if new is None:
-        if not old.is_dir():
+        if not isinstance(old, Path) or not old.is_dir():
             raise UsageError("give two prompts to compare: OLD NEW (or a single run folder)")
         return read_source(old, "initial"), read_source(old, "best")
     return read_source(old), read_source(new)
@@ -294,6 +355,8 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
         old_source=plan.old.source,
         new_source=plan.new.source,
         mismatches=plan.mismatches,
+        old_commit=plan.old.commit,
+        new_commit=plan.new.commit,
     )
     return build_diff(
         provenance,

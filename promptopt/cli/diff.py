@@ -40,14 +40,27 @@ if TYPE_CHECKING:
 
 def diff_command(
     old: Annotated[
-        Path, typer.Argument(help="The old prompt: a run folder (its best) or a prompt file.")
+        str,
+        typer.Argument(
+            help="The old prompt: a run folder (its best), a prompt file, or REV:FILE (the file "
+            "at a git revision, FILE relative to the current folder).",
+            show_default=False,
+        ),
     ],
     new: Annotated[
-        Path | None,
+        str | None,
         typer.Argument(
             help="The new prompt, likewise. Without it, OLD is a run folder and its initial "
-            "prompt is compared with its best.",
+            "prompt is compared with its best (or, with --rev, OLD at REV with OLD now).",
             show_default=False,
+        ),
+    ] = None,
+    rev: Annotated[
+        str | None,
+        typer.Option(
+            "--rev",
+            help="Compare the prompt file OLD as it was at this git revision with the working "
+            "tree's.",
         ),
     ] = None,
     task_path: Annotated[
@@ -78,6 +91,9 @@ def diff_command(
     """Compare two prompt revisions on the same examples: word diff, score delta with a paired
     95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
 
+    A side can be a git revision of a prompt file: HEAD~3:prompts/support.txt, or --rev main.
+    Works as an external diff tool: git difftool -x 'promptopt diff --task task.yaml'.
+
     Exit codes: 0 done; 1 runtime error; 2 usage error, or prompts that cannot be compared
     fairly (see --force); 4 with --fail-on-regression: NEW is significantly worse.
     """
@@ -91,7 +107,7 @@ def diff_command(
     check_split(split)
     kind = report_format(fmt, output, ("terminal", "md", "html", "json"))
     try:
-        old_side, new_side = read_sides(old, new)
+        old_side, new_side = read_sides(old, new, rev)
         task = load(task_path) if task_path is not None else default_task(old_side, new_side)
         task = with_models(task, target, None, base_url)
         plan = check_diff(task, old_side, new_side, force=force)

@@ -11,6 +11,7 @@ from promptopt.cli.cache import cache_app
 from promptopt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_async, stdout
 from promptopt.cli.diff import diff_command
 from promptopt.cli.eval import eval_command
+from promptopt.cli.history import history_command
 from promptopt.cli.report import report_command
 from promptopt.cli.run import run_command
 from promptopt.cli.strategies import strategies_command
@@ -34,6 +35,7 @@ app.command("run")(run_command)
 app.command("strategies")(strategies_command)
 app.command("diff")(diff_command)
 app.command("report")(report_command)
+app.command("history")(history_command)
 
 
 def _version(value: bool) -> None:

@@ -14,7 +14,7 @@ never renamed or removed::
         "task": str, "task_hash": str, "data_hash": str,
         "split": str, "n": int, "seed": int, "promptopt_version": str,
         "models": {ROLE: {"model": "provider:name", "reported": [str, ...]}},
-        "old": {"label": str, "source": str}, "new": {"label": str, "source": str},
+        "old": SIDE, "new": SIDE,
         "mismatches": [str, ...]          # what --force let through; [] normally
       },
       "prompts": {
@@ -41,11 +41,13 @@ never renamed or removed::
       }
     }
 
-where USAGE is {"input_tokens": int|null, "output_tokens": int|null, "cost_usd": float|null,
-"mean_latency_s": float|null, "requests": int|null, "cache_hits": int|null}: tokens, cost and
-latency are what one evaluation of the prompt on these examples takes at list price (cached
-answers count at the price they were first paid), `requests` and `cache_hits` what this diff
-actually sent.
+where SIDE is {"label": str, "source": str, "commit": COMMIT | null} (the commit when the prompt
+was read from a git revision, REV:path or --rev), COMMIT is {"hash": str, "author":
+"name <email>", "date": ISO 8601 str, "subject": str}, and USAGE is {"input_tokens": int|null,
+"output_tokens": int|null, "cost_usd": float|null, "mean_latency_s": float|null,
+"requests": int|null, "cache_hits": int|null}: tokens, cost and latency are what one evaluation
+of the prompt on these examples takes at list price (cached answers count at the price they
+were first paid), `requests` and `cache_hits` what this diff actually sent.
 """
 
 from __future__ import annotations
@@ -178,6 +180,36 @@ def _minus(new: float | None, old: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """The git commit a prompt was read at."""
+
+    hash: str
+    author: str
+    """Name and e-mail address: "Ada <ada@example.com>"."""
+    date: str
+    """The author date, ISO 8601."""
+    subject: str
+
+    @property
+    def short(self) -> str:
+        """The hash's first 8 characters."""
+        return self.hash[:8]
+
+    def describe(self) -> str:
+        """One line: short hash, date, author and subject."""
+        return f"{self.short} {self.date[:10]} {self.author}: {self.subject}"
+
+    def to_json(self) -> dict[str, str]:
+        """The COMMIT object of the JSON schemas."""
+        return {
+            "hash": self.hash,
+            "author": self.author,
+            "date": self.date,
+            "subject": self.subject,
+        }
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Where the two prompts and the scores come from."""
 
@@ -193,6 +225,8 @@ class Provenance:
     new_source: str
     promptopt_version: str = __version__
     mismatches: tuple[str, ...] = ()
+    old_commit: Commit | None = None
+    new_commit: Commit | None = None
 
 
 @dataclass(frozen=True)
@@ -283,8 +317,8 @@ class DiffReport:
                 "seed": p.seed,
                 "promptopt_version": p.promptopt_version,
                 "models": {role: info.to_json() for role, info in p.models.items()},
-                "old": {"label": p.old_label, "source": p.old_source},
-                "new": {"label": p.new_label, "source": p.new_source},
+                "old": _side(p.old_label, p.old_source, p.old_commit),
+                "new": _side(p.new_label, p.new_source, p.new_commit),
                 "mismatches": list(p.mismatches),
             },
             "prompts": {
@@ -317,6 +351,14 @@ class DiffReport:
                 "delta": self.usage_delta(),
             },
         }
+
+
+def _side(label: str, source: str, commit: Commit | None) -> dict[str, Any]:
+    return {
+        "label": label,
+        "source": source,
+        "commit": None if commit is None else commit.to_json(),
+    }
 
 
 def build_diff(

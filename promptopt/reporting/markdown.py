@@ -1,4 +1,4 @@
-"""Run reports, diff reports and CI summaries as Markdown, from the templates *.md.j2.
+"""Run, diff and history reports and CI summaries as Markdown, from the templates *.md.j2.
 
 Markdown is what a person reads in the run folder (report.md) or in a pull request (the CI
 summary, `promptopt diff --format md`). Every figure comes from `promptopt.reporting.view`.
@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from promptopt.reporting.diff import DiffReport
+from promptopt.reporting.history import HistoryReport
 from promptopt.reporting.run_files import RunReport
 from promptopt.reporting.templating import render
-from promptopt.reporting.view import DiffView, RunView
+from promptopt.reporting.view import DiffView, HistoryView, RunView
 from promptopt.run.folder import RunFolder
 
 # Enough rows for a pull-request comment; the JSON and HTML formats list every flip.
@@ -75,3 +76,17 @@ def ci_summary_markdown(
         else "left the prompt file untouched"
     )
     return render("ci_summary.md.j2", run=view, passed=passed, reason=reason, outcome=outcome)
+
+
+def history_markdown(report: HistoryReport | HistoryView, *, level: int = 1) -> str:
+    """A history report as Markdown that fits a pull-request comment.
+
+    Args:
+        report: The history report, or its view.
+        level: The level of the first heading; sections are one level below.
+
+    Returns:
+        The Markdown, ending with a line break.
+    """
+    view = report if isinstance(report, HistoryView) else HistoryView.of(report)
+    return render("history.md.j2", view=view, level=level)

@@ -1,4 +1,4 @@
-"""A diff report as rich renderables for the terminal (the CLI prints them).
+"""Diff and history reports as rich renderables for the terminal (the CLI prints them).
 
 Word changes carry git-style markers besides their colours, so that they survive a pipe or a
 log file where colours are dropped. Text from prompts, models and tasks goes in as `Text` or
@@ -7,6 +7,7 @@ escaped, never as console markup, so that brackets in it are shown as they are.
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.rule import Rule
@@ -14,13 +15,16 @@ from rich.table import Table
 from rich.text import Text
 
 from promptopt.reporting.diff import DiffReport
+from promptopt.reporting.history import HistoryReport
 from promptopt.reporting.view import (
     SECTION_FLIPS,
     SECTION_PROMPT,
     SECTION_PROVENANCE,
+    SECTION_REVISIONS,
     SECTION_SCORE,
     SECTION_USAGE,
     DiffView,
+    HistoryView,
     shorten,
 )
 
@@ -119,4 +123,59 @@ def diff_renderable(report: DiffReport | DiffView) -> RenderableType:
     if view.mcnemar is not None:
         parts.append(Text(view.mcnemar))
     parts += [flips, usage]
+    return Group(*parts)
+
+
+_SHORT_VERDICT = {"no significant change": "-"}
+_MARK_STYLE = {"improved": "green", "regressed": "bold red", "same": "", "first": ""}
+
+
+def history_renderable(report: HistoryReport | HistoryView) -> RenderableType:
+    """A history report for a rich console: the table of revisions, then the summary.
+
+    Args:
+        report: The history report, or its view.
+
+    Returns:
+        The sections as one renderable (word diffs are in the Markdown and HTML formats).
+    """
+    view = report if isinstance(report, HistoryView) else HistoryView.of(report)
+    table = Table(
+        title=SECTION_REVISIONS,
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    cells = [
+        (
+            row.commit + (" ★" if row.best else ""),
+            f"{row.score} {row.ci}",
+            "-" if row.mark == "first" else f"{row.delta} {row.delta_ci}",
+            row.mcnemar_p,
+            _SHORT_VERDICT.get(row.verdict, row.verdict),
+        )
+        for row in view.rows
+    ]
+    headers = ("commit", f"{view.metric_name} [95% CI]", "Δ previous [95% CI]", "p", "verdict")
+    for k, header in enumerate(headers):
+        # Figures never shrink: rich would cut them rather than wrap.
+        width = max([len(header), *(len(c[k]) for c in cells)])
+        table.add_column(
+            Text(header), justify="left" if k in (0, 4) else "right", min_width=width, no_wrap=True
+        )
+    for row, c in zip(view.rows, cells, strict=True):
+        table.add_row(Text(c[0]), c[1], c[2], c[3], Text(c[4], style=_MARK_STYLE[row.mark]))
+    # Subjects below the table rather than in it: the table then fits 80 columns.
+    commits = Text("\n".join(f"{r.commit} {r.date} {r.author}: {r.subject}" for r in view.rows))
+    parts: list[RenderableType] = [Rule(escape(view.title)), table, commits]
+    parts.append(
+        Text(
+            "★ best revision; p: exact McNemar test; verdict -: no significant change", style="dim"
+        )
+    )
+    parts += [Text(line) for line in view.summary]
+    if view.newest_regressed:
+        parts.append(Text("The newest revision is significantly worse.", style="bold red"))
     return Group(*parts)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from promptopt.reporting.diff import DiffReport, Segment, SideUsage
+from promptopt.reporting.history import HistoryReport, Step
 from promptopt.reporting.run_files import (
     RunReport,
     TrajectoryPoint,
@@ -32,6 +33,9 @@ SECTION_LINEAGE = "How the best prompt was found"
 SECTION_TEST_DIFF = "Initial vs best on test"
 SECTION_RUN_USAGE = "Usage"
 SECTION_REJECTED = "Rejected proposals"
+SECTION_REVISIONS = "Revisions"
+SECTION_STEPS = "Changes between revisions"
+SECTION_BASELINE = "Newest against the baseline"
 
 # The feedback a strategy records on a candidate that a report shows, in this order.
 NOTE_KEYS = ("errors", "gradient", "edit")
@@ -283,6 +287,14 @@ def _provenance_rows(report: DiffReport) -> tuple[ProvenanceRow, ...]:
         ProvenanceRow("old", f"{p.old_label} ({p.old_source})"),
         ProvenanceRow("new", f"{p.new_label} ({p.new_source})"),
     ]
+    for side, commit in (("old", p.old_commit), ("new", p.new_commit)):
+        if commit is not None:
+            rows.append(
+                ProvenanceRow(
+                    f"{side} commit",
+                    f"{commit.hash} ({commit.date}, {commit.author}): {commit.subject}",
+                )
+            )
     for role, info in p.models.items():
         reported = ", ".join(info.reported) or "not reported"
         rows.append(ProvenanceRow(f"{role} model", f"{info.model} (API reported: {reported})"))
@@ -644,3 +656,209 @@ class RunView:
         if self.test_diff is None:
             return self
         return replace(self, test_diff=self.test_diff.limited(max_flips))
+
+
+# ---------------------------------------------------------------------------------------------
+# history reports
+
+
+def _step_ci(step: Step) -> str:
+    paired = step.comparison.paired
+    return f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
+
+
+def _mcnemar_p(step: Step) -> str:
+    mcnemar = step.comparison.mcnemar
+    return "-" if mcnemar is None else f"{mcnemar.p_value:.2g}"
+
+
+@dataclass(frozen=True)
+class RevisionRow:
+    """One revision of the history table, with the change from the revision before it."""
+
+    number: int
+    commit: str
+    hash: str
+    date: str
+    author: str
+    subject: str
+    score: str
+    ci: str
+    delta: str
+    delta_ci: str
+    mcnemar_p: str
+    verdict: str
+    mark: Literal["improved", "regressed", "same", "first"]
+    best: bool
+    mean: float
+    ci_low: float
+    ci_high: float
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One revision against the one before it: the word diff and the statistics."""
+
+    title: str
+    verdict: str
+    mark: Literal["improved", "regressed", "same"]
+    sentence: str
+    segments: tuple[Segment, ...]
+
+    @property
+    def word_diff_text(self) -> str:
+        """The word diff with git-style markers: [-deleted-] and {+inserted+}."""
+        return _marked(self.segments)
+
+
+def _marked(segments: Sequence[Segment]) -> str:
+    parts = []
+    for seg in segments:
+        if seg.op == "delete":
+            parts.append(f"[-{seg.text}-]")
+        elif seg.op == "insert":
+            parts.append(f"{{+{seg.text}+}}")
+        else:
+            parts.append(seg.text)
+    return "".join(parts)
+
+
+def _mark(verdict: str) -> Literal["improved", "regressed", "same"]:
+    if verdict == "improved":
+        return "improved"
+    if verdict == "regressed":
+        return "regressed"
+    return "same"
+
+
+def _step_sentence(step: Step, split: str, n: int) -> str:
+    paired, mcnemar = step.comparison.paired, step.comparison.mcnemar
+    text = (
+        f"{step.new.commit.short} - {step.old.commit.short} = {paired.delta:+.3f} on {split} "
+        f"(n = {n}; paired bootstrap {paired.confidence:.0%} CI "
+        f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
+    )
+    if mcnemar is not None:
+        text += (
+            f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
+            f"and {mcnemar.c} improvements"
+        )
+    return text + ")"
+
+
+def _step_view(step: Step, split: str, n: int) -> StepView:
+    return StepView(
+        title=f"{step.old.commit.short} → {step.new.commit.short}: {step.new.commit.subject}",
+        verdict=step.verdict,
+        mark=_mark(step.verdict),
+        sentence=_step_sentence(step, split, n),
+        segments=step.segments,
+    )
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """A history report as every format shows it."""
+
+    task: str
+    file: str
+    metric_name: str
+    provenance: tuple[ProvenanceRow, ...]
+    rows: tuple[RevisionRow, ...]
+    steps: tuple[StepView, ...]
+    summary: tuple[str, ...]
+    """Sentences: the best revision, the significant improvements and regressions, the gate."""
+    newest_regressed: bool
+    baseline: StepView | None = None
+
+    @classmethod
+    def of(cls, report: HistoryReport) -> HistoryView:
+        """The view of a history report.
+
+        Args:
+            report: The revisions of a prompt file, scored on the same examples.
+
+        Returns:
+            Every figure and row of the report, formatted.
+        """
+        p = report.provenance
+        best = report.best
+        by_new = {s.new.commit.hash: s for s in report.steps}
+        rows = []
+        for i, rev in enumerate(report.revisions):
+            step = by_new.get(rev.commit.hash) if i else None
+            rows.append(
+                RevisionRow(
+                    number=i + 1,
+                    commit=rev.commit.short,
+                    hash=rev.commit.hash,
+                    date=rev.commit.date[:10],
+                    author=rev.commit.author.split(" <")[0],
+                    subject=rev.commit.subject,
+                    score=f"{rev.mean:.3f}",
+                    ci=f"[{rev.ci_low:.3f}, {rev.ci_high:.3f}]",
+                    delta="-" if step is None else f"{step.comparison.paired.delta:+.3f}",
+                    delta_ci="-" if step is None else _step_ci(step),
+                    mcnemar_p="-" if step is None else _mcnemar_p(step),
+                    verdict="first" if step is None else step.verdict,
+                    mark="first" if step is None else _mark(step.verdict),
+                    best=rev is best,
+                    mean=rev.mean,
+                    ci_low=rev.ci_low,
+                    ci_high=rev.ci_high,
+                )
+            )
+        summary = [
+            f"Best revision: {best.commit.short} ({best.commit.subject}), "
+            f"{p.metric_name} {best.mean:.3f} [{best.ci_low:.3f}, {best.ci_high:.3f}]."
+        ]
+        for label, steps in (
+            ("Significant improvements", report.improvements),
+            ("Significant regressions", report.regressions),
+        ):
+            listed = ", ".join(
+                f"{s.new.commit.short} ({s.comparison.paired.delta:+.3f}: {s.new.commit.subject})"
+                for s in steps
+            )
+            summary.append(f"{label}: {listed or 'none'}.")
+        gate = report.gate
+        if gate is not None:
+            against = "the baseline" if report.baseline is not None else "the revision before it"
+            summary.append(
+                f"The newest revision {gate.new.commit.short} against {against} "
+                f"{gate.old.commit.short}: {gate.verdict}."
+            )
+        provenance = (
+            ProvenanceRow("file", p.file),
+            ProvenanceRow("task", p.task),
+            ProvenanceRow("task hash", p.task_hash[:16]),
+            ProvenanceRow("data hash", p.data_hash[:16]),
+            ProvenanceRow("split", f"{p.split} ({report.n} examples)"),
+            ProvenanceRow("seed", str(p.seed)),
+            ProvenanceRow("promptopt", p.promptopt_version),
+            *(
+                ProvenanceRow(
+                    f"{role} model",
+                    f"{info.model} (API reported: {', '.join(info.reported) or 'not reported'})",
+                )
+                for role, info in p.models.items()
+            ),
+        )
+        return cls(
+            task=p.task,
+            file=p.file,
+            metric_name=p.metric_name,
+            provenance=provenance,
+            rows=tuple(rows),
+            steps=tuple(_step_view(s, p.split, report.n) for s in report.steps),
+            summary=tuple(summary),
+            newest_regressed=report.newest_regressed,
+            baseline=(
+                None if report.baseline is None else _step_view(report.baseline, p.split, report.n)
+            ),
+        )
+
+    @property
+    def title(self) -> str:
+        """The report's heading."""
+        return f"Prompt history: {self.file} ({self.task})"

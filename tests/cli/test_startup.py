@@ -25,7 +25,7 @@ def test_building_the_cli_loads_no_heavy_module() -> None:
 
 
 def test_version_and_help_load_no_heavy_module() -> None:
-    for args in (["--version"], ["--help"], ["run", "--help"]):
+    for args in (["--version"], ["--help"], ["run", "--help"], ["history", "--help"]):
         code = (
             "from typer.testing import CliRunner\n"
             "from promptopt.cli.main import app\n"

@@ -10,6 +10,7 @@ import pytest
 from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import REPORT_HTML, RunFolder
 from tests.support.diff import NEW_PROMPT, OLD_PROMPT, REGRESSED_IDS, make_run, make_task, run_cli
+from tests.support.history import make_repo
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -85,3 +86,35 @@ def test_run_report_html_renders_its_chart(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr
     assert "<svg" in dom.stdout and "<polyline" in dom.stdout
     assert "Verdict: improved" in dom.stdout and 'id="status">finished<' in dom.stdout
+
+
+def test_history_html_renders_the_plot_and_the_regression(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    page = tmp_path / "history.html"
+    result = run_cli(
+        "history",
+        str(repo.prompt),
+        "--task",
+        str(repo.task),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "-o",
+        str(page),
+    )
+    assert result.exit_code == 0, result.output
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr
+    # The DOM as the browser built it: the chart with its CI band and one regression marked,
+    # a row per revision, each step's word diff.
+    assert '<svg class="history"' in dom.stdout and 'class="ci-band"' in dom.stdout
+    assert dom.stdout.count('class="rev regressed"') == 1
+    rows = dom.stdout.split('<tr class="')
+    marks = [row.split('"')[0] for row in rows[1:] if 'id="rev-' in row.split(">")[0]]
+    assert marks == ["first", "improved", "same", "regressed"]
+    assert f'id="rev-{repo.commits[3][:8]}"' in dom.stdout
+    assert "<ins>" in dom.stdout and "<del>" in dom.stdout
+
+    shot = tmp_path / "history.png"
+    png = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri())
+    assert png.returncode == 0, png.stderr
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

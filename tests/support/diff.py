@@ -27,6 +27,8 @@ BEST_PROMPT = "Classify the review. Answer with the label only."
 REGRESSED_IDS = ("r200", "r210")
 
 SCRIPT = """
+from pathlib import Path
+
 from promptopt.errors import FatalProviderError
 from tests.support.search import WORDS_GOOD, optimizer_answer, target_answer
 
@@ -39,6 +41,13 @@ def target(request):
             return "negative"
         return "positive" if any(w in review for w in WORDS_GOOD) else "negative"
     return target_answer(request)
+
+
+def counted(request):
+    # One line per call in calls.log next to this script: tests count what was sent.
+    with open(Path(__file__).with_name("calls.log"), "a") as log:
+        print("call", file=log)
+    return target(request)
 
 
 def optimizer(request):
