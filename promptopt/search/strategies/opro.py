@@ -10,19 +10,16 @@ all rest on the same examples.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
+from promptopt.search.population import affordable, draw_subset, gather_all, rank
 from promptopt.task.example import Example
-
-T = TypeVar("T")
 
 META_PROMPT = "opro/propose"
 OPERATOR = "opro"
@@ -131,25 +128,6 @@ def format_exemplars(examples: Sequence[Example], ctx: SearchContext) -> str:
     )
 
 
-def rank(scores: Mapping[str, float]) -> list[str]:
-    """Candidate ids best first; on a tie the older candidate (the initial prompt first) wins,
-    so a new prompt must score higher to displace one found before it."""
-    return sorted(scores, key=lambda cid: (-scores[cid], cid))
-
-
-async def gather_all(ctx: SearchContext, coros: Sequence[Awaitable[T]]) -> list[T]:
-    """Run coroutines concurrently, results in call order, events in a fixed order; all of them
-    finish before the first failure is raised, so no call already made is left unwaited."""
-    with ctx.stable_event_order():
-        results = await asyncio.gather(*coros, return_exceptions=True)
-    done: list[T] = []
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-        done.append(result)
-    return done
-
-
 class OPRO:
     """The OPRO strategy."""
 
@@ -164,30 +142,12 @@ class OPRO:
             optimizer_calls=sizing.proposals,
         )
 
-    def draw_eval_subset(self, ctx: SearchContext, size: int) -> list[Example]:
-        """The training examples every instruction of the search is scored on."""
-        train = list(ctx.train)
-        if size >= len(train):
-            return train
-        return ctx.rng.sample(train, size)
-
     def trajectory(
         self, scores: Mapping[str, float], ctx: SearchContext
     ) -> list[tuple[Candidate, float]]:
         """The best `top_instructions` scored instructions, in ascending order of score."""
         best = rank(scores)[: self.params.top_instructions]
         return [(ctx.candidates[cid], scores[cid]) for cid in reversed(best)]
-
-    def affordable(self, ctx: SearchContext, wanted: int, size: int) -> int:
-        """How many of `wanted` proposals the budgets left can both ask for and score."""
-        n = wanted
-        target = ctx.remaining_target_calls()
-        if target is not None:
-            n = min(n, target // size)
-        optimizer = ctx.remaining_optimizer_calls()
-        if optimizer is not None:
-            n = min(n, optimizer)
-        return max(0, n)
 
     async def score_all(
         self, ctx: SearchContext, cands: Sequence[Candidate], subset: Sequence[Example]
@@ -245,7 +205,7 @@ class OPRO:
         sizing = size_search(
             p, len(ctx.train), ctx.remaining_target_calls(), ctx.remaining_optimizer_calls()
         )
-        subset = self.draw_eval_subset(ctx, sizing.eval_examples)
+        subset = draw_subset(ctx, sizing.eval_examples)
         ctx.event(
             "opro_plan",
             eval_examples=len(subset),
@@ -259,7 +219,7 @@ class OPRO:
         scores = await self.score_all(ctx, [initial], subset)
         left = sizing.proposals
         for step in range(1, sizing.steps + 1):
-            n = self.affordable(ctx, min(sizing.proposals_per_step, left), len(subset))
+            n = affordable(ctx, min(sizing.proposals_per_step, left), len(subset))
             if n == 0:
                 ctx.event("search_stopped", reason="the budget left cannot score a proposal")
                 return
