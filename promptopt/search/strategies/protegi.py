@@ -543,9 +543,18 @@ class ProTeGi:
             ctx.event("no_errors", id=parent.id, minibatch=len(results))
             return []
 
+        wanted = p.n_gradients if n_gradients is None else n_gradients
+        remaining = ctx.remaining_optimizer_calls()
+        if remaining is not None and wanted * 2 > remaining:
+            # A gradient is worth its call only if an edit can follow it: keep one optimizer
+            # call of room for an edit per gradient sample.
+            ctx.event("optimizer_budget_short", asked=wanted, sent=remaining // 2, id=parent.id)
+            wanted = remaining // 2
+            if wanted == 0:
+                return []
         # Identical error groups become one request for several samples, so that they differ.
         groups: dict[tuple[int, ...], int] = {}
-        for _ in range(p.n_gradients if n_gradients is None else n_gradients):
+        for _ in range(wanted):
             picked = tuple(
                 sorted(ctx.rng.sample(range(len(errors)), min(p.errors_per_gradient, len(errors))))
             )

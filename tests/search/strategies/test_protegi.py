@@ -542,6 +542,13 @@ async def test_selection_prefers_the_fixed_prompt_within_its_budget(tmp_path: Pa
     assert selection["spent"] == h.target.calls
 
 
+def kind_of_request(logged: str) -> str:
+    """Which ProTeGi meta-prompt a request logged by `Counter` renders."""
+    if "<PROBLEM>" in logged:
+        return "edit"
+    return "gradient" if "Expected answer:" in logged else "paraphrase"
+
+
 async def test_optimizer_requests_stop_at_the_call_cap(tmp_path: Path) -> None:
     h = Harness(tmp_path, distinct_edits, caps=BudgetCaps(optimizer_calls=3))
     strategy = ProTeGi(ProTeGiParams(minibatch=20))
@@ -551,7 +558,22 @@ async def test_optimizer_requests_stop_at_the_call_cap(tmp_path: Path) -> None:
         )
     assert h.optimizer.calls == 3
     assert h.events("optimizer_budget_short")
-    assert successors == []  # every call went to gradients; nothing was left to edit
+    # One gradient and the edits it leaves room for: no gradient is asked whose edit cannot
+    # follow within the cap (before, all three calls went to gradients and nothing was edited).
+    kinds = [kind_of_request(r) for r in h.optimizer.requests]
+    assert kinds[:2] == ["gradient", "edit"] and "gradient" not in kinds[2:]
+    assert successors
+
+
+async def test_no_gradient_is_asked_when_no_edit_can_follow(tmp_path: Path) -> None:
+    h = Harness(tmp_path, distinct_edits, caps=BudgetCaps(optimizer_calls=1))
+    strategy = ProTeGi(ProTeGiParams(minibatch=20))
+    async with h.runtime:
+        successors = await strategy.expand(
+            h.ctx, h.initial, await h.minibatch_results(strategy, h.initial)
+        )
+    assert h.optimizer.calls == 0
+    assert successors == []
 
 
 def test_reasons_are_parsed_from_weak_answers(tmp_path: Path) -> None:
