@@ -137,7 +137,7 @@ class BudgetSpec(_Strict):
 class SearchSpec(_Strict):
     """Which strategy searches, with what seed, budget and strategy parameters."""
 
-    strategy: str = Field(default="ape", min_length=1)
+    strategy: str = Field(default="opro", min_length=1)
     seed: int = 0
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -246,7 +246,7 @@ def test_task_hash_follows_a_replaced_spec(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     spec = load_task(three_split_task(tmp_path)).spec
     assert spec.input_template == "{{input}}"
-    assert spec.search.strategy == "ape" and spec.search.seed == 0 and spec.search.params == {}
+    assert spec.search.strategy == "opro" and spec.search.seed == 0 and spec.search.params == {}
     assert spec.models.target is None and spec.prices == {}
     with pytest.raises(ValidationError, match="frozen"):
         spec.name = "other"
