@@ -1,0 +1,242 @@
+"""APOHF (Lin et al., 2024): prompt optimization from pairwise preferences, as a dueling bandit.
+
+A pool of candidate instructions is made up front (instructions induced from the task and a
+few examples, and rephrasings of the initial one, as APE makes them) and embedded. Each round
+asks for one preference: two prompts answer the same training input and a comparator says
+which answer is better. A small network trained with the Bradley-Terry loss on every answer so
+far predicts each prompt's utility; the next pair is the prompt of highest predicted utility
+and the one of highest utility plus a confidence bonus (`promptopt.search.utility`). The first
+few pairs are random. The result is the compared prompt of highest predicted utility.
+
+The strategy never needs a score, only preferences; here they come from the task's metric
+(the paper's simulation), through the `Comparator` seam that a judge or a person can fill.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptopt.errors import UsageError
+from promptopt.scoring.preference import Comparator, MetricComparator
+from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
+from promptopt.search.population import gather_all
+from promptopt.search.utility import (
+    Comparison,
+    UtilityModel,
+    UtilitySettings,
+    hashed_embedding,
+)
+from promptopt.task.example import Example
+
+INDUCE = "apohf/induce"
+REPHRASE = "apohf/rephrase"
+
+
+class APOHFParams(BaseModel):
+    """APOHF's parameters: the paper's model and bandit, a pool and a query count that fit a
+    few hundred target calls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    induced: int = Field(default=8, ge=0, description="pool instructions induced from examples")
+    rephrased: int = Field(default=8, ge=0, description="pool rephrasings of the initial prompt")
+    comparisons: int = Field(
+        default=60, ge=1, description="preference queries; each costs two target calls at most"
+    )
+    initial_pairs: int = Field(default=5, ge=0, description="random pairs before the model")
+    policy: Literal["neural", "linear", "random"] = Field(
+        default="neural",
+        description="how pairs are chosen: the neural dueling bandit, the linear one, or at "
+        "random (the baselines)",
+    )
+    hidden: int = Field(default=32, ge=1, description="width of the two hidden layers")
+    learning_rate: float = Field(default=1e-3, gt=0, description="Adam's step size")
+    train_steps: int = Field(default=300, ge=1, description="Adam steps per refit")
+    regularization: float = Field(default=0.1, gt=0, description="lambda")
+    exploration: float = Field(default=1.0, ge=0, description="nu, the bonus weight")
+    report_every: int = Field(
+        default=10, ge=1, description="comparisons per step reported to the engine"
+    )
+    temperature: float | None = Field(
+        default=1.0, ge=0, description="optimizer temperature for the pool (null: the model's)"
+    )
+
+    def utility_settings(self) -> UtilitySettings:
+        """The utility model these parameters describe."""
+        return UtilitySettings(
+            hidden=() if self.policy == "linear" else (self.hidden, self.hidden),
+            learning_rate=self.learning_rate,
+            steps=self.train_steps,
+            regularization=self.regularization,
+            exploration=self.exploration,
+        )
+
+
+def pool_sizes(params: APOHFParams, optimizer_left: int | None) -> tuple[int, int]:
+    """How many induced and rephrased candidates to ask for within the optimizer calls left
+    (induction first: it brings the more varied instructions)."""
+    induced, rephrased = params.induced, params.rephrased
+    if optimizer_left is not None:
+        induced = min(induced, max(0, optimizer_left))
+        rephrased = min(rephrased, max(0, optimizer_left - induced))
+    return induced, rephrased
+
+
+def utility_ranking(
+    model: UtilityModel, arms: Sequence[Candidate], compared: set[int]
+) -> list[Candidate]:
+    """The compared arms, highest predicted utility first (ties: the older candidate)."""
+    util = model.utilities()
+    order = sorted(compared, key=lambda i: (-util[i], arms[i].id))
+    return [arms[i] for i in order]
+
+
+class APOHF:
+    """The APOHF strategy."""
+
+    def __init__(self, params: APOHFParams, comparator: Comparator | None = None) -> None:
+        self.params = params
+        self.comparator: Comparator = comparator or MetricComparator()
+
+    def plan(self, sizes: Mapping[str, int]) -> Plan:
+        """The most calls APOHF makes: two target calls per comparison, one optimizer call per
+        pool candidate."""
+        p = self.params
+        return Plan(
+            target_calls=2 * p.comparisons,
+            optimizer_calls=p.induced + p.rephrased,
+            layout={"pool": 1 + p.induced + p.rephrased, "comparisons": p.comparisons},
+        )
+
+    async def make_pool(self, ctx: SearchContext, initial: Candidate) -> list[Candidate]:
+        """The initial prompt, then induced instructions and rephrasings of it."""
+        induced, rephrased = pool_sizes(self.params, ctx.remaining_optimizer_calls())
+        sampling = (
+            None if self.params.temperature is None else {"temperature": self.params.temperature}
+        )
+        asked = await gather_all(
+            ctx,
+            [
+                ctx.ask(INDUCE, induced, sampling),
+                ctx.ask(REPHRASE, rephrased, sampling, instruction=initial.text),
+            ],
+        )
+        pool = [initial]
+        for raw in asked[0]:
+            cand = ctx.accept_proposal(raw, operator="apohf-induce")
+            if cand is not None:
+                pool.append(cand)
+        for raw in asked[1]:
+            cand = ctx.accept_proposal(raw, operator="apohf-rephrase", parents=[initial.id])
+            if cand is not None:
+                pool.append(cand)
+        return pool
+
+    def next_pair(
+        self,
+        ctx: SearchContext,
+        model: UtilityModel,
+        history: Sequence[Comparison],
+    ) -> tuple[int, int]:
+        """The next pair to compare: random at first (and always for the random policy), then
+        the dueling bandit's choice."""
+        n = model.features.shape[0]
+        if self.params.policy == "random" or len(history) < self.params.initial_pairs:
+            first, second = ctx.rng.sample(range(n), 2)
+            return first, second
+        return model.choose_pair(history)
+
+    async def compare(
+        self, ctx: SearchContext, arms: Sequence[Candidate], pair: tuple[int, int], example: Example
+    ) -> Comparison:
+        """Both prompts answer `example`; the comparator says which answer is better."""
+        first, second = arms[pair[0]], arms[pair[1]]
+        results = await gather_all(ctx, [ctx.score(first, [example]), ctx.score(second, [example])])
+        pref = await self.comparator.compare(example, results[0][0], results[1][0])
+        ctx.event(
+            "comparison",
+            first=first.id,
+            second=second.id,
+            example=example.id,
+            choice=str(pref.choice),
+            source=pref.source,
+            why=pref.detail,
+        )
+        return Comparison(pair[0], pair[1], pref.choice.first_wins)
+
+    async def search(
+        self, ctx: SearchContext, initial: Candidate
+    ) -> AsyncGenerator[StepReport, None]:
+        """Build the pool, then ask for preferences pair by pair, refitting the utility model
+        after each, and report the compared prompts by predicted utility."""
+        p = self.params
+        if not ctx.train:
+            raise UsageError("apohf needs training inputs: give the task a data.train split")
+        arms = await self.make_pool(ctx, initial)
+        if len(arms) < 2:
+            ctx.event("search_stopped", reason="the pool has no candidate besides the initial")
+            return
+        features = np.stack([hashed_embedding(c.text) for c in arms])
+        model = UtilityModel(features, p.utility_settings(), seed=ctx.rng.randrange(2**31))
+        target_left = ctx.remaining_target_calls()
+        queries = p.comparisons
+        if target_left is not None:
+            queries = min(queries, target_left // 2)
+        ctx.event(
+            "apohf_plan",
+            pool=[c.id for c in arms],
+            comparisons=queries,
+            policy=p.policy,
+            embedding="hashed",
+        )
+        history: list[Comparison] = []
+        compared: set[int] = set()
+        train = list(ctx.train)
+        for k in range(1, queries + 1):
+            pair = self.next_pair(ctx, model, history)
+            example = train[ctx.rng.randrange(len(train))]
+            history.append(await self.compare(ctx, arms, pair, example))
+            compared.update(pair)
+            model.fit(history)
+            if k % p.report_every == 0 or k == queries:
+                ranking = utility_ranking(model, arms, compared)
+                util = model.utilities()
+                yield StepReport(
+                    f"comparisons-{k}",
+                    tuple(c.id for c in ranking),
+                    None,
+                    {
+                        "comparisons": k,
+                        "utility": {arms[i].id: round(float(util[i]), 4) for i in compared},
+                        "wins": _win_counts(history, arms),
+                    },
+                )
+
+
+def _win_counts(history: Sequence[Comparison], arms: Sequence[Candidate]) -> dict[str, float]:
+    """Each compared prompt's wins (a tie counts half), for the step's record."""
+    wins: dict[str, float] = {}
+    for c in history:
+        a, b = arms[c.first].id, arms[c.second].id
+        wins[a] = wins.get(a, 0.0) + c.first_wins
+        wins[b] = wins.get(b, 0.0) + (1.0 - c.first_wins)
+    return {k: v for k, v in sorted(wins.items()) if not math.isnan(v)}
+
+
+INFO = StrategyInfo(
+    name="apohf",
+    summary="APOHF: a dueling bandit over a pool of instructions, learning a Bradley-Terry "
+    "utility from which of two answers is better (Lin et al., 2024); preferences from the "
+    "task's metric",
+    params=APOHFParams,
+    build=lambda params: APOHF(params),
+    presets={
+        "light": {"induced": 5, "rephrased": 5, "comparisons": 40},
+        "paper": {"comparisons": 150},
+    },
+)

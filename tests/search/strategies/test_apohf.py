@@ -1,0 +1,224 @@
+"""APOHF: the candidate pool, preference queries through the comparator, the dueling bandit
+against random pairs, budgets, determinism and resume, end to end on the toy sentiment task."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.cache import NullCache
+from promptopt.llm.journal import ResponseJournal
+from promptopt.llm.messages import ChatRequest
+from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
+from promptopt.scoring.runtime import Runtime, RuntimeOptions
+from promptopt.search.engine import Engine
+from promptopt.search.meta_prompts import load_meta_prompts
+from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.state import SearchState
+from promptopt.search.strategies.apohf import APOHF, APOHFParams, pool_sizes
+from promptopt.search.strategies.registry import make_strategy
+from promptopt.task.loader import load_task
+from tests.support.search import PROPERTY, Counter, providers, stable, target_answer, write_task
+
+RESERVE = final_reserve(20, 20, 3)
+SMALL = {"induced": 6, "rephrased": 6, "comparisons": 24, "train_steps": 60, "hidden": 16}
+
+
+class Killed(BaseException):
+    """Stands in for the process being killed mid-run."""
+
+
+def variants(one_in: int) -> Callable[[ChatRequest], str]:
+    """An optimizer that writes a different instruction per request and sample; about one in
+    `one_in` has the property the target rewards ("label only"), the others make it answer
+    "positive" always."""
+
+    def answer(request: ChatRequest) -> str:
+        blob = json.dumps([dict(m) for m in request.messages]) + str(request.sample_index)
+        digest = hashlib.sha256(blob.encode()).hexdigest()
+        if int(digest[:4], 16) % one_in == 0:
+            return f"<START>Say positive or negative, the label only (variant {digest[4:10]}).<END>"
+        return f"<START>Describe how the review feels (variant {digest[4:10]}).<END>"
+
+    return answer
+
+
+pool_optimizer = variants(5)
+
+
+def settings_for(caps: BudgetCaps | None = None, **params: Any) -> RunSettings:
+    _, validated = make_strategy("apohf", {**SMALL, **params})
+    return RunSettings(
+        strategy="apohf",
+        params=validated.model_dump(mode="json"),
+        seed=0,
+        caps=caps or BudgetCaps(),
+        stop=StopRules(),
+        concurrency=4,
+    )
+
+
+async def run_once(
+    tmp: Path,
+    folder: RunFolder,
+    settings: RunSettings,
+    *,
+    target: Counter | None = None,
+    optimizer: Counter | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    task = load_task(write_task(tmp, strategy="apohf"))
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=settings.caps),
+        store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
+        providers=providers(target or Counter(target_answer), optimizer or Counter(pool_optimizer)),
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        return (await engine.run(resume=resume)).to_json()
+
+
+def events(folder: RunFolder, kind: str) -> list[dict[str, Any]]:
+    return [e for e in folder.read_jsonl(EVENTS) if e["event"] == kind]
+
+
+async def test_apohf_finds_the_hidden_property_from_preferences_alone(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(tmp_path, folder, settings_for())
+    assert PROPERTY in summary["best_prompt"].lower()
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert summary["test_comparison"]["verdict"] == "improved"
+    comparisons = events(folder, "comparison")
+    assert len(comparisons) == 24
+    assert {c["source"] for c in comparisons} == {"metric"}
+    assert all(c["first"] != c["second"] for c in comparisons)
+    steps = events(folder, "step")
+    assert [s["name"] for s in steps] == ["comparisons-10", "comparisons-20", "comparisons-24"]
+    (plan,) = events(folder, "apohf_plan")
+    assert plan["pool"][0] == "c0000" and plan["embedding"] == "hashed"
+
+
+def harness(tmp: Path, seed: int, one_in: int) -> tuple[Runtime, SearchState]:
+    task = load_task(write_task(tmp, strategy="apohf"))
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=BudgetCaps()),
+        store=NullCache(),
+        providers=providers(Counter(target_answer), Counter(variants(one_in))),
+    )
+    state = SearchState(
+        train=task.splits["train"],
+        dev=task.split("dev"),
+        test=task.split("test"),
+        scorer=runtime.scorer,
+        optimizer=lambda: runtime.client("optimizer"),
+        ledger=runtime.ledger,
+        meta_prompts=load_meta_prompts(),
+        rng=random.Random(seed),
+        render_input=task.render_input,
+        task_description=task.spec.description or "",
+        layout=task.spec.prompt_layout(),
+    )
+    return runtime, state
+
+
+async def comparisons_to_find(tmp: Path, seed: int, policy: str) -> int:
+    """How many preference queries until the prompt of highest predicted utility has the
+    property (and keeps it for the rest of the search); the query limit + 1 if never."""
+    limit = 40
+    runtime, state = harness(tmp, seed, one_in=12)
+    ctx = state.context
+    initial = ctx.add_candidate("Classify the review.", operator="initial")
+    assert initial is not None
+    params = APOHFParams(
+        induced=25,
+        rephrased=25,
+        comparisons=limit,
+        report_every=1,
+        policy=policy,  # type: ignore[arg-type]
+        train_steps=60,
+        hidden=16,
+    )
+    found = limit + 1
+    async with runtime:
+        async for report in APOHF(params).search(ctx, initial):
+            k = report.detail["comparisons"]
+            good = PROPERTY in ctx.candidates[report.ranking[0]].text.lower()
+            if good and found > limit:
+                found = k
+            elif not good:
+                found = limit + 1
+    return found
+
+
+async def test_the_dueling_bandit_needs_fewer_comparisons_than_random_pairs(
+    tmp_path: Path,
+) -> None:
+    # A pool of about 50 instructions, 4 or 5 of them with the property.
+    seeds = range(10)
+    neural = [await comparisons_to_find(tmp_path, s, "neural") for s in seeds]
+    rand = [await comparisons_to_find(tmp_path, s, "random") for s in seeds]
+    # Measured when written: neural mean 8.2, random pairs 13.9 (linear 6.7) queries of at most
+    # 40; with a pool where one in five has the property, all three found it in about 5.
+    assert statistics.mean(neural) < statistics.mean(rand), (neural, rand)
+
+
+async def test_budgets_hold_and_the_plan_bounds_the_run(tmp_path: Path) -> None:
+    target, optimizer = Counter(target_answer), Counter(pool_optimizer)
+    caps = BudgetCaps(target_calls=RESERVE + 30, optimizer_calls=8)
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    await run_once(tmp_path, folder, settings_for(caps), target=target, optimizer=optimizer)
+    assert target.calls <= RESERVE + 30
+    assert optimizer.calls <= 8
+    (plan,) = events(folder, "apohf_plan")
+    assert plan["comparisons"] == 15  # two target calls each
+    assert not events(folder, "budget_exhausted")
+    strategy, _ = make_strategy("apohf", SMALL)
+    worst = strategy.plan({"train": 40})
+    assert worst.target_calls == 48 and worst.optimizer_calls == 12
+
+
+def test_pool_sizes_fit_the_optimizer_budget() -> None:
+    params = APOHFParams(induced=5, rephrased=5)
+    assert pool_sizes(params, None) == (5, 5)
+    assert pool_sizes(params, 7) == (5, 2)
+    assert pool_sizes(params, 3) == (3, 0)
+
+
+async def test_same_seed_gives_the_same_run_folder(tmp_path: Path) -> None:
+    a = RunFolder.create(tmp_path / "a", "q")
+    b = RunFolder.create(tmp_path / "b", "q")
+    await run_once(tmp_path, a, settings_for())
+    await run_once(tmp_path, b, settings_for())
+    assert stable(a) == stable(b)
+
+
+async def test_killed_run_resumes_without_repeating_requests(tmp_path: Path) -> None:
+    baseline = RunFolder.create(tmp_path / "base", "q")
+    every = Counter(target_answer)
+    await run_once(tmp_path, baseline, settings_for(), target=every)
+
+    def kill_at(n: int) -> None:
+        if n == 30:
+            raise Killed
+
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    first = Counter(target_answer, on_call=kill_at)
+    with pytest.raises(Killed):
+        await run_once(tmp_path, folder, settings_for(), target=first)
+    second = Counter(target_answer)
+    await run_once(tmp_path, folder, settings_for(), target=second, resume=True)
+    # Only the killed request is sent again; every other answer comes from the journal.
+    assert second.calls == every.calls - (first.calls - 1)
+    assert stable(folder) == stable(baseline)
