@@ -7,10 +7,13 @@ a person at the terminal) is recorded with it, so a report can say who decided.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from promptopt.scoring.metrics import JudgeFn
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.task.example import Example
 
@@ -87,3 +90,77 @@ class MetricComparator:
 
 def _shown(score: float | None) -> str:
     return "error" if score is None else f"{score:.3g}"
+
+
+PAIRWISE_JUDGE_SYSTEM = (
+    "You compare two answers to the same input and decide which one is better by the rubric. "
+    "Judge the content, not the length or the order in which the answers are shown."
+)
+DEFAULT_RUBRIC = "The better answer does the task correctly, completely and in the form asked."
+_VERDICT = re.compile(r"better\s*[:=]\s*(a|b|tie)\b", re.IGNORECASE)
+
+
+def pairwise_user_message(
+    rubric: str, task_description: str, example: Example, a: str, b: str
+) -> str:
+    """The user message a pairwise judge receives: answers shown as A and B."""
+    reference = f"## Reference answer\n{example.target}\n\n" if example.targets[0] else ""
+    task = f"## Task\n{task_description}\n\n" if task_description else ""
+    return (
+        f"{task}## Rubric\n{rubric}\n\n"
+        f"## Input\n{example.fields.get('input', '')}\n\n"
+        f"{reference}"
+        f"## Answer A\n{a}\n\n"
+        f"## Answer B\n{b}\n\n"
+        "End with one line: 'BETTER: A', 'BETTER: B' or 'BETTER: TIE'."
+    )
+
+
+def parse_verdict(reply: str) -> Choice | None:
+    """The judge's verdict (A is the first answer shown), the last one given; None when the
+    reply has none."""
+    found = _VERDICT.findall(reply)
+    if not found:
+        return None
+    return {"a": Choice.FIRST, "b": Choice.SECOND, "tie": Choice.TIE}[found[-1].lower()]
+
+
+class JudgeComparator:
+    """Preferences from a judge model, asked twice with the answers in both orders to cancel
+    its position bias: the verdicts must agree, and a disagreement (or a reply without a
+    verdict) is a tie. The two requests go through the judge's client, so they are cached and
+    budgeted like every other call."""
+
+    source = "judge"
+
+    def __init__(self, judge: JudgeFn, rubric: str = DEFAULT_RUBRIC, task: str = "") -> None:
+        """A comparator that sends its questions through `judge`."""
+        self._judge = judge
+        self.rubric = rubric
+        self.task = task
+
+    async def compare(
+        self, example: Example, first: ExampleResult, second: ExampleResult
+    ) -> Preference:
+        """Ask first-then-second and second-then-first; keep the verdict only if both agree."""
+        if first.error is not None or second.error is not None:
+            return await MetricComparator().compare(example, first, second)
+        forward, backward = await asyncio.gather(
+            self._judge(
+                PAIRWISE_JUDGE_SYSTEM,
+                pairwise_user_message(self.rubric, self.task, example, first.output, second.output),
+            ),
+            self._judge(
+                PAIRWISE_JUDGE_SYSTEM,
+                pairwise_user_message(self.rubric, self.task, example, second.output, first.output),
+            ),
+        )
+        one, two = parse_verdict(forward), parse_verdict(backward)
+        swapped = None if two is None else two.flipped()
+        choice = one if one is not None and one == swapped else Choice.TIE
+        detail = f"shown first-second: {_said(one)}; shown second-first: {_said(two)}"
+        return Preference(choice, self.source, detail)
+
+
+def _said(choice: Choice | None) -> str:
+    return {None: "no verdict", Choice.FIRST: "A", Choice.SECOND: "B", Choice.TIE: "tie"}[choice]

@@ -145,7 +145,9 @@ class Runtime:
         self.clients[role] = client
         return client
 
-    async def _judge(self, system: str, user: str) -> str:
+    async def judge(self, system: str, user: str) -> str:
+        """Ask the judge model (system, user) and return its reply: the judge metric's and the
+        pairwise judge's channel."""
         messages: tuple[Message, ...] = (
             {"role": "system", "content": system},
             {"role": "user", "content": user},
@@ -160,7 +162,7 @@ class Runtime:
                 checked_metric(self.task.metric_function, self.task.spec.metric.function or "")
                 if self.task.metric_function is not None
                 else build_metric(
-                    self.task.spec.metric, base_dir=self.task.path.parent, judge=self._judge
+                    self.task.spec.metric, base_dir=self.task.path.parent, judge=self.judge
                 )
             )
             self._scorer = Scorer(self.client("target"), metric, self.task.render_input)

@@ -23,6 +23,7 @@ from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
 from promptopt.llm.messages import FINISH_LENGTH, Message
 from promptopt.run.records import CandidateRecord, CandidateScore, DemoRecord
+from promptopt.scoring.metrics import JudgeFn
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.extract import echo_pieces, extract_all, extract_instruction
 from promptopt.search.meta_prompts import CONTEXT_PLACEHOLDERS, MetaPromptSet
@@ -291,6 +292,7 @@ class SearchContext:
         pool: CandidatePool,
         log: EventLog,
         layout: PromptLayout | None = None,
+        judge: JudgeFn | None = None,
     ) -> None:
         self._train = tuple(train)
         self._train_by_id = {e.id: e for e in self._train}
@@ -305,6 +307,9 @@ class SearchContext:
         self.meta_prompts = meta_prompts
         self.rng = rng
         self.task_description = task_description
+        self.judge = judge
+        """The judge model's channel, for strategies that ask for preferences (None: no judge
+        model is configured)."""
 
     @property
     def train(self) -> tuple[Example, ...]:

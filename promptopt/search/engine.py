@@ -282,6 +282,7 @@ class Engine:
             render_input=self.task.render_input,
             task_description=self.task.spec.description or "",
             layout=self.task.spec.prompt_layout(),
+            judge=self.runtime.judge,
         )
         # Candidates hold what strategies edit (a structured prompt's instruction); the layout
         # renders each into the system message that is scored, reported and written.

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient
+from promptopt.scoring.metrics import JudgeFn
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.context import Candidate, CandidatePool, EventLog, SearchContext
 from promptopt.search.meta_prompts import MetaPromptSet
@@ -41,6 +42,7 @@ class SearchState:
         render_input: Callable[[Example], str],
         task_description: str = "",
         layout: PromptLayout | None = None,
+        judge: JudgeFn | None = None,
     ) -> None:
         self._log = EventLog()
         self._pool = CandidatePool(self._log)
@@ -62,6 +64,7 @@ class SearchState:
             pool=self._pool,
             log=self._log,
             layout=self.layout,
+            judge=judge,
         )
 
     @property

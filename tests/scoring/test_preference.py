@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from promptopt.scoring.preference import Choice, Comparator, MetricComparator
+from promptopt.scoring.preference import (
+    Choice,
+    Comparator,
+    JudgeComparator,
+    MetricComparator,
+    pairwise_user_message,
+    parse_verdict,
+)
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.task.example import Example
 
@@ -40,3 +49,58 @@ async def test_the_metric_prefers_the_higher_score_and_an_answer_over_an_error(
 def test_choice_shares() -> None:
     assert [c.first_wins for c in (Choice.FIRST, Choice.TIE, Choice.SECOND)] == [1.0, 0.5, 0.0]
     assert Choice.TIE.flipped() is Choice.TIE
+
+
+class ScriptedJudge:
+    """A judge that records what it was asked and answers from a function of (A, B)."""
+
+    def __init__(self, verdict: Callable[[str, str], str]) -> None:
+        self.verdict = verdict
+        self.asked: list[tuple[str, str]] = []
+
+    async def __call__(self, system: str, user: str) -> str:
+        a = user.split("## Answer A\n")[1].split("\n\n")[0]
+        b = user.split("## Answer B\n")[1].split("\n\n")[0]
+        self.asked.append((a, b))
+        return f"Reasoning...\nBETTER: {self.verdict(a, b)}"
+
+
+def answer(text: str) -> ExampleResult:
+    return ExampleResult(id="e1", output=text, score=0.0)
+
+
+async def test_the_judge_is_asked_both_orders_and_agreement_decides() -> None:
+    judge = ScriptedJudge(lambda a, b: "A" if a == "4" else "B")
+    comparator = JudgeComparator(judge, "Correct arithmetic wins.", "Add numbers.")
+    pref = await comparator.compare(EXAMPLE, answer("5"), answer("4"))
+    assert judge.asked == [("5", "4"), ("4", "5")]
+    assert pref.choice is Choice.SECOND and pref.source == "judge"
+    assert pref.detail == "shown first-second: B; shown second-first: A"
+
+
+async def test_a_position_biased_judge_gives_ties() -> None:
+    always_a = ScriptedJudge(lambda a, b: "A")
+    pref = await JudgeComparator(always_a).compare(EXAMPLE, answer("5"), answer("4"))
+    assert pref.choice is Choice.TIE
+
+
+async def test_a_reply_without_a_verdict_is_a_tie_and_errors_decide_without_the_judge() -> None:
+    async def mumbles(system: str, user: str) -> str:
+        return "Both have merit."
+
+    assert (
+        await JudgeComparator(mumbles).compare(EXAMPLE, answer("5"), answer("4"))
+    ).choice is Choice.TIE
+    failed = ExampleResult(id="e1", output="", score=0.0, error="HTTP 500")
+    never = ScriptedJudge(lambda a, b: "A")
+    pref = await JudgeComparator(never).compare(EXAMPLE, failed, answer("4"))
+    assert pref.choice is Choice.SECOND and never.asked == []
+
+
+def test_the_judge_message_shows_rubric_task_input_reference_and_both_answers() -> None:
+    msg = pairwise_user_message("Be right.", "Add numbers.", EXAMPLE, "five", "four")
+    for part in ("Be right.", "Add numbers.", "2+2?", "## Reference answer\n4", "five", "four"):
+        assert part in msg
+    assert msg.index("## Answer A\nfive") < msg.index("## Answer B\nfour")
+    assert parse_verdict("I think BETTER: b. Final: better = TIE") is Choice.TIE
+    assert parse_verdict("no verdict") is None

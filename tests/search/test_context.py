@@ -46,6 +46,7 @@ SURFACE = {
     "rng",
     "meta_prompts",
     "task_description",
+    "judge",
     "render_input",
     "event",
     "stable_event_order",

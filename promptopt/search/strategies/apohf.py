@@ -22,7 +22,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptopt.errors import UsageError
-from promptopt.scoring.preference import Comparator, MetricComparator
+from promptopt.scoring.preference import (
+    DEFAULT_RUBRIC,
+    Comparator,
+    JudgeComparator,
+    MetricComparator,
+)
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
 from promptopt.search.population import gather_all
 from promptopt.search.utility import (
@@ -65,6 +70,16 @@ class APOHFParams(BaseModel):
     temperature: float | None = Field(
         default=1.0, ge=0, description="optimizer temperature for the pool (null: the model's)"
     )
+    feedback: Literal["metric", "judge"] = Field(
+        default="metric",
+        description="who says which answer is better: the task's metric, or the judge model "
+        "(models.judge, else the optimizer) asked in both orders",
+    )
+    rubric: str | None = Field(
+        default=None,
+        description="what the judge is told makes an answer better (null: a generic rubric "
+        "that asks for the task done correctly, completely and in the form asked)",
+    )
 
     def utility_settings(self) -> UtilitySettings:
         """The utility model these parameters describe."""
@@ -101,21 +116,42 @@ class APOHF:
 
     def __init__(self, params: APOHFParams, comparator: Comparator | None = None) -> None:
         self.params = params
-        self.comparator: Comparator = comparator or MetricComparator()
+        self.comparator = comparator
+
+    def comparator_for(self, ctx: SearchContext) -> Comparator:
+        """The comparator the parameters ask for (one given to the strategy wins)."""
+        if self.comparator is not None:
+            return self.comparator
+        if self.params.feedback == "metric":
+            return MetricComparator()
+        if ctx.judge is None:
+            raise UsageError(
+                "apohf: search.params.feedback is judge, but there is no judge model; "
+                "set models.judge (or models.optimizer)"
+            )
+        return JudgeComparator(
+            ctx.judge, self.params.rubric or DEFAULT_RUBRIC, ctx.task_description
+        )
 
     def plan(self, sizes: Mapping[str, int]) -> Plan:
         """The most calls APOHF makes: two target calls per comparison, one optimizer call per
-        pool candidate."""
+        pool candidate, and with a judge two judge calls per comparison (judge calls count as
+        optimizer calls)."""
         p = self.params
+        judged = 2 * p.comparisons if p.feedback == "judge" else 0
         return Plan(
             target_calls=2 * p.comparisons,
-            optimizer_calls=p.induced + p.rephrased,
+            optimizer_calls=p.induced + p.rephrased + judged,
             layout={"pool": 1 + p.induced + p.rephrased, "comparisons": p.comparisons},
         )
 
-    async def make_pool(self, ctx: SearchContext, initial: Candidate) -> list[Candidate]:
-        """The initial prompt, then induced instructions and rephrasings of it."""
-        induced, rephrased = pool_sizes(self.params, ctx.remaining_optimizer_calls())
+    async def make_pool(
+        self, ctx: SearchContext, initial: Candidate, reserved: int = 0
+    ) -> list[Candidate]:
+        """The initial prompt, then induced instructions and rephrasings of it, leaving
+        `reserved` optimizer calls (the judge's) unspent."""
+        left = ctx.remaining_optimizer_calls()
+        induced, rephrased = pool_sizes(self.params, None if left is None else left - reserved)
         sampling = (
             None if self.params.temperature is None else {"temperature": self.params.temperature}
         )
@@ -152,12 +188,17 @@ class APOHF:
         return model.choose_pair(history)
 
     async def compare(
-        self, ctx: SearchContext, arms: Sequence[Candidate], pair: tuple[int, int], example: Example
+        self,
+        ctx: SearchContext,
+        comparator: Comparator,
+        arms: Sequence[Candidate],
+        pair: tuple[int, int],
+        example: Example,
     ) -> Comparison:
         """Both prompts answer `example`; the comparator says which answer is better."""
         first, second = arms[pair[0]], arms[pair[1]]
         results = await gather_all(ctx, [ctx.score(first, [example]), ctx.score(second, [example])])
-        pref = await self.comparator.compare(example, results[0][0], results[1][0])
+        pref = await comparator.compare(example, results[0][0], results[1][0])
         ctx.event(
             "comparison",
             first=first.id,
@@ -177,22 +218,30 @@ class APOHF:
         p = self.params
         if not ctx.train:
             raise UsageError("apohf needs training inputs: give the task a data.train split")
-        arms = await self.make_pool(ctx, initial)
+        comparator = self.comparator_for(ctx)
+        queries = p.comparisons
+        target_left = ctx.remaining_target_calls()
+        if target_left is not None:
+            queries = min(queries, target_left // 2)
+        # A judge's two calls per comparison count as optimizer calls: keep them aside before
+        # the pool is asked for, so the pool never leaves the comparisons without a judge.
+        judged = comparator.source == "judge"
+        arms = await self.make_pool(ctx, initial, reserved=2 * queries if judged else 0)
         if len(arms) < 2:
             ctx.event("search_stopped", reason="the pool has no candidate besides the initial")
             return
+        judge_left = ctx.remaining_optimizer_calls()
+        if judged and judge_left is not None:
+            queries = min(queries, judge_left // 2)
         features = np.stack([hashed_embedding(c.text) for c in arms])
         model = UtilityModel(features, p.utility_settings(), seed=ctx.rng.randrange(2**31))
-        target_left = ctx.remaining_target_calls()
-        queries = p.comparisons
-        if target_left is not None:
-            queries = min(queries, target_left // 2)
         ctx.event(
             "apohf_plan",
             pool=[c.id for c in arms],
             comparisons=queries,
             policy=p.policy,
             embedding="hashed",
+            feedback=comparator.source,
         )
         history: list[Comparison] = []
         compared: set[int] = set()
@@ -200,7 +249,7 @@ class APOHF:
         for k in range(1, queries + 1):
             pair = self.next_pair(ctx, model, history)
             example = train[ctx.rng.randrange(len(train))]
-            history.append(await self.compare(ctx, arms, pair, example))
+            history.append(await self.compare(ctx, comparator, arms, pair, example))
             compared.update(pair)
             model.fit(history)
             if k % p.report_every == 0 or k == queries:

@@ -17,6 +17,7 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.scripted import ScriptedProvider
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.engine import Engine
@@ -82,11 +83,18 @@ async def run_once(
         RuntimeOptions(concurrency=4, caps=settings.caps),
         store=NullCache(),
         journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=providers(target or Counter(target_answer), optimizer or Counter(pool_optimizer)),
+        providers=with_judge(
+            providers(target or Counter(target_answer), optimizer or Counter(pool_optimizer))
+        ),
     )
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
         return (await engine.run(resume=resume)).to_json()
+
+
+def with_judge(scripted: dict[str, ScriptedProvider]) -> dict[str, ScriptedProvider]:
+    """The judge role served by the optimizer's script, as when a task names no judge model."""
+    return {**scripted, "judge": scripted["optimizer"]}
 
 
 def events(folder: RunFolder, kind: str) -> list[dict[str, Any]]:
@@ -222,3 +230,55 @@ async def test_killed_run_resumes_without_repeating_requests(tmp_path: Path) -> 
     # Only the killed request is sent again; every other answer comes from the journal.
     assert second.calls == every.calls - (first.calls - 1)
     assert stable(folder) == stable(baseline)
+
+
+def judging_optimizer(request: ChatRequest) -> str:
+    """The optimizer model, also serving as the judge (the task names no judge model): the
+    pool as `pool_optimizer` writes it, and pairwise verdicts that prefer the answer equal to
+    the reference answer, whichever position it is shown in."""
+    user = request.messages[-1]["content"]
+    if "## Answer A" in user:
+        reference = user.split("## Reference answer\n")[1].split("\n")[0]
+        a = user.split("## Answer A\n")[1].split("\n")[0]
+        b = user.split("## Answer B\n")[1].split("\n")[0]
+        if (a == reference) == (b == reference):
+            return "BETTER: TIE"
+        return "BETTER: A" if a == reference else "BETTER: B"
+    return pool_optimizer(request)
+
+
+async def test_apohf_with_a_judge_asks_both_orders_and_finds_the_property(
+    tmp_path: Path,
+) -> None:
+    optimizer = Counter(judging_optimizer)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(tmp_path, folder, settings_for(feedback="judge"), optimizer=optimizer)
+    assert PROPERTY in summary["best_prompt"].lower()
+    assert summary["test_comparison"]["verdict"] == "improved"
+    comparisons = events(folder, "comparison")
+    assert {c["source"] for c in comparisons} == {"judge"}
+    decided = [c for c in comparisons if c["choice"] != "tie"]
+    assert decided, "the judge decided some pairs"
+    for c in decided:
+        assert c["why"] in (
+            "shown first-second: A; shown second-first: B",
+            "shown first-second: B; shown second-first: A",
+        )
+    judge_requests = [r for r in optimizer.requests if "## Answer A" in r]
+    # Both orders for each comparison whose answers differ; equal answers are cached as one.
+    assert len(judge_requests) >= 2 * len(decided)
+    strategy, _ = make_strategy("apohf", {**SMALL, "feedback": "judge"})
+    assert strategy.plan({"train": 40}).optimizer_calls == 12 + 2 * 24
+
+
+async def test_the_judge_budget_is_kept_aside_before_the_pool(tmp_path: Path) -> None:
+    optimizer = Counter(judging_optimizer)
+    folder = RunFolder.create(tmp_path / "runs", "q")
+    caps = BudgetCaps(target_calls=RESERVE + 20, optimizer_calls=26)
+    await run_once(tmp_path, folder, settings_for(caps, feedback="judge"), optimizer=optimizer)
+    assert optimizer.calls <= 26
+    (plan,) = events(folder, "apohf_plan")
+    # 10 comparisons fit the target budget; their 20 judge calls were kept aside, so the pool
+    # got the other 6 optimizer calls.
+    assert plan["comparisons"] == 10
+    assert len(plan["pool"]) <= 1 + 6
