@@ -18,8 +18,9 @@ from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.pricing import price_for
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.write import write_run_reports
-from promptopt.run.folder import RESPONSES, RunFolder
+from promptopt.run.folder import PREFERENCES, RESPONSES, RunFolder
 from promptopt.run.records import SummaryRecord
+from promptopt.scoring.preference import HumanAsk, HumanComparator, RecordedComparator
 from promptopt.scoring.runtime import Runtime, RuntimeOptions, check_models, model_for_role
 from promptopt.search.engine import Engine, StepCallback
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
@@ -190,16 +191,24 @@ async def execute_run(
     on_step: StepCallback | None = None,
     providers: Mapping[str, Provider] | None = None,
     store: ResponseStore | None = None,
+    ask_human: HumanAsk | None = None,
 ) -> SummaryRecord:
     """Search, evaluate initial and best prompt on held-out data, write the run folder with its
     reports, and return the summary (the `run --json` contract).
 
     A set `stop` event stops the search cleanly: the folder is saved and RunStopped raised.
     `providers` (by role) and `store` replace the task's providers and the response cache, for
-    tests and embedding.
+    tests and embedding. `ask_human` is the terminal a person answers preferences at, for a
+    strategy whose `feedback` is `human`; their answers are kept in the run folder's
+    preferences.jsonl and replayed on resume.
     """
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
+    human = settings.params.get("feedback") == "human"
+    if human and ask_human is None:
+        raise UsageError(
+            "search.params.feedback is human: run (or resume) with --human, at a terminal"
+        )
     options = RuntimeOptions(
         concurrency=settings.concurrency,
         cache_dir=cache_dir,
@@ -215,8 +224,20 @@ async def execute_run(
     journal = ResponseJournal(folder.file(RESPONSES))
     runtime = Runtime(task, options, journal=journal, stop=stop, providers=providers, store=store)
     async with runtime:
+        comparator = (
+            RecordedComparator(HumanComparator(ask_human), folder.file(PREFERENCES))
+            if human and ask_human is not None
+            else None
+        )
         engine = Engine(
-            task, runtime, folder, settings, strategy, prepared.meta_prompts, on_step=on_step
+            task,
+            runtime,
+            folder,
+            settings,
+            strategy,
+            prepared.meta_prompts,
+            on_step=on_step,
+            comparator=comparator,
         )
         summary = await engine.run(resume=prepared.resume_from is not None)
     write_run_reports(folder)

@@ -231,6 +231,14 @@ def run_command(
         list[str] | None,
         typer.Option("--param", help="Strategy parameter KEY=VALUE (repeatable); preset=NAME."),
     ] = None,
+    human: Annotated[
+        bool,
+        typer.Option(
+            "--human",
+            help="Preference search (apohf): you say which of two answers is better, at this "
+            "terminal; your answers are kept in the run folder and never asked again on resume.",
+        ),
+    ] = False,
     budget: Annotated[
         int | None, typer.Option("--budget", min=1, help="Hard cap on target-model calls.")
     ] = None,
@@ -334,10 +342,19 @@ def run_command(
             task = with_models(load(task_path), target, optimizer, base_url, optimizer_base_url)
             if baseline is not None:
                 task = with_baseline(task, read_prompt_file(baseline))
+            params = parse_params(param or [])
+            if human:
+                chosen = strategy or task.spec.search.strategy
+                if chosen != "apohf":
+                    fail(
+                        f"--human: {chosen} does not ask for preferences; use --strategy apohf",
+                        EXIT_USAGE,
+                    )
+                params["feedback"] = "human"
             prepared = prepare_run(
                 task,
                 strategy=strategy,
-                params=parse_params(param or []),
+                params=params,
                 target_calls=budget,
                 optimizer_calls=optimizer_budget,
                 max_cost=max_cost,
@@ -353,6 +370,15 @@ def run_command(
         _print_plan(prepared, as_json)
         return
     err = stderr()
+    ask_human = None
+    if human:
+        import sys
+
+        from promptopt.cli.human import terminal_ask
+
+        if not sys.stdin.isatty():
+            fail("--human needs a terminal to answer at (standard input is not one)", EXIT_USAGE)
+        ask_human = terminal_ask(err)
 
     async def go() -> SummaryRecord:
         stop = asyncio.Event()
@@ -369,6 +395,7 @@ def run_command(
             stop=stop,
             on_folder=announce,
             on_step=_step_printer(err),
+            ask_human=ask_human,
         )
 
     summary = run_async(go)

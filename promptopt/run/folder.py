@@ -33,6 +33,7 @@ SUMMARY = "summary.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FINAL_EVAL = "final_eval.json"
+PREFERENCES = "preferences.jsonl"
 
 _R = TypeVar("_R", bound=Record)
 

@@ -8,11 +8,16 @@ a person at the terminal) is recorded with it, so a report can say who decided.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from promptopt.llm.client import RunStopped
 from promptopt.scoring.metrics import JudgeFn
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.task.example import Example
@@ -49,6 +54,28 @@ class Preference:
     """"metric", "judge" or "human"."""
     detail: str | None = None
     """Why, when the source says (a judge's two verdicts, a metric's two scores)."""
+    skipped: bool = False
+    """The person skipped the pair: no preference was given (the choice is a tie)."""
+
+    def to_json(self) -> dict[str, object]:
+        """The record kept in the run folder."""
+        return {
+            "choice": str(self.choice),
+            "source": self.source,
+            "detail": self.detail,
+            "skipped": self.skipped,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> Preference:
+        """A preference from its record."""
+        detail = data.get("detail")
+        return cls(
+            Choice(str(data["choice"])),
+            str(data["source"]),
+            None if detail is None else str(detail),
+            bool(data.get("skipped", False)),
+        )
 
 
 @runtime_checkable
@@ -164,3 +191,86 @@ class JudgeComparator:
 
 def _said(choice: Choice | None) -> str:
     return {None: "no verdict", Choice.FIRST: "A", Choice.SECOND: "B", Choice.TIE: "tie"}[choice]
+
+
+HumanAsk = Callable[[Example, ExampleResult, ExampleResult], Awaitable[str]]
+"""Shows a person the input and the two answers and returns the key they pressed: "1" (the
+first is better), "2", "=" (a tie), "s" (skip) or "q" (save and quit)."""
+
+HUMAN_KEYS = {"1": Choice.FIRST, "2": Choice.SECOND, "=": Choice.TIE}
+
+
+class HumanComparator:
+    """Preferences from a person at the terminal; the terminal itself is the `ask` callback
+    (the command line draws it), so this class never prints."""
+
+    source = "human"
+
+    def __init__(self, ask: HumanAsk) -> None:
+        """A comparator that asks through `ask`."""
+        self._ask = ask
+
+    async def compare(
+        self, example: Example, first: ExampleResult, second: ExampleResult
+    ) -> Preference:
+        """The person's answer; "q" stops the run (resumable), "s" is a skip."""
+        key = (await self._ask(example, first, second)).strip().lower()
+        if key == "q":
+            raise RunStopped("stopped at the person's request")
+        if key == "s":
+            return Preference(Choice.TIE, self.source, "skipped", skipped=True)
+        if key not in HUMAN_KEYS:
+            raise ValueError(f"unknown answer {key!r}: expected 1, 2, =, s or q")
+        return Preference(HUMAN_KEYS[key], self.source)
+
+
+def pair_key(example: Example, first: ExampleResult, second: ExampleResult) -> str:
+    """What identifies a question: the input and the two answers, in the order shown."""
+    blob = json.dumps([example.id, first.output, second.output], ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class RecordedComparator:
+    """A comparator whose every answer is appended to a JSONL file before it is used, and
+    replayed from it when the same question comes again (a resumed run), so a person never
+    answers the same pair twice. A pair asked in the other order replays the flipped answer."""
+
+    def __init__(self, inner: Comparator, path: Path) -> None:
+        """Wrap `inner`, keeping its answers in `path` (read now if it exists)."""
+        self.inner = inner
+        self.source = inner.source
+        self.path = path
+        self.answers: dict[str, Preference] = {}
+        self.replayed = 0
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    self.answers[str(record["key"])] = Preference.from_json(record)
+                except (ValueError, KeyError, TypeError):
+                    # A line cut by a kill mid-write: that answer is asked again.
+                    continue
+
+    async def compare(
+        self, example: Example, first: ExampleResult, second: ExampleResult
+    ) -> Preference:
+        """The recorded answer if there is one, else the inner comparator's, recorded."""
+        key = pair_key(example, first, second)
+        if key in self.answers:
+            self.replayed += 1
+            return self.answers[key]
+        swapped = self.answers.get(pair_key(example, second, first))
+        if swapped is not None:
+            self.replayed += 1
+            return Preference(
+                swapped.choice.flipped(), swapped.source, swapped.detail, swapped.skipped
+            )
+        pref = await self.inner.compare(example, first, second)
+        record = {"key": key, "example": example.id, **pref.to_json()}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+        self.answers[key] = pref
+        return pref

@@ -24,6 +24,7 @@ from promptopt.llm.client import ModelClient, RequestFailed
 from promptopt.llm.messages import FINISH_LENGTH, Message
 from promptopt.run.records import CandidateRecord, CandidateScore, DemoRecord
 from promptopt.scoring.metrics import JudgeFn
+from promptopt.scoring.preference import Comparator
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.extract import echo_pieces, extract_all, extract_instruction
 from promptopt.search.meta_prompts import CONTEXT_PLACEHOLDERS, MetaPromptSet
@@ -293,6 +294,7 @@ class SearchContext:
         log: EventLog,
         layout: PromptLayout | None = None,
         judge: JudgeFn | None = None,
+        comparator: Comparator | None = None,
     ) -> None:
         self._train = tuple(train)
         self._train_by_id = {e.id: e for e in self._train}
@@ -310,6 +312,9 @@ class SearchContext:
         self.judge = judge
         """The judge model's channel, for strategies that ask for preferences (None: no judge
         model is configured)."""
+        self.comparator = comparator
+        """A comparator the run was given (a person at the terminal), for strategies that ask
+        for preferences; None when there is none."""
 
     @property
     def train(self) -> tuple[Example, ...]:

@@ -42,6 +42,7 @@ from promptopt.run.records import (
     SummaryRecord,
     UsageRecord,
 )
+from promptopt.scoring.preference import Comparator
 from promptopt.scoring.runtime import Runtime
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.scoring.stats import compare, mean_ci
@@ -96,8 +97,10 @@ class Engine:
         meta_prompts: MetaPromptSet,
         *,
         on_step: StepCallback | None = None,
+        comparator: Comparator | None = None,
     ) -> None:
         self.task = task
+        self.comparator = comparator
         self.runtime = runtime
         self.folder = folder
         self.settings = settings
@@ -283,6 +286,7 @@ class Engine:
             task_description=self.task.spec.description or "",
             layout=self.task.spec.prompt_layout(),
             judge=self.runtime.judge,
+            comparator=self.comparator,
         )
         # Candidates hold what strategies edit (a structured prompt's instruction); the layout
         # renders each into the system message that is scored, reported and written.

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient
 from promptopt.scoring.metrics import JudgeFn
+from promptopt.scoring.preference import Comparator
 from promptopt.scoring.scorer import ExampleResult, Scorer
 from promptopt.search.context import Candidate, CandidatePool, EventLog, SearchContext
 from promptopt.search.meta_prompts import MetaPromptSet
@@ -43,6 +44,7 @@ class SearchState:
         task_description: str = "",
         layout: PromptLayout | None = None,
         judge: JudgeFn | None = None,
+        comparator: Comparator | None = None,
     ) -> None:
         self._log = EventLog()
         self._pool = CandidatePool(self._log)
@@ -65,6 +67,7 @@ class SearchState:
             log=self._log,
             layout=self.layout,
             judge=judge,
+            comparator=comparator,
         )
 
     @property

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from promptopt.llm.client import RunStopped
 from promptopt.scoring.preference import (
     Choice,
     Comparator,
+    HumanComparator,
     JudgeComparator,
     MetricComparator,
+    RecordedComparator,
     pairwise_user_message,
     parse_verdict,
 )
@@ -104,3 +108,40 @@ def test_the_judge_message_shows_rubric_task_input_reference_and_both_answers() 
     assert msg.index("## Answer A\nfive") < msg.index("## Answer B\nfour")
     assert parse_verdict("I think BETTER: b. Final: better = TIE") is Choice.TIE
     assert parse_verdict("no verdict") is None
+
+
+async def test_recorded_answers_are_replayed_and_never_asked_twice(tmp_path: Path) -> None:
+    asked: list[tuple[str, str]] = []
+    keys = iter(["1", "s", "2"])
+
+    async def person(example: Example, a: ExampleResult, b: ExampleResult) -> str:
+        asked.append((a.output, b.output))
+        return next(keys)
+
+    path = tmp_path / "preferences.jsonl"
+    first = RecordedComparator(HumanComparator(person), path)
+    assert (await first.compare(EXAMPLE, answer("4"), answer("5"))).choice is Choice.FIRST
+    skipped = await first.compare(EXAMPLE, answer("4"), answer("6"))
+    assert skipped.skipped and skipped.choice is Choice.TIE
+    # A later run reads the file: the same pair, in either order, is not asked again.
+    again = RecordedComparator(HumanComparator(person), path)
+    assert (await again.compare(EXAMPLE, answer("4"), answer("5"))).choice is Choice.FIRST
+    assert (await again.compare(EXAMPLE, answer("5"), answer("4"))).choice is Choice.SECOND
+    assert (await again.compare(EXAMPLE, answer("6"), answer("4"))).skipped
+    assert (await again.compare(EXAMPLE, answer("7"), answer("4"))).choice is Choice.SECOND
+    assert asked == [("4", "5"), ("4", "6"), ("7", "4")]
+    assert again.replayed == 3
+    assert len(path.read_text().splitlines()) == 3
+
+
+async def test_a_torn_last_line_is_asked_again_and_q_stops_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "preferences.jsonl"
+    path.write_text('{"key": "abc", "choice": "fir')
+
+    async def quits(example: Example, a: ExampleResult, b: ExampleResult) -> str:
+        return "q"
+
+    recorded = RecordedComparator(HumanComparator(quits), path)
+    assert recorded.answers == {}
+    with pytest.raises(RunStopped):
+        await recorded.compare(EXAMPLE, answer("4"), answer("5"))

@@ -47,6 +47,7 @@ SURFACE = {
     "meta_prompts",
     "task_description",
     "judge",
+    "comparator",
     "render_input",
     "event",
     "stable_event_order",

@@ -70,10 +70,11 @@ class APOHFParams(BaseModel):
     temperature: float | None = Field(
         default=1.0, ge=0, description="optimizer temperature for the pool (null: the model's)"
     )
-    feedback: Literal["metric", "judge"] = Field(
+    feedback: Literal["metric", "judge", "human"] = Field(
         default="metric",
-        description="who says which answer is better: the task's metric, or the judge model "
-        "(models.judge, else the optimizer) asked in both orders",
+        description="who says which answer is better: the task's metric, the judge model "
+        "(models.judge, else the optimizer) asked in both orders, or a person at the terminal "
+        "(run --human)",
     )
     rubric: str | None = Field(
         default=None,
@@ -124,6 +125,13 @@ class APOHF:
             return self.comparator
         if self.params.feedback == "metric":
             return MetricComparator()
+        if self.params.feedback == "human":
+            if ctx.comparator is None or ctx.comparator.source != "human":
+                raise UsageError(
+                    "apohf: search.params.feedback is human, which needs a person at the "
+                    "terminal: run (or resume) with --human"
+                )
+            return ctx.comparator
         if ctx.judge is None:
             raise UsageError(
                 "apohf: search.params.feedback is judge, but there is no judge model; "
@@ -194,8 +202,9 @@ class APOHF:
         arms: Sequence[Candidate],
         pair: tuple[int, int],
         example: Example,
-    ) -> Comparison:
-        """Both prompts answer `example`; the comparator says which answer is better."""
+    ) -> Comparison | None:
+        """Both prompts answer `example`; the comparator says which answer is better (None: the
+        pair was skipped; it still counts as a query, since its answers were paid for)."""
         first, second = arms[pair[0]], arms[pair[1]]
         results = await gather_all(ctx, [ctx.score(first, [example]), ctx.score(second, [example])])
         pref = await comparator.compare(example, results[0][0], results[1][0])
@@ -207,7 +216,10 @@ class APOHF:
             choice=str(pref.choice),
             source=pref.source,
             why=pref.detail,
+            skipped=pref.skipped,
         )
+        if pref.skipped:
+            return None
         return Comparison(pair[0], pair[1], pref.choice.first_wins)
 
     async def search(
@@ -249,9 +261,13 @@ class APOHF:
         for k in range(1, queries + 1):
             pair = self.next_pair(ctx, model, history)
             example = train[ctx.rng.randrange(len(train))]
-            history.append(await self.compare(ctx, comparator, arms, pair, example))
-            compared.update(pair)
-            model.fit(history)
+            answered = await self.compare(ctx, comparator, arms, pair, example)
+            if answered is not None:
+                history.append(answered)
+                compared.update(pair)
+                model.fit(history)
+            if not compared:
+                continue
             if k % p.report_every == 0 or k == queries:
                 ranking = utility_ranking(model, arms, compared)
                 util = model.utilities()
