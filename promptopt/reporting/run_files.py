@@ -91,6 +91,68 @@ def rejected_counts(events: Sequence[EventRecord]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class PreferenceTally:
+    """One compared prompt in a preference search: its results and its learned utility."""
+
+    candidate: str
+    wins: int
+    losses: int
+    ties: int
+    utility: float | None
+    """The utility model's last prediction (None when the last step did not record one)."""
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What a preference search asked and learned, from events.jsonl."""
+
+    source: str
+    """Who answered: "metric", "judge" or "human" (several, comma-separated)."""
+    asked: int
+    skipped: int
+    tallies: tuple[PreferenceTally, ...]
+    """Compared prompts, highest utility first."""
+    recent: tuple[EventRecord, ...]
+    """The last comparisons, oldest first."""
+
+
+def preferences(events: Sequence[EventRecord], recent: int = 10) -> Preferences | None:
+    """The comparisons of a preference search with each prompt's tally and learned utility;
+    None for a run that asked for no preference."""
+    asked = [e for e in events if e.event == "comparison"]
+    if not asked:
+        return None
+    extra = [e.model_extra or {} for e in asked]
+    tally: dict[str, list[int]] = {}
+    for x in extra:
+        if x.get("skipped"):
+            continue
+        first, second, choice = str(x.get("first")), str(x.get("second")), x.get("choice")
+        a, b = tally.setdefault(first, [0, 0, 0]), tally.setdefault(second, [0, 0, 0])
+        if choice == "first":
+            a[0], b[1] = a[0] + 1, b[1] + 1
+        elif choice == "second":
+            a[1], b[0] = a[1] + 1, b[0] + 1
+        else:
+            a[2], b[2] = a[2] + 1, b[2] + 1
+    utility: dict[str, float] = {}
+    for e in events:
+        if e.event == "step" and e.detail and isinstance(e.detail.get("utility"), dict):
+            utility = {str(k): float(v) for k, v in e.detail["utility"].items()}
+    tallies = sorted(
+        (PreferenceTally(cid, w, lo, t, utility.get(cid)) for cid, (w, lo, t) in tally.items()),
+        key=lambda r: (-(r.utility if r.utility is not None else float("-inf")), r.candidate),
+    )
+    return Preferences(
+        source=", ".join(sorted({str(x.get("source")) for x in extra})),
+        asked=len(asked),
+        skipped=sum(1 for x in extra if x.get("skipped")),
+        tallies=tuple(tallies),
+        recent=tuple(asked[-recent:]),
+    )
+
+
+@dataclass(frozen=True)
 class RunReport:
     """Everything a run report shows, read from a finished or interrupted run folder."""
 
@@ -101,6 +163,7 @@ class RunReport:
     lineage: tuple[CandidateRecord, ...]
     test_diff: DiffReport | None
     rejected: Mapping[str, int]
+    preferences: Preferences | None = None
 
 
 def build_run_report(folder: RunFolder) -> RunReport:
@@ -126,6 +189,7 @@ def build_run_report(folder: RunFolder) -> RunReport:
         test_diff=diff_from_final_eval(folder, "test"),
         # The events say it for every run; summary.json carries the same counts.
         rejected=rejected_counts(events) or dict((summary.rejected if summary else None) or {}),
+        preferences=preferences(events),
     )
 
 

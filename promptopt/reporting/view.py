@@ -14,6 +14,7 @@ from typing import Literal
 from promptopt.reporting.diff import DiffReport, Segment, SideUsage
 from promptopt.reporting.history import HistoryReport, Step
 from promptopt.reporting.run_files import (
+    Preferences,
     RunReport,
     TrajectoryPoint,
     build_run_report,
@@ -33,6 +34,7 @@ SECTION_LINEAGE = "How the best prompt was found"
 SECTION_TEST_DIFF = "Initial vs best on test"
 SECTION_RUN_USAGE = "Usage"
 SECTION_REJECTED = "Rejected proposals"
+SECTION_PREFERENCES = "Preferences"
 SECTION_REVISIONS = "Revisions"
 SECTION_STEPS = "Changes between revisions"
 SECTION_BASELINE = "Newest against the baseline"
@@ -520,6 +522,72 @@ def _rejected(counts: Mapping[str, int]) -> str | None:
 
 
 @dataclass(frozen=True)
+class PreferenceRow:
+    """One compared prompt: its learned utility and its record."""
+
+    candidate: str
+    utility: str
+    wins: int
+    losses: int
+    ties: int
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One preference question and its answer."""
+
+    step: str
+    first: str
+    second: str
+    example: str
+    choice: str
+    why: str
+
+
+@dataclass(frozen=True)
+class PreferenceView:
+    """A preference search's comparisons and what the utility model learned from them."""
+
+    sentence: str
+    rows: tuple[PreferenceRow, ...]
+    recent: tuple[ComparisonRow, ...]
+
+    @classmethod
+    def of(cls, prefs: Preferences) -> PreferenceView:
+        """The view of the comparisons read from events.jsonl."""
+        skipped = f", {prefs.skipped} skipped" if prefs.skipped else ""
+        sentence = (
+            f"{prefs.asked} comparisons answered by {prefs.source}{skipped}. Each compared "
+            "prompt, by the utility the model learned from them (highest first):"
+        )
+        rows = tuple(
+            PreferenceRow(
+                t.candidate,
+                "-" if t.utility is None else f"{t.utility:+.3f}",
+                t.wins,
+                t.losses,
+                t.ties,
+            )
+            for t in prefs.tallies
+        )
+        recent = []
+        for e in prefs.recent:
+            x = e.model_extra or {}
+            choice = "skipped" if x.get("skipped") else str(x.get("choice", "?"))
+            recent.append(
+                ComparisonRow(
+                    str(e.step),
+                    str(x.get("first", "?")),
+                    str(x.get("second", "?")),
+                    str(x.get("example", "?")),
+                    choice,
+                    str(x.get("why") or ""),
+                )
+            )
+        return cls(sentence, rows, tuple(recent))
+
+
+@dataclass(frozen=True)
 class RunView:
     """A finished or interrupted run as every format shows it."""
 
@@ -544,6 +612,8 @@ class RunView:
     best_demos: str | None = None
     """The best prompt's few-shot demonstrations, by training-example id; None when the run
     searched none."""
+    preferences: PreferenceView | None = None
+    """A preference search's comparisons and learned utilities; None for other strategies."""
 
     @classmethod
     def from_folder(cls, folder: RunFolder) -> RunView:
@@ -627,6 +697,9 @@ class RunView:
             usage=_run_usage(summary, config),
             rejected=_rejected(report.rejected),
             best_demos=_demos_note(summary.best_demos),
+            preferences=None
+            if report.preferences is None
+            else PreferenceView.of(report.preferences),
         )
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.llm.providers.scripted import ScriptedProvider
+from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.engine import Engine
@@ -282,3 +284,35 @@ async def test_the_judge_budget_is_kept_aside_before_the_pool(tmp_path: Path) ->
     # got the other 6 optimizer calls.
     assert plan["comparisons"] == 10
     assert len(plan["pool"]) <= 1 + 6
+
+
+async def test_the_reports_show_the_comparisons_and_learned_utilities(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(tmp_path, folder, settings_for())
+    write_run_reports(folder)
+    report = (folder.path / "report.md").read_text()
+    assert "## Preferences" in report
+    assert "24 comparisons answered by metric." in report
+    section = report.split("## Preferences")[1]
+    # The best prompt's row is in the table with its learned utility.
+    row = next(line for line in section.splitlines() if f"`{summary['best_id']}`" in line)
+    assert re.search(r"\| [+-]\d\.\d{3} \|", row)
+    assert "| scores 1 vs 0 |" in section or "| scores 0 vs 1 |" in section  # the reasons
+    html = (folder.path / "report.html").read_text()
+    assert "<h2>Preferences</h2>" in html and summary["best_id"] in html
+
+
+async def test_reports_of_other_strategies_have_no_preferences_section(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    _, validated = make_strategy("opro", {"steps": 1, "proposals_per_step": 2})
+    settings = RunSettings(
+        strategy="opro",
+        params=validated.model_dump(mode="json"),
+        seed=0,
+        caps=BudgetCaps(),
+        stop=StopRules(),
+        concurrency=4,
+    )
+    await run_once(tmp_path, folder, settings)
+    write_run_reports(folder)
+    assert "Preferences" not in (folder.path / "report.md").read_text()
