@@ -10,6 +10,7 @@ import typer
 from promptopt.cli.cache import cache_app
 from promptopt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_async, stdout
 from promptopt.cli.diff import diff_command
+from promptopt.cli.envvars import EnvvarGroup
 from promptopt.cli.eval import eval_command
 from promptopt.cli.history import history_command
 from promptopt.cli.report import report_command
@@ -25,8 +26,10 @@ app = typer.Typer(
     help="Automatic prompt optimization for black-box LLM APIs.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    context_settings={"auto_envvar_prefix": "PROMPTOPT", "help_option_names": ["-h", "--help"]},
+    cls=EnvvarGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
+    rich_markup_mode=None,
 )
 app.command("eval")(eval_command)
 app.command("validate")(validate_command)

@@ -141,7 +141,8 @@ def _install_interrupt(stop: asyncio.Event) -> None:
             return
         stop.set()
         stderr().print(
-            "[yellow]stopping: finishing requests in flight and saving (Ctrl-C again to abort)[/]"
+            "[yellow]stopping: finishing requests in flight and saving (Ctrl-C again to abort)[/]",
+            markup=True,
         )
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -195,6 +196,8 @@ def _ci_finish(
     """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
     import os
 
+    from rich.markup import escape
+
     from promptopt.app.gate import finish_ci
 
     try:
@@ -210,9 +213,13 @@ def _ci_finish(
     err = stderr()
     decision = outcome.decision
     if decision.passed:
-        err.print(f"[green]improved:[/] {decision.reason}", highlight=False)
+        err.print(f"[green]improved:[/] {escape(decision.reason)}", highlight=False, markup=True)
     else:
-        err.print(f"[yellow]no significant gain:[/] {decision.reason}", highlight=False)
+        err.print(
+            f"[yellow]no significant gain:[/] {escape(decision.reason)}",
+            highlight=False,
+            markup=True,
+        )
     if outcome.written_to is not None:
         err.print(f"wrote the best prompt to {outcome.written_to}", highlight=False)
     if path is not None and not decision.passed:
@@ -278,7 +285,6 @@ def run_command(
         Path | None,
         typer.Option(
             "--baseline",
-            envvar="PROMPTOPT_BASELINE",
             help="CI mode: start from this prompt file instead of the task's prompt; it is the "
             "'initial' of the held-out comparison. It holds the full system prompt, as "
             "best_prompt.txt does: a structured task's output format at its end is split off.",
@@ -288,7 +294,6 @@ def run_command(
         Path | None,
         typer.Option(
             "--write-if-better",
-            envvar="PROMPTOPT_WRITE_IF_BETTER",
             help="CI mode: write the best prompt to PATH only if it beats the initial one on "
             "test (exit 0); otherwise leave PATH untouched and exit 3.",
         ),
@@ -297,7 +302,6 @@ def run_command(
         float,
         typer.Option(
             "--min-improvement",
-            envvar="PROMPTOPT_MIN_IMPROVEMENT",
             help="CI mode: the lower end of the 95% CI of the test gain must be above this.",
         ),
     ] = 0.0,
@@ -305,7 +309,6 @@ def run_command(
         Path | None,
         typer.Option(
             "--summary-md",
-            envvar="PROMPTOPT_SUMMARY_MD",
             help="CI mode: write a Markdown summary with the diff report here (it is also "
             "appended to $GITHUB_STEP_SUMMARY when that is set).",
         ),
