@@ -9,13 +9,13 @@ line should start in a fraction of a second (`--version` and `--help` need none 
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from promptopt.errors import PromptoptError, TaskFileError
+from promptopt.errors import Problem, PromptoptError, TaskFileError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,6 +103,15 @@ def fail(message: str, code: int) -> NoReturn:
     # The message carries user, file and server text, where brackets are not markup.
     stderr().print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+def fail_with_problems(problems: Sequence[Problem]) -> NoReturn:
+    """Print every problem found, one a line, and exit with the usage code."""
+    err = stderr()
+    for problem in problems:
+        err.print(str(problem), highlight=False)
+    err.print(f"{len(problems)} problem(s) found", highlight=False)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def fail_on(exc: PromptoptError) -> NoReturn:

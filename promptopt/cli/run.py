@@ -24,6 +24,7 @@ from promptopt.cli.common import (
     TargetOpt,
     fail,
     fail_on,
+    fail_with_problems,
     load,
     run_async,
     stderr,
@@ -322,6 +323,7 @@ def run_command(
     """
     import asyncio
 
+    from promptopt.app.checks import RunOverrides, run_problems
     from promptopt.app.compare import read_prompt_file
     from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_baseline
     from promptopt.search.plan import StopRules
@@ -337,10 +339,26 @@ def run_command(
             task = with_models(load(task_path), target, optimizer, base_url, optimizer_base_url)
             if baseline is not None:
                 task = with_baseline(task, read_prompt_file(baseline))
+            params = parse_params(param or [])
+            overrides = RunOverrides(
+                strategy=strategy,
+                params=params,
+                target_calls=budget,
+                optimizer_calls=optimizer_budget,
+                max_cost=max_cost,
+                finalists=finalists,
+                models=frozenset(
+                    role for role, flag in (("target", target), ("optimizer", optimizer)) if flag
+                ),
+            )
+            # The checks validate makes, all reported at once, before any folder exists.
+            problems = run_problems(task, overrides)
+            if problems:
+                fail_with_problems(problems)
             prepared = prepare_run(
                 task,
                 strategy=strategy,
-                params=parse_params(param or []),
+                params=params,
                 target_calls=budget,
                 optimizer_calls=optimizer_budget,
                 max_cost=max_cost,

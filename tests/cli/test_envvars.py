@@ -60,6 +60,7 @@ def task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = write_task(tmp_path)
     spec = yaml.safe_load(path.read_text())
     spec["models"]["target"]["model"] = "scripted:script.py:target"
+    spec["models"]["optimizer"]["model"] = "scripted:script.py:target"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
