@@ -15,6 +15,7 @@ from promptopt.cli.eval import eval_command
 from promptopt.cli.history import history_command
 from promptopt.cli.report import report_command
 from promptopt.cli.run import run_command
+from promptopt.cli.schema import schema_command
 from promptopt.cli.strategies import strategies_command
 from promptopt.cli.validate import validate_command
 from promptopt.version import __version__
@@ -39,6 +40,7 @@ app.command("strategies")(strategies_command)
 app.command("diff")(diff_command)
 app.command("report")(report_command)
 app.command("history")(history_command)
+app.command("schema")(schema_command)
 
 
 def _version(value: bool) -> None:

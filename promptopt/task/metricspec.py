@@ -29,7 +29,7 @@ class MetricSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: MetricType
+    type: MetricType = Field(description="which metric scores an answer")
     labels: list[str] | None = Field(default=None, description="label: the allowed labels")
     normalize: bool = Field(
         default=True,
