@@ -241,7 +241,7 @@ TREC = (
 
 @pytest.fixture(scope="module")
 def real_model() -> Iterator[LocalProvider]:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (promptopt-cli[local])")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is missing (promptopt-cli[local])")
     try:
         resolve_model("default")
     except MissingDependencyError as missing:
