@@ -168,14 +168,8 @@ def _metric_problems(task: LoadedTask, where: _Locator) -> list[Problem]:
     if spec.type == "python":
         return _python_metric_problems(task, where)
     if spec.type == "judge":
-        if task.spec.models.judge is None and task.spec.models.optimizer is None:
-            return [
-                where.problem(
-                    ("metric", "type"),
-                    "a judge metric needs models.judge (or models.optimizer, which it falls "
-                    "back to)",
-                )
-            ]
+        # Its model is checked with the others; without one, the optimizer's (or the default
+        # model a run picks) judges.
         return []
     try:
         build_metric(spec, base_dir=task.path.parent)

@@ -174,3 +174,14 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "metric.pattern",
         "models.target",
     ]
+
+
+def test_a_judge_metric_without_models_is_left_to_the_default_models(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        **{
+            "{type: label, labels: [yes, no]}": "{type: judge, rubric: Is right.}",
+            "models:\n  target: scripted:s.py:f\n  optimizer: scripted:s.py:f\n": "",
+        },
+    )
+    assert problems(path) == []
