@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from promptopt.util import yamlcore
 if TYPE_CHECKING:
     from promptopt.search.context import StrategyInfo
     from promptopt.task.loader import LoadedTask
+    from promptopt.task.modelspec import ModelSpec
 
 ROLES = ("target", "optimizer")
 
@@ -38,7 +39,6 @@ class RunOverrides:
     strategy: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     target_calls: int | None = None
-    optimizer_calls: int | None = None
     max_cost: float | None = None
     finalists: int = 3
     models: frozenset[str] = frozenset()
@@ -267,7 +267,9 @@ def _model_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) 
     return problems
 
 
-def _scripted_problems(task: LoadedTask, spec: Any, problem: Any) -> list[Problem]:
+def _scripted_problems(
+    task: LoadedTask, spec: ModelSpec, problem: Callable[[str], Problem]
+) -> list[Problem]:
     """A scripted model is the user's own code or table: loading it calls no model."""
     from promptopt.llm.providers.registry import build_provider
 

@@ -344,7 +344,6 @@ def run_command(
                 strategy=strategy,
                 params=params,
                 target_calls=budget,
-                optimizer_calls=optimizer_budget,
                 max_cost=max_cost,
                 finalists=finalists,
                 models=frozenset(
