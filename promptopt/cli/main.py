@@ -30,6 +30,7 @@ app = typer.Typer(
     cls=EnvvarGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
+    # Plain help: in rich mode, help strings are markup, and `[default: the task's]` vanished.
     rich_markup_mode=None,
 )
 app.command("eval")(eval_command)
