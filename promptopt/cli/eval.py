@@ -153,5 +153,6 @@ def eval_command(
             )
     if result.errors:
         err.print(
-            f"[yellow]warning:[/] {result.errors} of {result.n} examples failed and were scored 0"
+            f"[yellow]warning:[/] {result.errors} of {result.n} examples failed and were scored 0",
+            markup=True,
         )

@@ -166,3 +166,26 @@ def test_a_structured_prompt_round_trips_through_the_prompt_file(
         "output_format": fmt,
         "demos": None,
     }
+
+
+def test_written_files_keep_normal_modes(task: Path, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")
+    prompt.chmod(0o664)
+    old_umask = os.umask(0o022)
+    try:
+        result = ci_run(task, prompt, "--summary-md", str(tmp_path / "summary.md"))
+    finally:
+        os.umask(old_umask)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert mode(prompt) == 0o664
+    run_dir = Path(json.loads(result.stdout)["run_dir"])  # type: ignore[attr-defined]
+    for name in ("report.md", "report.html", "summary.json", "best_prompt.txt", "config.json"):
+        assert mode(run_dir / name) == 0o644, name
+    assert mode(tmp_path / "summary.md") == 0o644
