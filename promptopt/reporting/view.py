@@ -511,6 +511,24 @@ def _demos_note(ids: Sequence[str] | None) -> str | None:
     )
 
 
+def errors_note(summary: SummaryRecord) -> str | None:
+    """Every failure a run counted, in one line ("target: 250 failed requests; metric: 3
+    examples"); None when there was none. Reports and the terminal summary always show it, so
+    that no score that errors pulled down passes for a result."""
+    parts = [
+        f"{role}: {used.errors} failed request{'s' if used.errors != 1 else ''}"
+        for role, used in summary.usage.items()
+        if used.errors
+    ]
+    if summary.metric_errors:
+        parts.append(f"metric: {summary.metric_errors} example(s) where it failed")
+    if summary.test_errors:
+        parts.append(f"final test evaluation: {summary.test_errors} failed example(s)")
+    if not parts:
+        return None
+    return "; ".join(parts) + " (each scored 0)"
+
+
 def _rejected(counts: Mapping[str, int]) -> str | None:
     """How many proposals were rejected, and why: "7 (degenerate: 2, truncated: 5)"."""
     if not counts:
@@ -544,6 +562,8 @@ class RunView:
     best_demos: str | None = None
     """The best prompt's few-shot demonstrations, by training-example id; None when the run
     searched none."""
+    errors: str | None = None
+    """The failures the run counted (`errors_note`); None when there were none."""
 
     @classmethod
     def from_folder(cls, folder: RunFolder) -> RunView:
@@ -627,6 +647,7 @@ class RunView:
             usage=_run_usage(summary, config),
             rejected=_rejected(report.rejected),
             best_demos=_demos_note(summary.best_demos),
+            errors=errors_note(summary),
         )
 
     @property
