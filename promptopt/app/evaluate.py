@@ -96,13 +96,10 @@ def errors_decided(runtime: Runtime, result: EvalResult) -> str | None:
     `result`'s examples failed than the error budget allows; None otherwise."""
     if not runtime.limits.exceeded(result.errors, result.n):
         return None
-    scorer = runtime.scorer
-    kinds = scorer.target.errors.kinds + Counter(
-        {f"metric {kind}": n for kind, n in scorer.metric_errors.kinds.items()}
-    )
-    detail = ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common()) or "failed"
+    kinds = Counter(e.error_kind or "failed" for e in result.examples if e.error is not None)
+    detail = ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common())
     return (
-        f"{scorer.target.errors.what}: {result.errors} of {result.n} examples on "
+        f"{runtime.scorer.target.errors.what}: {result.errors} of {result.n} examples on "
         f"{result.split} failed ({detail}), more than the error budget of "
         f"{runtime.limits.max_rate:.0%}, so errors decided the score"
     )

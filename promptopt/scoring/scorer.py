@@ -27,6 +27,8 @@ class ExampleResult:
     error: str | None = None
     cached: bool = False
     latency_s: float = 0.0
+    error_kind: str | None = None
+    """What failed, in a few words ("HTTP 500", "connection failed", "metric raised")."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class Scorer:
                 build_messages(prompt, self.render_input(example), demos)
             )
         except RequestFailed as exc:
-            return ExampleResult(example.id, "", 0.0, error=str(exc))
+            return ExampleResult(example.id, "", 0.0, error=str(exc), error_kind=exc.kind)
         try:
             score = await apply_metric(self.metric, result.text, example)
             if not 0.0 <= score <= 1.0:
@@ -153,8 +155,16 @@ class Scorer:
         ):
             raise  # a judge metric's model call must stop the command, not score 0
         except PromptoptError as exc:
-            self.metric_errors.failed_with("raised" if exc.__cause__ else "invalid value")
-            return ExampleResult(example.id, result.text, 0.0, error=str(exc), cached=result.cached)
+            kind = "raised" if exc.__cause__ else "invalid value"
+            self.metric_errors.failed_with(kind)
+            return ExampleResult(
+                example.id,
+                result.text,
+                0.0,
+                error=str(exc),
+                cached=result.cached,
+                error_kind=f"metric {kind}",
+            )
         self.metric_errors.succeeded()
         return ExampleResult(
             example.id, result.text, score, cached=result.cached, latency_s=result.latency_s

@@ -166,3 +166,32 @@ def test_a_structured_prompt_round_trips_through_the_prompt_file(
         "output_format": fmt,
         "demos": None,
     }
+
+
+FLAKY = """
+
+from promptopt.errors import TransientProviderError
+
+
+def flaky(request):
+    # Two test reviews never get an answer: the endpoint times out on them.
+    if request.messages[-1]["content"].startswith(("review 200:", "review 201:")):
+        raise TransientProviderError("timed out", kind="timed out")
+    return target(request)
+"""
+
+
+def test_errors_in_the_final_test_evaluation_fail_the_gate_not_no_gain(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "flaky", target="flaky")
+    with (task.parent / "script.py").open("a") as script:
+        script.write(FLAKY)
+    spec = yaml.safe_load(task.read_text())
+    spec["errors"] = {"max_retries": 0}
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(BEST_PROMPT + "\n")  # already perfect: without errors, "no gain" (3)
+    result = ci_run(task, prompt, env={"PROMPTOPT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    assert "no significant gain" not in result.output  # type: ignore[attr-defined]
+    assert "example(s) of the final test evaluation failed" in result.stderr  # type: ignore[attr-defined]
+    assert prompt.read_text() == BEST_PROMPT + "\n"

@@ -246,3 +246,35 @@ def test_eval_against_a_server_killed_mid_run_exits_1(tmp_path: Path) -> None:
         server.stop()
     assert result.exit_code == 1, result.output
     assert "failed (connection failed" in one_sentence(result.stderr)
+
+
+def test_diff_against_a_failing_endpoint_exits_1_not_a_verdict(
+    failing: tuple[str, str], tmp_path: Path
+) -> None:
+    base_url, kind = failing
+    task = make_task(tmp_path / "task", base_url)
+    old, new = tmp_path / "old.txt", tmp_path / "new.txt"
+    old.write_text("Classify the review.\n")
+    new.write_text("Classify the review. Answer with the label only.\n")
+    result = run_cli(
+        "diff", str(old), str(new), "--task", str(task), "--no-cache", "--fail-on-regression"
+    )
+    assert result.exit_code == 1, result.output
+    assert kind in one_sentence(result.stderr)
+
+
+def test_diff_whose_scores_errors_decided_exits_1(tmp_path: Path) -> None:
+    def too_long(body: dict[str, Any]) -> str | None:
+        number = int(body["messages"][-1]["content"].split(":")[0].split()[-1])
+        return "maximum context length exceeded" if 200 <= number < 205 else None
+
+    with FakeOpenAIServer(reply=sentiment, reject=too_long) as server:
+        # No stop while scoring: the check at the end of each side is what is tested.
+        task = make_task(tmp_path / "task", server.base_url, min_requests=1000)
+        old, new = tmp_path / "old.txt", tmp_path / "new.txt"
+        old.write_text("Classify the review.\n")
+        new.write_text("Classify the review. Answer with the label only.\n")
+        result = run_cli("diff", str(old), str(new), "--task", str(task), "--no-cache")
+    assert result.exit_code == 1, result.output
+    line = one_sentence(result.stderr)
+    assert "5 of 20 examples on test failed (HTTP 400: 5)" in line and "old.txt" in line
