@@ -427,7 +427,7 @@ class ModelClient:
                     delay = self.retry.delay(retries, exc.retry_after, self._rng)
                     if exc.status == 429:
                         self.gate.cool_down(delay)
-                    await self._sleep(delay)
+                    await self._backoff(delay)
                 except ExampleRejected as exc:
                     failure = RequestFailed(str(exc), kind=exc.kind, permanent=True)
                     self._journal_failure(key, failure)
@@ -460,6 +460,18 @@ class ModelClient:
             self.journal.record(key, value, paid=True, cost_usd=cost)
         self.store.set(key, value)
         return _result_of(value, cached=False, cost=cost)
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait `delay` before a retry, or less if the role's error budget trips meanwhile:
+        then the retry would not be sent anyway, and the command should stop now."""
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopped = asyncio.ensure_future(self.errors.stopped.wait())
+        try:
+            await asyncio.wait({sleeper, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopped.cancel()
+        self.errors.check()
 
     async def aclose(self, grace_s: float = 30.0) -> None:
         """Let requests already sent finish (their answers are paid for and get cached and

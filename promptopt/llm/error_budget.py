@@ -4,6 +4,7 @@ with zeros."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ class ErrorBudget:
     consecutive: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     tripped: TooManyErrors | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the budget trips, so that requests waiting to retry stop waiting."""
 
     def check(self) -> None:
         """Raise the error that stopped this role, if one did."""
@@ -82,6 +85,8 @@ class ErrorBudget:
                     f"({self.kinds_text()}), more than the error budget of "
                     f"{limits.max_rate:.0%}"
                 )
+            if self.tripped is not None:
+                self.stopped.set()
         self.check()
 
     def kinds_text(self) -> str:
