@@ -156,3 +156,28 @@ async def test_a_metric_value_outside_the_unit_interval_is_an_error_naming_the_m
     assert result.examples[0].score == 0.0
     assert result.examples[0].error == "example e1: metric custom returned 1.5, outside [0, 1]"
     assert scorer.metric_errors.failed == 1
+
+
+async def test_a_request_waiting_to_retry_stops_waiting_when_the_budget_trips(
+    tmp_path: Path,
+) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        # The first request to fail waits a minute to retry; the other retries at once, fails
+        # for good, and so spends the budget while the first is still waiting.
+        waits.append(seconds)
+        await asyncio.sleep(60 if len(waits) == 1 else 0)
+
+    provider = CountingProvider(failures={"a": 99, "b": 99})
+    client = make_client(provider, tmp_path, max_retries=1)
+    client._sleep = sleep
+    client.errors = ErrorBudget(ErrorLimits(max_rate=0.0, min_requests=1), client.errors.what)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            client.complete(msgs("a")), client.complete(msgs("b")), return_exceptions=True
+        ),
+        timeout=10,
+    )
+    assert all(isinstance(r, TooManyErrors) for r in results), results
+    assert len(waits) == 2
