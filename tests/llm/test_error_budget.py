@@ -181,3 +181,29 @@ async def test_a_request_waiting_to_retry_stops_waiting_when_the_budget_trips(
     )
     assert all(isinstance(r, TooManyErrors) for r in results), results
     assert len(waits) == 2
+
+
+def test_the_task_file_s_errors_section_sets_the_budget_and_the_retries(tmp_path: Path) -> None:
+    import yaml
+
+    from promptopt.errors import TaskFileError
+    from promptopt.scoring.runtime import error_limits, retry_policy
+    from promptopt.task.loader import load_task
+    from tests.support.search import write_task
+
+    path = write_task(tmp_path)
+    plain = load_task(path)
+    assert error_limits(plain) == ErrorLimits()
+    assert "errors" not in plain.spec.model_dump(mode="json")  # task hashes stay as they were
+    spec = yaml.safe_load(path.read_text())
+    spec["errors"] = {"max_rate": 0.5, "max_consecutive": 3, "max_retries": 1, "max_backoff_s": 2}
+    path.write_text(yaml.safe_dump(spec))
+    task = load_task(path)
+    assert error_limits(task) == ErrorLimits(max_rate=0.5, min_requests=20, max_consecutive=3)
+    retry = retry_policy(task)
+    assert (retry.max_retries, retry.base_delay_s, retry.max_delay_s) == (1, 0.5, 2)
+    assert task.task_hash != plain.task_hash
+    spec["errors"] = {"max_rate": 2}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(TaskFileError, match=r"errors\.max_rate"):
+        load_task(path)
