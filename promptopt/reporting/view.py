@@ -272,7 +272,16 @@ def _verdict_sentence(report: DiffReport) -> str:
             f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
             f"and {mcnemar.c} improvements"
         )
-    return text + ")"
+    text += ")"
+    old_errors = sum(1 for o in report.outcomes if o.old_error)
+    new_errors = sum(1 for o in report.outcomes if o.new_error)
+    if old_errors or new_errors:
+        # Every format shows the verdict: errors pull scores to 0, so they are said next to it.
+        text += (
+            f"; errors (scored 0): {old_errors} example(s) of the old prompt, {new_errors} of "
+            "the new"
+        )
+    return text
 
 
 def _provenance_rows(report: DiffReport) -> tuple[ProvenanceRow, ...]:

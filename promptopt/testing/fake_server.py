@@ -24,12 +24,13 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal
 
-Mode = Literal["ok", "quota", "unauthorized", "malformed", "hang"]
+Mode = Literal["ok", "quota", "unauthorized", "malformed", "hang", "bad_request"]
 """What every chat completion request gets, before the random transient faults apply.
 
 ``ok``: a normal reply. ``quota``: 429 with an ``insufficient_quota`` error body (fatal for a
 client, unlike a rate limit). ``unauthorized``: 401 ``invalid_api_key``. ``malformed``: 200 with a
 body that is not JSON. ``hang``: sleep ``hang_s`` (longer than any client timeout) before replying.
+``bad_request``: 400 about the request as a whole (an argument the server does not know).
 """
 
 ReplyFn = Callable[[dict[str, Any]], str]
@@ -424,6 +425,10 @@ class FakeOpenAIServer:
         if mode == "unauthorized":
             return _error(
                 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        if mode == "bad_request":
+            return _error(
+                400, "Unrecognized request argument supplied: temprature", "invalid_request_error"
             )
         if mode == "malformed":
             return _Response(200, b'{"id": "chatcmpl-broken", "choices": [')

@@ -278,3 +278,30 @@ def test_diff_whose_scores_errors_decided_exits_1(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     line = one_sentence(result.stderr)
     assert "5 of 20 examples on test failed (HTTP 400: 5)" in line and "old.txt" in line
+
+
+def test_a_400_about_the_request_as_a_whole_stops_the_run_at_once(tmp_path: Path) -> None:
+    with FakeOpenAIServer(mode="bad_request") as server:
+        task = make_task(tmp_path / "task", server.base_url)
+        result = run(task, tmp_path / "runs")
+        sent = server.requests_total
+    assert result.exit_code == 1, result.output
+    line = one_sentence(result.stderr)
+    assert "HTTP 400" in line and "Unrecognized request argument" in line
+    assert sent <= 8  # the requests already in flight at -j 8, no retries, no more
+
+
+def test_a_diff_report_says_how_many_examples_failed(tmp_path: Path) -> None:
+    def too_long(body: dict[str, Any]) -> str | None:
+        return "maximum context length exceeded" if "review 203:" in str(body) else None
+
+    with FakeOpenAIServer(reply=sentiment, reject=too_long) as server:
+        task = make_task(tmp_path / "task", server.base_url)
+        old, new = tmp_path / "old.txt", tmp_path / "new.txt"
+        old.write_text("Classify the review.\n")
+        new.write_text("Classify the review. Answer with the label only.\n")
+        result = run_cli(
+            "diff", str(old), str(new), "--task", str(task), "--no-cache", "--format", "md"
+        )
+    assert result.exit_code == 0, result.output  # 1 of 20: within the error budget
+    assert "errors (scored 0): 1 example(s) of the old prompt, 1 of the new" in result.stdout
