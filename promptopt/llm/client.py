@@ -405,15 +405,15 @@ class ModelClient:
 
         async def attempt() -> Completion:
             # Another request may have used up the error budget while this one waited for a
-            # slot: then nothing more is sent to a failing endpoint.
+            # slot: then nothing more is sent to a failing endpoint. Counted here, once sent.
             self.errors.check()
+            self.usage.attempts += 1
             return await self.provider.complete(request)
 
         retries = 0
         try:
             while True:
                 self.errors.check()
-                self.usage.attempts += 1
                 try:
                     completion = await self.gate.run(attempt, self.stop)
                     break
@@ -434,12 +434,9 @@ class ModelClient:
                     self.usage.errors += 1
                     self.errors.failed_with(exc.kind)
                     raise failure from exc
-        except RunStopped:
+        except (RunStopped, RequestFailed, TooManyErrors):
+            # A stop sends nothing more; a failure was counted where it was raised, once.
             self.ledger.release(reservation)
-            self.usage.attempts -= 1  # the attempt was never sent
-            raise
-        except (RequestFailed, TooManyErrors):
-            self.ledger.release(reservation)  # counted above, once
             raise
         except BaseException:
             self.ledger.release(reservation)
