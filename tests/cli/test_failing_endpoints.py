@@ -305,3 +305,19 @@ def test_a_diff_report_says_how_many_examples_failed(tmp_path: Path) -> None:
         )
     assert result.exit_code == 0, result.output  # 1 of 20: within the error budget
     assert "errors (scored 0): 1 example(s) of the old prompt, 1 of the new" in result.stdout
+
+
+def test_an_unreachable_optimizer_stops_the_run_naming_it(tmp_path: Path) -> None:
+    with FakeOpenAIServer(reply=sentiment) as server:
+        task = make_task(tmp_path / "task", server.base_url)
+        spec = yaml.safe_load(task.read_text())
+        dead = f"http://127.0.0.1:{free_port()}/v1"
+        spec["models"]["optimizer"] = {"model": "openai:opt-model", "base_url": dead}
+        task.write_text(yaml.safe_dump(spec, sort_keys=False))
+        started = time.monotonic()
+        result = run(task, tmp_path / "runs")
+        assert time.monotonic() - started < BOUND_S
+    assert result.exit_code == 1, result.output
+    line = one_sentence(result.stderr)
+    assert f"optimizer model openai:opt-model at {dead}: " in line
+    assert "(connection failed)" in line
