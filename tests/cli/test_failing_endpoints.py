@@ -129,6 +129,7 @@ def test_run_against_a_failing_endpoint_exits_1_with_one_sentence(
     assert summary["status"] == "failed" and summary["stop_reason"] == "errors"
     assert "test_comparison" not in summary  # no score that errors decided is a result
     assert "**errors**: target:" in (run_dir / "report.md").read_text()
+    assert '<span id="errors">target: ' in (run_dir / "report.html").read_text()
 
 
 def test_eval_against_a_failing_endpoint_exits_1_with_one_sentence(
