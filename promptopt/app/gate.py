@@ -92,6 +92,13 @@ def finish_ci(
     GITHUB_STEP_SUMMARY in `env`. Raises UsageError naming the option whose file cannot be
     written."""
     decision = ci_gate(summary, min_improvement)
+    if not decision.passed and summary.dev_errors:
+        # Finalists scored 0 on failed dev examples may have lost to the baseline for that.
+        raise PromptoptError(
+            f"{summary.dev_errors} example(s) of the final dev evaluation failed and were "
+            f"scored 0, so errors may have decided that {decision.reason}; see "
+            f"{summary.run_dir}/final_eval.json, fix the endpoint or the metric, and run again"
+        )
     written: Path | None = None
     if decision.passed and write_if_better is not None:
         try:

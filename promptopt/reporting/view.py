@@ -531,6 +531,8 @@ def errors_note(summary: SummaryRecord) -> str | None:
     ]
     if summary.metric_errors:
         parts.append(f"metric: {summary.metric_errors} example(s) where it failed")
+    if summary.dev_errors:
+        parts.append(f"final dev evaluation: {summary.dev_errors} failed example(s)")
     if summary.test_errors:
         parts.append(f"final test evaluation: {summary.test_errors} failed example(s)")
     if not parts:

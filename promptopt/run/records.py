@@ -121,9 +121,14 @@ class SummaryRecord(Record):
     """Examples of the final test evaluation (initial and best prompt) that failed: scored 0,
     so a comparison with any is not evidence either way."""
 
+    dev_errors: int | None = None
+    """Examples of the final dev evaluation (the initial prompt and the finalists) that failed;
+    they can decide which prompt is "best"."""
+
     _omit_when_none = (
         "metric_errors",
         "test_errors",
+        "dev_errors",
         "initial_instruction",
         "best_instruction",
         "n",

@@ -80,6 +80,7 @@ class FinalScores:
     initial_test: float | None
     best_test: float | None
     test_errors: int
+    dev_errors: int
     n: dict[str, int]
     ci95: dict[str, tuple[float, float]]
     comparison: ComparisonRecord
@@ -251,6 +252,7 @@ class Engine:
         )
         if final is not None:
             summary.test_errors = final.test_errors
+            summary.dev_errors = final.dev_errors
             summary.scores.initial.test = final.initial_test
             summary.scores.best.test = final.best_test
             summary.n = final.n
@@ -499,6 +501,7 @@ class Engine:
             initial_test=initial.mean("test"),
             best_test=best.mean("test"),
             test_errors=test_errors,
+            dev_errors=sum(1 for rs in dev_results.values() for r in rs if r.error is not None),
             n={"dev": len(dev), "test": len(test)},
             ci95={
                 "initial_test": _interval(old, self.settings.seed),

@@ -178,11 +178,26 @@ def flaky(request):
     if request.messages[-1]["content"].startswith(("review 200:", "review 201:")):
         raise TransientProviderError("timed out", kind="timed out")
     return target(request)
+
+
+def flaky_dev(request):
+    if request.messages[-1]["content"].startswith(("review 100:", "review 101:")):
+        raise TransientProviderError("timed out", kind="timed out")
+    return target(request)
 """
 
 
-def test_errors_in_the_final_test_evaluation_fail_the_gate_not_no_gain(tmp_path: Path) -> None:
-    task = make_task(tmp_path / "flaky", target="flaky")
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("flaky", "example(s) of the final test evaluation failed"),
+        ("flaky_dev", "example(s) of the final dev evaluation failed"),
+    ],
+)
+def test_errors_in_the_final_evaluation_fail_the_gate_not_no_gain(
+    tmp_path: Path, target: str, message: str
+) -> None:
+    task = make_task(tmp_path / "flaky", target=target)
     with (task.parent / "script.py").open("a") as script:
         script.write(FLAKY)
     spec = yaml.safe_load(task.read_text())
@@ -193,5 +208,5 @@ def test_errors_in_the_final_test_evaluation_fail_the_gate_not_no_gain(tmp_path:
     result = ci_run(task, prompt, env={"PROMPTOPT_CACHE_DIR": str(tmp_path / "cache")})
     assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
     assert "no significant gain" not in result.output  # type: ignore[attr-defined]
-    assert "example(s) of the final test evaluation failed" in result.stderr  # type: ignore[attr-defined]
+    assert message in result.stderr  # type: ignore[attr-defined]
     assert prompt.read_text() == BEST_PROMPT + "\n"
