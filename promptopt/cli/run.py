@@ -112,6 +112,11 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
         f"{summary.wall_s:.1f} s",
         highlight=False,
     )
+    from promptopt.reporting.view import errors_note
+
+    errors = errors_note(summary)
+    if errors:
+        out.print(f"errors: {errors}", highlight=False, markup=False)
     if summary.rejected:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.rejected.items())
         out.print(

@@ -196,6 +196,41 @@ class SearchSpec(_Strict):
         return data
 
 
+class ErrorsSpec(_Strict):
+    """The error budget and the retries: when failing requests stop a command (exit 1)."""
+
+    max_rate: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="stop when more than this fraction of a role's requests (or metric calls) "
+        "failed, once min_requests have an outcome",
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="requests with an outcome before max_rate applies (eval and diff check "
+        "the rate at the end)",
+    )
+    max_consecutive: int = Field(
+        default=10,
+        ge=1,
+        description="stop after this many requests in a row could not reach the endpoint",
+    )
+    max_retries: int = Field(
+        default=6,
+        ge=0,
+        description="retries of a request that failed for a transient reason (429, 5xx, "
+        "timeout, reset)",
+    )
+    max_backoff_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="the longest wait between two retries (a server's Retry-After is capped "
+        "to it too)",
+    )
+
+
 class TaskFile(_Strict):
     """The whole task file: prompt, data, metric, models and search settings."""
 
@@ -223,6 +258,19 @@ class TaskFile(_Strict):
         default_factory=dict,
         description="dollars per million tokens by model id (provider:name), for unpriced models",
     )
+    errors: ErrorsSpec = Field(
+        default_factory=ErrorsSpec,
+        description="when failed requests stop the run, and how often one is retried",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        # Left out at its default, so that the task_hash of a task without it is what it was
+        # before the section existed (and run folders stay comparable).
+        if self.errors == ErrorsSpec():
+            data.pop("errors", None)
+        return data
 
     @field_validator("prompt", mode="before")
     @classmethod
