@@ -525,7 +525,7 @@ async def test_de_meta_prompt_gets_the_member_two_donors_and_the_best(tmp_path: 
 
 def test_the_meta_prompts_render_their_parents() -> None:
     prompts = load_meta_prompts()
-    context = {"task_description": "T", "labels": "L", "output_format": "F"}
+    context = {"task_description": "T", "labels": "L", "output_format": "F", "examples": "E"}
     ga = prompts.get(GA_META_PROMPT)
     assert ga.placeholders == {"parent_1", "parent_2", *context}
     user = ga.render(**context, parent_1="First parent.", parent_2="Second parent.")[-1]["content"]
