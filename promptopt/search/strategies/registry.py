@@ -9,13 +9,17 @@ from pydantic import BaseModel, ValidationError
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Strategy, StrategyInfo
-from promptopt.search.strategies import ape, demos, opro, protegi
+from promptopt.search.strategies import ape, demos, opro, plum, protegi
 
 STRATEGIES: dict[str, StrategyInfo] = {
     ape.INFO.name: ape.INFO,
     protegi.INFO.name: protegi.INFO,
     opro.INFO.name: opro.INFO,
     demos.INFO.name: demos.INFO,
+    plum.HC_INFO.name: plum.HC_INFO,
+    plum.SA_INFO.name: plum.SA_INFO,
+    plum.TABU_INFO.name: plum.TABU_INFO,
+    plum.GA_INFO.name: plum.GA_INFO,
 }
 
 
