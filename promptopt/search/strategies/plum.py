@@ -356,6 +356,7 @@ class PhraseSearch:
     def __init__(self, params: PlumParams) -> None:
         self.params = params
         self._asked: set[tuple[str, str]] = set()
+        self._subset: frozenset[str] = frozenset()
 
     # plans
 
@@ -400,6 +401,7 @@ class PhraseSearch:
         self._asked = set()
         sizing = self.sizing(len(ctx.train), ctx.remaining_target_calls())
         subset = draw_subset(ctx, sizing.eval_examples)
+        self._subset = frozenset(e.id for e in subset)
         ctx.event(
             "plum_plan",
             method=self.name,
@@ -553,15 +555,19 @@ class PhraseSearch:
 
     def _realize(self, ctx: SearchContext, slot: _Slot, edit: Edit) -> bool:
         """Make the candidate an edit of the slot's parent gives, and say whether it is new (in
-        `slot.child`). An existing candidate with the same text goes to `slot.revisits`;
-        nothing is kept when the edit changes nothing or the new prompt is refused (it no
-        longer names a label)."""
+        `slot.child`). An existing candidate with the same text, scored on the subset, goes to
+        `slot.revisits`; nothing is kept when the edit changes nothing or the new prompt is
+        refused (it no longer names a label)."""
         text = render_edit(apply_edit(slot.phrases, edit))
         key = normalize_prompt(text)
         if not text or key == normalize_prompt(slot.parent.text):
             return False
         for cand in ctx.candidates.values():
             if not cand.demos and normalize_prompt(cand.text) == key:
+                if not self._subset <= set(cand.scores.get("train", {})):
+                    # A prompt the pool held before this search, never scored on its subset:
+                    # scoring it would cost calls the step was not sized for.
+                    return False
                 ctx.event(
                     "plum_revisit",
                     method=self.name,
