@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -73,9 +74,11 @@ META_PROMPT = "plum/paraphrase"
 # held a label, the edit gives a prompt already in the pool, the optimizer's answer was unusable).
 _ATTEMPTS = 8
 # A paraphrase may be this many times longer than its phrase (plus a margin for short ones);
-# longer answers rewrote more than the phrase.
-_PARAPHRASE_GROWTH = 3
-_PARAPHRASE_MARGIN = 80
+# longer answers rewrote more than the phrase (small models often return a whole instruction).
+_PARAPHRASE_GROWTH = 2
+_PARAPHRASE_MARGIN = 40
+# Markup in a paraphrase is a tag the model half-copied ("<PHRASE>", "</CLASSIFY>"), not wording.
+_MARKUP = re.compile(r"</?[A-Za-z][^<>]*>?|<|>")
 
 
 class PlumParams(BaseModel):
@@ -632,6 +635,9 @@ class PhraseSearch:
                 new = fit_paraphrase(original, extraction.text)
                 if phrase_key(new) == phrase_key(original):
                     ctx.reject(operator, "unchanged", "the paraphrase repeats the phrase", raw)
+                    continue
+                if _MARKUP.search(new) and not _MARKUP.search(original):
+                    ctx.reject(operator, "degenerate", "the paraphrase holds markup", raw)
                     continue
                 edit = Edit(PARAPHRASE, slot.edit.positions, slot.edit.phrases, replacement=new)
                 self._realize(ctx, slot, edit)

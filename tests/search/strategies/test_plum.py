@@ -473,6 +473,35 @@ async def test_an_unusable_paraphrase_is_replaced_by_a_free_edit(tmp_path: Path)
     assert all(c.operator != "plum-hc/paraphrase" for c in made)
 
 
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("<START><Mention the weather first.</WEATHER><END>", "degenerate"),
+        (
+            "<START>" + "Describe the weather and the season in great detail, " * 3 + "<END>",
+            "too_long",
+        ),
+        ("ECHO", "unchanged"),
+    ],
+)
+async def test_a_paraphrase_with_markup_too_long_or_unchanged_is_rejected(
+    tmp_path: Path, answer: str, reason: str
+) -> None:
+    def optimizer(request: ChatRequest) -> str:
+        if answer != "ECHO":
+            return answer
+        found = PHRASE.search(request.messages[-1]["content"])
+        assert found is not None
+        return f"<START>{found.group(1).upper()}<END>"
+
+    h = Harness(tmp_path, optimizer=optimizer)
+    await h.steps(build("plum-hc", steps=1, candidates_per_step=4, operators=["paraphrase"]))
+    rejected = h.events("rejected")
+    assert len(rejected) == h.optimizer.calls > 0
+    assert {e["reason"] for e in rejected} == {reason}
+    assert not [c for c in h.ctx.candidates.values() if c.operator != "initial"]
+
+
 async def test_no_optimizer_budget_means_no_paraphrase(tmp_path: Path) -> None:
     h = Harness(tmp_path, caps=BudgetCaps(optimizer_calls=0))
     await h.steps(build("plum-hc", steps=3, candidates_per_step=6))
