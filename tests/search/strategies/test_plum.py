@@ -734,6 +734,7 @@ def test_the_meta_prompt_loads() -> None:
         "task_description",
         "labels",
         "output_format",
+        "examples",
     }
     assert meta.system and meta.description
     assert "<START>" in meta.user and "<END>" in meta.user
