@@ -31,7 +31,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("trec", "sst2", "liar", "antonyms", "quickstart")
-STRATEGIES = ("ape", "protegi", "opro", "evoprompt-ga", "evoprompt-de")
+STRATEGIES = (
+    "ape",
+    "protegi",
+    "opro",
+    "evoprompt-ga",
+    "evoprompt-de",
+    "plum-hc",
+    "plum-sa",
+    "plum-tabu",
+    "plum-ga",
+)
 
 
 def local_task(task: str, folder: Path, structured: bool = False, demos: int = 0) -> Path:

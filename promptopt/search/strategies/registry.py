@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Strategy, StrategyInfo
-from promptopt.search.strategies import ape, apohf, demos, evoprompt, opro, protegi
+from promptopt.search.strategies import ape, apohf, demos, evoprompt, opro, plum, protegi
 
 STRATEGIES: dict[str, StrategyInfo] = {
     ape.INFO.name: ape.INFO,
@@ -19,6 +19,10 @@ STRATEGIES: dict[str, StrategyInfo] = {
     evoprompt.GA_INFO.name: evoprompt.GA_INFO,
     evoprompt.DE_INFO.name: evoprompt.DE_INFO,
     apohf.INFO.name: apohf.INFO,
+    plum.HC_INFO.name: plum.HC_INFO,
+    plum.SA_INFO.name: plum.SA_INFO,
+    plum.TABU_INFO.name: plum.TABU_INFO,
+    plum.GA_INFO.name: plum.GA_INFO,
 }
 
 
