@@ -9,13 +9,14 @@ from pydantic import BaseModel, ValidationError
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Strategy, StrategyInfo
-from promptopt.search.strategies import ape, demos, opro, protegi
+from promptopt.search.strategies import ape, demos, opro, promptbreeder, protegi
 
 STRATEGIES: dict[str, StrategyInfo] = {
     ape.INFO.name: ape.INFO,
     protegi.INFO.name: protegi.INFO,
     opro.INFO.name: opro.INFO,
     demos.INFO.name: demos.INFO,
+    promptbreeder.INFO.name: promptbreeder.INFO,
 }
 
 
