@@ -24,7 +24,7 @@ from promptopt.llm.messages import ChatRequest
 from promptopt.reporting.run_files import lineage
 from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
-from promptopt.search.context import Plan, SearchContext, StepReport
+from promptopt.search.context import SearchContext, StepReport
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules, final_reserve
@@ -561,8 +561,12 @@ def test_plan_is_the_uncapped_worst_case() -> None:
     assert plan.layout["population"] == 6 and plan.notes
     cheap, _ = make_strategy("promptbreeder", {"operators": ["first-order", "zero-order"]})
     assert cheap.plan({"train": 40}).optimizer_calls == 5 + 12
-    assert strategy.plan({}) == Plan(0, 0, strategy.plan({}).layout, strategy.plan({}).notes)
-    assert strategy.plan({}).target_calls == 0
+    empty = strategy.plan({})
+    assert (empty.target_calls, empty.optimizer_calls) == (0, 0)
+    # Under caps, the plan is sized to them and still bounds both.
+    capped = strategy.plan_for_budget({"train": 40}, 300, 20)  # type: ignore[attr-defined]
+    assert capped.target_calls <= 300 and capped.optimizer_calls <= 20
+    assert capped.layout == Sizing(16, 6, 4, 3, 12).to_json()
 
 
 async def test_plan_bounds_an_uncapped_run(tmp_path: Path) -> None:
