@@ -41,6 +41,7 @@ STRATEGIES = (
     "plum-sa",
     "plum-tabu",
     "plum-ga",
+    "promptbreeder",
 )
 
 

@@ -9,7 +9,16 @@ from pydantic import BaseModel, ValidationError
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Strategy, StrategyInfo
-from promptopt.search.strategies import ape, apohf, demos, evoprompt, opro, plum, protegi
+from promptopt.search.strategies import (
+    ape,
+    apohf,
+    demos,
+    evoprompt,
+    opro,
+    plum,
+    promptbreeder,
+    protegi,
+)
 
 STRATEGIES: dict[str, StrategyInfo] = {
     ape.INFO.name: ape.INFO,
@@ -23,6 +32,7 @@ STRATEGIES: dict[str, StrategyInfo] = {
     plum.SA_INFO.name: plum.SA_INFO,
     plum.TABU_INFO.name: plum.TABU_INFO,
     plum.GA_INFO.name: plum.GA_INFO,
+    promptbreeder.INFO.name: promptbreeder.INFO,
 }
 
 
