@@ -42,7 +42,14 @@ from promptopt.search.strategies.promptbreeder import (
 )
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
-from tests.support.search import WORDS_GOOD, Counter, providers, stable, write_task
+from tests.support.search import (
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    with_loadable_models,
+    write_task,
+)
 
 RESERVE = final_reserve(20, 20, 3)
 TRAIN = 40
@@ -715,7 +722,7 @@ def test_strategies_lists_promptbreeder_and_dry_run_plans_it(tmp_path: Path) -> 
         "crossover_rate",
         "eval_examples",
     }
-    task = write_task(tmp_path, strategy="promptbreeder")
+    task = with_loadable_models(write_task(tmp_path, strategy="promptbreeder"))
     result = runner.invoke(app, ["run", str(task), "--dry-run", "--budget", "400", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
