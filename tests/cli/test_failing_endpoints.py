@@ -333,3 +333,13 @@ def test_a_server_that_never_answers_stops_the_command(command: str, tmp_path: P
         assert time.monotonic() - started < BOUND_S
     assert result.exit_code == 1, result.output
     assert "requests in a row failed (timed out)" in one_sentence(result.stderr)
+
+
+def test_the_sentence_names_the_endpoint_without_its_credentials(tmp_path: Path) -> None:
+    port = free_port()
+    task = make_task(tmp_path / "task", f"http://someone:s3cr3t-pw@127.0.0.1:{port}/v1")
+    result = evaluate(task)
+    assert result.exit_code == 1, result.output
+    line = one_sentence(result.stderr)
+    assert f"at http://127.0.0.1:{port}/v1:" in line
+    assert "s3cr3t" not in result.output and "someone" not in result.output
