@@ -729,3 +729,32 @@ def test_strategies_lists_promptbreeder_and_dry_run_plans_it(tmp_path: Path) -> 
     assert plan["final_eval_calls"] == RESERVE
     assert plan["layout"]["population"] == 6
     assert plan["target_calls"] <= 400
+
+
+async def test_copies_lost_to_unusable_answers_are_made_up_within_the_plan(
+    tmp_path: Path,
+) -> None:
+    refused = ("zero-order", "estimation", "lineage", "lamarckian")
+
+    def refuses(request: ChatRequest) -> str:
+        if kind_of(request.messages[-1]["content"]) in refused:
+            return "I'm sorry, but I can't help with that."
+        return scripted_optimizer(request)
+
+    h = Harness(tmp_path)
+    h.recorder.fn = refuses
+    params: dict[str, Any] = {
+        "population_size": 4,
+        "generations": 2,
+        "eval_examples": 10,
+        "crossover_rate": 0.0,
+    }
+    reports = await h.steps(**params)
+    lost = [t for t in h.events("tournament") if t["child"] is None]
+    born = [t for t in h.events("tournament") if t["child"] is not None]
+    assert lost and all(t["family"] in refused for t in lost)
+    # The planned 4 copies were made, in extra generations.
+    assert len(born) == 4 and len(reports) > 1 + 2
+    plan = Promptbreeder(PromptbreederParams(**params)).plan({"train": TRAIN})
+    assert h.optimizer.calls <= plan.optimizer_calls
+    assert h.target.calls <= plan.target_calls
