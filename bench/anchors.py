@@ -421,6 +421,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_mean(group, 'target_calls') - _mean(group, 'target_calls_search'):.0f}) | "
             f"{_mean(group, 'optimizer_calls'):.0f} | {_mean(group, 'wall_s'):.0f} |"
         )
+    for r in ok:
+        if r.get("stopped_by"):
+            out.append(
+                f"\n{r['task']} {r['anchor']} seed {r['seed']}: search stopped early by the "
+                f"{r['stopped_by']} after {r['optimizer_calls']} optimizer calls"
+            )
     for r in rows:
         if "error" in r:
             out.append(f"\nfailed: {r['task']} {r['anchor']} seed {r['seed']}: {r['error'][-300:]}")
