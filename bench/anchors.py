@@ -82,7 +82,7 @@ class _Proxy(BaseHTTPRequestHandler):
         if self.command == "POST":
             self.counter.add()
         parts = urlsplit(self.counter.upstream)
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=600)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=3600)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host",)}
         conn.request(self.command, self.path, body=body, headers=headers)
         reply = conn.getresponse()
@@ -165,6 +165,9 @@ def run_anchor(
             api_key="dummy",
             cache=False,
             num_retries=1,
+            # On 2 shared cores a 1.5B reply can take many minutes; a client that gives up
+            # wastes the server's work and makes dspy.GEPA (which raises on errors) stop.
+            timeout=3600,
             engine="litellm",
             **params,
         )
@@ -261,6 +264,8 @@ def run_anchor(
     elif anchor == "gepa":
         limit = int(args.optimizer_calls)
         deadline = time.monotonic() + 60 * float(args.max_search_minutes or "inf")
+        stop_file = Path(log_dir) / "gepa.stop"
+        print(f"GEPA: touch {stop_file} to end the search after this iteration", file=sys.stderr)
 
         def stop_at_optimizer_budget(state: Any) -> bool:
             # GEPA has no cap on reflection calls; this stops it before an iteration once the
@@ -271,6 +276,11 @@ def run_anchor(
                 return True
             if time.monotonic() >= deadline:
                 stops.append("time limit")
+                return True
+            # GEPA's own graceful stop (it watches the same file); checked here first so the
+            # row can say why the search ended.
+            if stop_file.exists():
+                stops.append("stop file")
                 return True
             return False
 
