@@ -363,6 +363,12 @@ def run_one(task_name: str, anchor: str, seed: int, args: argparse.Namespace) ->
                 args,
             )
             search_s = time.monotonic() - start
+            initial = task.spec.system_prompt
+            returned_initial = found.instruction.strip() == initial.strip() and not found.demos
+            if returned_initial:
+                # DSPy strips the prompt's trailing newline; an anchor that kept the initial
+                # prompt is scored with it exactly, as promptopt's kept-initial runs are.
+                found = Found(initial, [], found.stopped_by)
             scored = test_comparison(task, found, args)
             wall = time.monotonic() - start
     finally:
@@ -375,8 +381,7 @@ def run_one(task_name: str, anchor: str, seed: int, args: argparse.Namespace) ->
         "initial_test": scored["initial_test"],
         "final_test": scored["final_test"],
         "comparison": scored["comparison"],
-        "returned_initial": found.instruction.strip() == task.spec.system_prompt.strip()
-        and not found.demos,
+        "returned_initial": returned_initial,
         "target_calls_search": target_counter.count,
         "target_calls": target_counter.count + scored["test_calls"],
         "optimizer_calls": optimizer_counter.count,
