@@ -372,8 +372,9 @@ def run_one(task_name: str, anchor: str, seed: int, args: argparse.Namespace) ->
             scored = test_comparison(task, found, args)
             wall = time.monotonic() - start
     finally:
-        target_proxy.shutdown()
-        optimizer_proxy.shutdown()
+        for proxy in (target_proxy, optimizer_proxy):
+            proxy.shutdown()
+            proxy.server_close()
     return {
         "task": task_name,
         "anchor": anchor,
