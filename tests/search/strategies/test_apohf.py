@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import statistics
 from collections.abc import Callable
@@ -16,19 +15,17 @@ import pytest
 
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.llm.providers.scripted import ScriptedProvider
 from promptopt.reporting.write import write_run_reports
-from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
+from promptopt.run.folder import RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
-from promptopt.search.engine import Engine
-from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules, final_reserve
 from promptopt.search.state import SearchState
 from promptopt.search.strategies.apohf import APOHF, APOHFParams, pool_sizes
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import load_task
+from tests.support.engine import folder_events, run_engine, search_state, strategy_settings
 from tests.support.search import PROPERTY, Counter, providers, stable, target_answer, write_task
 
 RESERVE = final_reserve(20, 20, 3)
@@ -58,15 +55,7 @@ pool_optimizer = variants(5)
 
 
 def settings_for(caps: BudgetCaps | None = None, **params: Any) -> RunSettings:
-    _, validated = make_strategy("apohf", {**SMALL, **params})
-    return RunSettings(
-        strategy="apohf",
-        params=validated.model_dump(mode="json"),
-        seed=0,
-        caps=caps or BudgetCaps(),
-        stop=StopRules(),
-        concurrency=4,
-    )
+    return strategy_settings("apohf", caps, **{**SMALL, **params})
 
 
 async def run_once(
@@ -78,20 +67,9 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    task = load_task(write_task(tmp, strategy="apohf"))
-    strategy, _ = make_strategy(settings.strategy, settings.params)
-    runtime = Runtime(
-        task,
-        RuntimeOptions(concurrency=4, caps=settings.caps),
-        store=NullCache(),
-        journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=with_judge(
-            providers(target or Counter(target_answer), optimizer or Counter(pool_optimizer))
-        ),
-    )
-    async with runtime:
-        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return (await engine.run(resume=resume)).to_json()
+    scripted = providers(target or Counter(target_answer), optimizer or Counter(pool_optimizer))
+    task = write_task(tmp, strategy="apohf")
+    return await run_engine(task, folder, settings, with_judge(scripted), resume=resume)
 
 
 def with_judge(scripted: dict[str, ScriptedProvider]) -> dict[str, ScriptedProvider]:
@@ -99,8 +77,7 @@ def with_judge(scripted: dict[str, ScriptedProvider]) -> dict[str, ScriptedProvi
     return {**scripted, "judge": scripted["optimizer"]}
 
 
-def events(folder: RunFolder, kind: str) -> list[dict[str, Any]]:
-    return [e for e in folder.read_jsonl(EVENTS) if e["event"] == kind]
+events = folder_events
 
 
 async def test_apohf_finds_the_hidden_property_from_preferences_alone(tmp_path: Path) -> None:
@@ -127,19 +104,7 @@ def harness(tmp: Path, seed: int, one_in: int) -> tuple[Runtime, SearchState]:
         store=NullCache(),
         providers=providers(Counter(target_answer), Counter(variants(one_in))),
     )
-    state = SearchState(
-        train=task.splits["train"],
-        dev=task.split("dev"),
-        test=task.split("test"),
-        scorer=runtime.scorer,
-        optimizer=lambda: runtime.client("optimizer"),
-        ledger=runtime.ledger,
-        meta_prompts=load_meta_prompts(),
-        rng=random.Random(seed),
-        render_input=task.render_input,
-        task_description=task.spec.description or "",
-        layout=task.spec.prompt_layout(),
-    )
+    state = search_state(task, runtime, seed)
     return runtime, state
 
 

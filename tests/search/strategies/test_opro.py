@@ -20,13 +20,11 @@ from promptopt.cli.main import app
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.reporting.run_files import lineage
-from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, RunFolder
+from promptopt.run.folder import CANDIDATES, EVENTS, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import Plan, SearchContext, StepReport
-from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules, final_reserve
 from promptopt.search.state import SearchState
@@ -41,6 +39,7 @@ from promptopt.search.strategies.opro import (
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
 from tests.conftest import CountingProvider, make_client
+from tests.support.engine import run_engine, search_state
 from tests.support.search import (
     PROPERTY,
     WORDS_GOOD,
@@ -130,19 +129,7 @@ class Harness:
             providers=providers(self.target, self.optimizer),
         )
         runtime = self.runtime
-        self.state = SearchState(
-            train=self.task.splits["train"],
-            dev=self.task.split("dev"),
-            test=self.task.split("test"),
-            scorer=runtime.scorer,
-            optimizer=lambda: runtime.client("optimizer"),
-            ledger=runtime.ledger,
-            meta_prompts=load_meta_prompts(),
-            rng=random.Random(0),
-            render_input=self.task.render_input,
-            task_description=self.task.spec.description or "",
-            layout=self.task.spec.prompt_layout(),
-        )
+        self.state = search_state(self.task, runtime)
         self.ctx: SearchContext = self.state.context
         initial = self.ctx.add_candidate(self.state.layout.initial, operator="initial")
         assert initial is not None
@@ -189,20 +176,9 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    task = load_task(write_task(tmp, strategy="opro"))
-    strategy, _ = make_strategy(settings.strategy, settings.params)
-    runtime = Runtime(
-        task,
-        RuntimeOptions(concurrency=4, caps=settings.caps),
-        store=NullCache(),
-        journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=providers(
-            target or Counter(target_answer), optimizer or Counter(optimizer_answer)
-        ),
-    )
-    async with runtime:
-        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return (await engine.run(resume=resume)).to_json()
+    scripted = providers(target or Counter(target_answer), optimizer or Counter(optimizer_answer))
+    task = write_task(tmp, strategy="opro")
+    return await run_engine(task, folder, settings, scripted, resume=resume)
 
 
 def latest_records(folder: RunFolder) -> dict[str, dict[str, Any]]:

@@ -13,16 +13,14 @@ import pytest
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.llm.providers.scripted import Reply
 from promptopt.reporting.run_files import lineage
 from promptopt.reporting.write import write_run_reports
-from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
+from promptopt.run.folder import EVENTS, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.search.context import Candidate, SearchContext
-from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules
 from promptopt.search.state import SearchState
@@ -30,6 +28,7 @@ from promptopt.search.strategies.protegi import ProTeGi, ProTeGiParams, parse_re
 from promptopt.search.strategies.registry import make_strategy, resolve_params, strategy_info
 from promptopt.task.example import Example
 from promptopt.task.loader import LoadedTask, load_task
+from tests.support.engine import run_engine
 from tests.support.protegi import (
     FIX,
     INITIAL,
@@ -70,20 +69,8 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    task = load_task(write_task(tmp))
-    strategy, _ = make_strategy(settings.strategy, settings.params)
-    runtime = Runtime(
-        task,
-        RuntimeOptions(concurrency=4, caps=settings.caps),
-        store=NullCache(),
-        journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=providers(
-            target or Counter(target_answer), optimizer or Counter(optimizer_answer)
-        ),
-    )
-    async with runtime:
-        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        summary = (await engine.run(resume=resume)).to_json()
+    scripted = providers(target or Counter(target_answer), optimizer or Counter(optimizer_answer))
+    summary = await run_engine(write_task(tmp), folder, settings, scripted, resume=resume)
     write_run_reports(folder)
     return summary
 
