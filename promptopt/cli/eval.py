@@ -69,7 +69,7 @@ def eval_table(result: EvalResult, title: str) -> Table:
         ("cache hits", str(usage.cache_hits)),
         ("errors (scored 0)", str(result.errors)),
         ("tokens in / out", f"{usage.to_json()['input_tokens']} / {usage.tokens.output}"),
-        ("cost", f"${usage.cost_usd:.4f}"),
+        ("cost", "unknown" if not usage.cost_known else f"${usage.cost_usd:.4f}"),
     ):
         table.add_row(name, value)
     return table
@@ -148,7 +148,9 @@ def eval_command(
         if judge_usage:
             stdout().print(
                 f"judge: {judge_usage['requests']} requests, {judge_usage['cache_hits']} cached, "
-                f"${judge_usage['cost_usd']:.4f}",
+                "cost unknown"
+                if judge_usage["cost_usd"] is None
+                else f"${judge_usage['cost_usd']:.4f}",
                 highlight=False,
             )
     if result.errors:

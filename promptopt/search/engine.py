@@ -121,6 +121,12 @@ class Engine:
         client = self.runtime.client("target")
         return calls * target_call_max_cost_usd(self.task, client.spec, client.price)
 
+    def _spent_usd(self) -> float | None:
+        """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
+        if any(client.price is None for client in self.runtime.clients.values()):
+            return None
+        return round(self.runtime.ledger.spent_usd, 8)
+
     def write_config(self) -> None:
         """config.json: the resolved task, the options, versions and seed (no secrets)."""
         self.folder.write_record(
@@ -175,7 +181,7 @@ class Engine:
                     best_score=report.best_score,
                     detail=dict(report.detail),
                     calls=dict(self.runtime.ledger.calls),
-                    cost_usd=round(self.runtime.ledger.spent_usd, 8),
+                    cost_usd=self._spent_usd(),
                 )
                 events.append(step.to_json())
             self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])

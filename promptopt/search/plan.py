@@ -10,7 +10,7 @@ from typing import Any
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.messages import Message
-from promptopt.llm.pricing import request_max_cost_usd
+from promptopt.llm.pricing import request_max_cost_usd, unknown_cost_note
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Plan, Strategy
@@ -171,9 +171,12 @@ def plan_run(
             continue
         price = prices.get(role)
         if price is None:
-            notes.append(f"no price known for {spec.model}: counted as $0")
+            # Never counted as $0: the estimate is unknown as soon as one model's price is.
+            notes.append(unknown_cost_note(spec))
+            cost = None
             continue
-        assert cost is not None
+        if cost is None:
+            continue
         per_call = (
             target_call_max_cost_usd(task, spec, price)
             if role == "target"
