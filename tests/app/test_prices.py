@@ -249,3 +249,19 @@ def test_target_on_the_command_line_replaces_the_whole_model(tmp_path: Path) -> 
     optimizer = task.spec.models.optimizer
     assert optimizer is not None and optimizer.base_url == "http://localhost:8000/v1"
     assert optimizer.temperature == 0.9 and optimizer.price is None
+
+
+async def test_eval_json_has_a_null_cost_for_an_unpriced_model(tmp_path: Path) -> None:
+    from promptopt.app.evaluate import evaluate_prompt
+
+    path = task_with(tmp_path, {"model": UNPRICED, "base_url": DEEPINFRA})
+    evaluation = await evaluate_prompt(
+        load_task(path), "Classify.", limit=3, providers=providers(), store=NullCache()
+    )
+    usage = evaluation.to_json()["usage"]
+    assert usage["requests"] == 3 and usage["cost_usd"] is None
+    priced = task_with(tmp_path, {"model": GATEWAY_TARGET, "base_url": OPENROUTER})
+    evaluation = await evaluate_prompt(
+        load_task(priced), "Classify.", limit=3, providers=providers(), store=NullCache()
+    )
+    assert evaluation.to_json()["usage"]["cost_usd"] > 0
