@@ -172,7 +172,8 @@ def plan_run(
         price = prices.get(role)
         if price is None:
             # Never counted as $0: the estimate is unknown as soon as one model's price is.
-            notes.append(unknown_cost_note(spec))
+            if unknown_cost_note(spec) not in notes:
+                notes.append(unknown_cost_note(spec))
             cost = None
             continue
         if cost is None:
