@@ -33,10 +33,12 @@ from promptopt.search.plan import (
     DryRunPlan,
     RunSettings,
     StopRules,
+    cost_left_for_search,
     final_reserve,
     plan_run,
     search_caps,
     strategy_plan,
+    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.strategies.registry import make_strategy
@@ -160,6 +162,12 @@ def _checked(prepared: PreparedRun) -> PreparedRun:
     # Here, not when the models are first called: a dry run and a run refuse an unpriced model
     # under a cost cap alike, before any run folder exists.
     prices = priced_roles(prepared.task, settings.caps)
+    target = prepared.task.spec.models.target
+    if settings.caps.cost_usd is not None and target is not None:
+        # The run checks this too, once its folder exists; a dry run must refuse it as well.
+        per_call = target_call_max_cost_usd(prepared.task, target, prices.get("target"))
+        reserve = final_reserve(len(dev), len(test), settings.finalists)
+        cost_left_for_search(settings.caps.cost_usd, reserve * per_call)
     return dataclasses.replace(prepared, notes=unknown_cost_notes(prepared.task, prices))
 
 

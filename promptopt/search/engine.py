@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, NoReturn
 
-from promptopt.errors import BudgetExhausted, UsageError
+from promptopt.errors import BudgetExhausted
 from promptopt.llm.client import RoleUsage, RunStopped
 from promptopt.run.folder import (
     BEST_DEMOS,
@@ -51,6 +51,7 @@ from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
     RunSettings,
+    cost_left_for_search,
     final_reserve,
     search_caps,
     target_call_max_cost_usd,
@@ -266,12 +267,7 @@ class Engine:
             # that a search that spends all it may still leaves the demonstrations theirs.
             caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
         if caps.cost_usd is not None:
-            left = caps.cost_usd - self._final_cost(reserve)
-            if left <= 0:
-                raise UsageError(
-                    f"the cost cap (${caps.cost_usd}) does not cover the worst case of the final "
-                    "evaluation on dev and test; raise it, or set the target's max_tokens"
-                )
+            left = cost_left_for_search(caps.cost_usd, self._final_cost(reserve))
             caps = replace(caps, cost_usd=left)
             search_caps_all = replace(search_caps_all, cost_usd=left)
         ledger.caps = caps

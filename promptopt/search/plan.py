@@ -85,6 +85,18 @@ def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
     )
 
 
+def cost_left_for_search(cost_cap_usd: float, final_cost_usd: float) -> float:
+    """Dollars the search may spend once the final evaluation's worst case is set aside;
+    UsageError when the cap does not even cover that."""
+    left = cost_cap_usd - final_cost_usd
+    if left <= 0:
+        raise UsageError(
+            f"the cost cap (${cost_cap_usd}) does not cover the worst case of the final "
+            "evaluation on dev and test; raise it, or set the target's max_tokens"
+        )
+    return left
+
+
 def task_demo_sizing(
     task: LoadedTask, settings: RunSettings, sizes: Mapping[str, int] | None = None
 ) -> DemoSizing:

@@ -265,3 +265,20 @@ async def test_eval_json_has_a_null_cost_for_an_unpriced_model(tmp_path: Path) -
         load_task(priced), "Classify.", limit=3, providers=providers(), store=NullCache()
     )
     assert evaluation.to_json()["usage"]["cost_usd"] > 0
+
+
+def test_a_cap_too_small_for_the_final_evaluation_is_refused_by_dry_run_and_run_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Priced at its gateway's list price, the final evaluation alone costs more than the cap:
+    # the dry run says so, as the run does, and neither leaves a folder.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    path = task_with(tmp_path, {"model": GATEWAY_TARGET, "base_url": OPENROUTER})
+    out = tmp_path / "runs"
+    args = ["run", str(path), "--budget", "300", "--max-cost", "0.0001", "--out", str(out)]
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    real = runner.invoke(app, args)
+    for result in (dry, real):
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert "does not cover the worst case of the final evaluation" in result.output
+    assert not out.exists()
