@@ -31,7 +31,18 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("trec", "sst2", "liar", "antonyms", "quickstart")
-STRATEGIES = ("ape", "protegi", "opro")
+STRATEGIES = (
+    "ape",
+    "protegi",
+    "opro",
+    "evoprompt-ga",
+    "evoprompt-de",
+    "plum-hc",
+    "plum-sa",
+    "plum-tabu",
+    "plum-ga",
+    "promptbreeder",
+)
 
 
 def local_task(task: str, folder: Path, structured: bool = False, demos: int = 0) -> Path:

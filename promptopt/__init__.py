@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from promptopt.app.evaluate import Evaluation
     from promptopt.errors import PromptoptError, TaskFileError, UsageError
     from promptopt.reporting.diff import DiffReport
+    from promptopt.task.prompt import Demo
 
 _API = {
     "RunResult": "promptopt.app.api",
@@ -41,12 +42,14 @@ _API = {
     "optimize_async": "promptopt.app.api",
     "Evaluation": "promptopt.app.evaluate",
     "DiffReport": "promptopt.reporting.diff",
+    "Demo": "promptopt.task.prompt",
     "PromptoptError": "promptopt.errors",
     "TaskFileError": "promptopt.errors",
     "UsageError": "promptopt.errors",
 }
 
 __all__ = [
+    "Demo",
     "DiffReport",
     "Evaluation",
     "PromptoptError",

@@ -47,12 +47,34 @@ class ProviderError(PromptoptError):
 
 
 class TransientProviderError(ProviderError):
-    """Worth retrying: rate limit, 5xx, timeout, connection reset, malformed body."""
+    """Worth retrying: rate limit, 5xx, timeout, connection reset, malformed body.
 
-    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+    `kind` names the failure in a few words ("connection failed", "timed out", "HTTP 500",
+    "malformed response") for the error budget's message; by default it is the HTTP status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+        kind: str | None = None,
+    ):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+        self.kind = kind or (f"HTTP {status}" if status is not None else "failed")
+
+
+class ExampleRejected(ProviderError):
+    """The endpoint refused this one request for its content (too long for the context, say):
+    retrying cannot help, but other examples can still be answered, so it is recorded on the
+    example and the run goes on."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.kind = f"HTTP {status}" if status is not None else "rejected"
 
 
 class FatalProviderError(ProviderError):

@@ -6,3 +6,7 @@ from installed metadata, which would cost importlib.metadata at every start of t
 """
 
 __version__ = "0.1.0"
+
+DISTRIBUTION = "promptopt-cli"
+"""The name to pip-install: `promptopt` on PyPI is an unrelated project; the import package and
+the command are still `promptopt`."""

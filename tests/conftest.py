@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from promptopt.errors import TransientProviderError
+from promptopt.errors import ExampleRejected, TransientProviderError
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 from promptopt.llm.cache import ResponseCache
 from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
@@ -26,6 +26,9 @@ class CountingProvider:
     delay_s: float = 0.0
     failures: dict[str, int] = field(default_factory=dict)
     retry_after: float | None = None
+    failure_kind: str | None = None
+    rejects: set[str] = field(default_factory=set)
+    """Inputs the endpoint refuses for their content (a 400 about that example)."""
     calls: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
@@ -48,10 +51,14 @@ class CountingProvider:
                 await asyncio.sleep(self.delay_s)
             user = request.messages[-1]["content"]
             self.seen.append(user)
+            if user in self.rejects:
+                raise ExampleRejected("context length exceeded", status=400)
             left = self.failures.get(user, 0)
             if left:
                 self.failures[user] = left - 1
-                raise TransientProviderError("429 slow down", self.retry_after, status=429)
+                raise TransientProviderError(
+                    "429 slow down", self.retry_after, status=429, kind=self.failure_kind
+                )
             text = self.answer(request)
             return Completion(text, Usage(input=10, output=2), model="counting-v1", latency_s=0.01)
         finally:

@@ -7,6 +7,7 @@ loop, such as a Jupyter notebook; the plain functions start their own loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from promptopt.app.compare import (
     default_task,
     read_source,
 )
-from promptopt.app.evaluate import Evaluation, evaluate_prompt
+from promptopt.app.evaluate import Evaluation, evaluate_prompt, read_demos_file
 from promptopt.app.models import apply_default_models
 from promptopt.app.run import execute_run, prepare_run
 from promptopt.errors import UsageError
@@ -31,6 +32,7 @@ from promptopt.search.plan import StopRules
 from promptopt.task.example import Example
 from promptopt.task.loader import LoadedTask, task_from_mapping
 from promptopt.task.loader import load_task as _load_task_file
+from promptopt.task.prompt import Demo
 
 T = TypeVar("T")
 
@@ -285,6 +287,7 @@ async def evaluate_async(
     no_cache: bool = False,
     seed: int | None = None,
     max_cost: float | None = None,
+    demos: DemosArg = None,
 ) -> Evaluation:
     """`evaluate` for code that runs an event loop."""
     task = _with_defaults(task)
@@ -297,7 +300,9 @@ async def evaluate_async(
         max_cost=max_cost,
     )
     text = task.spec.system_prompt if prompt is None else prompt
-    return await evaluate_prompt(task, text, split=split, limit=limit, options=options)
+    return await evaluate_prompt(
+        task, text, split=split, limit=limit, options=options, demos=_demos(demos)
+    )
 
 
 def evaluate(
@@ -311,10 +316,13 @@ def evaluate(
     no_cache: bool = False,
     seed: int | None = None,
     max_cost: float | None = None,
+    demos: DemosArg = None,
 ) -> Evaluation:
     """Score `prompt` (the task's own by default) on a split, as `promptopt eval` does.
 
-    The result's `.result` has the mean `score`, `ci95()`, per-example outputs and usage.
+    `demos` are few-shot demonstrations sent before every input: a run's best_demos.json
+    (a Path) or `Demo` objects. The result's `.result` has the mean `score`, `ci95()`,
+    per-example outputs and usage.
     """
     return _sync(
         lambda: evaluate_async(
@@ -327,15 +335,31 @@ def evaluate(
             no_cache=no_cache,
             seed=seed,
             max_cost=max_cost,
+            demos=demos,
         ),
         "evaluate",
     )
 
 
-def _side(value: str | Path, label: str) -> PromptSource:
+DemosArg = Path | Sequence[Demo] | None
+"""Few-shot demonstrations for the API: a best_demos.json file, or `Demo` objects."""
+
+
+def _demos(value: DemosArg) -> tuple[Demo, ...]:
+    if value is None:
+        return ()
     if isinstance(value, Path):
-        return read_source(value)
-    return PromptSource(label, f"<{label} prompt>", value)
+        return read_demos_file(value)
+    return tuple(value)
+
+
+def _side(value: str | Path, label: str, demos: DemosArg = None) -> PromptSource:
+    source = read_source(value) if isinstance(value, Path) else None
+    if source is None:
+        source = PromptSource(label, f"<{label} prompt>", str(value))
+    if demos is not None:
+        source = dataclasses.replace(source, demos=_demos(demos))
+    return source
 
 
 async def compare_async(
@@ -350,9 +374,11 @@ async def compare_async(
     no_cache: bool = False,
     seed: int | None = None,
     max_cost: float | None = None,
+    old_demos: DemosArg = None,
+    new_demos: DemosArg = None,
 ) -> DiffReport:
     """`compare` for code that runs an event loop."""
-    a, b = _side(old, "old"), _side(new, "new")
+    a, b = _side(old, "old", old_demos), _side(new, "new", new_demos)
     if task is None and a.config is None and b.config is None:
         raise UsageError("compare() needs task= unless one side is a run folder (a Path)")
     chosen = task if task is not None else default_task(a, b)
@@ -381,10 +407,14 @@ def compare(
     no_cache: bool = False,
     seed: int | None = None,
     max_cost: float | None = None,
+    old_demos: DemosArg = None,
+    new_demos: DemosArg = None,
 ) -> DiffReport:
     """Score two prompts on the same examples, as `promptopt diff` does.
 
-    A `str` is a prompt's text; a `Path` is a prompt file or a run folder (its best prompt).
+    A `str` is a prompt's text; a `Path` is a prompt file or a run folder (its best prompt,
+    with its demonstrations). `old_demos` and `new_demos` send few-shot demonstrations with a
+    side (a best_demos.json Path, or `Demo` objects), replacing a run folder's own.
     The report has the `verdict`, the paired delta with its CI, McNemar's test for 0/1 scores
     and every example whose score changed; `to_json()` gives the documented schema.
     """
@@ -400,6 +430,8 @@ def compare(
             no_cache=no_cache,
             seed=seed,
             max_cost=max_cost,
+            old_demos=old_demos,
+            new_demos=new_demos,
         ),
         "compare",
     )

@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from promptopt.app.evaluate import read_demos_file
+from promptopt.app.evaluate import errors_decided, read_demos_file
 from promptopt.app.revisions import RepoFile, split_revision
 from promptopt.errors import UsageError
 from promptopt.llm.cache import ResponseStore
+from promptopt.llm.error_budget import TooManyErrors
 from promptopt.llm.messages import Usage
 from promptopt.llm.pricing import cost_usd
 from promptopt.llm.providers.base import Provider
@@ -321,6 +322,12 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
     # One after the other, so that each side's usage is its own.
     old = await scorer.evaluate(plan.old.text, examples, split=split, demos=plan.old.demos)
     new = await scorer.evaluate(plan.new.text, examples, split=split, demos=plan.new.demos)
+    for side, result in ((plan.old, old), (plan.new, new)):
+        # A verdict between two prompts whose scores errors decided would be noise; neither
+        # "same" nor "regressed" may come out of it.
+        problem = errors_decided(runtime, result)
+        if problem is not None:
+            raise TooManyErrors(f"{problem} (the {side.label} side of the diff)")
     old_usage = _side_usage(runtime, old, examples, plan.old.demos)
     new_usage = _side_usage(runtime, new, examples, plan.new.demos)
     outcomes = [

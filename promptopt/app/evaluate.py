@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ class Evaluation:
 
     result: EvalResult
     judge_usage: dict[str, Any] = field(default_factory=dict)
+    error_budget_exceeded: str | None = None
+    """Why errors decided the score (more failed examples than the task's error budget
+    allows), in one sentence; None when they did not."""
 
     def to_json(self) -> dict[str, Any]:
         """The `eval --json` contract; `judge_usage` only when a judge model was called."""
@@ -83,4 +87,19 @@ async def evaluate_prompt(
         )
         judge = runtime.clients.get("judge")
         judge_usage = judge.usage.to_json() if judge is not None else {}
-    return Evaluation(result, judge_usage)
+        exceeded = errors_decided(runtime, result)
+    return Evaluation(result, judge_usage, exceeded)
+
+
+def errors_decided(runtime: Runtime, result: EvalResult) -> str | None:
+    """One sentence naming the endpoint, the failure kinds and the count when more of
+    `result`'s examples failed than the error budget allows; None otherwise."""
+    if not runtime.limits.exceeded(result.errors, result.n):
+        return None
+    kinds = Counter(e.error_kind or "failed" for e in result.examples if e.error is not None)
+    detail = ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common())
+    return (
+        f"{runtime.scorer.target.errors.what}: {result.errors} of {result.n} examples on "
+        f"{result.split} failed ({detail}), more than the error budget of "
+        f"{runtime.limits.max_rate:.0%}, so errors decided the score"
+    )

@@ -29,8 +29,15 @@ def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecisio
     paired 95% interval of best - initial is above `min_improvement`.
 
     Raises UsageError when the run has no test comparison (it ran out of budget before the
-    final evaluation), since then nothing was proven either way.
+    final evaluation), and PromptoptError when requests or the metric failed on test examples:
+    then nothing was proven either way, and "no significant gain" would be a false all-clear.
     """
+    if summary.test_errors:
+        raise PromptoptError(
+            f"{summary.test_errors} example(s) of the final test evaluation failed and were "
+            "scored 0, so errors, not the prompts, may have decided the comparison; see "
+            f"{summary.run_dir}/final_eval.json, fix the endpoint or the metric, and run again"
+        )
     comparison = summary.test_comparison
     if comparison is None:
         raise UsageError(
@@ -85,6 +92,13 @@ def finish_ci(
     GITHUB_STEP_SUMMARY in `env`. Raises UsageError naming the option whose file cannot be
     written."""
     decision = ci_gate(summary, min_improvement)
+    if not decision.passed and summary.dev_errors:
+        # Finalists scored 0 on failed dev examples may have lost to the baseline for that.
+        raise PromptoptError(
+            f"{summary.dev_errors} example(s) of the final dev evaluation failed and were "
+            f"scored 0, so errors may have decided that {decision.reason}; see "
+            f"{summary.run_dir}/final_eval.json, fix the endpoint or the metric, and run again"
+        )
     written: Path | None = None
     if decision.passed and write_if_better is not None:
         try:

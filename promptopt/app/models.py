@@ -85,7 +85,7 @@ def override_models_from_config(task: LoadedTask, models: Mapping[str, Any]) -> 
 
 
 # Used when a task names no models: what an API key in the environment points to, else the
-# embedded local models (`promptopt[local]`), so that a first run works offline.
+# embedded local models (`promptopt-cli[local]`), so that a first run works offline.
 _DEFAULT_MODELS: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
     (
         "OPENAI_API_KEY",

@@ -4,6 +4,7 @@ into a run folder, reports included."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.app.models import override_models_from_config
-from promptopt.errors import UsageError
+from promptopt.errors import PromptoptError, UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import ResponseStore
+from promptopt.llm.error_budget import TooManyErrors
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.write import write_run_reports
@@ -253,6 +255,13 @@ async def execute_run(
             on_step=on_step,
             comparator=comparator,
         )
-        summary = await engine.run(resume=prepared.resume_from is not None)
+        try:
+            summary = await engine.run(resume=prepared.resume_from is not None)
+        except TooManyErrors:
+            # The folder is saved for a resume; its reports show how far the run got and what
+            # failed. A report that cannot be written must not hide why the run stopped.
+            with contextlib.suppress(PromptoptError, OSError):
+                write_run_reports(folder)
+            raise
     write_run_reports(folder)
     return summary

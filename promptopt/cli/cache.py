@@ -18,11 +18,17 @@ if TYPE_CHECKING:
 cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
 
 
-def _open_cache(cache_dir: Path | None) -> ResponseCache:
-    from promptopt.llm.cache import ResponseCache, default_cache_dir
+def _cache_path(cache_dir: Path | None) -> Path:
+    from promptopt.llm.cache import default_cache_dir
+
+    return cache_dir or default_cache_dir()
+
+
+def _open_cache(directory: Path) -> ResponseCache:
+    from promptopt.llm.cache import ResponseCache
 
     try:
-        return ResponseCache(cache_dir or default_cache_dir())
+        return ResponseCache(directory, create=False)
     except PromptoptError as exc:
         fail_on(exc)
 
@@ -30,21 +36,29 @@ def _open_cache(cache_dir: Path | None) -> ResponseCache:
 @cache_app.command("stats")
 def cache_stats(cache_dir: CacheDirOpt = None, as_json: JsonOpt = False) -> None:
     """Show where the cache is, how many responses it holds and its size."""
-    cache = _open_cache(cache_dir)
-    try:
-        stats = cache.stats()
-    finally:
-        cache.close()
-    payload: dict[str, Any] = {
-        "directory": stats.directory,
-        "entries": stats.entries,
-        "size_bytes": stats.size_bytes,
-    }
+    directory = _cache_path(cache_dir)
+    if directory.exists():
+        cache = _open_cache(directory)
+        try:
+            stats = cache.stats()
+        finally:
+            cache.close()
+        payload: dict[str, Any] = {
+            "directory": stats.directory,
+            "entries": stats.entries,
+            "size_bytes": stats.size_bytes,
+        }
+    else:
+        # Looking must not create: a mistyped --cache-dir would leave an empty folder behind.
+        payload = {"directory": str(directory), "entries": 0, "size_bytes": 0}
     if as_json:
         sys.stdout.write(json.dumps(payload) + "\n")
+    elif not directory.exists():
+        stdout().print(f"{directory}: no cache there (0 responses)", highlight=False)
     else:
         stdout().print(
-            f"{stats.directory}: {stats.entries} responses, {stats.size_bytes / 1e6:.1f} MB",
+            f"{payload['directory']}: {payload['entries']} responses, "
+            f"{payload['size_bytes'] / 1e6:.1f} MB",
             highlight=False,
         )
 
@@ -52,7 +66,11 @@ def cache_stats(cache_dir: CacheDirOpt = None, as_json: JsonOpt = False) -> None
 @cache_app.command("clear")
 def cache_clear(cache_dir: CacheDirOpt = None) -> None:
     """Remove every cached response."""
-    cache = _open_cache(cache_dir)
+    directory = _cache_path(cache_dir)
+    if not directory.exists():
+        stdout().print(f"{directory}: no cache there; nothing to remove", highlight=False)
+        return
+    cache = _open_cache(directory)
     try:
         removed = cache.clear()
     finally:

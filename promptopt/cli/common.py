@@ -9,13 +9,13 @@ line should start in a fraction of a second (`--version` and `--help` need none 
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from promptopt.errors import PromptoptError, TaskFileError
+from promptopt.errors import Problem, PromptoptError, TaskFileError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +40,6 @@ ConcurrencyOpt = Annotated[
         "-j",
         "--concurrency",
         min=1,
-        envvar="PROMPTOPT_CONCURRENCY",
         help="Requests in flight per endpoint.",
     ),
 ]
@@ -48,19 +47,16 @@ CacheDirOpt = Annotated[
     Path | None,
     typer.Option(
         "--cache-dir",
-        envvar="PROMPTOPT_CACHE_DIR",
         help="Response cache folder [default: ~/.cache/promptopt/responses].",
     ),
 ]
 NoCacheOpt = Annotated[
     bool,
-    typer.Option(
-        "--no-cache", envvar="PROMPTOPT_NO_CACHE", help="Neither read nor write the cache."
-    ),
+    typer.Option("--no-cache", help="Neither read nor write the cache."),
 ]
 SeedOpt = Annotated[
     int | None,
-    typer.Option("--seed", envvar="PROMPTOPT_SEED", help="Random seed [default: the task's]."),
+    typer.Option("--seed", help="Random seed [default: the task's]."),
 ]
 TargetOpt = Annotated[
     str | None,
@@ -97,20 +93,34 @@ def stdout() -> Console:
     """The console for results."""
     from rich.console import Console
 
-    return Console(soft_wrap=True)
+    # Markup is opt-in (markup=True on a styled line): printed text holds paths, prompts and
+    # server messages, whose brackets rich would otherwise eat.
+    return Console(soft_wrap=True, markup=False)
 
 
 def stderr() -> Console:
     """The console for progress, notes and errors."""
     from rich.console import Console
 
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def fail(message: str, code: int) -> NoReturn:
     """Print one error message and exit with `code`."""
-    stderr().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    from rich.markup import escape
+
+    # The message carries user, file and server text, where brackets are not markup.
+    stderr().print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+def fail_with_problems(problems: Sequence[Problem]) -> NoReturn:
+    """Print every problem found, one a line, and exit with the usage code."""
+    err = stderr()
+    for problem in problems:
+        err.print(str(problem), highlight=False)
+    err.print(f"{len(problems)} problem(s) found", highlight=False)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def fail_on(exc: PromptoptError) -> NoReturn:

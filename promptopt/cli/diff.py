@@ -136,5 +136,5 @@ def diff_command(
     else:
         emit(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n", output)
     if fail_on_regression and report.verdict == "regressed":
-        stderr().print("[red]regressed:[/] the new prompt is significantly worse")
+        stderr().print("[red]regressed:[/] the new prompt is significantly worse", markup=True)
         raise typer.Exit(EXIT_REGRESSION)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from promptopt.cli.common import (
+    EXIT_ERROR,
     EXIT_USAGE,
     BaseUrlOpt,
     CacheDirOpt,
@@ -153,7 +154,10 @@ def eval_command(
                 else f"${judge_usage['cost_usd']:.4f}",
                 highlight=False,
             )
+    if evaluation.error_budget_exceeded is not None:
+        fail(evaluation.error_budget_exceeded, EXIT_ERROR)
     if result.errors:
         err.print(
-            f"[yellow]warning:[/] {result.errors} of {result.n} examples failed and were scored 0"
+            f"[yellow]warning:[/] {result.errors} of {result.n} examples failed and were scored 0",
+            markup=True,
         )

@@ -171,5 +171,6 @@ def history_command(
             f"[red]regressed:[/] the newest revision {gate.new.commit.short} is significantly "
             f"worse than {gate.old.commit.short}",
             highlight=False,
+            markup=True,
         )
         raise typer.Exit(EXIT_REGRESSION)

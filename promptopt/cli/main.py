@@ -10,10 +10,12 @@ import typer
 from promptopt.cli.cache import cache_app
 from promptopt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_async, stdout
 from promptopt.cli.diff import diff_command
+from promptopt.cli.envvars import EnvvarGroup
 from promptopt.cli.eval import eval_command
 from promptopt.cli.history import history_command
 from promptopt.cli.report import report_command
 from promptopt.cli.run import run_command
+from promptopt.cli.schema import schema_command
 from promptopt.cli.strategies import strategies_command
 from promptopt.cli.validate import validate_command
 from promptopt.version import __version__
@@ -25,8 +27,11 @@ app = typer.Typer(
     help="Automatic prompt optimization for black-box LLM APIs.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    context_settings={"auto_envvar_prefix": "PROMPTOPT", "help_option_names": ["-h", "--help"]},
+    cls=EnvvarGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
+    # Plain help: in rich mode, help strings are markup, and `[default: the task's]` vanished.
+    rich_markup_mode=None,
 )
 app.command("eval")(eval_command)
 app.command("validate")(validate_command)
@@ -36,6 +41,7 @@ app.command("strategies")(strategies_command)
 app.command("diff")(diff_command)
 app.command("report")(report_command)
 app.command("history")(history_command)
+app.command("schema")(schema_command)
 
 
 def _version(value: bool) -> None:

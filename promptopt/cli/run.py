@@ -24,6 +24,7 @@ from promptopt.cli.common import (
     TargetOpt,
     fail,
     fail_on,
+    fail_with_problems,
     load,
     run_async,
     stderr,
@@ -113,6 +114,11 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
         f"{summary.wall_s:.1f} s",
         highlight=False,
     )
+    from promptopt.reporting.view import errors_note
+
+    errors = errors_note(summary)
+    if errors:
+        out.print(f"errors: {errors}", highlight=False, markup=False)
     if summary.rejected:
         reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.rejected.items())
         out.print(
@@ -143,7 +149,8 @@ def _install_interrupt(stop: asyncio.Event) -> None:
             return
         stop.set()
         stderr().print(
-            "[yellow]stopping: finishing requests in flight and saving (Ctrl-C again to abort)[/]"
+            "[yellow]stopping: finishing requests in flight and saving (Ctrl-C again to abort)[/]",
+            markup=True,
         )
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -199,6 +206,8 @@ def _ci_finish(
     """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
     import os
 
+    from rich.markup import escape
+
     from promptopt.app.gate import finish_ci
 
     try:
@@ -214,9 +223,13 @@ def _ci_finish(
     err = stderr()
     decision = outcome.decision
     if decision.passed:
-        err.print(f"[green]improved:[/] {decision.reason}", highlight=False)
+        err.print(f"[green]improved:[/] {escape(decision.reason)}", highlight=False, markup=True)
     else:
-        err.print(f"[yellow]no significant gain:[/] {decision.reason}", highlight=False)
+        err.print(
+            f"[yellow]no significant gain:[/] {escape(decision.reason)}",
+            highlight=False,
+            markup=True,
+        )
     if outcome.written_to is not None:
         err.print(f"wrote the best prompt to {outcome.written_to}", highlight=False)
     if path is not None and not decision.passed:
@@ -290,7 +303,6 @@ def run_command(
         Path | None,
         typer.Option(
             "--baseline",
-            envvar="PROMPTOPT_BASELINE",
             help="CI mode: start from this prompt file instead of the task's prompt; it is the "
             "'initial' of the held-out comparison. It holds the full system prompt, as "
             "best_prompt.txt does: a structured task's output format at its end is split off.",
@@ -300,7 +312,6 @@ def run_command(
         Path | None,
         typer.Option(
             "--write-if-better",
-            envvar="PROMPTOPT_WRITE_IF_BETTER",
             help="CI mode: write the best prompt to PATH only if it beats the initial one on "
             "test (exit 0); otherwise leave PATH untouched and exit 3.",
         ),
@@ -309,7 +320,6 @@ def run_command(
         float,
         typer.Option(
             "--min-improvement",
-            envvar="PROMPTOPT_MIN_IMPROVEMENT",
             help="CI mode: the lower end of the 95% CI of the test gain must be above this.",
         ),
     ] = 0.0,
@@ -317,7 +327,6 @@ def run_command(
         Path | None,
         typer.Option(
             "--summary-md",
-            envvar="PROMPTOPT_SUMMARY_MD",
             help="CI mode: write a Markdown summary with the diff report here (it is also "
             "appended to $GITHUB_STEP_SUMMARY when that is set).",
         ),
@@ -331,6 +340,7 @@ def run_command(
     """
     import asyncio
 
+    from promptopt.app.checks import RunOverrides, run_problems
     from promptopt.app.compare import read_prompt_file
     from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_baseline
     from promptopt.search.plan import StopRules
@@ -355,6 +365,20 @@ def run_command(
                         EXIT_USAGE,
                     )
                 params["feedback"] = "human"
+            overrides = RunOverrides(
+                strategy=strategy,
+                params=params,
+                target_calls=budget,
+                max_cost=max_cost,
+                finalists=finalists,
+                models=frozenset(
+                    role for role, flag in (("target", target), ("optimizer", optimizer)) if flag
+                ),
+            )
+            # The checks validate makes, all reported at once, before any folder exists.
+            problems = run_problems(task, overrides)
+            if problems:
+                fail_with_problems(problems)
             prepared = prepare_run(
                 task,
                 strategy=strategy,

@@ -31,9 +31,11 @@ def strategies_command(as_json: JsonOpt = False) -> None:
         ]
         sys.stdout.write(json.dumps(listing, default=str) + "\n")
         return
+    from rich.markup import escape
+
     out = stdout()
     for name, info in sorted(STRATEGIES.items()):
-        out.print(f"[bold]{name}[/]: {info.summary}")
+        out.print(f"[bold]{name}[/]: {escape(info.summary)}", markup=True)
         for field_name, field in info.params.model_fields.items():
             out.print(
                 f"  {field_name} = {field.default!r}  {field.description or ''}", highlight=False

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +20,10 @@ from promptopt.errors import PromptoptError
 from promptopt.util.hashing import content_hash
 
 CACHE_KEY_VERSION = 1
+
+# A library reports what it did to the user's files through logging; the command line shows
+# warnings on stderr (Python's last-resort handler does when nothing else is configured).
+log = logging.getLogger("promptopt.cache")
 
 
 class _JSONTextDisk(diskcache.Disk):  # type: ignore[misc]
@@ -109,31 +117,115 @@ class ResponseStore(Protocol):
 
 
 class ResponseCache:
-    """The on-disk cache. Open it once per process: concurrent first opens can lock sqlite."""
+    """The on-disk cache. Open it once per process: concurrent first opens can lock sqlite.
 
-    def __init__(self, directory: Path) -> None:
+    It heals rather than crashes: a row that cannot be read (not JSON, not a mapping, pickled)
+    is a miss, reported once; a database that cannot be opened (garbage, truncated, a folder
+    where the file should be) is moved aside with a one-line notice and a new cache started.
+    Everything a run paid for is also in its run folder's journal, so nothing is lost.
+    """
+
+    def __init__(self, directory: Path, *, create: bool = True) -> None:
+        """Open (and with `create`, make) the cache in `directory`."""
         self.directory = directory
+        self.bad_rows = 0
+        self.moved_to: Path | None = None
+        if not create and not directory.exists():
+            raise PromptoptError(f"there is no response cache at {directory}")
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(directory, 0o700)
-            self._cache = diskcache.Cache(str(directory), disk=_JSONTextDisk)
+            self._cache = self._open()
+        except (sqlite3.DatabaseError, IsADirectoryError) as exc:
+            self.moved_to = self._move_aside()
+            log.warning(
+                "the response cache at %s could not be read (%s); it was moved to %s and a "
+                "new one started",
+                directory,
+                exc,
+                self.moved_to,
+            )
+            try:
+                self._cache = self._open()
+            except (OSError, sqlite3.DatabaseError) as again:
+                raise self._open_error(again) from again
         except OSError as exc:
-            raise PromptoptError(
-                f"cannot open the response cache at {directory}: {exc.strerror or exc}; "
-                "pass --cache-dir DIR or --no-cache"
-            ) from exc
+            raise self._open_error(exc) from exc
+
+    def _open(self) -> diskcache.Cache:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        db = self.directory / "cache.db"
+        if db.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "cache.db is a folder", str(db))
+        cache = diskcache.Cache(str(self.directory), disk=_JSONTextDisk)
+        # diskcache opens lazily: touch the database now, so damage shows here, not mid-run.
+        len(cache)
+        return cache
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = self.directory.with_name(f"{self.directory.name}.damaged-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.directory.with_name(f"{self.directory.name}.damaged-{stamp}-{n}")
+        self.directory.rename(target)
+        return target
+
+    def _open_error(self, exc: BaseException) -> PromptoptError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return PromptoptError(
+            f"cannot open the response cache at {self.directory}: {reason}; "
+            "pass --cache-dir DIR or --no-cache"
+        )
+
+    def _bad_row(self, key: str, why: str) -> None:
+        self.bad_rows += 1
+        if self.bad_rows == 1:
+            log.warning(
+                "the response cache at %s has an unreadable entry (%s); such entries are "
+                "treated as not cached and asked again",
+                self.directory,
+                why,
+            )
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored value, or None."""
-        text = self._cache.get(key)
+        """The stored value, or None (also for an entry that cannot be read)."""
+        try:
+            text = self._cache.get(key)
+        except (PromptoptError, sqlite3.DatabaseError, OSError, UnicodeDecodeError) as exc:
+            self._bad_row(key, str(exc))
+            return None
         if text is None:
             return None
-        value = json.loads(text)
-        return value if isinstance(value, dict) else None
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            self._bad_row(key, "not JSON")
+            return None
+        if not isinstance(value, dict):
+            self._bad_row(key, "not a JSON object")
+            return None
+        return value
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
-        """Store a JSON-serializable mapping."""
-        self._cache.set(key, json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        """Store a JSON-serializable mapping.
+
+        Raises:
+            PromptoptError: the disk is full (one sentence; the answer is already in the run
+                folder's journal, so a resumed run does not pay for it again).
+        """
+        try:
+            self._cache.set(key, json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        except (sqlite3.OperationalError, OSError) as exc:
+            full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc)
+            if full:
+                raise PromptoptError(
+                    f"the disk holding the response cache ({self.directory}) is full; free "
+                    "some space and resume the run"
+                ) from exc
+            raise PromptoptError(
+                f"cannot write to the response cache at {self.directory}: {exc}"
+            ) from exc
 
     def stats(self) -> CacheStats:
         """Entry count and size on disk."""

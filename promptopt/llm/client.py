@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from promptopt.errors import PromptoptError, TransientProviderError
+from promptopt.errors import ExampleRejected, PromptoptError, TransientProviderError
 from promptopt.llm.budget import BudgetLedger, Reservation
 from promptopt.llm.cache import ResponseStore, request_key
+from promptopt.llm.error_budget import ErrorBudget, ErrorLimits, TooManyErrors
 from promptopt.llm.journal import JournalEntry, ResponseJournal
 from promptopt.llm.messages import (
     FINISH_LENGTH,
@@ -32,7 +33,13 @@ from promptopt.task.modelspec import ModelSpec, Price
 
 
 class RequestFailed(PromptoptError):
-    """A request still failed after all of its retries; the example is scored 0 and counted."""
+    """A request still failed after all of its retries, or was refused for its content
+    (`permanent`); the example is scored 0 and counted."""
+
+    def __init__(self, message: str, *, kind: str = "failed", permanent: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.permanent = permanent
 
 
 class RunStopped(PromptoptError):
@@ -252,6 +259,7 @@ class ModelClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
+        limits: ErrorLimits | None = None,
     ) -> None:
         self.role = role
         self.spec = spec
@@ -268,6 +276,9 @@ class ModelClient:
         self._in_flight: dict[str, asyncio.Task[CallResult]] = {}
         self.journal = journal
         self.stop = stop
+        self.errors = ErrorBudget(
+            limits or ErrorLimits(), f"{role} model {spec.model} at {provider.endpoint}"
+        )
 
     def key_for(
         self,
@@ -308,11 +319,13 @@ class ModelClient:
         Every answer counts as one call against the role's call budget, cached or not, so that a
         run's path does not depend on what the cache happens to hold; dollars count only what
         was paid. Raises BudgetExhausted before sending when a cap would be passed, RunStopped
-        after a stop was requested, RequestFailed when retries are used up, and
-        FatalProviderError when the run must stop.
+        after a stop was requested, RequestFailed when retries are used up or the endpoint
+        refused the request for its content, TooManyErrors when the role's requests keep
+        failing, and FatalProviderError when the run must stop.
         """
         if self.stop is not None and self.stop.is_set():
             raise RunStopped("stopped on request")
+        self.errors.check()
         key = self.key_for(messages, sample_index, overrides)
         if self.journal is not None and (entry := self.journal.take(key)) is not None:
             return self._replay(entry)
@@ -326,7 +339,7 @@ class ModelClient:
             try:
                 result = await asyncio.shield(task)
             except RequestFailed as exc:
-                self._journal_failure(key, str(exc))
+                self._journal_failure(key, exc)
                 raise
             return self._hit(key, _value_of(result))
         params = self._params(overrides)
@@ -346,20 +359,27 @@ class ModelClient:
             self.journal.record(key, value, paid=False, cost_usd=0.0)
         return _result_of(value, cached=True, cost=0.0)
 
-    def _journal_failure(self, key: str, message: str) -> None:
-        if self.journal is not None:
-            self.journal.record(key, {"error": message}, paid=False, cost_usd=0.0)
+    def _journal_failure(self, key: str, exc: RequestFailed) -> None:
+        # Only a permanent failure is a final outcome: a transient one (the endpoint was down)
+        # is left out, so that a resumed run sends the request again instead of replaying it.
+        if self.journal is not None and exc.permanent:
+            value = {"error": str(exc), "kind": exc.kind, "permanent": True}
+            self.journal.record(key, value, paid=False, cost_usd=0.0)
 
     def _replay(self, entry: JournalEntry) -> CallResult:
         """Account for an answer exactly as the interrupted run did, without sending it.
 
-        A request that had failed for good fails again here, so that a resumed run takes the
-        path the interrupted one took instead of trying its luck a second time."""
+        A request that the endpoint refused for its content fails again here, so that a resumed
+        run takes the path the interrupted one took instead of paying to be refused again."""
         reservation = self.ledger.reserve(self.role, entry.cost_usd)
         self.ledger.settle(reservation, entry.cost_usd)
         if "error" in entry.value:
             self.usage.errors += 1
-            raise RequestFailed(str(entry.value["error"]))
+            kind = str(entry.value.get("kind", "rejected"))
+            self.errors.failed_with(kind)
+            raise RequestFailed(str(entry.value["error"]), kind=kind, permanent=True)
+        if entry.paid:
+            self.errors.succeeded()
         result = _result_of(entry.value, cached=not entry.paid, cost=entry.cost_usd)
         if entry.paid:
             self.usage.requests += 1
@@ -388,28 +408,41 @@ class ModelClient:
     ) -> CallResult:
         self.usage.requests += 1
         request = ChatRequest(messages=messages, params=params, sample_index=sample_index)
+
+        async def attempt() -> Completion:
+            # Another request may have used up the error budget while this one waited for a
+            # slot: then nothing more is sent to a failing endpoint. Counted here, once sent.
+            self.errors.check()
+            self.usage.attempts += 1
+            return await self.provider.complete(request)
+
         retries = 0
         try:
             while True:
-                self.usage.attempts += 1
+                self.errors.check()
                 try:
-                    completion = await self.gate.run(
-                        lambda: self.provider.complete(request), self.stop
-                    )
+                    completion = await self.gate.run(attempt, self.stop)
                     break
                 except TransientProviderError as exc:
                     retries += 1
                     if retries > self.retry.max_retries:
                         message = f"{self.spec.model}: gave up after {retries} attempts: {exc}"
-                        self._journal_failure(key, message)
-                        raise RequestFailed(message) from exc
+                        self.usage.errors += 1
+                        self.errors.failed_with(exc.kind)
+                        raise RequestFailed(message, kind=exc.kind) from exc
                     delay = self.retry.delay(retries, exc.retry_after, self._rng)
                     if exc.status == 429:
                         self.gate.cool_down(delay)
-                    await self._sleep(delay)
-        except RunStopped:
+                    await self._backoff(delay)
+                except ExampleRejected as exc:
+                    failure = RequestFailed(str(exc), kind=exc.kind, permanent=True)
+                    self._journal_failure(key, failure)
+                    self.usage.errors += 1
+                    self.errors.failed_with(exc.kind)
+                    raise failure from exc
+        except (RunStopped, RequestFailed, TooManyErrors):
+            # A stop sends nothing more; a failure was counted where it was raised, once.
             self.ledger.release(reservation)
-            self.usage.attempts -= 1  # the attempt was never sent
             raise
         except BaseException:
             self.ledger.release(reservation)
@@ -422,16 +455,34 @@ class ModelClient:
         self.usage.latency_s += completion.latency_s
         if completion.model:
             self.reported_models.add(completion.model)
+        self.errors.succeeded()
         value = _value_of(completion)
-        self.store.set(key, value)
+        # The journal first: if the cache write fails (a full disk), the paid answer is
+        # already in the run folder, and a resume does not pay for it again.
         if self.journal is not None:
             self.journal.record(key, value, paid=True, cost_usd=cost)
+        self.store.set(key, value)
         return _result_of(value, cached=False, cost=cost)
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait `delay` before a retry, or less if the role's error budget trips meanwhile:
+        then the retry would not be sent anyway, and the command should stop now."""
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopped = asyncio.ensure_future(self.errors.stopped.wait())
+        try:
+            await asyncio.wait({sleeper, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopped.cancel()
+        self.errors.check()
 
     async def aclose(self, grace_s: float = 30.0) -> None:
         """Let requests already sent finish (their answers are paid for and get cached and
         journaled), cancel what is still pending after `grace_s`, and close the provider."""
         pending = list(self._in_flight.values())
+        if self.errors.tripped is not None:
+            # The endpoint is failing: what is pending is waiting to retry, not an answer.
+            grace_s = 0.0
         if pending:
             _, late = await asyncio.wait(pending, timeout=grace_s)
             for task in late:

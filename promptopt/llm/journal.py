@@ -23,7 +23,8 @@ class JournalEntry:
 
 
 class ResponseJournal:
-    """Append-only JSONL of answers; on resume its entries are replayed in order, per key."""
+    """Append-only JSONL of final outcomes (answers, and requests refused for their content);
+    on resume its entries are replayed in order, per key."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -42,9 +43,14 @@ class ResponseJournal:
     def take(self, key: str) -> JournalEntry | None:
         """The next recorded answer for `key` not yet replayed, if any."""
         queue = self._pending.get(key)
-        if not queue:
-            return None
-        return queue.popleft()
+        while queue:
+            entry = queue.popleft()
+            # Folders written before failures were told apart journaled every failure; one that
+            # is not marked permanent was the endpoint's fault, and is sent again.
+            if "error" in entry.value and not entry.value.get("permanent"):
+                continue
+            return entry
+        return None
 
     def record(self, key: str, value: dict[str, Any], *, paid: bool, cost_usd: float) -> None:
         """Append one answer; flushed at once so a kill loses nothing already paid for."""

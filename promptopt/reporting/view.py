@@ -277,7 +277,16 @@ def _verdict_sentence(report: DiffReport) -> str:
             f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
             f"and {mcnemar.c} improvements"
         )
-    return text + ")"
+    text += ")"
+    old_errors = sum(1 for o in report.outcomes if o.old_error)
+    new_errors = sum(1 for o in report.outcomes if o.new_error)
+    if old_errors or new_errors:
+        # Every format shows the verdict: errors pull scores to 0, so they are said next to it.
+        text += (
+            f"; errors (scored 0): {old_errors} example(s) of the old prompt, {new_errors} of "
+            "the new"
+        )
+    return text
 
 
 def _provenance_rows(report: DiffReport) -> tuple[ProvenanceRow, ...]:
@@ -521,6 +530,26 @@ def _demos_note(ids: Sequence[str] | None) -> str | None:
     )
 
 
+def errors_note(summary: SummaryRecord) -> str | None:
+    """Every failure a run counted, in one line ("target: 250 failed requests; metric: 3
+    examples"); None when there was none. Reports and the terminal summary always show it, so
+    that no score that errors pulled down passes for a result."""
+    parts = [
+        f"{role}: {used.errors} failed request{'s' if used.errors != 1 else ''}"
+        for role, used in summary.usage.items()
+        if used.errors
+    ]
+    if summary.metric_errors:
+        parts.append(f"metric: {summary.metric_errors} example(s) where it failed")
+    if summary.dev_errors:
+        parts.append(f"final dev evaluation: {summary.dev_errors} failed example(s)")
+    if summary.test_errors:
+        parts.append(f"final test evaluation: {summary.test_errors} failed example(s)")
+    if not parts:
+        return None
+    return "; ".join(parts) + " (each scored 0)"
+
+
 def _rejected(counts: Mapping[str, int]) -> str | None:
     """How many proposals were rejected, and why: "7 (degenerate: 2, truncated: 5)"."""
     if not counts:
@@ -622,6 +651,8 @@ class RunView:
     searched none."""
     preferences: PreferenceView | None = None
     """A preference search's comparisons and learned utilities; None for other strategies."""
+    errors: str | None = None
+    """The failures the run counted (`errors_note`); None when there were none."""
 
     @classmethod
     def from_folder(cls, folder: RunFolder) -> RunView:
@@ -708,6 +739,7 @@ class RunView:
             preferences=None
             if report.preferences is None
             else PreferenceView.of(report.preferences),
+            errors=errors_note(summary),
         )
 
     @property

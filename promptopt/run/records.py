@@ -116,8 +116,20 @@ class SummaryRecord(Record):
     best_demos: list[str] | None = None
     """The training-example ids of the best prompt's few-shot demonstrations, in order (their
     text is in best_demos.json); absent when the run searched no demonstrations."""
+    metric_errors: int | None = None
+    """Examples whose metric raised or returned a value outside [0, 1] (each scored 0)."""
+    test_errors: int | None = None
+    """Examples of the final test evaluation (initial and best prompt) that failed: scored 0,
+    so a comparison with any is not evidence either way."""
+
+    dev_errors: int | None = None
+    """Examples of the final dev evaluation (the initial prompt and the finalists) that failed;
+    they can decide which prompt is "best"."""
 
     _omit_when_none = (
+        "metric_errors",
+        "test_errors",
+        "dev_errors",
         "initial_instruction",
         "best_instruction",
         "n",

@@ -360,8 +360,8 @@ def _build_python(spec: MetricSpec, base_dir: Path, judge: JudgeFn | None) -> Me
 
 
 def checked_metric(func: Callable[..., Any], reference: str) -> Metric:
-    """A user's metric function, whose exceptions and non-numbers become errors that name it
-    and the example, and whose score is clamped to [0, 1]."""
+    """A user's metric function, whose exceptions, non-numbers and numbers outside [0, 1]
+    become errors that name it and the example."""
 
     def score(output: str, example: Example) -> float:
         try:
@@ -375,7 +375,12 @@ def checked_metric(func: Callable[..., Any], reference: str) -> Metric:
                 f"example {example.id}: metric.function {reference} must return a number or a "
                 f"bool, got {value!r}"
             )
-        return _clamp(float(value))
+        if not 0.0 <= value <= 1.0:
+            raise PromptoptError(
+                f"example {example.id}: metric.function {reference} returned {value!r}, "
+                "outside [0, 1]"
+            )
+        return float(value)
 
     return score
 

@@ -15,6 +15,7 @@ from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 from promptopt.llm.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
 from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.error_budget import ErrorLimits
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import Message
 from promptopt.llm.pricing import price_for, unknown_cost_note, unknown_price_message
@@ -40,7 +41,10 @@ class RuntimeOptions:
     no_cache: bool = False
     seed: int = 0
     caps: BudgetCaps = field(default_factory=BudgetCaps)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy | None = None
+    """None: the task's `errors` section decides (max_retries, max_backoff_s)."""
+    errors: ErrorLimits | None = None
+    """None: the task's `errors` section decides."""
 
     @classmethod
     def for_task(
@@ -62,6 +66,22 @@ class RuntimeOptions:
             seed=task.spec.search.seed if seed is None else seed,
             caps=BudgetCaps(cost_usd=max_cost),
         )
+
+
+def error_limits(task: LoadedTask) -> ErrorLimits:
+    """The task's error budget (its `errors` section)."""
+    spec = task.spec.errors
+    return ErrorLimits(spec.max_rate, spec.min_requests, spec.max_consecutive)
+
+
+def retry_policy(task: LoadedTask) -> RetryPolicy:
+    """The task's retries (its `errors` section)."""
+    spec = task.spec.errors
+    return RetryPolicy(
+        max_retries=spec.max_retries,
+        base_delay_s=min(RetryPolicy.base_delay_s, spec.max_backoff_s),
+        max_delay_s=spec.max_backoff_s,
+    )
 
 
 def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
@@ -138,6 +158,8 @@ class Runtime:
             self.store = NullCache()
         else:
             self.store = ResponseCache(options.cache_dir or default_cache_dir(self.env))
+        self.limits = options.errors or error_limits(task)
+        self.retry = options.retry or retry_policy(task)
         self.gates: dict[str, EndpointGate] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
@@ -167,10 +189,11 @@ class Runtime:
             ledger=self.ledger,
             gate=gate,
             price=price,
-            retry=self.options.retry,
+            retry=self.retry,
             seed=self.options.seed,
             journal=self.journal,
             stop=self.stop,
+            limits=self.limits,
         )
         self.clients[role] = client
         return client
@@ -195,8 +218,20 @@ class Runtime:
                     self.task.spec.metric, base_dir=self.task.path.parent, judge=self.judge
                 )
             )
-            self._scorer = Scorer(self.client("target"), metric, self.task.render_input)
+            self._scorer = Scorer(
+                self.client("target"),
+                metric,
+                self.task.render_input,
+                limits=self.limits,
+                metric_name=self._metric_name(),
+            )
         return self._scorer
+
+    def _metric_name(self) -> str:
+        spec = self.task.spec.metric
+        if spec.type == "python" and spec.function:
+            return f"metric python {spec.function}"
+        return f"metric {spec.type}"
 
     async def aclose(self) -> None:
         """Close providers and the cache (everything already answered stays cached)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from promptopt.errors import BudgetExhausted, FatalProviderError, PromptoptError
 from promptopt.llm.client import ModelClient, RequestFailed, RoleUsage, RunStopped
+from promptopt.llm.error_budget import ErrorBudget, ErrorLimits, TooManyErrors
 from promptopt.llm.messages import Message
 from promptopt.scoring.metrics import AsyncMetric, Metric, apply_metric
 from promptopt.scoring.stats import mean_ci
@@ -26,6 +27,8 @@ class ExampleResult:
     error: str | None = None
     cached: bool = False
     latency_s: float = 0.0
+    error_kind: str | None = None
+    """What failed, in a few words ("HTTP 500", "connection failed", "metric raised")."""
 
 
 @dataclass(frozen=True)
@@ -110,36 +113,61 @@ class Scorer:
         target: ModelClient,
         metric: Metric | AsyncMetric,
         render_input: Callable[[Example], str],
+        *,
+        limits: ErrorLimits | None = None,
+        metric_name: str = "metric",
     ) -> None:
         self.target = target
         self.metric = metric
         self.render_input = render_input
+        self.metric_name = metric_name
+        # A metric that keeps raising makes every score 0 as surely as a dead endpoint.
+        self.metric_errors = ErrorBudget(limits or ErrorLimits(), metric_name, unit="examples")
 
     async def run_example(
         self, prompt: str, example: Example, demos: Sequence[Demo] = ()
     ) -> ExampleResult:
-        """Score one example; a request or metric failure becomes a recorded error scored 0.
+        """Score one example; a request or metric failure, or a metric value outside [0, 1],
+        becomes a recorded error scored 0.
 
-        Fatal provider errors and budget exhaustion propagate: they stop the command.
+        Fatal provider errors, budget exhaustion and a spent error budget propagate: they stop
+        the command.
         """
         try:
             result = await self.target.complete(
                 build_messages(prompt, self.render_input(example), demos)
             )
         except RequestFailed as exc:
-            return ExampleResult(example.id, "", 0.0, error=str(exc))
+            return ExampleResult(example.id, "", 0.0, error=str(exc), error_kind=exc.kind)
         try:
             score = await apply_metric(self.metric, result.text, example)
-        except (FatalProviderError, BudgetExhausted, RunStopped, asyncio.CancelledError):
+            if not 0.0 <= score <= 1.0:
+                # Clamping would hide a metric bug behind plausible numbers.
+                raise PromptoptError(
+                    f"example {example.id}: {self.metric_name} returned {score!r}, outside [0, 1]"
+                )
+        except (
+            FatalProviderError,
+            BudgetExhausted,
+            RunStopped,
+            TooManyErrors,
+            asyncio.CancelledError,
+        ):
             raise  # a judge metric's model call must stop the command, not score 0
         except PromptoptError as exc:
-            return ExampleResult(example.id, result.text, 0.0, error=str(exc), cached=result.cached)
+            kind = "raised" if exc.__cause__ else "invalid value"
+            self.metric_errors.failed_with(kind)
+            return ExampleResult(
+                example.id,
+                result.text,
+                0.0,
+                error=str(exc),
+                cached=result.cached,
+                error_kind=f"metric {kind}",
+            )
+        self.metric_errors.succeeded()
         return ExampleResult(
-            example.id,
-            result.text,
-            min(1.0, max(0.0, score)),
-            cached=result.cached,
-            latency_s=result.latency_s,
+            example.id, result.text, score, cached=result.cached, latency_s=result.latency_s
         )
 
     async def evaluate(

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from promptopt.errors import BudgetExhausted
 from promptopt.llm.client import RoleUsage, RunStopped
+from promptopt.llm.error_budget import TooManyErrors
 from promptopt.run.folder import (
     BEST_DEMOS,
     BEST_PROMPT,
@@ -80,6 +81,8 @@ class FinalScores:
 
     initial_test: float | None
     best_test: float | None
+    test_errors: int
+    dev_errors: int
     n: dict[str, int]
     ci95: dict[str, tuple[float, float]]
     comparison: ComparisonRecord
@@ -203,6 +206,18 @@ class Engine:
         )
         raise RunStopped(f"interrupted; resume with: promptopt run --resume {self.folder.path}")
 
+    def _save_failed(self, state: SearchState, last: StepReport, exc: TooManyErrors) -> NoReturn:
+        """Save what a resume needs, keeping the best candidate the finished steps found, and
+        stop: no score that errors decided becomes a result. Transient failures are not in
+        the journal, so the resumed run sends those requests again."""
+        state.discard_step()
+        best = state.candidates.get(last.ranking[0]) if last.ranking else None
+        self.folder.write_record(SUMMARY, self._summary(state, "failed", "errors", None, best))
+        raise TooManyErrors(
+            f"{exc}; the run stopped and is saved: once the endpoint works, continue it with "
+            f"promptopt run --resume {self.folder.path}"
+        ) from exc
+
     def _summary(
         self,
         state: SearchState,
@@ -243,8 +258,11 @@ class Engine:
             promptopt_version=__version__,
             rejected=dict(sorted(self._rejected.items())),
             best_demos=[d.id for d in best.demos] if self._searches_demos(state) else None,
+            metric_errors=self.runtime.scorer.metric_errors.failed,
         )
         if final is not None:
+            summary.test_errors = final.test_errors
+            summary.dev_errors = final.dev_errors
             summary.scores.initial.test = final.initial_test
             summary.scores.best.test = final.best_test
             summary.n = final.n
@@ -311,6 +329,7 @@ class Engine:
         stale = 0
         stop_reason = "finished"
         interrupted = False
+        failure: TooManyErrors | None = None
         # The strategy gets the narrow context only: dev and the buffers stay on `state`.
         ctx = state.context
         async with contextlib.aclosing(self.strategy.search(ctx, initial)) as steps:
@@ -347,6 +366,10 @@ class Engine:
                 state.event("budget_exhausted", message=str(exc))
             except RunStopped:
                 interrupted = True
+            except TooManyErrors as exc:
+                failure = exc
+        if failure is not None:
+            self._save_failed(state, last, failure)
         if not interrupted and demo_sizing != NO_SEARCH:
             ledger.caps = search_caps_all
             try:
@@ -356,6 +379,8 @@ class Engine:
                 state.event("budget_exhausted", message=str(exc), phase="demos")
             except RunStopped:
                 interrupted = True
+            except TooManyErrors as exc:
+                self._save_failed(state, last, exc)
             else:
                 if demo_report is not None:
                     last = demo_report
@@ -371,6 +396,8 @@ class Engine:
             final, best = await self._final(state, last, initial)
         except RunStopped:
             self._save_interrupted(state, last)
+        except TooManyErrors as exc:
+            self._save_failed(state, last, exc)
         except BudgetExhausted as exc:
             state.event("budget_exhausted", message=str(exc), phase="final")
             # Nothing was proven on dev, so the initial prompt stays the answer.
@@ -474,9 +501,14 @@ class Engine:
                 ),
             ),
         )
+        test_errors = sum(1 for r in initial_test if r.error is not None)
+        if best is not initial:
+            test_errors += sum(1 for r in best_test if r.error is not None)
         final = FinalScores(
             initial_test=initial.mean("test"),
             best_test=best.mean("test"),
+            test_errors=test_errors,
+            dev_errors=sum(1 for rs in dev_results.values() for r in rs if r.error is not None),
             n={"dev": len(dev), "test": len(test)},
             ci95={
                 "initial_test": _interval(old, self.settings.seed),

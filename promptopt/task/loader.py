@@ -20,6 +20,7 @@ from promptopt.task.example import Example
 from promptopt.task.locate import duplicate_keys, schema_problems, yaml_line
 from promptopt.task.metricspec import MetricSpec
 from promptopt.task.schema import SPLITS, DataSpec, TaskFile
+from promptopt.util import yamlcore
 from promptopt.util.hashing import content_hash
 from promptopt.util.template import render_template, template_fields
 
@@ -142,8 +143,8 @@ def _load(path: Path) -> tuple[LoadedTask | None, list[Problem]]:
 def _load_text(text: str, path: Path) -> tuple[LoadedTask | None, list[Problem]]:
     file = str(path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        root = yamlcore.compose(text)
+        raw = yamlcore.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

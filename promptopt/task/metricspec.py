@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MetricType = Literal[
     "label",
@@ -29,7 +29,7 @@ class MetricSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: MetricType
+    type: MetricType = Field(description="which metric scores an answer")
     labels: list[str] | None = Field(default=None, description="label: the allowed labels")
     normalize: bool = Field(
         default=True,
@@ -45,6 +45,22 @@ class MetricSpec(BaseModel):
         default=None, description="python: 'file.py:function' (relative to the task file)"
     )
     rubric: str | None = Field(default=None, description="judge: what a good answer does")
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        labels: list[Any] = []
+        for item in value:
+            if isinstance(item, bool):
+                raise ValueError(
+                    f"{str(item).lower()} is read as a boolean; quote the label: "
+                    f'"{str(item).lower()}"'
+                )
+            # A rating scale (labels: [1, 2, 3]) names labels that outputs hold as text.
+            labels.append(str(item) if isinstance(item, int | float) else item)
+        return labels
 
     @model_validator(mode="after")
     def _required_options(self) -> MetricSpec:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 
 class Price(BaseModel):
@@ -12,10 +14,14 @@ class Price(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cache_read: float | None = Field(default=None, ge=0)
-    cache_write: float | None = Field(default=None, ge=0)
+    input: float = Field(ge=0, description="dollars per million input tokens")
+    output: float = Field(ge=0, description="dollars per million output tokens")
+    cache_read: float | None = Field(
+        default=None, ge=0, description="dollars per million cached input tokens read"
+    )
+    cache_write: float | None = Field(
+        default=None, ge=0, description="dollars per million input tokens written to a cache"
+    )
 
 
 class ModelSpec(BaseModel):
@@ -28,14 +34,33 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field(min_length=1)
-    base_url: str | None = None
-    api_key_env: str | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
-    params: dict[str, Any] = Field(default_factory=dict)
-    price: Price | None = None
-    timeout_s: float = Field(default=60.0, gt=0)
+    model: str = Field(
+        min_length=1,
+        description="provider:name: openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
+        "ollama:llama3, local:target, scripted:file.py:function",
+    )
+    base_url: str | None = Field(
+        default=None, description="an OpenAI-compatible server's URL (vLLM, llama.cpp, a gateway)"
+    )
+    api_key_env: str | None = Field(
+        default=None, description="the environment variable holding the key for base_url"
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2, description="sampling temperature")
+    max_tokens: int | None = Field(default=None, gt=0, description="longest answer, in tokens")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="other request parameters, sent as given"
+    )
+    price: Price | None = Field(default=None, description="the model's price, if not built in")
+    timeout_s: float = Field(default=60.0, gt=0, description="seconds before a request times out")
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The task file may name a model by its id alone, as _from_string accepts.
+        mapping = handler(core_schema)
+        shorthand = {"type": "string", "pattern": ".:.", "description": "provider:name"}
+        return {"anyOf": [shorthand, mapping]}
 
     @model_validator(mode="before")
     @classmethod

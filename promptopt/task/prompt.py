@@ -82,9 +82,13 @@ class PromptSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    instruction: str
-    output_format: str = ""
-    demos: DemosSpec | None = None
+    instruction: str = Field(description="what strategies edit")
+    output_format: str = Field(
+        default="", description="appended after the instruction and sent as written"
+    )
+    demos: DemosSpec | None = Field(
+        default=None, description="few-shot demonstrations, searched after the instruction"
+    )
 
     @field_validator("instruction")
     @classmethod

@@ -31,9 +31,9 @@ class _Strict(BaseModel):
 class SplitSpec(_Strict):
     """How many rows of `data.file` go to each split: a count (int) or a fraction (0 < x <= 1)."""
 
-    train: int | float | None = None
-    dev: int | float | None = None
-    test: int | float | None = None
+    train: int | float | None = Field(default=None, description="rows for train")
+    dev: int | float | None = Field(default=None, description="rows for dev (required)")
+    test: int | float | None = Field(default=None, description="rows for test")
 
     @field_validator("train", "dev", "test", mode="before")
     @classmethod
@@ -61,16 +61,39 @@ class SplitSpec(_Strict):
 class DataSpec(_Strict):
     """Where the examples come from and which fields hold input, targets and ids."""
 
-    train: DataSource | None = None
-    dev: DataSource | None = None
-    test: DataSource | None = None
-    file: DataSource | None = None
-    split: SplitSpec | None = None
-    seed: int = 0
-    input_field: str = Field(default="input", min_length=1)
-    target_field: str = Field(default="target", min_length=1)
-    targets_field: str = Field(default="targets", min_length=1)
-    id_field: str = Field(default="id", min_length=1)
+    train: DataSource | None = Field(
+        default=None,
+        description="examples the search learns from: a .jsonl or .csv path, or a list of rows",
+    )
+    dev: DataSource | None = Field(
+        default=None, description="examples candidates are scored and chosen on (required)"
+    )
+    test: DataSource | None = Field(
+        default=None, description="held-out examples, scored once at the end"
+    )
+    file: DataSource | None = Field(
+        default=None, description="one data source to cut into splits (with split)"
+    )
+    split: SplitSpec | None = Field(
+        default=None, description="how many rows of file go to each split (with file)"
+    )
+    seed: int = Field(default=0, description="seed of the shuffle before file is split")
+    input_field: str = Field(
+        default="input",
+        min_length=1,
+        description="the field every row must have; {{input}} in templates names it",
+    )
+    target_field: str = Field(
+        default="target", min_length=1, description="the field holding the expected answer"
+    )
+    targets_field: str = Field(
+        default="targets",
+        min_length=1,
+        description="the field holding a list of acceptable answers (instead of target)",
+    )
+    id_field: str = Field(
+        default="id", min_length=1, description="the field holding a row's id (else its position)"
+    )
 
     @field_validator("train", "dev", "test", "file", mode="before")
     @classmethod
@@ -121,27 +144,46 @@ class DataSpec(_Strict):
 class ModelsSpec(_Strict):
     """The models a run uses; CLI flags may supply or replace them."""
 
-    target: ModelSpec | None = None
-    optimizer: ModelSpec | None = None
-    judge: ModelSpec | None = None
+    target: ModelSpec | None = Field(
+        default=None, description="the model the prompt is for; it answers the examples"
+    )
+    optimizer: ModelSpec | None = Field(
+        default=None, description="the model that writes and revises candidate prompts"
+    )
+    judge: ModelSpec | None = Field(
+        default=None, description="the judge metric's model (default: the optimizer)"
+    )
 
 
 class BudgetSpec(_Strict):
     """Hard caps; any subset may be set."""
 
-    target_calls: int | None = Field(default=None, gt=0)
-    optimizer_calls: int | None = Field(default=None, gt=0)
-    cost_usd: float | None = Field(default=None, gt=0)
+    target_calls: int | None = Field(
+        default=None, gt=0, description="most target-model calls, final evaluation included"
+    )
+    optimizer_calls: int | None = Field(
+        default=None, gt=0, description="most optimizer-model calls"
+    )
+    cost_usd: float | None = Field(default=None, gt=0, description="most US dollars spent")
 
 
 class SearchSpec(_Strict):
     """Which strategy searches, with what seed, budget and strategy parameters."""
 
-    strategy: str = Field(default="opro", min_length=1)
-    seed: int = 0
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    params: dict[str, Any] = Field(default_factory=dict)
-    edit_output_format: bool = False
+    strategy: str = Field(
+        default="opro",
+        min_length=1,
+        description="the search strategy; `promptopt strategies` lists them",
+    )
+    seed: int = Field(default=0, description="random seed of the search and its samples")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec, description="hard caps")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the strategy's parameters, or preset: NAME (promptopt strategies)",
+    )
+    edit_output_format: bool = Field(
+        default=False, description="whether strategies may rewrite prompt.output_format too"
+    )
     """Whether strategies may rewrite a structured prompt's output_format too."""
 
     @model_serializer(mode="wrap")
@@ -154,18 +196,81 @@ class SearchSpec(_Strict):
         return data
 
 
+class ErrorsSpec(_Strict):
+    """The error budget and the retries: when failing requests stop a command (exit 1)."""
+
+    max_rate: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="stop when more than this fraction of a role's requests (or metric calls) "
+        "failed, once min_requests have an outcome",
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="requests with an outcome before max_rate applies (eval and diff check "
+        "the rate at the end)",
+    )
+    max_consecutive: int = Field(
+        default=10,
+        ge=1,
+        description="stop after this many requests in a row could not reach the endpoint",
+    )
+    max_retries: int = Field(
+        default=6,
+        ge=0,
+        description="retries of a request that failed for a transient reason (429, 5xx, "
+        "timeout, reset)",
+    )
+    max_backoff_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="the longest wait between two retries (a server's Retry-After is capped "
+        "to it too)",
+    )
+
+
 class TaskFile(_Strict):
     """The whole task file: prompt, data, metric, models and search settings."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
-    prompt: str | PromptSpec
-    input_template: str = "{{input}}"
-    data: DataSpec
-    metric: MetricSpec
-    models: ModelsSpec = Field(default_factory=ModelsSpec)
-    search: SearchSpec = Field(default_factory=SearchSpec)
-    prices: dict[str, Price] = Field(default_factory=dict)
+    name: str = Field(min_length=1, description="the task's name; run folders start with it")
+    description: str = Field(
+        default="", description="what the task is; shown to the optimizer as context"
+    )
+    prompt: str | PromptSpec = Field(
+        description="the initial prompt, sent as the system message: text, or a mapping of "
+        "instruction, output_format and demos"
+    )
+    input_template: str = Field(
+        default="{{input}}",
+        description="the user message, with {{field}} placeholders filled from each row",
+    )
+    data: DataSpec = Field(description="the examples and their splits")
+    metric: MetricSpec = Field(description="how an answer is scored against its example")
+    models: ModelsSpec = Field(
+        default_factory=ModelsSpec, description="the models; --target/--optimizer override them"
+    )
+    search: SearchSpec = Field(
+        default_factory=SearchSpec, description="strategy, seed, budget and parameters"
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="dollars per million tokens by model id (provider:name), for unpriced models",
+    )
+    errors: ErrorsSpec = Field(
+        default_factory=ErrorsSpec,
+        description="when failed requests stop the run, and how often one is retried",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        # Left out at its default, so that the task_hash of a task without it is what it was
+        # before the section existed (and run folders stay comparable).
+        if self.errors == ErrorsSpec():
+            data.pop("errors", None)
+        return data
 
     @field_validator("prompt", mode="before")
     @classmethod

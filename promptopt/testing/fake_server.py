@@ -24,15 +24,18 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal
 
-Mode = Literal["ok", "quota", "unauthorized", "malformed", "hang"]
+Mode = Literal["ok", "quota", "unauthorized", "malformed", "hang", "bad_request"]
 """What every chat completion request gets, before the random transient faults apply.
 
 ``ok``: a normal reply. ``quota``: 429 with an ``insufficient_quota`` error body (fatal for a
 client, unlike a rate limit). ``unauthorized``: 401 ``invalid_api_key``. ``malformed``: 200 with a
 body that is not JSON. ``hang``: sleep ``hang_s`` (longer than any client timeout) before replying.
+``bad_request``: 400 about the request as a whole (an argument the server does not know).
 """
 
 ReplyFn = Callable[[dict[str, Any]], str]
+RejectFn = Callable[[dict[str, Any]], str | None]
+"""Given a request body, the message of a 400 ``context_length_exceeded`` refusal, or None."""
 
 _MAX_HEAD = 1 << 20
 _MAX_BODY = 64 << 20
@@ -124,13 +127,16 @@ class FakeOpenAIServer:
         hang_s: float = 3600.0,
         seed: int = 0,
         models: Sequence[str] = ("fake-model",),
+        reject: RejectFn | None = None,
     ) -> None:
         """Configure the server; nothing listens until ``start()`` or ``with``.
 
         ``fault_rate`` is the chance that an attempt at a body fails with one of
         ``fault_statuses``; once a body has failed ``max_faults_per_body`` times it always
         succeeds. ``retry_after_s`` / ``retry_after_ms`` set the ``retry-after`` /
-        ``retry-after-ms`` headers of 429 responses (None omits the header).
+        ``retry-after-ms`` headers of 429 responses (None omits the header). ``reject`` refuses
+        chosen bodies for their content, as a server does with an input too long for the
+        context: every attempt at such a body gets the same 400.
         """
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
@@ -148,6 +154,7 @@ class FakeOpenAIServer:
         self.hang_s = hang_s
         self.seed = seed
         self.models: Sequence[str] = tuple(models)
+        self.reject = reject
 
         self._lock = threading.Lock()
         self._requests_total = 0
@@ -387,6 +394,9 @@ class FakeOpenAIServer:
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             faults_so_far = self._faults_by_body.get(key, 0)
         try:
+            refusal = self.reject(body) if self.reject is not None else None
+            if refusal is not None:
+                return _error(400, refusal, "invalid_request_error", "context_length_exceeded")
             fault = self._fault_for(key, attempt, faults_so_far)
             if fault is not None:
                 with self._lock:
@@ -415,6 +425,10 @@ class FakeOpenAIServer:
         if mode == "unauthorized":
             return _error(
                 401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        if mode == "bad_request":
+            return _error(
+                400, "Unrecognized request argument supplied: temprature", "invalid_request_error"
             )
         if mode == "malformed":
             return _Response(200, b'{"id": "chatcmpl-broken", "choices": [')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 
@@ -15,17 +17,32 @@ _KEY_LIKE = re.compile(
     r"|(?:sk-|gsk_)[A-Za-z0-9_\-]{8,}"
     r"|Bearer\s+\S+"
 )
-# Credentials inside a URL: user:password@ and key-like query parameters.
+# "Basic <base64 of user:password>"; only a token that decodes to something with a colon counts,
+# so prose such as "Basic arithmetic" in a prompt is left alone.
+_BASIC = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
+# Credentials inside a URL: user:password@ (removed, so the URL still parses, as config.json must
+# for --resume) and key-like query parameters.
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
 _URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with every given secret, anything that looks like an API key and credentials
-    written into URLs replaced by a mask."""
+    """`text` with every given secret and anything that looks like an API key or Basic
+    credentials replaced by a mask, and credentials written into URLs removed (the user:password
+    part) or masked (key-like query parameters)."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
-    text = _URL_USERINFO.sub(MASK + "@", text)
+    text = _URL_USERINFO.sub("", text)
+    text = _BASIC.sub(_mask_basic, text)
     text = _URL_KEY_PARAM.sub(r"\1" + MASK, text)
     return _KEY_LIKE.sub(MASK, text)
+
+
+def _mask_basic(match: re.Match[str]) -> str:
+    token = match.group(1)
+    try:
+        decoded = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return f"Basic {MASK}" if b":" in decoded else match.group(0)

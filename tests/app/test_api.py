@@ -153,3 +153,46 @@ def test_compare_of_two_texts_needs_a_task() -> None:
 
 def test_the_lazy_api_is_listed() -> None:
     assert {"optimize", "evaluate", "compare", "make_task"} <= set(dir(promptopt))
+
+
+DEMO_SCRIPT = """
+def target(request):
+    # Answers "odd" only when a demonstration showed it how: the turns before the input.
+    shown = [m["content"] for m in request.messages[1:-1]]
+    return "odd" if "odd" in shown else "even"
+"""
+
+
+def test_evaluate_and_compare_send_demonstrations_with_prompt_texts(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(DEMO_SCRIPT)
+    task = promptopt.make_task(
+        name="parity",
+        prompt="Say even or odd.",
+        train=rows(4, 0),
+        dev=rows(6, 10),
+        target="scripted:script.py:target",
+        optimizer="scripted:script.py:target",
+        base_dir=tmp_path,
+        metric={"type": "exact"},
+    )
+    demo = promptopt.Demo("r1", "number 1", "odd")
+    plain = promptopt.evaluate(task, split="dev", no_cache=True)
+    shown = promptopt.evaluate(task, split="dev", no_cache=True, demos=[demo])
+    assert {r.output for r in plain.result.examples} == {"even"}
+    assert {r.output for r in shown.result.examples} == {"odd"}
+    # The same demonstrations from a run's best_demos.json.
+    demos_file = tmp_path / "best_demos.json"
+    demos_file.write_text('{"id": "c1", "demos": [{"id": "r1", "input": "x", "output": "odd"}]}')
+    from_file = promptopt.evaluate(task, split="dev", no_cache=True, demos=demos_file)
+    assert {r.output for r in from_file.result.examples} == {"odd"}
+    report = promptopt.compare(
+        "Say even or odd.",
+        "Say even or odd.",
+        task=task,
+        split="dev",
+        no_cache=True,
+        new_demos=[demo],
+    )
+    old_outputs = {o.old_output for o in report.outcomes}
+    new_outputs = {o.new_output for o in report.outcomes}
+    assert old_outputs == {"even"} and new_outputs == {"odd"}

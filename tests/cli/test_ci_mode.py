@@ -166,3 +166,70 @@ def test_a_structured_prompt_round_trips_through_the_prompt_file(
         "output_format": fmt,
         "demos": None,
     }
+
+
+def test_written_files_keep_normal_modes(task: Path, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")
+    prompt.chmod(0o664)
+    old_umask = os.umask(0o022)
+    try:
+        result = ci_run(task, prompt, "--summary-md", str(tmp_path / "summary.md"))
+    finally:
+        os.umask(old_umask)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert mode(prompt) == 0o664
+    run_dir = Path(json.loads(result.stdout)["run_dir"])  # type: ignore[attr-defined]
+    for name in ("report.md", "report.html", "summary.json", "best_prompt.txt", "config.json"):
+        assert mode(run_dir / name) == 0o644, name
+    assert mode(tmp_path / "summary.md") == 0o644
+
+
+FLAKY = """
+
+from promptopt.errors import TransientProviderError
+
+
+def flaky(request):
+    # Two test reviews never get an answer: the endpoint times out on them.
+    if request.messages[-1]["content"].startswith(("review 200:", "review 201:")):
+        raise TransientProviderError("timed out", kind="timed out")
+    return target(request)
+
+
+def flaky_dev(request):
+    if request.messages[-1]["content"].startswith(("review 100:", "review 101:")):
+        raise TransientProviderError("timed out", kind="timed out")
+    return target(request)
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("flaky", "example(s) of the final test evaluation failed"),
+        ("flaky_dev", "example(s) of the final dev evaluation failed"),
+    ],
+)
+def test_errors_in_the_final_evaluation_fail_the_gate_not_no_gain(
+    tmp_path: Path, target: str, message: str
+) -> None:
+    task = make_task(tmp_path / "flaky", target=target)
+    with (task.parent / "script.py").open("a") as script:
+        script.write(FLAKY)
+    spec = yaml.safe_load(task.read_text())
+    spec["errors"] = {"max_retries": 0}
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(BEST_PROMPT + "\n")  # already perfect: without errors, "no gain" (3)
+    result = ci_run(task, prompt, env={"PROMPTOPT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.exit_code == 1, result.output  # type: ignore[attr-defined]
+    assert "no significant gain" not in result.output  # type: ignore[attr-defined]
+    assert message in result.stderr  # type: ignore[attr-defined]
+    assert prompt.read_text() == BEST_PROMPT + "\n"

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import logging
 import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from promptopt.cli.main import app
 from promptopt.errors import PromptoptError
 from promptopt.llm.cache import NullCache, ResponseCache, default_cache_dir, request_key
 
@@ -58,7 +61,9 @@ def test_values_survive_reopen_and_large_values_work(tmp_path: Path) -> None:
     again.close()
 
 
-def test_a_pickled_row_is_refused_not_loaded(tmp_path: Path) -> None:
+def test_a_pickled_row_is_a_miss_never_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     cache = ResponseCache(tmp_path / "c")
     cache.set("k", {"text": "fine"})
     cache.close()
@@ -68,9 +73,91 @@ def test_a_pickled_row_is_refused_not_loaded(tmp_path: Path) -> None:
     db.commit()
     db.close()
     again = ResponseCache(tmp_path / "c")
-    with pytest.raises(PromptoptError, match="pickled"):
-        again.get("k")
+    with caplog.at_level(logging.WARNING, logger="promptopt.cache"):
+        assert again.get("k") is None
+    assert again.bad_rows == 1 and "unreadable entry" in caplog.text
     again.close()
+
+
+def test_rows_that_are_not_json_objects_are_misses_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    cache._cache.set("not-json", "{broken")
+    cache._cache.set("a-list", "[1, 2]")
+    cache.set("good", {"text": "ok"})
+    with caplog.at_level(logging.WARNING, logger="promptopt.cache"):
+        assert cache.get("not-json") is None
+        assert cache.get("a-list") is None
+        assert cache.get("good") == {"text": "ok"}
+    assert cache.bad_rows == 2
+    assert caplog.text.count("unreadable entry") == 1
+    # A bad row is overwritten by the next answer for its key.
+    cache.set("not-json", {"text": "fresh"})
+    assert cache.get("not-json") == {"text": "fresh"}
+    cache.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "folder"])
+def test_a_damaged_database_is_moved_aside_and_a_new_cache_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    directory = tmp_path / "c"
+    cache = ResponseCache(directory)
+    for i in range(50):
+        cache.set(f"k{i}", {"text": "x" * 200})
+    cache.close()
+    db = directory / "cache.db"
+    if damage == "garbage":
+        db.write_bytes(b"this is not a database" * 100)
+    elif damage == "truncated":
+        db.write_bytes(db.read_bytes()[:1000])
+    else:
+        db.unlink()
+        db.mkdir()
+    with caplog.at_level(logging.WARNING, logger="promptopt.cache"):
+        healed = ResponseCache(directory)
+    assert healed.moved_to is not None and healed.moved_to.exists()
+    assert str(healed.moved_to) in caplog.text and "new one started" in caplog.text
+    assert healed.get("k1") is None
+    healed.set("k1", {"text": "again"})
+    assert healed.get("k1") == {"text": "again"}
+    assert healed.stats().entries == 1
+    healed.close()
+
+
+def test_stats_and_clear_work_on_a_damaged_cache(tmp_path: Path) -> None:
+    directory = tmp_path / "c"
+    ResponseCache(directory).close()
+    (directory / "cache.db").write_bytes(b"garbage" * 500)
+    for command in (
+        ["cache", "stats", "--cache-dir", str(directory)],
+        ["cache", "clear", "--cache-dir", str(directory)],
+    ):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output
+
+
+def test_stats_of_a_mistyped_cache_dir_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "typo"
+    result = CliRunner().invoke(app, ["cache", "stats", "--cache-dir", str(typo)])
+    assert result.exit_code == 0 and "no cache there" in result.output
+    result = CliRunner().invoke(app, ["cache", "clear", "--cache-dir", str(typo)])
+    assert result.exit_code == 0 and "nothing to remove" in result.output
+    assert not typo.exists()
+
+
+def test_a_full_disk_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = ResponseCache(tmp_path / "c")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cache._cache, "set", full)
+    with pytest.raises(PromptoptError, match="is full; free some space and resume"):
+        cache.set("k", {"text": "x"})
+    cache.close()
 
 
 def test_only_str_keys_and_json_values(tmp_path: Path) -> None:

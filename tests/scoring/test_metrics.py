@@ -285,10 +285,12 @@ def test_json_fields_best_of_targets_and_bad_target() -> None:
 # --- python ------------------------------------------------------------------------------------
 
 
-def test_python_metric_from_fixture_clamps() -> None:
+def test_python_metric_value_outside_the_unit_interval_is_an_error_naming_it() -> None:
     metric = sync_metric("python", function="user_metric.py:length_ratio")
     assert metric("ab", ex("abcd")) == 0.5
-    assert metric("abcdefgh", ex("abcd")) == 1.0
+    # Clamping 2.0 to 1.0 would hide the metric's bug behind a perfect score.
+    with pytest.raises(PromptoptError, match=r"example e1: .*length_ratio returned 2\.0"):
+        metric("abcdefgh", ex("abcd", id="e1"))
 
 
 def test_python_metric_bool_result() -> None:

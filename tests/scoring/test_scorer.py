@@ -259,7 +259,9 @@ async def test_queued_requests_wait_out_a_cool_down(tmp_path: Path) -> None:
     assert sent[0] - start >= 0.3
 
 
-async def test_a_request_that_failed_for_good_fails_again_on_replay(tmp_path: Path) -> None:
+async def test_a_request_that_failed_for_a_transient_reason_is_sent_again_on_resume(
+    tmp_path: Path,
+) -> None:
     journal = ResponseJournal(tmp_path / "responses.jsonl")
     client = make_client(CountingProvider(failures={"z": 99}), tmp_path, max_retries=1)
     client.journal = journal
@@ -269,12 +271,31 @@ async def test_a_request_that_failed_for_good_fails_again_on_replay(tmp_path: Pa
     assert all(isinstance(r, RequestFailed) for r in results)
     journal.close()
 
-    # On resume the server would answer now; the replay must not ask it.
+    # The endpoint was down, not the request wrong: once it answers, the resume asks again.
     healthy = CountingProvider()
     replay = make_client(healthy, tmp_path / "other")
     replay.journal = ResponseJournal(tmp_path / "responses.jsonl")
     for _ in range(3):
-        with pytest.raises(RequestFailed, match="gave up"):
-            await replay.complete(msgs("z"))
+        assert (await replay.complete(msgs("z"))).text == "Z"
     replay.journal.close()
-    assert healthy.calls == 0
+    assert healthy.calls == 1
+
+
+async def test_a_request_refused_for_its_content_fails_again_on_replay(tmp_path: Path) -> None:
+    journal = ResponseJournal(tmp_path / "responses.jsonl")
+    refusing = CountingProvider(rejects={"z"})
+    client = make_client(refusing, tmp_path, max_retries=3)
+    client.journal = journal
+    with pytest.raises(RequestFailed, match="context length") as info:
+        await client.complete(msgs("z"))
+    assert info.value.permanent and refusing.calls == 1  # never retried
+    assert client.usage.errors == 1
+    journal.close()
+
+    healthy = CountingProvider()
+    replay = make_client(healthy, tmp_path / "other")
+    replay.journal = ResponseJournal(tmp_path / "responses.jsonl")
+    with pytest.raises(RequestFailed, match="context length"):
+        await replay.complete(msgs("z"))
+    replay.journal.close()
+    assert healthy.calls == 0 and replay.usage.errors == 1

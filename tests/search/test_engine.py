@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from promptopt.errors import TransientProviderError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.client import RunStopped
+from promptopt.llm.client import RetryPolicy, RunStopped
+from promptopt.llm.error_budget import TooManyErrors
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.llm.providers.scripted import Reply
@@ -368,3 +370,38 @@ async def test_ape_selections_score_every_arm_on_the_same_examples(tmp_path: Pat
             assert set(selection["examples"][:n]) <= seen
         # ... and the step reports the selector's own ranking.
         assert steps[selection["step"]]["ranking"] == selection["ranking"][:10]
+
+
+async def test_an_outage_stops_the_run_keeping_its_best_and_a_resume_finishes_it(
+    tmp_path: Path,
+) -> None:
+    baseline = RunFolder.create(tmp_path / "base", "toy")
+    await run_once(tmp_path, baseline, settings_for())
+
+    def server_down(n: int) -> None:
+        if n > 150:
+            raise TransientProviderError("connection refused", kind="connection failed")
+
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    task = load_task(write_task(tmp_path))
+    settings = settings_for()
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, retry=RetryPolicy(max_retries=0)),
+        store=NullCache(),
+        journal=ResponseJournal(folder.file(RESPONSES)),
+        providers=providers(Counter(target_answer, on_call=server_down)),
+    )
+    with pytest.raises(TooManyErrors, match=r"in a row failed \(connection failed\).*--resume"):
+        async with runtime:
+            await Engine(task, runtime, folder, settings, strategy, load_meta_prompts()).run()
+    summary = folder.read_json(SUMMARY)
+    assert summary is not None and summary["status"] == "failed"
+    steps = [e for e in folder.read_jsonl(EVENTS) if e.get("event") == "step"]
+    # The best of the finished steps is kept, not the initial prompt by default.
+    assert steps and summary["best_id"] == steps[-1]["ranking"][0] != "c0000"
+    assert PROPERTY in (folder.path / "best_prompt.txt").read_text()
+
+    await run_once(tmp_path, folder, settings, resume=True)
+    assert stable(folder) == stable(baseline)

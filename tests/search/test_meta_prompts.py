@@ -14,6 +14,7 @@ from promptopt.search.meta_prompts import (
     load_meta_prompts,
     parse_meta_prompt,
 )
+from promptopt.search.strategies import promptbreeder
 
 # What the strategy fills, then the task context the search context fills.
 TASK = {"task_description", "labels", "output_format"}
@@ -63,6 +64,8 @@ def test_every_default_is_grounded_in_the_task() -> None:
     # Every meta-prompt shows the task, its labels and output format, and training examples
     # (APE's as its demonstrations); those that propose new instructions show the history.
     for name, meta in load_meta_prompts().prompts.items():
+        if name in promptbreeder.LISTS:
+            continue  # lists of items the strategy draws from, not messages
         assert meta.placeholders >= TASK, name
         assert {"examples", "demos"} & meta.placeholders, name
     for name in ("ape/forward", "ape/insert", "ape/resample", "protegi/edit"):

@@ -568,3 +568,40 @@ def test_odd_inline_keys_and_paths_are_problems_not_crashes(tmp_path: Path) -> N
     problem = only_problem(write_task(tmp_path, body))
     assert (problem.field, problem.line) == ("data.test", 5)
     assert "invalid path" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("labels", "targets"),
+    [
+        ("[yes, no]", ["yes", "no"]),
+        ("[on, off]", ["on", "off"]),
+        ("[Yes, No]", ["Yes", "No"]),
+        ("[1.0, 2.0]", ["1.0", "2.0"]),
+        ("[1, 2, 3]", ["1", "2", "3"]),
+    ],
+)
+def test_labels_and_targets_are_the_text_written(
+    tmp_path: Path, labels: str, targets: list[str]
+) -> None:
+    data = "".join(f"    - {{input: q{i}, target: {t}}}\n" for i, t in enumerate(targets))
+    body = (
+        BASE_HEADER
+        + f"input_template: 'Q: {{{{input}}}} (on)'\ndata:\n  dev:\n{data}"
+        + f"metric: {{type: label, labels: {labels}}}\n"
+    )
+    task = load_task(write_task(tmp_path, body))
+    assert task.spec.metric.labels == targets
+    assert [e.targets[0] for e in task.split("dev")] == targets
+
+
+def test_a_boolean_label_says_to_quote_it(tmp_path: Path) -> None:
+    body = (
+        BASE_HEADER
+        + "data:\n  dev:\n    - {input: q, target: 'true'}\n"
+        + "metric: {type: label, labels: [true, 'false']}\n"
+    )
+    problem = only_problem(write_task(tmp_path, body))
+    assert (
+        problem.field.startswith("metric.labels") and 'quote the label: "true"' in problem.message
+    )
+    assert problem.line == 6

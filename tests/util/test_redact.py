@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from promptopt.util.redact import redact
 
@@ -24,7 +25,21 @@ def test_key_shapes_are_masked() -> None:
 def test_credentials_in_urls_are_masked() -> None:
     text = redact('{"base_url": "https://user:tok_ABCDEF123456@host/v1?api-key=gsk_abcdefghijkl"}')
     assert "tok_ABCDEF" not in text and "gsk_abcdef" not in text
-    assert "https://[redacted]@host/v1?api-key=[redacted]" in text
+    # The URL still parses: userinfo is removed rather than masked (config.json is read back
+    # by --resume and diff RUN_DIR).
+    assert "https://host/v1?api-key=[redacted]" in text
+    assert redact("http://u:p@127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
+    # Before, the mask made the host "[redacted]@127.0.0.1", which no URL parser accepts.
+    assert urlsplit(redact("http://u:p@127.0.0.1:8080/v1")).port == 8080
+
+
+def test_basic_credentials_echoed_by_a_server_are_masked() -> None:
+    # base64("user:pass"), as a server echoing the Authorization header would show it.
+    text = redact('error: bad header "Authorization: Basic dXNlcjpwYXNz" received')
+    assert "dXNlcjpwYXNz" not in text and "Basic [redacted]" in text
+    assert (
+        redact("Basic arithmetic: add them. Basic info") == "Basic arithmetic: add them. Basic info"
+    )
 
 
 def test_a_key_after_an_escaped_newline_in_json_is_masked() -> None:

@@ -115,10 +115,14 @@ class AnthropicProvider:
         except anthropic.APIStatusError as error:
             raise self._status_error(error) from None
         except anthropic.APITimeoutError:
-            raise TransientProviderError(f"{self._label}: the request timed out") from None
+            raise TransientProviderError(
+                f"{self._label}: the request timed out", kind="timed out"
+            ) from None
         except anthropic.APIConnectionError as error:
             detail = redact(str(error.__cause__ or error), [self._key])
-            raise TransientProviderError(f"{self._label}: connection failed: {detail}") from None
+            raise TransientProviderError(
+                f"{self._label}: connection failed: {detail}", kind="connection failed"
+            ) from None
         except (anthropic.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
         latency = time.perf_counter() - started
@@ -141,7 +145,9 @@ class AnthropicProvider:
         )
 
     def _malformed(self, why: str) -> TransientProviderError:
-        return TransientProviderError(f"{self._label}: malformed response ({why})")
+        return TransientProviderError(
+            f"{self._label}: malformed response ({why})", kind="malformed response"
+        )
 
     def _status_error(self, error: anthropic.APIStatusError) -> ProviderError:
         return classify_status(

@@ -6,12 +6,28 @@ tells a rate limit from an exhausted quota, so the decision of what is worth ret
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
-from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
+from promptopt.errors import (
+    ExampleRejected,
+    FatalProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+
+# What servers say when one request's content is the problem rather than the request's shape:
+# OpenAI (context_length_exceeded), Anthropic ("prompt is too long"), vLLM ("maximum context
+# length"), llama.cpp ("exceeds the available context size"), Azure's content filter.
+_EXAMPLE_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "content_filter"})
+_EXAMPLE_WORDS = re.compile(
+    r"context (length|window|size)|maximum context|too long|too many tokens|too large"
+    r"|reduce the length|content (management )?policy|content filter",
+    re.IGNORECASE,
+)
 
 
 def safe_endpoint(url: str) -> str:
@@ -55,11 +71,15 @@ def classify_status(
     headers: Mapping[str, str],
     quota_exhausted: bool,
     key_env: str | None,
+    code: str | None = None,
 ) -> ProviderError:
     """The provider error for an HTTP error status; `message` must already be redacted.
 
     `label` names the endpoint (e.g. "OpenAI (gpt-4o-mini)"); `key_env` is the variable that holds
-    the key, named in authentication failures so the user knows what to fix.
+    the key, named in authentication failures so the user knows what to fix; `code` is the error
+    body's code, when the server gives one. A 400 about one request's content (too long, say) is
+    ExampleRejected, recorded on that example; any other 400 is about every request alike (an
+    unknown model, a bad parameter) and stops the command.
     """
     if quota_exhausted:
         return FatalProviderError(
@@ -76,6 +96,13 @@ def classify_status(
         fix = f"check {key_env}" if key_env else "check the endpoint's credentials"
         return FatalProviderError(
             f"{label}: the API key was rejected (HTTP {status}): {message}. Fix: {fix}."
+        )
+    if status == 413 or (
+        status in (400, 422) and (code in _EXAMPLE_CODES or _EXAMPLE_WORDS.search(message))
+    ):
+        return ExampleRejected(
+            f"{label}: the request was refused for this example (HTTP {status}): {message}",
+            status=status,
         )
     if status == 404:
         return FatalProviderError(

@@ -139,10 +139,14 @@ class OpenAIProvider:
         except openai.APIStatusError as error:
             raise self._status_error(error) from None
         except openai.APITimeoutError:
-            raise TransientProviderError(f"{self._label}: the request timed out") from None
+            raise TransientProviderError(
+                f"{self._label}: the request timed out", kind="timed out"
+            ) from None
         except openai.APIConnectionError as error:
             detail = redact(str(error.__cause__ or error), [self._key])
-            raise TransientProviderError(f"{self._label}: connection failed: {detail}") from None
+            raise TransientProviderError(
+                f"{self._label}: connection failed: {detail}", kind="connection failed"
+            ) from None
         except (openai.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
         latency = time.perf_counter() - started
@@ -165,7 +169,9 @@ class OpenAIProvider:
         )
 
     def _malformed(self, why: str) -> TransientProviderError:
-        return TransientProviderError(f"{self._label}: malformed response ({why})")
+        return TransientProviderError(
+            f"{self._label}: malformed response ({why})", kind="malformed response"
+        )
 
     def _status_error(self, error: openai.APIStatusError) -> ProviderError:
         return classify_status(
@@ -175,6 +181,7 @@ class OpenAIProvider:
             headers=error.response.headers,
             quota_exhausted=_is_quota_error(error),
             key_env=self._key_env or "the server's key (set api_key_env)",
+            code=error.code,
         )
 
     async def aclose(self) -> None:

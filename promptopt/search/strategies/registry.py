@@ -9,14 +9,30 @@ from pydantic import BaseModel, ValidationError
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Strategy, StrategyInfo
-from promptopt.search.strategies import ape, apohf, demos, opro, protegi
+from promptopt.search.strategies import (
+    ape,
+    apohf,
+    demos,
+    evoprompt,
+    opro,
+    plum,
+    promptbreeder,
+    protegi,
+)
 
 STRATEGIES: dict[str, StrategyInfo] = {
     ape.INFO.name: ape.INFO,
     protegi.INFO.name: protegi.INFO,
     opro.INFO.name: opro.INFO,
     demos.INFO.name: demos.INFO,
+    evoprompt.GA_INFO.name: evoprompt.GA_INFO,
+    evoprompt.DE_INFO.name: evoprompt.DE_INFO,
     apohf.INFO.name: apohf.INFO,
+    plum.HC_INFO.name: plum.HC_INFO,
+    plum.SA_INFO.name: plum.SA_INFO,
+    plum.TABU_INFO.name: plum.TABU_INFO,
+    plum.GA_INFO.name: plum.GA_INFO,
+    promptbreeder.INFO.name: promptbreeder.INFO,
 }
 
 

@@ -7,7 +7,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from promptopt.errors import FatalProviderError, TransientProviderError
+from promptopt.errors import ExampleRejected, FatalProviderError, TransientProviderError
 from promptopt.llm.providers.http_errors import classify_status, parse_retry_after, safe_endpoint
 
 
@@ -34,14 +34,17 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after(headers, now=now.timestamp()) == pytest.approx(30.0)
 
 
-def classify(status: int, quota: bool = False) -> Exception:
+def classify(
+    status: int, quota: bool = False, message: str = "server says no", code: str | None = None
+) -> Exception:
     return classify_status(
         label="openai:m at https://x",
         status=status,
-        message="server says no",
+        message=message,
         headers={"retry-after": "2"},
         quota_exhausted=quota,
         key_env="MY_KEY",
+        code=code,
     )
 
 
@@ -50,11 +53,47 @@ def test_transient_statuses(status: int) -> None:
     assert isinstance(classify(status), TransientProviderError)
 
 
-@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 413, 422])
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])
 def test_fatal_statuses(status: int) -> None:
     error = classify(status)
     assert isinstance(error, FatalProviderError)
     assert "server says no" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "code"),
+    [
+        (
+            400,
+            "This model's maximum context length is 8192 tokens. However, your messages "
+            "resulted in 9100 tokens.",
+            "context_length_exceeded",
+        ),
+        (400, "prompt is too long: 210000 tokens > 200000 maximum", None),
+        (400, "the request exceeds the available context size", None),
+        (400, "The response was filtered", "content_filter"),
+        (413, "payload too large", None),
+    ],
+)
+def test_a_request_refused_for_its_content_concerns_that_example_only(
+    status: int, message: str, code: str | None
+) -> None:
+    error = classify(status, message=message, code=code)
+    assert isinstance(error, ExampleRejected)
+    assert not isinstance(error, FatalProviderError)
+    assert f"HTTP {status}" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("message", "code"),
+    [
+        ("The model `gpt-9` does not exist", "model_not_found"),
+        ("Unrecognized request argument supplied: temprature", None),
+        ("temperature: must be at most 2", "invalid_value"),
+    ],
+)
+def test_a_400_about_the_request_as_a_whole_stops_the_run(message: str, code: str | None) -> None:
+    assert isinstance(classify(400, message=message, code=code), FatalProviderError)
 
 
 def test_auth_failure_names_the_variable_and_quota_is_fatal() -> None:

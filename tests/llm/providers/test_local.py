@@ -226,7 +226,7 @@ def test_missing_llama_cpp_names_the_install_command(
         LocalProvider(ModelSpec(model="local:tiny.gguf"), base_dir=tmp_path)
     assert str(caught.value) == (
         "The local provider needs llama-cpp-python, which is not installed: "
-        "run pip install 'promptopt[local]'"
+        "run pip install 'promptopt-cli[local]'"
     )
 
 
@@ -241,7 +241,7 @@ TREC = (
 
 @pytest.fixture(scope="module")
 def real_model() -> Iterator[LocalProvider]:
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (promptopt[local])")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is missing (promptopt-cli[local])")
     try:
         resolve_model("default")
     except MissingDependencyError as missing:
