@@ -156,17 +156,33 @@ def endpoint_text(spec: ModelSpec) -> str:
     return spec.model if spec.base_url is None else f"{spec.model} at {spec.base_url}"
 
 
-def unknown_price_message(task_path: Path, role: str, spec: ModelSpec, cap_usd: float) -> str:
-    """Why a cost cap cannot be kept for an unpriced model, and the task-file lines that fix it."""
-    return (
-        f"{task_path}: models.{role}: the price of {endpoint_text(spec)} is unknown, so the "
-        f"cost cap (${cap_usd:g}) cannot be kept; add its list price in US dollars per million "
-        "tokens to the task file:\n"
-        f"  models:\n    {role}:\n      model: {spec.model}\n"
-        "      price: {input: ..., output: ...}\n"
-        f"or give it by id (this also prices --{role} {spec.model}):\n"
-        f'  prices:\n    "{spec.model}": {{input: ..., output: ...}}'
+def unknown_price_text(
+    role: str, spec: ModelSpec, cap_usd: float, *, from_flag: bool = False
+) -> str:
+    """Why a cost cap cannot be kept for an unpriced model, and the task-file lines that fix it.
+
+    A model set by --target/--optimizer replaces the task's whole model, so only a `prices:`
+    entry (by model id) can price it; a task file's model takes `price:` too.
+    """
+    head = (
+        f"the price of {endpoint_text(spec)} is unknown, so the cost cap (${cap_usd:g}) cannot "
+        "be kept; add its list price in US dollars per million tokens to the task file:\n"
     )
+    by_id = f'  prices:\n    "{spec.model}": {{input: ..., output: ...}}'
+    if from_flag:
+        return head + by_id
+    return (
+        head
+        + f"  models:\n    {role}:\n      model: {spec.model}\n"
+        + "      price: {input: ..., output: ...}\n"
+        + "or by model id:\n"
+        + by_id
+    )
+
+
+def unknown_price_message(task_path: Path, role: str, spec: ModelSpec, cap_usd: float) -> str:
+    """`unknown_price_text` for a task file's model, prefixed with where it is set."""
+    return f"{task_path}: models.{role}: " + unknown_price_text(role, spec, cap_usd)
 
 
 def unknown_cost_note(spec: ModelSpec) -> str:
