@@ -339,7 +339,7 @@ class ModelClient:
             try:
                 result = await asyncio.shield(task)
             except RequestFailed as exc:
-                self._journal_failure(key, exc)
+                self._journal_failure(key, exc, shared=True)
                 raise
             return self._hit(key, _value_of(result))
         params = self._params(overrides)
@@ -359,11 +359,14 @@ class ModelClient:
             self.journal.record(key, value, paid=False, cost_usd=0.0)
         return _result_of(value, cached=True, cost=0.0)
 
-    def _journal_failure(self, key: str, exc: RequestFailed) -> None:
+    def _journal_failure(self, key: str, exc: RequestFailed, *, shared: bool = False) -> None:
         # Only a permanent failure is a final outcome: a transient one (the endpoint was down)
         # is left out, so that a resumed run sends the request again instead of replaying it.
+        # `shared`: the failure of an identical request in flight, counted there and not again.
         if self.journal is not None and exc.permanent:
-            value = {"error": str(exc), "kind": exc.kind, "permanent": True}
+            value: dict[str, Any] = {"error": str(exc), "kind": exc.kind, "permanent": True}
+            if shared:
+                value["shared"] = True
             self.journal.record(key, value, paid=False, cost_usd=0.0)
 
     def _replay(self, entry: JournalEntry) -> CallResult:
@@ -374,9 +377,10 @@ class ModelClient:
         reservation = self.ledger.reserve(self.role, entry.cost_usd)
         self.ledger.settle(reservation, entry.cost_usd)
         if "error" in entry.value:
-            self.usage.errors += 1
             kind = str(entry.value.get("kind", "rejected"))
-            self.errors.failed_with(kind)
+            if not entry.value.get("shared"):
+                self.usage.errors += 1
+                self.errors.failed_with(kind)
             raise RequestFailed(str(entry.value["error"]), kind=kind, permanent=True)
         if entry.paid:
             self.errors.succeeded()

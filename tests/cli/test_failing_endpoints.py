@@ -42,7 +42,7 @@ def sentiment(body: dict[str, Any]) -> str:
     return "positive"
 
 
-def make_task(folder: Path, base_url: str, **errors: Any) -> Path:
+def make_task(folder: Path, base_url: str, timeout_s: float = 5, **errors: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "script.py").write_text(SCRIPT)
     path = write_task(folder)
@@ -52,7 +52,7 @@ def make_task(folder: Path, base_url: str, **errors: Any) -> Path:
         "base_url": base_url,
         "temperature": 0,
         "max_tokens": 8,
-        "timeout_s": 5,
+        "timeout_s": timeout_s,
     }
     spec["models"]["optimizer"]["model"] = "scripted:script.py:optimizer"
     spec["errors"] = {**FAST, **errors}
@@ -322,3 +322,24 @@ def test_an_unreachable_optimizer_stops_the_run_naming_it(tmp_path: Path) -> Non
     line = one_sentence(result.stderr)
     assert f"optimizer model openai:opt-model at {dead}: " in line
     assert "(connection failed)" in line
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_a_server_that_never_answers_stops_the_command(command: str, tmp_path: Path) -> None:
+    with FakeOpenAIServer(mode="hang", hang_s=60) as server:
+        task = make_task(tmp_path / "task", server.base_url, timeout_s=0.3)
+        started = time.monotonic()
+        result = run(task, tmp_path / "runs") if command == "run" else evaluate(task)
+        assert time.monotonic() - started < BOUND_S
+    assert result.exit_code == 1, result.output
+    assert "requests in a row failed (timed out)" in one_sentence(result.stderr)
+
+
+def test_the_sentence_names_the_endpoint_without_its_credentials(tmp_path: Path) -> None:
+    port = free_port()
+    task = make_task(tmp_path / "task", f"http://someone:s3cr3t-pw@127.0.0.1:{port}/v1")
+    result = evaluate(task)
+    assert result.exit_code == 1, result.output
+    line = one_sentence(result.stderr)
+    assert f"at http://127.0.0.1:{port}/v1:" in line
+    assert "s3cr3t" not in result.output and "someone" not in result.output

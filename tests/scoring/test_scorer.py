@@ -299,3 +299,25 @@ async def test_a_request_refused_for_its_content_fails_again_on_replay(tmp_path:
         await replay.complete(msgs("z"))
     replay.journal.close()
     assert healthy.calls == 0 and replay.usage.errors == 1
+
+
+async def test_a_refusal_shared_by_identical_requests_is_counted_once_on_replay(
+    tmp_path: Path,
+) -> None:
+    journal = ResponseJournal(tmp_path / "responses.jsonl")
+    client = make_client(CountingProvider(rejects={"z"}, delay_s=0.01), tmp_path)
+    client.journal = journal
+    results = await asyncio.gather(
+        *(client.complete(msgs("z")) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, RequestFailed) for r in results)
+    assert client.usage.errors == 1
+    journal.close()
+
+    replay = make_client(CountingProvider(), tmp_path / "other")
+    replay.journal = ResponseJournal(tmp_path / "responses.jsonl")
+    for _ in range(3):
+        with pytest.raises(RequestFailed):
+            await replay.complete(msgs("z"))
+    replay.journal.close()
+    assert replay.usage.errors == 1 and replay.errors.failed == 1

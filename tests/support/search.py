@@ -57,6 +57,17 @@ def write_task(tmp: Path, *, budget: dict[str, Any] | None = None, **search: Any
     return path
 
 
+def with_loadable_models(task: Path) -> Path:
+    """The task file with scripted models a dry run can load (it checks models as a run does);
+    `write_task`'s names stand for providers passed in by the tests."""
+    (task.parent / "script.py").write_text("def reply(request):\n    return 'positive'\n")
+    spec = yaml.safe_load(task.read_text())
+    for role in ("target", "optimizer"):
+        spec["models"][role]["model"] = "scripted:script.py:reply"
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return task
+
+
 def target_answer(request: ChatRequest) -> str:
     system = request.messages[0]["content"].lower()
     review = request.messages[-1]["content"]

@@ -89,7 +89,12 @@ class PromptbreederParams(BaseModel):
     population_size: int = Field(
         default=6, ge=2, description="units in the population, the initial prompt included"
     )
-    generations: int = Field(default=4, ge=1, description="generations of tournaments")
+    generations: int = Field(
+        default=4,
+        ge=1,
+        description="generations of tournaments; copies lost to unusable proposals are made "
+        "up in extra generations, at most as many again",
+    )
     tournaments_per_generation: int | None = Field(
         default=None,
         ge=1,
@@ -358,7 +363,8 @@ class Promptbreeder:
             notes=(
                 f"promptbreeder: {s.population} units scored on {s.eval_examples} training "
                 f"examples, {s.generations} generation(s) of up to {s.tournaments_per_generation} "
-                f"tournament(s), {s.tournaments} mutated copies in all",
+                f"tournament(s), {s.tournaments} mutated copies in all (copies lost to unusable "
+                f"answers are made up in up to {s.generations} more generation(s))",
             ),
         )
 
@@ -603,17 +609,32 @@ class Promptbreeder:
         elites = [rank({u.cid: scores[u.cid] for u in units})[0]]
         yield self._report("init", units, scores, {"units": len(units)})
 
+        # A copy whose proposal is rejected or a duplicate costs no target calls, so its
+        # tournament is run again in an extra generation (at most as many again as planned):
+        # with a small optimizer model, a third of the answers can be unusable. The plan's
+        # bounds still hold: at most `tournaments` copies are scored, and the copies' optimizer
+        # calls stay within what the plan counted for them.
         left = sizing.tournaments
-        for generation in range(1, sizing.generations + 1):
+        calls_left = p.optimizer_calls_per_child() * sizing.tournaments
+        generation = 0
+        while left > 0 and generation < 2 * sizing.generations:
+            generation += 1
             n = min(sizing.tournaments_per_generation, left, len(units) // 2)
             if n == 0:
                 ctx.event("search_stopped", reason="fewer than two units are left to compete")
                 return
-            left -= n
-            budget = (ctx.remaining_target_calls(), ctx.remaining_optimizer_calls())
+            target_left, optimizer_left = (
+                ctx.remaining_target_calls(),
+                ctx.remaining_optimizer_calls(),
+            )
+            budget = (
+                left * len(subset) if target_left is None else min(target_left, left * len(subset)),
+                calls_left if optimizer_left is None else min(optimizer_left, calls_left),
+            )
             children = self.plan_children(ctx, units, scores, elites, n, subset, generation, budget)
             if not children:
                 return
+            calls_left -= sum(c.optimizer_calls for c in children)
             # Ask concurrently, then register in tournament order, so that candidate ids do
             # not depend on which answer came back first.
             await gather_all(ctx, [self.ask_child(ctx, c) for c in children])
@@ -634,6 +655,7 @@ class Promptbreeder:
                 if unit is not None:
                     units[child.slot] = unit
                     ctx.event("unit", **unit.to_json())
+            left -= sum(1 for _, unit in born if unit is not None)
             best = rank({u.cid: scores[u.cid] for u in units})[0]
             if best != elites[-1]:
                 elites.append(best)

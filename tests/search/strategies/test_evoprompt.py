@@ -48,7 +48,14 @@ from promptopt.search.strategies.evoprompt import (
 )
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
-from tests.support.search import WORDS_GOOD, Counter, providers, stable, write_task
+from tests.support.search import (
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    with_loadable_models,
+    write_task,
+)
 
 RESERVE = final_reserve(20, 20, 3)
 TRAIN = 40
@@ -675,7 +682,7 @@ async def test_budgets_are_never_exceeded_and_every_child_is_scored(
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 async def test_the_dry_run_plan_bounds_a_capped_run(tmp_path: Path, strategy: str) -> None:
-    task = write_task(tmp_path, strategy=strategy)
+    task = with_loadable_models(write_task(tmp_path, strategy=strategy))
     runner = CliRunner()
     result = runner.invoke(
         app,

@@ -49,6 +49,7 @@ from tests.support.search import (
     providers,
     stable,
     target_answer,
+    with_loadable_models,
     write_task,
 )
 
@@ -571,11 +572,7 @@ def test_strategies_lists_opro_and_dry_run_plans_it(tmp_path: Path) -> None:
     task = write_task(tmp_path, strategy="opro")
     spec = yaml.safe_load(task.read_text())
     assert spec["search"]["strategy"] == "opro"
-    # A dry run checks the models as a run would: they must be loadable scripted ones.
-    (tmp_path / "script.py").write_text("def reply(request):\n    return 'positive'\n")
-    for role in ("target", "optimizer"):
-        spec["models"][role]["model"] = "scripted:script.py:reply"
-    task.write_text(yaml.safe_dump(spec))
+    with_loadable_models(task)
     result = runner.invoke(app, ["run", str(task), "--dry-run", "--budget", "400", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)

@@ -51,7 +51,14 @@ from promptopt.search.strategies.plum import (
 )
 from promptopt.search.strategies.registry import STRATEGIES, make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
-from tests.support.search import WORDS_GOOD, Counter, providers, stable, write_task
+from tests.support.search import (
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    with_loadable_models,
+    write_task,
+)
 
 RESERVE = final_reserve(20, 20, 3)
 TRAIN = 40
@@ -746,7 +753,7 @@ def test_strategies_lists_the_method_and_dry_run_plans_it(tmp_path: Path, method
     listing = json.loads(runner.invoke(app, ["strategies", "--json"]).stdout)
     entry = next(s for s in listing if s["name"] == method)
     assert {"steps", "candidates_per_step", "operators"} <= {p["name"] for p in entry["params"]}
-    task = write_plum_task(tmp_path, method)
+    task = with_loadable_models(write_plum_task(tmp_path, method))
     result = runner.invoke(
         app,
         ["run", str(task), "--dry-run", "--budget", "400", "--optimizer-budget", "10", "--json"],

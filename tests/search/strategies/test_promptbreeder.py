@@ -42,7 +42,14 @@ from promptopt.search.strategies.promptbreeder import (
 )
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
-from tests.support.search import WORDS_GOOD, Counter, providers, stable, write_task
+from tests.support.search import (
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    with_loadable_models,
+    write_task,
+)
 
 RESERVE = final_reserve(20, 20, 3)
 TRAIN = 40
@@ -715,10 +722,39 @@ def test_strategies_lists_promptbreeder_and_dry_run_plans_it(tmp_path: Path) -> 
         "crossover_rate",
         "eval_examples",
     }
-    task = write_task(tmp_path, strategy="promptbreeder")
+    task = with_loadable_models(write_task(tmp_path, strategy="promptbreeder"))
     result = runner.invoke(app, ["run", str(task), "--dry-run", "--budget", "400", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     assert plan["final_eval_calls"] == RESERVE
     assert plan["layout"]["population"] == 6
     assert plan["target_calls"] <= 400
+
+
+async def test_copies_lost_to_unusable_answers_are_made_up_within_the_plan(
+    tmp_path: Path,
+) -> None:
+    refused = ("zero-order", "estimation", "lineage", "lamarckian")
+
+    def refuses(request: ChatRequest) -> str:
+        if kind_of(request.messages[-1]["content"]) in refused:
+            return "I'm sorry, but I can't help with that."
+        return scripted_optimizer(request)
+
+    h = Harness(tmp_path)
+    h.recorder.fn = refuses
+    params: dict[str, Any] = {
+        "population_size": 4,
+        "generations": 2,
+        "eval_examples": 10,
+        "crossover_rate": 0.0,
+    }
+    reports = await h.steps(**params)
+    lost = [t for t in h.events("tournament") if t["child"] is None]
+    born = [t for t in h.events("tournament") if t["child"] is not None]
+    assert lost and all(t["family"] in refused for t in lost)
+    # The planned 4 copies were made, in extra generations.
+    assert len(born) == 4 and len(reports) > 1 + 2
+    plan = Promptbreeder(PromptbreederParams(**params)).plan({"train": TRAIN})
+    assert h.optimizer.calls <= plan.optimizer_calls
+    assert h.target.calls <= plan.target_calls
