@@ -226,7 +226,7 @@ def _signature(function: Any) -> str:
 
 
 def _model_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) -> list[Problem]:
-    from promptopt.llm.pricing import price_for
+    from promptopt.llm.pricing import price_for, unknown_price_text
     from promptopt.llm.providers.registry import PROVIDERS
 
     models = task.spec.models
@@ -255,13 +255,8 @@ def _model_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) 
             )
             continue
         if cost_cap is not None and price_for(spec, task.spec.prices or {}) is None:
-            problems.append(
-                problem(
-                    f"the price of {spec.model} is unknown, so a cost cap cannot be enforced; "
-                    f"set models.{role}.price (dollars per million tokens) or "
-                    f"prices['{spec.model}']"
-                )
-            )
+            text = unknown_price_text(role, spec, cost_cap, from_flag=role in overrides.models)
+            problems.append(problem(text))
         if spec.provider == "scripted":
             problems += _scripted_problems(task, spec, problem)
     return problems

@@ -307,7 +307,7 @@ def _side_usage(
     return SideUsage(
         input_tokens=total.input + total.cache_read + total.cache_write,
         output_tokens=total.output,
-        cost_usd=cost_usd(total, client.price),
+        cost_usd=None if client.price is None else cost_usd(total, client.price),
         mean_latency_s=sum(latencies) / len(latencies) if latencies else None,
         requests=result.usage.requests,
         cache_hits=result.usage.cache_hits,

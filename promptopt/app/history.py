@@ -16,7 +16,7 @@ from promptopt.app.compare import prompt_text
 from promptopt.app.revisions import RepoFile
 from promptopt.errors import UsageError
 from promptopt.llm.cache import ResponseStore
-from promptopt.llm.pricing import price_for, request_max_cost_usd
+from promptopt.llm.pricing import price_for, request_max_cost_usd, unknown_cost_note
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.diff import Commit
 from promptopt.reporting.history import (
@@ -151,14 +151,15 @@ def history_cost(task: LoadedTask, plan: HistoryPlan, split: str = "test") -> Hi
     if spec is not None:
         price = price_for(spec, task.spec.prices or {})
         if price is None:
-            notes.append(f"no price known for {spec.model}: counted as $0")
-        cost = sum(
-            request_max_cost_usd(
-                build_messages(text, task.render_input(example)), spec.params, price
+            notes.append(unknown_cost_note(spec))
+        else:
+            cost = sum(
+                request_max_cost_usd(
+                    build_messages(text, task.render_input(example)), spec.params, price
+                )
+                for text in prompts
+                for example in examples
             )
-            for text in prompts
-            for example in examples
-        )
     if task.spec.metric.type == "judge":
         notes.append("the judge model's calls (one per answer) are not counted")
     return HistoryCost(

@@ -24,8 +24,12 @@ def override_models(
 ) -> LoadedTask:
     """The task with its models replaced from command-line flags.
 
-    A flag replaces the model id and keeps the task's sampling options; `base_url` applies to
-    the target and, unless `optimizer_base_url` is given, to the optimizer too (one
+    A model flag replaces the whole model: its endpoint (base_url, api_key_env) and its price
+    go with the task's model, since they describe that model, not the new one (a gateway's
+    price must not bill another provider's model, nor its URL receive another's requests).
+    The task's sampling options (temperature, max_tokens, params, timeout) are kept: they are
+    the role's. A `prices:` entry for the new id still applies. `base_url` applies to the
+    target and, unless `optimizer_base_url` is given, to the optimizer too (one
     OpenAI-compatible server serving both).
     """
     models = task.spec.models
@@ -35,12 +39,9 @@ def override_models(
         current: ModelSpec | None = getattr(models, role)
         new = current
         if value is not None:
-            new = (
-                current.model_copy(update={"model": value})
-                if current
-                else ModelSpec.model_validate(value)
-            )
-            ModelSpec.model_validate(new.model_dump())  # re-check provider:name
+            new = ModelSpec.model_validate(value)
+            if current is not None:
+                new = new.model_copy(update=_role_options(current))
         if urls[role] is not None and new is not None:
             new = new.model_copy(update={"base_url": urls[role]})
         if new is not None and new is not current:
@@ -49,6 +50,16 @@ def override_models(
         return task
     spec = task.spec.model_copy(update={"models": models.model_copy(update=updates)})
     return replace(task, spec=spec)
+
+
+def _role_options(spec: ModelSpec) -> dict[str, Any]:
+    """The options of a spec that belong to its role rather than to its model."""
+    return {
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+        "params": dict(spec.params),
+        "timeout_s": spec.timeout_s,
+    }
 
 
 def override_models_from_config(task: LoadedTask, models: Mapping[str, Any]) -> LoadedTask:

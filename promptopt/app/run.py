@@ -17,23 +17,30 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.error_budget import TooManyErrors
 from promptopt.llm.journal import ResponseJournal
-from promptopt.llm.pricing import price_for
 from promptopt.llm.providers.base import Provider
 from promptopt.reporting.write import write_run_reports
 from promptopt.run.folder import PREFERENCES, RESPONSES, RunFolder
 from promptopt.run.records import SummaryRecord
 from promptopt.scoring.preference import HumanAsk, HumanComparator, RecordedComparator
-from promptopt.scoring.runtime import Runtime, RuntimeOptions, check_models, model_for_role
+from promptopt.scoring.runtime import (
+    Runtime,
+    RuntimeOptions,
+    check_models,
+    priced_roles,
+    unknown_cost_notes,
+)
 from promptopt.search.engine import Engine, StepCallback
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
 from promptopt.search.plan import (
     DryRunPlan,
     RunSettings,
     StopRules,
+    cost_left_for_search,
     final_reserve,
     plan_run,
     search_caps,
     strategy_plan,
+    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.strategies.registry import make_strategy
@@ -51,6 +58,8 @@ class PreparedRun:
     settings: RunSettings
     meta_prompts: MetaPromptSet
     resume_from: RunFolder | None = None
+    notes: tuple[str, ...] = ()
+    """What the command should say once before it starts (an unpriced model's unknown cost)."""
 
 
 def with_prompt(
@@ -152,17 +161,22 @@ def _checked(prepared: PreparedRun) -> PreparedRun:
     make_strategy(settings.strategy, settings.params)
     dev, test = prepared.task.split("dev"), prepared.task.split("test")
     search_caps(settings.caps, final_reserve(len(dev), len(test), settings.finalists))
-    return prepared
+    # Here, not when the models are first called: a dry run and a run refuse an unpriced model
+    # under a cost cap alike, before any run folder exists.
+    prices = priced_roles(prepared.task, settings.caps)
+    target = prepared.task.spec.models.target
+    if settings.caps.cost_usd is not None and target is not None:
+        # The run checks this too, once its folder exists; a dry run must refuse it as well.
+        per_call = target_call_max_cost_usd(prepared.task, target, prices.get("target"))
+        reserve = final_reserve(len(dev), len(test), settings.finalists)
+        cost_left_for_search(settings.caps.cost_usd, reserve * per_call)
+    return dataclasses.replace(prepared, notes=unknown_cost_notes(prepared.task, prices))
 
 
-def prices_of(task: LoadedTask) -> dict[str, Price | None]:
-    """The price of the target and the optimizer model (None where unknown)."""
-    prices: dict[str, Price | None] = {}
-    for role in ("target", "optimizer"):
-        spec = model_for_role(task, role)
-        if spec is not None:
-            prices[role] = price_for(spec, task.spec.prices or {})
-    return prices
+def prices_of(task: LoadedTask, caps: BudgetCaps | None = None) -> dict[str, Price | None]:
+    """The price of each role's model (None where unknown); UsageError for an unknown one when
+    `caps` has a cost cap."""
+    return priced_roles(task, caps or BudgetCaps())
 
 
 def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
@@ -175,7 +189,7 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
         task,
         settings,
         strategy_plan(strategy, sizes, settings, demos.target_calls),
-        prices_of(task),
+        prices_of(task, settings.caps),
         demos,
     )
     search_caps(settings.caps, plan.final_eval_calls)

@@ -59,10 +59,19 @@ SeedOpt = Annotated[
     typer.Option("--seed", help="Random seed [default: the task's]."),
 ]
 TargetOpt = Annotated[
-    str | None, typer.Option("--target", help="Target model, provider:name (overrides the task).")
+    str | None,
+    typer.Option(
+        "--target",
+        help="Target model, provider:name: replaces the task's, with its base_url and price "
+        "(sampling options are kept).",
+    ),
 ]
 OptimizerOpt = Annotated[
-    str | None, typer.Option("--optimizer", help="Optimizer model, provider:name.")
+    str | None,
+    typer.Option(
+        "--optimizer",
+        help="Optimizer model, provider:name: replaces the task's, with its base_url and price.",
+    ),
 ]
 BaseUrlOpt = Annotated[
     str | None,

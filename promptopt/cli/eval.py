@@ -70,7 +70,7 @@ def eval_table(result: EvalResult, title: str) -> Table:
         ("cache hits", str(usage.cache_hits)),
         ("errors (scored 0)", str(result.errors)),
         ("tokens in / out", f"{usage.to_json()['input_tokens']} / {usage.tokens.output}"),
-        ("cost", f"${usage.cost_usd:.4f}"),
+        ("cost", "unknown" if not usage.cost_known else f"${usage.cost_usd:.4f}"),
     ):
         table.add_row(name, value)
     return table
@@ -149,7 +149,9 @@ def eval_command(
         if judge_usage:
             stdout().print(
                 f"judge: {judge_usage['requests']} requests, {judge_usage['cache_hits']} cached, "
-                f"${judge_usage['cost_usd']:.4f}",
+                "cost unknown"
+                if judge_usage["cost_usd"] is None
+                else f"${judge_usage['cost_usd']:.4f}",
                 highlight=False,
             )
     if evaluation.error_budget_exceeded is not None:

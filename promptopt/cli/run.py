@@ -105,10 +105,12 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
     usage = summary.usage
     none = UsageRecord()
     target, optimizer = usage.get("target", none), usage.get("optimizer", none)
-    cost = sum(u.cost_usd for u in usage.values())
+    costs = [u.cost_usd for u in usage.values()]
+    # One unpriced model makes the total unknown: a partial sum would read as the whole cost.
+    cost = "unknown" if None in costs else f"${sum(c or 0.0 for c in costs):.4f}"
     out.print(
         f"calls: target {target.requests} sent + {target.cache_hits} cached, optimizer "
-        f"{optimizer.requests} sent + {optimizer.cache_hits} cached; cost ${cost:.4f}; "
+        f"{optimizer.requests} sent + {optimizer.cache_hits} cached; cost {cost}; "
         f"{summary.wall_s:.1f} s",
         highlight=False,
     )
@@ -159,10 +161,12 @@ def _step_printer(err: Console) -> StepCallback:
     def show(ctx: SearchContext, report: StepReport, runtime: Runtime) -> None:
         calls = runtime.ledger.calls
         score = "-" if report.best_score is None else f"{report.best_score:.3f}"
+        unpriced = any(client.price is None for client in runtime.clients.values())
+        spent = "cost unknown" if unpriced else f"${runtime.ledger.spent_usd:.4f}"
         err.print(
             f"step {ctx.step:>3} {report.name:<14} best(train) {score}  "
             f"target calls {calls.get('target', 0)}  optimizer calls {calls.get('optimizer', 0)}"
-            f"  ${runtime.ledger.spent_usd:.4f}",
+            f"  {spent}",
             highlight=False,
         )
 
@@ -394,6 +398,8 @@ def run_command(
         _print_plan(prepared, as_json)
         return
     err = stderr()
+    for note in prepared.notes:
+        err.print(f"note: {note}", highlight=False, markup=False)
     ask_human = None
     if human:
         import sys

@@ -100,15 +100,18 @@ class RoleUsage:
     tokens: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    cost_known: bool = True
+    """False for a model whose price is unknown: its cost is then reported as null, not 0."""
 
     def to_json(self) -> dict[str, Any]:
-        """The usage object of the `eval --json` and `run --json` contracts, plus a few fields."""
+        """The usage object of the `eval --json` and `run --json` contracts, plus a few fields;
+        `cost_usd` is null when the model's price is unknown."""
         return {
             "requests": self.requests,
             "cache_hits": self.cache_hits,
             "input_tokens": self.tokens.input + self.tokens.cache_read + self.tokens.cache_write,
             "output_tokens": self.tokens.output,
-            "cost_usd": round(self.cost_usd, 8),
+            "cost_usd": round(self.cost_usd, 8) if self.cost_known else None,
             "attempts": self.attempts,
             "errors": self.errors,
             "cache_read_tokens": self.tokens.cache_read,
@@ -133,8 +136,9 @@ class RoleUsage:
             cache_hits=int(data.get("cache_hits", 0)),
             errors=int(data.get("errors", 0)),
             tokens=tokens,
-            cost_usd=float(data.get("cost_usd", 0.0)),
+            cost_usd=float(data.get("cost_usd") or 0.0),
             latency_s=float(data.get("latency_s", 0.0)),
+            cost_known=data.get("cost_usd", 0.0) is not None,
         )
 
     def copy(self) -> RoleUsage:
@@ -157,6 +161,7 @@ class RoleUsage:
             ),
             cost_usd=self.cost_usd - earlier.cost_usd,
             latency_s=self.latency_s - earlier.latency_s,
+            cost_known=self.cost_known,
         )
 
     def plus(self, other: RoleUsage) -> RoleUsage:
@@ -169,6 +174,7 @@ class RoleUsage:
             tokens=self.tokens + other.tokens,
             cost_usd=self.cost_usd + other.cost_usd,
             latency_s=self.latency_s + other.latency_s,
+            cost_known=self.cost_known and other.cost_known,
         )
 
 
@@ -263,7 +269,7 @@ class ModelClient:
         self.gate = gate
         self.price = price
         self.retry = retry or RetryPolicy()
-        self.usage = RoleUsage()
+        self.usage = RoleUsage(cost_known=price is not None)
         self.reported_models: set[str] = set()
         self._rng = random.Random(seed)
         self._sleep = sleep

@@ -1,13 +1,21 @@
-"""List prices of hosted models, and the cost of a request in US dollars."""
+"""Prices of hosted models, and the cost of a request in US dollars.
+
+Prices come from genai-prices, a maintained library of list prices (OpenAI, Anthropic, Google,
+Mistral, Groq, Together, Fireworks, OpenRouter and more, by provider and API URL); the built-in
+table below is the fallback for the providers' own APIs when the library lacks a model. A price
+in the task file (`price:` on a model, `prices:` by model id) wins over both.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from promptopt.llm.messages import Message, Usage
-from promptopt.llm.providers.endpoints import is_openai_host
+from promptopt.llm.providers.endpoints import gateway_of, is_local_url
 from promptopt.task.modelspec import ModelSpec, Price
 
 # USD per million tokens, from the providers' published list prices (standard tier, 5-minute
@@ -44,7 +52,10 @@ BUILTIN_PRICES: Mapping[str, Mapping[str, Price]] = {
 UNBOUNDED_OUTPUT_TOKENS = 4096
 
 FREE = Price(input=0.0, output=0.0, cache_read=0.0, cache_write=0.0)
+# Models that run on the user's own hardware: the embedded ones, scripts, and Ollama's server.
 _FREE_PROVIDERS = frozenset({"local", "ollama", "scripted"})
+# The provider prefixes whose own API is the default endpoint, as genai-prices names them.
+_OWN_API = {"openai": "openai", "anthropic": "anthropic"}
 
 
 _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-?\d{2}-?\d{2}|-latest)?")
@@ -61,11 +72,13 @@ def _lookup(name: str, table: Mapping[str, Price]) -> Price | None:
 
 
 def price_for(spec: ModelSpec, overrides: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of a model: spec.price, else an override for "provider:name", else the
-    built-in list price; models on your own hardware cost 0. Overrides and list prices also
-    match dated snapshots of their name.
+    """The price of a model, or None when it is unknown.
 
-    None means the price is unknown: count it as free, but tell the user costs are not tracked.
+    In order: spec.price; an override for "provider:name" (`prices:`, also matching dated
+    snapshots); free for models on your own hardware (local, scripted, Ollama, a base_url on
+    this machine); genai-prices for the endpoint (the provider's own API, or the gateway a
+    base_url points to: OpenRouter, Together, Groq, ...); the built-in table for the provider's
+    own API. Any other server is unknown, never free: a hosted gateway bills its models.
     """
     if spec.price is not None:
         return spec.price
@@ -75,9 +88,110 @@ def price_for(spec: ModelSpec, overrides: Mapping[str, Price] | None = None) -> 
             return override
     if spec.provider in _FREE_PROVIDERS:
         return FREE
-    if spec.provider == "openai" and spec.base_url and not is_openai_host(spec.base_url):
+    own = _OWN_API.get(spec.provider)
+    if own is None:
+        return None
+    base_url = spec.base_url
+    if base_url is not None and is_local_url(base_url):
         return FREE
+    if base_url is None or gateway_of(base_url) == own:
+        return library_price(own, None, spec.name) or builtin_price(spec)
+    assert base_url is not None
+    return library_price(gateway_of(base_url), base_url, spec.name)
+
+
+def builtin_price(spec: ModelSpec) -> Price | None:
+    """The built-in table's list price of a model on its provider's own API, or None."""
     return _lookup(spec.name, BUILTIN_PRICES.get(spec.provider, {}))
+
+
+@functools.cache
+def library_price(provider_id: str | None, base_url: str | None, name: str) -> Price | None:
+    """genai-prices' current list price of `name` at a provider (by id, else by API URL), or
+    None when it has none.
+
+    Only the data shipped inside the package is read: promptopt never starts its price
+    updater, so pricing makes no network request. Imported here, not at the top: loading its
+    data takes about a second, which commands that price nothing should not pay.
+    """
+    try:
+        from genai_prices import Usage as LibraryUsage
+        from genai_prices import calc_price
+    except ImportError:  # an installation without it still has the built-in table
+        return None
+    zero = LibraryUsage(input_tokens=0, output_tokens=0)
+    try:
+        if provider_id is not None:
+            found = calc_price(zero, name, provider_id=provider_id)
+        elif base_url is not None:
+            found = calc_price(zero, name, provider_api_url=base_url)
+        else:
+            return None
+    except LookupError:
+        return None
+    table = found.model_price
+    input_price = _per_million(table.input_mtok)
+    if input_price is None:  # not a per-token model (images, audio): not ours to guess
+        return None
+    return Price(
+        input=input_price,
+        output=_per_million(table.output_mtok) or 0.0,
+        cache_read=_per_million(table.cache_read_mtok),
+        cache_write=_per_million(table.cache_write_mtok),
+    )
+
+
+def _per_million(value: object) -> float | None:
+    """A genai-prices price per million tokens as a float. A tiered price is taken at its base
+    tier: the dearer tiers start at prompts of 200k tokens, far beyond what an optimization
+    request sends."""
+    if value is None:
+        return None
+    base = getattr(value, "base", value)
+    return float(str(base))
+
+
+def endpoint_text(spec: ModelSpec) -> str:
+    """The model and, when it has one, the server it is reached at (for messages)."""
+    return spec.model if spec.base_url is None else f"{spec.model} at {spec.base_url}"
+
+
+def unknown_price_text(
+    role: str, spec: ModelSpec, cap_usd: float, *, from_flag: bool = False
+) -> str:
+    """Why a cost cap cannot be kept for an unpriced model, and the task-file lines that fix it.
+
+    A model set by --target/--optimizer replaces the task's whole model, so only a `prices:`
+    entry (by model id) can price it; a task file's model takes `price:` too.
+    """
+    head = (
+        f"the price of {endpoint_text(spec)} is unknown, so the cost cap (${cap_usd:g}) cannot "
+        "be kept; add its list price in US dollars per million tokens to the task file:\n"
+    )
+    by_id = f'  prices:\n    "{spec.model}": {{input: ..., output: ...}}'
+    if from_flag:
+        return head + by_id
+    return (
+        head
+        + f"  models:\n    {role}:\n      model: {spec.model}\n"
+        + "      price: {input: ..., output: ...}\n"
+        + "or by model id:\n"
+        + by_id
+    )
+
+
+def unknown_price_message(task_path: Path, role: str, spec: ModelSpec, cap_usd: float) -> str:
+    """`unknown_price_text` for a task file's model, prefixed with where it is set."""
+    return f"{task_path}: models.{role}: " + unknown_price_text(role, spec, cap_usd)
+
+
+def unknown_cost_note(spec: ModelSpec) -> str:
+    """The note a run without a cost cap shows once for an unpriced model."""
+    return (
+        f"the price of {endpoint_text(spec)} is unknown, so its cost is reported as unknown; "
+        "add price: {input: ..., output: ...} (US dollars per million tokens) to the model "
+        "in the task file to track it"
+    )
 
 
 def cost_usd(usage: Usage, price: Price | None) -> float:

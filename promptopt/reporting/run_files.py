@@ -32,7 +32,8 @@ class TrajectoryPoint:
     best_score: float | None
     target_calls: int
     optimizer_calls: int
-    cost_usd: float
+    cost_usd: float | None
+    """None when a model's price is unknown, or the event predates cost tracking."""
 
 
 def trajectory(events: Sequence[EventRecord]) -> list[TrajectoryPoint]:
@@ -55,7 +56,7 @@ def trajectory(events: Sequence[EventRecord]) -> list[TrajectoryPoint]:
                 best_score=e.best_score,
                 target_calls=e.calls_to("target"),
                 optimizer_calls=e.calls_to("optimizer"),
-                cost_usd=e.cost_usd or 0.0,
+                cost_usd=e.cost_usd,
             )
         )
     return points

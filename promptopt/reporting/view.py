@@ -57,8 +57,11 @@ def shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _money(x: float | None) -> str:
-    return "-" if x is None else f"${x:.4f}"
+def _cost(x: float | None, measured: bool = True) -> str:
+    """A cost in dollars; one that was measured without a known price reads "unknown"."""
+    if x is None:
+        return "unknown" if measured else "-"
+    return f"${x:.4f}"
 
 
 def _money_delta(x: float | None) -> str:
@@ -328,7 +331,12 @@ def _usage_rows(report: DiffReport) -> tuple[UsageRow, ...]:
             _count(n.output_tokens),
             _signed(d["output_tokens"], "{:+.0f}"),
         ),
-        UsageRow("cost", _money(o.cost_usd), _money(n.cost_usd), _money_delta(d["cost_usd"])),
+        UsageRow(
+            "cost",
+            _cost(o.cost_usd, o.input_tokens is not None),
+            _cost(n.cost_usd, n.input_tokens is not None),
+            _money_delta(d["cost_usd"]),
+        ),
         UsageRow(
             "mean latency",
             _seconds(o.mean_latency_s),
@@ -467,7 +475,7 @@ def _trajectory_rows(points: Sequence[TrajectoryPoint]) -> tuple[TrajectoryRow, 
             best_score=score_text(t.best_score),
             target_calls=str(t.target_calls),
             optimizer_calls=str(t.optimizer_calls),
-            cost=f"${t.cost_usd:.4f}",
+            cost=_cost(t.cost_usd),
         )
         for t in trajectory_rows(points)
     )
@@ -503,7 +511,7 @@ def _run_usage(summary: SummaryRecord, config: ConfigRecord | None) -> tuple[Run
                 cache_hits=str(used.cache_hits),
                 input_tokens=str(used.input_tokens),
                 output_tokens=str(used.output_tokens),
-                cost=f"${used.cost_usd:.4f}",
+                cost=_cost(used.cost_usd),
             )
         )
     return tuple(rows)

@@ -45,7 +45,8 @@ class UsageRecord(Record):
     cache_hits: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    """Dollars spent; None (null) when the model's price is unknown, never a made-up 0."""
     attempts: int = 0
     errors: int = 0
     cache_read_tokens: int = 0
@@ -279,6 +280,7 @@ class EventRecord(Record):
     detail: dict[str, Any] | None = None
     calls: dict[str, int] | None = None
     cost_usd: float | None = None
+    """Dollars spent so far; null when a model's price is unknown."""
     # "rejected" events
     reason: str | None = None
 

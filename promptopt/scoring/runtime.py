@@ -18,13 +18,13 @@ from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
 from promptopt.llm.error_budget import ErrorLimits
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import Message
-from promptopt.llm.pricing import price_for
+from promptopt.llm.pricing import price_for, unknown_cost_note, unknown_price_message
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
 from promptopt.scoring.metrics import build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
 from promptopt.task.loader import LoadedTask
-from promptopt.task.modelspec import ModelSpec
+from promptopt.task.modelspec import ModelSpec, Price
 
 if TYPE_CHECKING:
     import httpx2
@@ -93,6 +93,42 @@ def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
     return spec
 
 
+def role_price(task: LoadedTask, role: str, spec: ModelSpec, caps: BudgetCaps) -> Price | None:
+    """The price of a role's model (None: unknown); UsageError, with the task-file lines that
+    price it, when it is unknown and a cost cap must be kept."""
+    price = price_for(spec, task.spec.prices or {})
+    if price is None and caps.cost_usd is not None:
+        raise UsageError(unknown_price_message(task.path, role, spec, caps.cost_usd))
+    return price
+
+
+def priced_roles(task: LoadedTask, caps: BudgetCaps) -> dict[str, Price | None]:
+    """The price of the target, the optimizer and (when the task names one) the judge model.
+
+    Checked before a command writes or calls anything, so `run --dry-run` and `run` refuse an
+    unpriced model under a cost cap alike.
+    """
+    roles = ("target", "optimizer", "judge") if task.spec.models.judge else ("target", "optimizer")
+    prices: dict[str, Price | None] = {}
+    for role in roles:
+        spec = model_for_role(task, role)
+        if spec is not None:
+            prices[role] = role_price(task, role, spec, caps)
+    return prices
+
+
+def unknown_cost_notes(task: LoadedTask, prices: Mapping[str, Price | None]) -> tuple[str, ...]:
+    """One note per model whose price is unknown (its cost is reported as unknown)."""
+    notes: list[str] = []
+    for role, price in prices.items():
+        spec = model_for_role(task, role)
+        if price is None and spec is not None:
+            note = unknown_cost_note(spec)
+            if note not in notes:
+                notes.append(note)
+    return tuple(notes)
+
+
 class Runtime:
     """Everything needed to call models for one command. Use as an async context manager."""
 
@@ -138,13 +174,7 @@ class Runtime:
                 f"{self.task.path}: models.{role}: no model is set; add one to the task file "
                 f"or pass --{role} provider:name"
             )
-        price = price_for(spec, self.task.spec.prices or {})
-        if price is None and self.options.caps.cost_usd is not None:
-            raise UsageError(
-                f"{self.task.path}: models.{role}: the price of {spec.model} is unknown, so a "
-                "cost cap cannot be enforced; set models."
-                f"{role}.price (dollars per million tokens) or prices['{spec.model}']"
-            )
+        price = role_price(self.task, role, spec, self.options.caps)
         provider = self._providers.get(role) or build_provider(
             spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )

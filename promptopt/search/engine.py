@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, NoReturn
 
-from promptopt.errors import BudgetExhausted, UsageError
+from promptopt.errors import BudgetExhausted
 from promptopt.llm.client import RoleUsage, RunStopped
 from promptopt.llm.error_budget import TooManyErrors
 from promptopt.run.folder import (
@@ -52,6 +52,7 @@ from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
     RunSettings,
+    cost_left_for_search,
     final_reserve,
     search_caps,
     target_call_max_cost_usd,
@@ -124,6 +125,12 @@ class Engine:
         client = self.runtime.client("target")
         return calls * target_call_max_cost_usd(self.task, client.spec, client.price)
 
+    def _spent_usd(self) -> float | None:
+        """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
+        if any(client.price is None for client in self.runtime.clients.values()):
+            return None
+        return round(self.runtime.ledger.spent_usd, 8)
+
     def write_config(self) -> None:
         """config.json: the resolved task, the options, versions and seed (no secrets)."""
         self.folder.write_record(
@@ -178,7 +185,7 @@ class Engine:
                     best_score=report.best_score,
                     detail=dict(report.detail),
                     calls=dict(self.runtime.ledger.calls),
-                    cost_usd=round(self.runtime.ledger.spent_usd, 8),
+                    cost_usd=self._spent_usd(),
                 )
                 events.append(step.to_json())
             self.folder.append_records(CANDIDATES, [c.to_record() for c in changed])
@@ -278,12 +285,7 @@ class Engine:
             # that a search that spends all it may still leaves the demonstrations theirs.
             caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
         if caps.cost_usd is not None:
-            left = caps.cost_usd - self._final_cost(reserve)
-            if left <= 0:
-                raise UsageError(
-                    f"the cost cap (${caps.cost_usd}) does not cover the worst case of the final "
-                    "evaluation on dev and test; raise it, or set the target's max_tokens"
-                )
+            left = cost_left_for_search(caps.cost_usd, self._final_cost(reserve))
             caps = replace(caps, cost_usd=left)
             search_caps_all = replace(search_caps_all, cost_usd=left)
         ledger.caps = caps

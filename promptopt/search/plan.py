@@ -10,7 +10,7 @@ from typing import Any
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.messages import Message
-from promptopt.llm.pricing import request_max_cost_usd
+from promptopt.llm.pricing import request_max_cost_usd, unknown_cost_note
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Plan, Strategy
@@ -83,6 +83,18 @@ def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
     return BudgetCaps(
         target_calls=left, optimizer_calls=caps.optimizer_calls, cost_usd=caps.cost_usd
     )
+
+
+def cost_left_for_search(cost_cap_usd: float, final_cost_usd: float) -> float:
+    """Dollars the search may spend once the final evaluation's worst case is set aside;
+    UsageError when the cap does not even cover that."""
+    left = cost_cap_usd - final_cost_usd
+    if left <= 0:
+        raise UsageError(
+            f"the cost cap (${cost_cap_usd}) does not cover the worst case of the final "
+            "evaluation on dev and test; raise it, or set the target's max_tokens"
+        )
+    return left
 
 
 def task_demo_sizing(
@@ -171,9 +183,13 @@ def plan_run(
             continue
         price = prices.get(role)
         if price is None:
-            notes.append(f"no price known for {spec.model}: counted as $0")
+            # Never counted as $0: the estimate is unknown as soon as one model's price is.
+            if unknown_cost_note(spec) not in notes:
+                notes.append(unknown_cost_note(spec))
+            cost = None
             continue
-        assert cost is not None
+        if cost is None:
+            continue
         per_call = (
             target_call_max_cost_usd(task, spec, price)
             if role == "target"

@@ -50,7 +50,9 @@ class ModelSpec(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="other request parameters, sent as given"
     )
-    price: Price | None = Field(default=None, description="the model's price, if not built in")
+    price: Price | None = Field(
+        default=None, description="the model's price; wins over every other source"
+    )
     timeout_s: float = Field(default=60.0, gt=0, description="seconds before a request times out")
 
     @classmethod

@@ -256,7 +256,8 @@ class TaskFile(_Strict):
     )
     prices: dict[str, Price] = Field(
         default_factory=dict,
-        description="dollars per million tokens by model id (provider:name), for unpriced models",
+        description="dollars per million tokens by model id (provider:name); they win over "
+        "the price library",
     )
     errors: ErrorsSpec = Field(
         default_factory=ErrorsSpec,

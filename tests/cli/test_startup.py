@@ -9,7 +9,7 @@ from tests.support import REPO
 
 # Each costs from a tenth of a second to a second to import; none is needed to parse a
 # command line, print --version or --help.
-HEAVY = ("openai", "anthropic", "llama_cpp", "numpy", "jinja2", "httpx2")
+HEAVY = ("openai", "anthropic", "llama_cpp", "numpy", "jinja2", "httpx2", "genai_prices")
 
 
 def loaded_after(code: str) -> list[str]:
