@@ -358,7 +358,12 @@ class PhraseSearch:
 
     def __init__(self, params: PlumParams) -> None:
         self.params = params
-        self._asked: set[tuple[str, str]] = set()
+        # Paraphrase requests sent, as (prompt, phrase, wordings shown as tried): the same
+        # request again would get the cached answer and still cost a call.
+        self._asked: set[tuple[str, str, tuple[str, ...]]] = set()
+        # The wordings the optimizer gave so far for a phrase of a prompt, shown when it is
+        # asked again so that it writes another.
+        self._wordings: dict[tuple[str, str], list[str]] = {}
         self._subset: frozenset[str] = frozenset()
 
     # plans
@@ -402,6 +407,7 @@ class PhraseSearch:
                 f"{self.name} needs training examples: give the task a data.train split"
             )
         self._asked = set()
+        self._wordings = {}
         sizing = self.sizing(len(ctx.train), ctx.remaining_target_calls())
         subset = draw_subset(ctx, sizing.eval_examples)
         self._subset = frozenset(e.id for e in subset)
@@ -482,8 +488,9 @@ class PhraseSearch:
         entry's edits all fail), plus any existing candidates the edits led back to.
 
         Edits are drawn with the run's rng in parent order. An edit of the same parent already
-        drawn this step is not drawn again (it would give the same prompt), nor a paraphrase
-        of a phrase of the same prompt asked for in an earlier step (its answer would be the
+        drawn this step is not drawn again (it would give the same prompt). A paraphrase
+        request shows the wordings the optimizer already gave for the phrase, so that asking
+        again gets another, and the same request is never sent twice (its answer would be the
         cached one); several paraphrases of one phrase in a step are samples of one request.
         Paraphrases are asked for together after the draws, as long as optimizer calls are
         left; one that is unusable is replaced by an edit that needs no model. An edit that
@@ -516,7 +523,7 @@ class PhraseSearch:
         ctx: SearchContext,
         slot: _Slot,
         allowed: Allowed,
-        asked_before: set[tuple[str, str]],
+        asked_before: set[tuple[str, str, tuple[str, ...]]],
         *,
         with_model: bool,
     ) -> None:
@@ -529,7 +536,7 @@ class PhraseSearch:
 
         def may(edit: Edit) -> bool:
             if edit.op == PARAPHRASE:
-                return (parent_key, phrase_key(edit.phrases[0])) not in asked_before and allowed(
+                return self._request(parent_key, edit) not in asked_before and allowed(
                     slot.parent, edit
                 )
             return edit.key not in slot.tried and allowed(slot.parent, edit)
@@ -539,12 +546,17 @@ class PhraseSearch:
             if edit is None:
                 return
             if edit.op == PARAPHRASE:
-                self._asked.add((parent_key, phrase_key(edit.phrases[0])))
+                self._asked.add(self._request(parent_key, edit))
                 slot.edit = edit
                 return
             slot.tried.add(edit.key)
             if self._realize(ctx, slot, edit):
                 return
+
+    def _request(self, parent_key: str, edit: Edit) -> tuple[str, str, tuple[str, ...]]:
+        """What identifies a paraphrase request: the prompt, the phrase, the wordings shown."""
+        key = (parent_key, phrase_key(edit.phrases[0]))
+        return (*key, tuple(self._wordings.get(key, ())))
 
     def _phrase_pool(self, ctx: SearchContext) -> list[str]:
         """Every phrase of every candidate so far (a phrase `add` may insert)."""
@@ -606,6 +618,9 @@ class PhraseSearch:
         for members in groups.values():
             first = members[0]
             assert first.edit is not None
+            tried = self._wordings.get(
+                (normalize_prompt(first.parent.text), phrase_key(first.edit.phrases[0])), []
+            )
             asks.append(
                 ctx.ask(
                     META_PROMPT,
@@ -613,6 +628,7 @@ class PhraseSearch:
                     sampling,
                     phrase=first.edit.phrases[0].strip(),
                     instruction=first.parent.text,
+                    tried="\n".join(f"- {w}" for w in tried) or "(none yet)",
                 )
             )
         answers = await gather_all(ctx, asks)
@@ -633,6 +649,11 @@ class PhraseSearch:
                     ctx.reject(operator, extraction.reason or "rejected", extraction.message, raw)
                     continue
                 new = fit_paraphrase(original, extraction.text)
+                wordings = self._wordings.setdefault(
+                    (normalize_prompt(slot.parent.text), phrase_key(original)), []
+                )
+                if new not in wordings:
+                    wordings.append(new)
                 if phrase_key(new) == phrase_key(original):
                     ctx.reject(operator, "unchanged", "the paraphrase repeats the phrase", raw)
                     continue

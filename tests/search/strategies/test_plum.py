@@ -516,17 +516,30 @@ async def test_no_optimizer_budget_means_no_paraphrase(tmp_path: Path) -> None:
     assert all(c.operator != "plum-hc/paraphrase" for c in h.ctx.candidates.values())
 
 
-async def test_the_same_phrase_of_the_same_prompt_is_not_paraphrased_twice(
+async def test_a_phrase_asked_again_shows_the_wordings_tried_and_no_request_repeats(
     tmp_path: Path,
 ) -> None:
+    sent: list[tuple[str, int]] = []
+
+    def optimizer(request: ChatRequest) -> str:
+        sent.append((json.dumps([dict(m) for m in request.messages]), request.sample_index))
+        return rewording_optimizer(request)
+
     # Nothing improves, so hill climbing keeps editing the initial prompt.
-    h = Harness(tmp_path, target=lambda r: "positive")
-    await h.steps(build("plum-hc", steps=4, candidates_per_step=6, patience=4))
-    asked = [json.loads(r)[-1]["content"] for r in h.optimizer.requests]
-    phrases = [PHRASE.search(u).group(1) for u in asked]  # type: ignore[union-attr]
-    # One request per sample, and each phrase of the prompt in one step only.
-    assert len(set(phrases)) <= 4
-    assert h.optimizer.calls == len(asked)
+    h = Harness(tmp_path, target=lambda r: "positive", optimizer=optimizer)
+    await h.steps(build("plum-hc", steps=5, candidates_per_step=6, patience=5))
+    assert len(sent) == len(set(sent)) == h.optimizer.calls > 0
+    users = [json.loads(m)[-1]["content"] for m, _ in sent]
+    by_phrase: dict[str, list[str]] = {}
+    for user in users:
+        found = PHRASE.search(user)
+        assert found is not None
+        by_phrase.setdefault(found.group(1), []).append(user)
+    again = [asks for asks in by_phrase.values() if len({*asks}) > 1]
+    assert again, "some phrase was asked about more than once"
+    for asks in again:
+        tried = [a for a in asks if "(none yet)" not in a]
+        assert tried and any(w in tried[-1] for w in ("- Please", "- please", "- Kindly"))
 
 
 def test_labels_cannot_be_deleted(tmp_path: Path) -> None:
@@ -738,6 +751,7 @@ def test_the_meta_prompt_loads() -> None:
     assert meta.placeholders == {
         "phrase",
         "instruction",
+        "tried",
         "task_description",
         "labels",
         "output_format",
