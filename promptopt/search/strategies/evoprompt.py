@@ -285,7 +285,8 @@ class EvoPrompt:
             return f"{self.name} plan: the budget cannot score a single generation"
         return (
             f"{self.name} plan: a population of {sizing.popsize} evolved for "
-            f"{sizing.generations} generations, every prompt scored on the same "
+            f"{sizing.generations} generation{'s' if sizing.generations != 1 else ''}, every "
+            f"prompt scored on the same "
             f"{sizing.eval_examples} training examples"
         )
 
