@@ -21,13 +21,11 @@ from promptopt.cli.main import app
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import FINISH_LENGTH, ChatRequest
 from promptopt.reporting.run_files import lineage
-from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, RunFolder
+from promptopt.run.folder import CANDIDATES, EVENTS, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import Answer, Candidate, SearchContext, StepReport
-from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules, final_reserve
 from promptopt.search.population import roulette_select
@@ -48,6 +46,7 @@ from promptopt.search.strategies.evoprompt import (
 )
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
+from tests.support.engine import run_engine, search_state
 from tests.support.search import (
     WORDS_GOOD,
     Counter,
@@ -185,20 +184,12 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    task = load_task(write_task(tmp, strategy=settings.strategy))
-    strategy, _ = make_strategy(settings.strategy, settings.params)
-    runtime = Runtime(
-        task,
-        RuntimeOptions(concurrency=4, caps=settings.caps),
-        store=NullCache(),
-        journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=providers(
-            target or Counter(two_property_target), optimizer or Counter(two_property_optimizer)
-        ),
+    scripted = providers(
+        target or Counter(two_property_target), optimizer or Counter(two_property_optimizer)
     )
-    async with runtime:
-        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return (await engine.run(resume=resume)).to_json()
+    return await run_engine(
+        write_task(tmp, strategy=settings.strategy), folder, settings, scripted, resume=resume
+    )
 
 
 def events(folder: RunFolder, kind: str) -> list[dict[str, Any]]:
@@ -229,19 +220,7 @@ class Harness:
             providers=providers(Counter(target), Counter(recorded)),
         )
         runtime = self.runtime
-        self.state = SearchState(
-            train=self.task.splits["train"],
-            dev=self.task.split("dev"),
-            test=self.task.split("test"),
-            scorer=runtime.scorer,
-            optimizer=lambda: runtime.client("optimizer"),
-            ledger=runtime.ledger,
-            meta_prompts=load_meta_prompts(),
-            rng=random.Random(0),
-            render_input=self.task.render_input,
-            task_description=self.task.spec.description or "",
-            layout=self.task.spec.prompt_layout(),
-        )
+        self.state = search_state(self.task, runtime)
         self.ctx: SearchContext = self.state.context
         initial = self.ctx.add_candidate(self.state.layout.initial, operator="initial")
         assert initial is not None

@@ -22,13 +22,11 @@ from promptopt.cli.main import app
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.reporting.run_files import lineage
-from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, RunFolder
+from promptopt.run.folder import CANDIDATES, EVENTS, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import SearchContext, StepReport
-from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.phrases import ADD, DELETE, PARAPHRASE, SWAP, Edit, split_phrases
 from promptopt.search.plan import RunSettings, final_reserve
@@ -51,6 +49,7 @@ from promptopt.search.strategies.plum import (
 )
 from promptopt.search.strategies.registry import STRATEGIES, make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
+from tests.support.engine import run_engine, search_state
 from tests.support.search import (
     WORDS_GOOD,
     Counter,
@@ -146,20 +145,12 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    task = load_task(write_plum_task(tmp, settings.strategy))
-    strategy, _ = make_strategy(settings.strategy, settings.params)
-    runtime = Runtime(
-        task,
-        RuntimeOptions(concurrency=4, caps=settings.caps),
-        store=NullCache(),
-        journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=providers(
-            target or Counter(distracted_target), optimizer or Counter(rewording_optimizer)
-        ),
+    scripted = providers(
+        target or Counter(distracted_target), optimizer or Counter(rewording_optimizer)
     )
-    async with runtime:
-        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return (await engine.run(resume=resume)).to_json()
+    return await run_engine(
+        write_plum_task(tmp, settings.strategy), folder, settings, scripted, resume=resume
+    )
 
 
 def latest_records(folder: RunFolder) -> dict[str, dict[str, Any]]:
@@ -188,19 +179,7 @@ class Harness:
             providers=providers(self.target, self.optimizer),
         )
         runtime = self.runtime
-        self.state = SearchState(
-            train=self.task.splits["train"],
-            dev=self.task.split("dev"),
-            test=self.task.split("test"),
-            scorer=runtime.scorer,
-            optimizer=lambda: runtime.client("optimizer"),
-            ledger=runtime.ledger,
-            meta_prompts=load_meta_prompts(),
-            rng=random.Random(0),
-            render_input=self.task.render_input,
-            task_description=self.task.spec.description or "",
-            layout=self.task.spec.prompt_layout(),
-        )
+        self.state = search_state(self.task, runtime)
         self.ctx: SearchContext = self.state.context
         initial = self.ctx.add_candidate(self.state.layout.initial, operator="initial")
         assert initial is not None

@@ -19,13 +19,11 @@ from promptopt.cli.main import app
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
 from promptopt.reporting.run_files import lineage
-from promptopt.run.folder import CANDIDATES, EVENTS, RESPONSES, RunFolder
+from promptopt.run.folder import CANDIDATES, EVENTS, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import SearchContext, StepReport
-from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
 from promptopt.search.plan import RunSettings, StopRules, final_reserve
 from promptopt.search.state import SearchState
@@ -42,6 +40,7 @@ from promptopt.search.strategies.promptbreeder import (
 )
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
+from tests.support.engine import run_engine
 from tests.support.search import (
     WORDS_GOOD,
     Counter,
@@ -226,20 +225,10 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    task = load_task(write_task(tmp, strategy="promptbreeder"))
-    strategy, _ = make_strategy(settings.strategy, settings.params)
-    runtime = Runtime(
-        task,
-        RuntimeOptions(concurrency=4, caps=settings.caps),
-        store=NullCache(),
-        journal=ResponseJournal(folder.file(RESPONSES)),
-        providers=providers(
-            target or Counter(graded_target), optimizer or Counter(scripted_optimizer)
-        ),
+    scripted = providers(target or Counter(graded_target), optimizer or Counter(scripted_optimizer))
+    return await run_engine(
+        write_task(tmp, strategy="promptbreeder"), folder, settings, scripted, resume=resume
     )
-    async with runtime:
-        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
-        return (await engine.run(resume=resume)).to_json()
 
 
 def events_of(folder: RunFolder, kind: str) -> list[dict[str, Any]]:
