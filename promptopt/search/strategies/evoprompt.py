@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 import re
+from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -250,7 +251,7 @@ def pick_donors(rng: random.Random, size: int, member: int) -> tuple[int, int]:
     return a, b
 
 
-class EvoPrompt:
+class EvoPrompt(ABC):
     """The shared frame of both variants: sizing, the initial population, reporting."""
 
     name = "evoprompt"
@@ -395,10 +396,11 @@ class EvoPrompt:
             )
             yield self.report(f"generation-{generation}", scores, population, detail)
 
+    @abstractmethod
     def children_wanted(self, sizing: Sizing, population: Sequence[Candidate]) -> int:
         """How many children a generation breeds."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def generation(
         self,
         ctx: SearchContext,
@@ -411,7 +413,6 @@ class EvoPrompt:
     ) -> tuple[list[Candidate], dict[str, Any]]:
         """Breed `n` children, score them into `scores`, and return the next population (best
         first) with the step's details."""
-        raise NotImplementedError
 
 
 class EvoPromptGA(EvoPrompt):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,7 +350,7 @@ class _Slot:
 Allowed = Callable[[Candidate, Edit], bool]
 
 
-class PhraseSearch:
+class PhraseSearch(ABC):
     """What the four searches share: sizing, the subset, and making and scoring edited
     candidates. A subclass implements `walk`."""
 
@@ -427,6 +428,7 @@ class PhraseSearch:
         async for report in self.walk(ctx, initial, subset, scores, sizing):
             yield report
 
+    @abstractmethod
     def walk(
         self,
         ctx: SearchContext,
@@ -436,7 +438,6 @@ class PhraseSearch:
         sizing: Sizing,
     ) -> AsyncGenerator[StepReport, None]:
         """The search proper, after the initial prompt was scored into `scores`."""
-        raise NotImplementedError
 
     def affordable(self, ctx: SearchContext, wanted: int, subset: Sequence[Example]) -> int:
         """How many of `wanted` candidates the target budget left can score; paraphrases are
