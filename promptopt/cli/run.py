@@ -195,6 +195,12 @@ def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
         highlight=False,
     )
     out.print(f"  at most {plan.optimizer_calls} optimizer calls", highlight=False)
+    if plan.judge_calls:
+        out.print(
+            f"  at most {plan.judge_calls} judge calls ({plan.final_judge_calls} of them for "
+            "judging the best prompt against the initial one on held-out inputs)",
+            highlight=False,
+        )
     out.print(f"  estimated cost at most {cost}", highlight=False)
     for note in plan.notes:
         out.print(f"  note: {note}", highlight=False)
@@ -262,6 +268,15 @@ def run_command(
     optimizer_budget: Annotated[
         int | None,
         typer.Option("--optimizer-budget", min=1, help="Hard cap on optimizer-model calls."),
+    ] = None,
+    judge_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--judge-budget",
+            min=1,
+            help="Hard cap on judge-model calls (a judge metric's, a preference search's "
+            "pairwise judge and its final win rate).",
+        ),
     ] = None,
     max_cost: MaxCostOpt = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
@@ -385,6 +400,7 @@ def run_command(
                 params=params,
                 target_calls=budget,
                 optimizer_calls=optimizer_budget,
+                judge_calls=judge_budget,
                 max_cost=max_cost,
                 seed=seed,
                 stop=StopRules(max_steps, patience, target_score),

@@ -102,6 +102,8 @@ class Plan:
     """The sizes the strategy settled on (rounds, beam, ...), for `run --dry-run`."""
     notes: tuple[str, ...] = ()
     """Lines `run --dry-run` shows about the plan."""
+    judge_calls: int = 0
+    """Calls to the judge model (a preference search's pairwise judge)."""
 
 
 class Answer(str):
@@ -415,7 +417,8 @@ class SearchContext:
         result = await self._scorer.evaluate(
             self._layout.render(cand.text), examples, split="train", demos=cand.demos
         )
-        self._pool.record_scores(cand, "train", examples, result.examples)
+        if self._scorer.scored:
+            self._pool.record_scores(cand, "train", examples, result.examples)
         return list(result.examples)
 
     async def ask(
@@ -498,6 +501,10 @@ class SearchContext:
     def remaining_optimizer_calls(self) -> int | None:
         """Optimizer calls the search may still make, or None when uncapped."""
         return self._ledger.remaining_calls("optimizer")
+
+    def remaining_judge_calls(self) -> int | None:
+        """Judge calls the search may still make, or None when uncapped."""
+        return self._ledger.remaining_calls("judge")
 
     def task_context(self) -> dict[str, str]:
         """What every meta-prompt may show the optimizer about the task, as text by placeholder

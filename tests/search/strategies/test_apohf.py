@@ -235,20 +235,34 @@ async def test_apohf_with_a_judge_asks_both_orders_and_finds_the_property(
     # Both orders for each comparison whose answers differ; equal answers are cached as one.
     assert len(judge_requests) >= 2 * len(decided)
     strategy, _ = make_strategy("apohf", {**SMALL, "feedback": "judge"})
-    assert strategy.plan({"train": 40}).optimizer_calls == 12 + 2 * 24
+    plan = strategy.plan({"train": 40})
+    assert (plan.optimizer_calls, plan.judge_calls) == (12, 2 * 24)
+    # The best prompt was judged against the initial one on every test input, both orders.
+    judged = summary["test_preference"]
+    assert judged["source"] == "judge" and judged["n"] == 20
+    assert judged["win_rate"] > 0.5 and judged["verdict"] == "improved"
+    assert judged["wins"] + judged["losses"] + judged["ties"] == 20
 
 
-async def test_the_judge_budget_is_kept_aside_before_the_pool(tmp_path: Path) -> None:
+async def test_the_judge_has_its_own_budget_with_the_final_win_rate_kept_aside(
+    tmp_path: Path,
+) -> None:
     optimizer = Counter(judging_optimizer)
     folder = RunFolder.create(tmp_path / "runs", "q")
-    caps = BudgetCaps(target_calls=RESERVE + 20, optimizer_calls=26)
-    await run_once(tmp_path, folder, settings_for(caps, feedback="judge"), optimizer=optimizer)
-    assert optimizer.calls <= 26
+    # 40 judge calls: 2 x 20 test inputs for the final win rate, 20 for the search.
+    caps = BudgetCaps(target_calls=RESERVE + 40, optimizer_calls=12, judge_calls=60)
+    summary = await run_once(
+        tmp_path, folder, settings_for(caps, feedback="judge"), optimizer=optimizer
+    )
+    usage = summary["usage"]
+    # The judge's calls are its own, not the optimizer's (one script serves both here): the
+    # pool got all 12 optimizer calls.
+    assert usage["optimizer"]["requests"] == 12
+    assert 0 < usage["judge"]["requests"] <= 60
     (plan,) = events(folder, "apohf_plan")
-    # 10 comparisons fit the target budget; their 20 judge calls were kept aside, so the pool
-    # got the other 6 optimizer calls.
+    # 20 target-affordable comparisons, but only 10 fit the judge's 20 search calls.
     assert plan["comparisons"] == 10
-    assert len(plan["pool"]) <= 1 + 6
+    assert summary["test_preference"]["n"] == 20
 
 
 async def test_the_reports_show_the_comparisons_and_learned_utilities(tmp_path: Path) -> None:
