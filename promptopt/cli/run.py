@@ -102,15 +102,28 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
             f"test delta {comparison.delta:+.3f} [{lo:+.3f}, {hi:+.3f}]: {comparison.verdict}",
             highlight=False,
         )
+    if summary.test_preference is not None:
+        from promptopt.reporting.view import preference_sentence
+
+        judged = summary.test_preference
+        out.print(
+            f"{preference_sentence(judged, 'test')}: {judged.verdict}",
+            highlight=False,
+            markup=False,
+        )
     usage = summary.usage
     none = UsageRecord()
     target, optimizer = usage.get("target", none), usage.get("optimizer", none)
+    judge = usage.get("judge")
+    judge_calls = (
+        "" if judge is None else f", judge {judge.requests} sent + {judge.cache_hits} cached"
+    )
     costs = [u.cost_usd for u in usage.values()]
     # One unpriced model makes the total unknown: a partial sum would read as the whole cost.
     cost = "unknown" if None in costs else f"${sum(c or 0.0 for c in costs):.4f}"
     out.print(
         f"calls: target {target.requests} sent + {target.cache_hits} cached, optimizer "
-        f"{optimizer.requests} sent + {optimizer.cache_hits} cached; cost {cost}; "
+        f"{optimizer.requests} sent + {optimizer.cache_hits} cached{judge_calls}; cost {cost}; "
         f"{summary.wall_s:.1f} s",
         highlight=False,
     )

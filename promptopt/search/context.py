@@ -562,7 +562,10 @@ class SearchContext:
                 shown = " ".join(self._render_input(example).split())
                 if len(shown) > _CONTEXT_INPUT_CHARS:
                     shown = shown[: _CONTEXT_INPUT_CHARS - 1] + "…"
-                blocks.append(f"Example input: {shown}\nCorrect answer: {example.target}")
+                # A task without expected answers shows its inputs only: an empty "correct
+                # answer" reads as one that is empty.
+                answer = f"\nCorrect answer: {example.target}" if example.targets else ""
+                blocks.append(f"Example input: {shown}{answer}")
             self._examples_text = "\n\n".join(blocks) or "(no training examples)"
         return self._examples_text
 
