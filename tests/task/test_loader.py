@@ -606,3 +606,15 @@ def test_a_boolean_label_says_to_quote_it(tmp_path: Path) -> None:
         problem.field.startswith("metric.labels") and 'quote the label: "true"' in problem.message
     )
     assert problem.line == 6
+
+
+def test_the_label_free_example_task_loads_without_targets_and_passes_the_run_checks() -> None:
+    from promptopt.app.checks import run_problems
+
+    path = REPO / "tasks" / "review-gist.yaml"
+    assert validate_task(path) == []
+    task = load_task(path)
+    assert task.spec.metric is None and task.spec.search.strategy == "apohf"
+    assert {k: len(v) for k, v in task.splits.items()} == {"train": 20, "dev": 10, "test": 30}
+    assert all(e.targets == () for split in task.splits.values() for e in split)
+    assert run_problems(task) == []

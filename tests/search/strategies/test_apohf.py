@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
@@ -26,7 +27,15 @@ from promptopt.search.strategies.apohf import APOHF, APOHFParams, pool_sizes
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import load_task
 from tests.support.engine import folder_events, run_engine, search_state, strategy_settings
-from tests.support.search import PROPERTY, Counter, providers, stable, target_answer, write_task
+from tests.support.search import (
+    PROPERTY,
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    target_answer,
+    write_task,
+)
 
 RESERVE = final_reserve(20, 20, 3)
 SMALL = {"induced": 6, "rephrased": 6, "comparisons": 24, "train_steps": 60, "hidden": 16}
@@ -295,3 +304,85 @@ async def test_reports_of_other_strategies_have_no_preferences_section(tmp_path:
     await run_once(tmp_path, folder, settings)
     write_run_reports(folder)
     assert "Preferences" not in (folder.path / "report.md").read_text()
+
+
+def label_free_task(tmp: Path) -> Path:
+    """The toy task without a metric and without a target in any row."""
+    path = write_task(tmp, strategy="apohf")
+    spec = yaml.safe_load(path.read_text())
+    del spec["metric"]
+    for split in ("train", "dev", "test"):
+        for row in spec["data"][split]:
+            del row["target"]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def sentiment_judge(request: ChatRequest) -> str:
+    """A judge with a hidden taste and no reference answers: it prefers the answer that names
+    the review's sentiment, which it reads from the input itself."""
+    user = request.messages[-1]["content"]
+    if "## Answer A" not in user:
+        return pool_optimizer(request)
+    assert "Reference answer" not in user
+    review = user.split("## Input\n")[1].split("\n")[0]
+    right = "positive" if any(w in review for w in WORDS_GOOD) else "negative"
+    a = user.split("## Answer A\n")[1].split("\n")[0]
+    b = user.split("## Answer B\n")[1].split("\n")[0]
+    if (a == right) == (b == right):
+        return "BETTER: TIE"
+    return "BETTER: A" if a == right else "BETTER: B"
+
+
+async def test_a_task_without_labels_is_optimized_by_the_judge_alone(tmp_path: Path) -> None:
+    optimizer = Counter(sentiment_judge)
+    folder = RunFolder.create(tmp_path / "runs", "free")
+    scripted = providers(Counter(target_answer), optimizer)
+    task = label_free_task(tmp_path)
+    assert load_task(task).spec.metric is None
+    settings = settings_for(feedback="judge", rubric="Names the review's sentiment correctly.")
+    summary = await run_engine(task, folder, settings, with_judge(scripted))
+    assert PROPERTY in summary["best_prompt"].lower()
+    # No metric: no score anywhere, only preferences.
+    assert summary["scores"] == {
+        "initial": {"dev": None, "test": None},
+        "best": {"dev": None, "test": None},
+    }
+    assert "test_comparison" not in summary and "ci95" not in summary
+    dev, test = summary["dev_preference"], summary["test_preference"]
+    assert dev["wins"] > dev["losses"] and dev["n"] == 20
+    assert test["n"] == 20 and test["verdict"] == "improved" and test["win_rate"] > 0.5
+    assert test["sign_p"] < 0.05 and test["ci95"][0] > 0.5
+    final = json.loads((folder.path / "final_eval.json").read_text())
+    assert [p["id"] for p in final["preferences"]["test"]] == [f"r{200 + i}" for i in range(20)]
+    assert {p["preferred"] for p in final["preferences"]["test"]} <= {"best", "initial", "tie"}
+    assert all(e["targets"] == [] for e in final["examples"]["test"])
+    candidates = [
+        json.loads(x) for x in (folder.path / "candidates.jsonl").read_text().splitlines()
+    ]
+    assert all(not c.get("scores") for c in candidates)
+    # The optimizer saw inputs only, never an empty "correct answer".
+    assert not any("Correct answer:" in r for r in optimizer.requests)
+    write_run_reports(folder)
+    report = (folder.path / "report.md").read_text()
+    assert f"win rate {test['win_rate']:.2f}" in report and "**improved**" in report
+    assert "the task has no metric, so this chose the best prompt" in report
+    assert "win rate" in (folder.path / "report.html").read_text()
+
+
+async def test_a_task_without_labels_keeps_the_initial_prompt_the_judge_does_not_prefer(
+    tmp_path: Path,
+) -> None:
+    def indifferent(request: ChatRequest) -> str:
+        if "## Answer A" in request.messages[-1]["content"]:
+            return "BETTER: TIE"
+        return pool_optimizer(request)
+
+    folder = RunFolder.create(tmp_path / "runs", "free")
+    scripted = providers(Counter(target_answer), Counter(indifferent))
+    settings = settings_for(feedback="judge", rubric="Anything.")
+    summary = await run_engine(label_free_task(tmp_path), folder, settings, with_judge(scripted))
+    assert summary["best_id"] == "c0000"
+    assert summary["dev_preference"]["wins"] == summary["dev_preference"]["losses"] == 0
+    # Nothing to judge on test when the initial prompt stays.
+    assert "test_preference" not in summary
