@@ -3,12 +3,21 @@ exits; each command parses its options, calls the application layer and prints t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from promptopt.cli.cache import cache_app
-from promptopt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_async, stdout
+from promptopt.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    run_async,
+    stderr,
+    stdout,
+)
 from promptopt.cli.diff import diff_command
 from promptopt.cli.envvars import EnvvarGroup
 from promptopt.cli.eval import eval_command
@@ -56,8 +65,32 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            help="Read environment variables (API keys, PROMPTOPT_* settings) from this file "
+            "[default: ./.env if present]; variables already set are never overridden.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Automatic prompt optimization for black-box LLM APIs."""
+    import os
+
+    from promptopt.cli.envfile import EnvFileError, load_env_file
+
+    # Here, before the subcommand parses its options: its PROMPTOPT_* variables may come from
+    # the file.
+    try:
+        loaded = load_env_file(env_file, os.environ)
+    except EnvFileError as exc:
+        fail(f"--env-file: {exc}", EXIT_USAGE)
+    for line in loaded.bad_lines:
+        stderr().print(
+            f"warning: {loaded.path}:{line}: not NAME=value; the line is ignored",
+            highlight=False,
+        )
 
 
 def main() -> None:
