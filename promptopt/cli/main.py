@@ -18,8 +18,8 @@ from promptopt.cli.common import (
     stderr,
     stdout,
 )
+from promptopt.cli.completion import PROG_NAME, RootGroup, completion_command
 from promptopt.cli.diff import diff_command
-from promptopt.cli.envvars import EnvvarGroup
 from promptopt.cli.eval import eval_command
 from promptopt.cli.history import history_command
 from promptopt.cli.report import report_command
@@ -36,8 +36,10 @@ app = typer.Typer(
     help="Automatic prompt optimization for black-box LLM APIs.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    cls=EnvvarGroup,
+    cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # Typer's --install-completion edits shell startup files; `promptopt completion SHELL`
+    # prints click's script instead, for the user to put where they like.
     add_completion=False,
     # Plain help: in rich mode, help strings are markup, and `[default: the task's]` vanished.
     rich_markup_mode=None,
@@ -51,6 +53,7 @@ app.command("diff")(diff_command)
 app.command("report")(report_command)
 app.command("history")(history_command)
 app.command("schema")(schema_command)
+app.command("completion")(completion_command)
 
 
 def _version(value: bool) -> None:
@@ -95,4 +98,6 @@ def _root(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    # The name, not argv[0]: `python -m promptopt` must answer completion requests and print
+    # usage lines under the same name as the console script.
+    app(prog_name=PROG_NAME)
