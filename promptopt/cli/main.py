@@ -22,6 +22,7 @@ from promptopt.cli.completion import PROG_NAME, RootGroup, completion_command
 from promptopt.cli.diff import diff_command
 from promptopt.cli.eval import eval_command
 from promptopt.cli.history import history_command
+from promptopt.cli.init import init_command
 from promptopt.cli.report import report_command
 from promptopt.cli.run import run_command
 from promptopt.cli.schema import schema_command
@@ -53,6 +54,7 @@ app.command("diff")(diff_command)
 app.command("report")(report_command)
 app.command("history")(history_command)
 app.command("schema")(schema_command)
+app.command("init")(init_command)
 app.command("completion")(completion_command)
 
 
