@@ -80,6 +80,14 @@ def diff_command(
         bool,
         typer.Option("--force", help="Compare even across different data, tasks or models."),
     ] = False,
+    max_flips: Annotated[
+        int,
+        typer.Option(
+            "--max-flips",
+            min=0,
+            help="Flips listed in the terminal view, regressions first (0: all of them).",
+        ),
+    ] = 20,
     concurrency: ConcurrencyOpt = 8,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
@@ -123,11 +131,12 @@ def diff_command(
         return await compare_prompts(plan, split=split, options=options)
 
     report = run_async(go)
+    cap = max_flips or None
     if kind == "terminal" and output is None:
-        stdout().print(diff_renderable(report))
+        stdout().print(diff_renderable(report, max_flips=cap))
     elif kind == "terminal":
         console = Console(record=True, width=120, file=io.StringIO())
-        console.print(diff_renderable(report))
+        console.print(diff_renderable(report, max_flips=cap))
         emit(console.export_text(), output)
     elif kind == "md":
         emit(diff_markdown(report), output)
