@@ -208,6 +208,8 @@ async def execute_run(
     providers: Mapping[str, Provider] | None = None,
     store: ResponseStore | None = None,
     ask_human: HumanAsk | None = None,
+    timeout_s: float | None = None,
+    max_retries: int | None = None,
 ) -> SummaryRecord:
     """Search, evaluate initial and best prompt on held-out data, write the run folder with its
     reports, and return the summary (the `run --json` contract).
@@ -216,7 +218,8 @@ async def execute_run(
     `providers` (by role) and `store` replace the task's providers and the response cache, for
     tests and embedding. `ask_human` is the terminal a person answers preferences at, for a
     strategy whose `feedback` is `human`; their answers are kept in the run folder's
-    preferences.jsonl and replayed on resume.
+    preferences.jsonl and replayed on resume. `timeout_s` and `max_retries` replace every
+    model's request timeout and the task's retries (`errors.max_retries`).
     """
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
@@ -231,6 +234,8 @@ async def execute_run(
         no_cache=no_cache,
         seed=settings.seed,
         caps=settings.caps,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
     )
     if providers is None:
         await check_models(task, options)

@@ -16,11 +16,13 @@ from promptopt.cli.common import (
     ConcurrencyOpt,
     FormatOpt,
     MaxCostOpt,
+    MaxRetriesOpt,
     NoCacheOpt,
     OutputOpt,
     SeedOpt,
     SplitOpt,
     TargetOpt,
+    TimeoutOpt,
     check_split,
     emit,
     fail_on,
@@ -95,6 +97,8 @@ def diff_command(
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
 ) -> None:
     """Compare two prompt revisions on the same examples: word diff, score delta with a paired
     95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
@@ -125,7 +129,9 @@ def diff_command(
     if seed is None:
         run_config = old_side.config or new_side.config
         seed = run_config.settings.seed if run_config is not None else None
-    options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
+    options = runtime_options(
+        concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+    )
 
     async def go() -> DiffReport:
         return await compare_prompts(plan, split=split, options=options)

@@ -17,10 +17,12 @@ from promptopt.cli.common import (
     ConcurrencyOpt,
     JsonOpt,
     MaxCostOpt,
+    MaxRetriesOpt,
     NoCacheOpt,
     SeedOpt,
     TargetOpt,
     TaskArg,
+    TimeoutOpt,
     check_split,
     emit,
     fail,
@@ -117,6 +119,8 @@ def eval_command(
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
     as_json: JsonOpt = False,
     output: Annotated[
         Path | None,
@@ -160,7 +164,9 @@ def eval_command(
         total = len(task.split(split)[:limit])
     except PromptoptError as exc:
         fail(str(exc), EXIT_USAGE)
-    options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
+    options = runtime_options(
+        concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+    )
     err = stderr()
 
     async def go() -> Evaluation:

@@ -18,10 +18,12 @@ from promptopt.cli.common import (
     ConcurrencyOpt,
     JsonOpt,
     MaxCostOpt,
+    MaxRetriesOpt,
     NoCacheOpt,
     OptimizerOpt,
     SeedOpt,
     TargetOpt,
+    TimeoutOpt,
     fail,
     fail_on,
     fail_with_problems,
@@ -281,6 +283,8 @@ def run_command(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     seed: SeedOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
     target: TargetOpt = None,
     optimizer: OptimizerOpt = None,
     base_url: BaseUrlOpt = None,
@@ -426,6 +430,8 @@ def run_command(
             on_folder=announce,
             on_step=_step_printer(err),
             ask_human=ask_human,
+            timeout_s=timeout,
+            max_retries=max_retries,
         )
 
     summary = run_async(go)
