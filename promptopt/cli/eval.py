@@ -168,6 +168,10 @@ def eval_command(
         concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
     )
     err = stderr()
+    model = task.spec.models.target.model if task.spec.models.target is not None else "-"
+    err.print(
+        f"eval: {model} on {split} ({total} examples), prompt: {short(text)}", highlight=False
+    )
 
     async def go() -> Evaluation:
         with progress(err, f"eval {split}") as bar:

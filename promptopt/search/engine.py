@@ -102,8 +102,11 @@ class Engine:
         *,
         on_step: StepCallback | None = None,
         comparator: Comparator | None = None,
+        on_final: Callable[[], None] | None = None,
     ) -> None:
         self.task = task
+        # Told when the search is over and the final dev and test evaluation begins.
+        self.on_final = on_final
         self.comparator = comparator
         self.runtime = runtime
         self.folder = folder
@@ -392,6 +395,8 @@ class Engine:
             self._save_interrupted(state, last)
         state.event("search_done", stop_reason=stop_reason)
         ledger.caps = self.settings.caps
+        if self.on_final is not None:
+            self.on_final()
         try:
             final, best = await self._final(state, last, initial)
         except RunStopped:
