@@ -40,7 +40,7 @@ app = typer.Typer(
     cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     # Typer's --install-completion edits shell startup files; `promptopt completion SHELL`
-    # prints click's script instead, for the user to put where they like.
+    # prints the script instead, for the user to put where they like.
     add_completion=False,
     # Plain help: in rich mode, help strings are markup, and `[default: the task's]` vanished.
     rich_markup_mode=None,
