@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -45,6 +45,10 @@ class RuntimeOptions:
     """None: the task's `errors` section decides (max_retries, max_backoff_s)."""
     errors: ErrorLimits | None = None
     """None: the task's `errors` section decides."""
+    timeout_s: float | None = None
+    """Seconds before one request times out, for every model (None: each model's timeout_s)."""
+    max_retries: int | None = None
+    """Retries of a request that failed for a transient reason (None: the retry policy's)."""
 
     @classmethod
     def for_task(
@@ -56,6 +60,8 @@ class RuntimeOptions:
         no_cache: bool = False,
         seed: int | None = None,
         max_cost: float | None = None,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
     ) -> RuntimeOptions:
         """The options of a command that scores on `task`: the seed defaults to the task's and
         `max_cost` is the only cap (a run sets its own caps)."""
@@ -65,6 +71,8 @@ class RuntimeOptions:
             no_cache=no_cache,
             seed=task.spec.search.seed if seed is None else seed,
             caps=BudgetCaps(cost_usd=max_cost),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
         )
 
 
@@ -160,6 +168,8 @@ class Runtime:
             self.store = ResponseCache(options.cache_dir or default_cache_dir(self.env))
         self.limits = options.errors or error_limits(task)
         self.retry = options.retry or retry_policy(task)
+        if options.max_retries is not None:
+            self.retry = replace(self.retry, max_retries=options.max_retries)
         self.gates: dict[str, EndpointGate] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
@@ -175,6 +185,10 @@ class Runtime:
                 f"or pass --{role} provider:name"
             )
         price = role_price(self.task, role, spec, self.options.caps)
+        if self.options.timeout_s is not None:
+            # Not part of the cache key (only sampling parameters are): a longer wait does not
+            # change the answer.
+            spec = spec.model_copy(update={"timeout_s": self.options.timeout_s})
         provider = self._providers.get(role) or build_provider(
             spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )
