@@ -239,6 +239,8 @@ def _strip_thinking(text: str) -> str | None:
 # wrap given text in) is never part of an instruction. Other tags ("<answer>") may well be.
 _TEMPLATE_TAG_NAMES = r"(?:START|END|INS|INSTRUCTIONS?|PROMPT)"
 _STRAY_TAG = re.compile(rf"</?\s*{_TEMPLATE_TAG_NAMES}\s*/?>", re.IGNORECASE)
+# "<" opening prose: a word, then a space before any ">".
+_ANGLE_OPENED = re.compile(r"<[A-Za-z][\w'-]*\s[^>]")
 # Spans in the tags the meta-prompts show given text in (rule 3).
 _WRAPPER_SPAN = re.compile(
     r"<\s*(INS|INSTRUCTIONS?|PROMPT)\s*>(.*?)<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL
@@ -432,6 +434,14 @@ def _strip_wrapper(text: str) -> str:
             and opener not in inner
         ):
             return inner.strip()
+    if _ANGLE_OPENED.match(text):
+        # A small model sometimes opens a copied instruction with "<" as if it were a tag
+        # ("<Classify the question ..."), and may close it with ">": a bracket around prose,
+        # not part of it. Tag names were stripped before, so this is never a real tag.
+        if ">" not in text:
+            return text[1:].strip()
+        if text.endswith(">") and text.count("<") == 1 and text.count(">") == 1:
+            return text[1:-1].strip()
     # '"A" or "B"' starts and ends with a quote but is not wrapped in one.
     closer = _QUOTES.get(text[:1])
     if len(text) >= 2 and closer and text[-1] == closer and closer not in text[1:-1]:

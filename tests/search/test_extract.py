@@ -84,6 +84,20 @@ ACCEPTED = [
         id="curly-apostrophe-chatter",
     ),
     pytest.param(f"{TREC}\r\n\r\nNote: labels are case-sensitive.", TREC, id="crlf-and-note"),
+    # An EvoPrompt DE reply of the 1.5B optimizer (trec benchmark): its "<" once survived into
+    # the winning prompt.
+    pytest.param(
+        "<DIFFERENCES>\nDonor 1: the format is missing.\n</DIFFERENCES>\n\n<START>\n"
+        f"<{TREC}\n</START>\n\n<END>",
+        TREC,
+        id="unclosed-angle-bracket",
+    ),
+    pytest.param(f"<START><{TREC}><END>", TREC, id="angle-bracket-wrapper"),
+    pytest.param(
+        "<b>Bold</b> the label, then answer.",
+        "<b>Bold</b> the label, then answer.",
+        id="real-html-kept",
+    ),
 ]
 
 
