@@ -58,7 +58,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             fail(f"--param: {item!r} must be written KEY=VALUE", EXIT_USAGE)
         try:
             params[key] = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             params[key] = raw
     return params
 
