@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from promptopt.util.redact import redact
+from promptopt.util.redact import redact, url_credentials
 
 
 def test_redact_hides_the_secret_and_key_shaped_strings() -> None:
@@ -50,3 +50,21 @@ def test_a_key_after_an_escaped_newline_in_json_is_masked() -> None:
 
 def test_short_words_with_a_key_prefix_are_kept() -> None:
     assert redact("a multitask model") == "a multitask model"
+
+
+def test_a_urls_credentials_are_masked_in_every_form_elsewhere_in_the_text() -> None:
+    # base64("alice:s3cret/pw"), bare, as a server echoing only the token would show it.
+    text = redact(
+        "base_url http://alice:s3cret%2Fpw@host/v1; echoed YWxpY2U6czNjcmV0L3B3 and "
+        "alice:s3cret/pw; the test split passed"
+    )
+    assert text == (
+        "base_url http://host/v1; echoed [redacted] and [redacted]; the test split passed"
+    )
+
+
+def test_url_credentials_forms() -> None:
+    assert url_credentials("http://host/v1") == []
+    assert url_credentials("http://[::1") == []
+    forms = url_credentials("https://u:p%40ss@host")
+    assert set(forms) == {"u:p%40ss", "u:p@ss", "dTpwQHNz"}
