@@ -24,7 +24,9 @@ _BASIC = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 # Credentials inside a URL: user:password@ (removed, so the URL still parses, as config.json must
 # for --resume) and key-like query parameters.
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
-_URL_WITH_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s\"]+@[^/\s\"]*")
+# The host part after a URL's userinfo; anchored on "://" by a lookbehind, not on a scheme
+# pattern, which would rescan every run of letters (quadratic in a long model output).
+_USERINFO_AND_HOST = re.compile(r"(?<=://)[^/@\s\"]+@[^/\s\"]*")
 _URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")
 
 
@@ -52,7 +54,11 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     The user:password of a URL in `text` counts as a given secret too, so it and its base64 are
     masked wherever else they appear.
     """
-    found = [f for match in _URL_WITH_USERINFO.finditer(text) for f in url_credentials(match[0])]
+    found = [
+        form
+        for match in _USERINFO_AND_HOST.finditer(text)
+        for form in url_credentials("//" + match[0])
+    ]
     for secret in sorted([*secrets, *found], key=lambda s: len(s or ""), reverse=True):
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
