@@ -1,5 +1,5 @@
 """`python -m promptopt` runs the command line."""
 
-from promptopt.cli.main import main
+from promptopt.cli.entry import main
 
 main()

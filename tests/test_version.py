@@ -20,7 +20,7 @@ INSTALL_TEXTS = [
 def test_pyproject_names_the_distribution_and_keeps_the_command() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["name"] == DISTRIBUTION == "promptopt-cli"
-    assert project["scripts"] == {"promptopt": "promptopt.cli.main:main"}
+    assert project["scripts"] == {"promptopt": "promptopt.cli.entry:main"}
 
 
 def test_the_missing_extra_hint_installs_the_distribution() -> None:

@@ -36,6 +36,10 @@ def read_demos_file(path: Path) -> tuple[Demo, ...]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read the demonstrations file {path}: {exc}") from exc
+    except RecursionError:
+        raise UsageError(
+            f"cannot read the demonstrations file {path}: it nests too deeply to be demonstrations"
+        ) from None
     items = data.get("demos") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise UsageError(f"{path}: expected a list of demonstrations under 'demos'")

@@ -49,10 +49,14 @@ def read_prompt(prompt: str | None, prompt_file: Path | None, task: LoadedTask) 
     if prompt is not None and prompt_file is not None:
         fail("give either --prompt or --prompt-file, not both", EXIT_USAGE)
     if prompt_file is not None:
+        from promptopt.app.compare import read_prompt_file
+
+        # Read as run --baseline and diff read it (without the file's final newline), so that a
+        # best_prompt.txt is scored as the run scored it.
         try:
-            return prompt_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            fail(f"--prompt-file: cannot read {prompt_file}: {exc.strerror}", EXIT_USAGE)
+            return read_prompt_file(prompt_file)
+        except PromptoptError as exc:
+            fail(f"--prompt-file: {exc}", EXIT_USAGE)
     return prompt if prompt is not None else task.spec.system_prompt
 
 

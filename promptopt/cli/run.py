@@ -60,7 +60,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             fail(f"--param: {item!r} must be written KEY=VALUE", EXIT_USAGE)
         try:
             params[key] = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             params[key] = raw
     return params
 
@@ -258,6 +258,25 @@ def _ci_finish(
         raise typer.Exit(EXIT_NO_GAIN)
 
 
+def _check_output_paths(
+    write_if_better: Path | None, cache_dir: Path | None, no_cache: bool
+) -> None:
+    """Refuse paths that would fail only after the whole run: a folder where the prompt file
+    goes, a file where the cache folder goes."""
+    if write_if_better is not None and write_if_better.is_dir():
+        fail(
+            f"--write-if-better: {write_if_better} is a folder; give the path of the prompt "
+            "file to write",
+            EXIT_USAGE,
+        )
+    if cache_dir is not None and not no_cache and cache_dir.exists() and not cache_dir.is_dir():
+        fail(
+            f"--cache-dir (PROMPTOPT_CACHE_DIR): {cache_dir} is a file; give a folder, "
+            "or --no-cache",
+            EXIT_USAGE,
+        )
+
+
 def run_command(
     task_path: Annotated[
         Path | None, typer.Argument(help="The task file (YAML).", show_default=False)
@@ -377,11 +396,18 @@ def run_command(
     from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_baseline
     from promptopt.search.plan import StopRules
 
+    _check_output_paths(write_if_better, cache_dir, no_cache)
     try:
         if resume is not None:
             if baseline is not None:
                 fail("--baseline: a resumed run keeps its initial prompt", EXIT_USAGE)
             prepared = prepare_resume(resume, meta_prompts_dir=meta_prompts_dir)
+            if task_path is not None and task_path.resolve() != prepared.task.path.resolve():
+                fail(
+                    f"--resume: {resume} is a run of {prepared.task.path}, not {task_path}; "
+                    "resume with --resume RUN_DIR alone, or start a new run of the task",
+                    EXIT_USAGE,
+                )
         else:
             if task_path is None:
                 fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import diskcache
 from diskcache.core import MODE_PICKLE
 
-from promptopt.errors import PromptoptError
+from promptopt.errors import PromptoptError, UsageError
 from promptopt.util.hashing import content_hash
 
 CACHE_KEY_VERSION = 1
@@ -132,6 +132,12 @@ class ResponseCache:
         self.moved_to: Path | None = None
         if not create and not directory.exists():
             raise PromptoptError(f"there is no response cache at {directory}")
+        if directory.exists() and not directory.is_dir():
+            # A usage mistake (a file given for the folder), not damage to move aside.
+            raise UsageError(
+                f"the response cache folder {directory} is a file; pass --cache-dir (or "
+                "PROMPTOPT_CACHE_DIR) naming a folder, or --no-cache"
+            )
         try:
             self._cache = self._open()
         except (sqlite3.DatabaseError, IsADirectoryError) as exc:

@@ -17,6 +17,7 @@ from typing import Any
 from promptopt.llm.messages import Message, Usage
 from promptopt.llm.providers.endpoints import gateway_of, is_local_url
 from promptopt.task.modelspec import ModelSpec, Price
+from promptopt.util.redact import redact
 
 # USD per million tokens, from the providers' published list prices (standard tier, 5-minute
 # cache writes). A key also matches its dated snapshots (gpt-4o-mini-2024-07-18,
@@ -153,7 +154,8 @@ def _per_million(value: object) -> float | None:
 
 def endpoint_text(spec: ModelSpec) -> str:
     """The model and, when it has one, the server it is reached at (for messages)."""
-    return spec.model if spec.base_url is None else f"{spec.model} at {spec.base_url}"
+    # Redacted: messages are printed, and a base_url may hold user:password@ or ?key=.
+    return spec.model if spec.base_url is None else f"{spec.model} at {redact(spec.base_url)}"
 
 
 def unknown_price_text(

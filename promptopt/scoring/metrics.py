@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import regex
+
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.task.example import Example
 from promptopt.task.metricspec import MetricSpec
@@ -260,14 +262,29 @@ def _build_icontains(spec: MetricSpec, base_dir: Path, judge: JudgeFn | None) ->
     return score
 
 
+REGEX_TIMEOUT_S = 1.0
+"""How long the regex metric may search one output; a sane pattern needs microseconds."""
+
+
 def _build_regex(spec: MetricSpec, base_dir: Path, judge: JudgeFn | None) -> Metric:
+    # The `regex` module, not `re`: it reads the same syntax but can stop a search after a
+    # timeout, so a pattern that backtracks catastrophically (`(a|aa)+$`) costs a second per
+    # output instead of hours. Linear-time engines (RE2) would refuse lookarounds and
+    # backreferences that users' `re` patterns already rely on.
     try:
-        pattern = re.compile(spec.pattern or "")
-    except re.error as exc:
+        pattern = regex.compile(spec.pattern or "")
+    except (regex.error, ValueError, OverflowError) as exc:
         raise UsageError(f"metric.pattern: {spec.pattern!r} is not a valid regex: {exc}") from exc
 
     def score(output: str, example: Example) -> float:
-        return float(pattern.search(output) is not None)
+        try:
+            return float(pattern.search(output, timeout=REGEX_TIMEOUT_S) is not None)
+        except TimeoutError as exc:
+            raise PromptoptError(
+                f"example {example.id}: metric.pattern {spec.pattern!r} did not finish within "
+                f"{REGEX_TIMEOUT_S:g} s on the output (it backtracks catastrophically); "
+                "simplify the pattern, for example remove nested repeats such as (a+)+"
+            ) from exc
 
     return score
 

@@ -24,10 +24,13 @@ from promptopt.task.example import Example
 from promptopt.task.locate import dotted, yaml_line
 from promptopt.task.metricspec import MetricSpec
 from promptopt.task.schema import SPLITS, DataSource, DataSpec, SplitSpec
+from promptopt.util.nesting import MAX_DEPTH, too_deep
 from promptopt.util.template import as_text, template_fields
 
 # More row problems than this in one data file are summarised: the first ones show the pattern.
 MAX_ROW_PROBLEMS_PER_FILE = 20
+
+_TOO_DEEP = object()
 
 
 def resolve_path(task_path: Path, relative: str) -> Path:
@@ -256,6 +259,19 @@ class DataLoader:
                 problem = Problem(str(path), "", f"invalid JSON: {exc.msg}", number)
                 self._row_problem(_Row({}, str(path), number, ()), problem)
                 continue
+            except RecursionError:
+                # The parser recursed past Python's limit: far deeper than MAX_DEPTH anyway.
+                value = _TOO_DEEP
+            if value is _TOO_DEEP or too_deep(value):
+                problem = Problem(
+                    str(path),
+                    "",
+                    f"the row nests lists and objects more than {MAX_DEPTH} levels deep; "
+                    "flatten it",
+                    number,
+                )
+                self._row_problem(_Row({}, str(path), number, ()), problem)
+                continue
             if not isinstance(value, dict):
                 kind = type(value).__name__
                 problem = Problem(
@@ -305,9 +321,12 @@ class DataLoader:
                 listed = values.get(self.data.targets_field)
                 if isinstance(listed, str) and listed.strip().startswith("["):
                     # A CSV cell cannot hold a list, so several targets are written as a JSON list.
-                    # Unparsable text stays as it is, and the row check reports it.
-                    with contextlib.suppress(json.JSONDecodeError):
-                        values[self.data.targets_field] = json.loads(listed)
+                    # Unparsable or absurdly nested text stays as it is, and the row check
+                    # reports it.
+                    with contextlib.suppress(json.JSONDecodeError, RecursionError):
+                        parsed = json.loads(listed)
+                        if not too_deep(parsed):
+                            values[self.data.targets_field] = parsed
                 rows.append(_Row(values, str(path), start, ()))
         except csv.Error as exc:
             self._problem(Problem(str(path), "", f"invalid CSV: {exc}", reader.line_num))

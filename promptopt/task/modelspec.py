@@ -45,6 +45,11 @@ class ModelSpec(BaseModel):
     api_key_env: str | None = Field(
         default=None, description="the environment variable holding the key for base_url"
     )
+    url_credentials: bool = Field(
+        default=False,
+        description="send the user:password@ of base_url as HTTP Basic auth (by default it is "
+        "removed before any request)",
+    )
     temperature: float | None = Field(default=None, ge=0, le=2, description="sampling temperature")
     max_tokens: int | None = Field(default=None, gt=0, description="longest answer, in tokens")
     params: dict[str, Any] = Field(

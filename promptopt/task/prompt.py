@@ -193,14 +193,25 @@ class PromptLayout:
         """The layout of a task's prompt, metric (None: the task has none) and
         `search.edit_output_format`."""
         labels = tuple(metric.labels or ()) if metric and metric.type == "label" else ()
+        # Stripped as every candidate's text is, so that `eval` (which renders `initial`) and
+        # `run` send the same bytes and share cache entries: a YAML block scalar ends with "\n".
         if isinstance(prompt, str):
-            return cls(prompt, labels=labels)
+            return cls(prompt.strip(), labels=labels)
         demos = prompt.demos if prompt.demos is not None and prompt.demos.k > 0 else None
         if edit_output_format:
-            return cls(prompt.render(), labels=labels, structured=True, demos=demos)
+            return cls(prompt.render().strip(), labels=labels, structured=True, demos=demos)
         return cls(
-            prompt.instruction, prompt.output_format.strip(), labels, structured=True, demos=demos
+            prompt.instruction.strip(),
+            prompt.output_format.strip(),
+            labels,
+            structured=True,
+            demos=demos,
         )
+
+    @property
+    def initial_prompt(self) -> str:
+        """The system message of the starting prompt, as a run scores it."""
+        return self.render(self.initial)
 
     def render(self, text: str) -> str:
         """The system message for a candidate's text."""

@@ -16,7 +16,7 @@ from pydantic import (
 
 from promptopt.task.metricspec import MetricSpec
 from promptopt.task.modelspec import ModelSpec, Price
-from promptopt.task.prompt import PromptLayout, PromptSpec, parse_prompt, system_prompt
+from promptopt.task.prompt import PromptLayout, PromptSpec, parse_prompt
 from promptopt.util.template import template_fields
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -310,8 +310,9 @@ class TaskFile(_Strict):
 
     @property
     def system_prompt(self) -> str:
-        """The task's prompt as the target's system message (instruction, then output format)."""
-        return system_prompt(self.prompt)
+        """The task's prompt as the target's system message (instruction, then output format),
+        exactly as a run sends its initial prompt."""
+        return self.prompt_layout().initial_prompt
 
     def prompt_layout(self) -> PromptLayout:
         """How a search edits and sends this task's prompt."""

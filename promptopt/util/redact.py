@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
 
 MASK = "[redacted]"
 
@@ -23,14 +24,42 @@ _BASIC = re.compile(r"\bBasic\s+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 # Credentials inside a URL: user:password@ (removed, so the URL still parses, as config.json must
 # for --resume) and key-like query parameters.
 _URL_USERINFO = re.compile(r"(?<=://)[^/@\s\"]+@")
+# The host part after a URL's userinfo; anchored on "://" by a lookbehind, not on a scheme
+# pattern, which would rescan every run of letters (quadratic in a long model output).
+_USERINFO_AND_HOST = re.compile(r"(?<=://)[^/@\s\"]+@[^/\s\"]*")
 _URL_KEY_PARAM = re.compile(r"(?i)([?&](?:api[-_]?key|key|token|access_token|sig)=)[^&\s\"]+")
+
+
+def url_credentials(url: str) -> list[str]:
+    """The secret forms of a URL's `user:password@` part: as written, decoded, and the base64
+    that HTTP Basic auth sends (what a server echoing the header shows), longest first."""
+    try:
+        userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    except ValueError:  # an unparsable URL, such as an unclosed IPv6 bracket
+        return []
+    if not userinfo:
+        return []
+    decoded = unquote(userinfo)
+    basic = base64.b64encode(decoded.encode("utf-8")).decode("ascii")
+    # The password alone is left out: a short common word would be masked all over a run file.
+    forms = {userinfo, decoded, basic, basic.rstrip("=")}
+    return sorted(forms, key=len, reverse=True)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """`text` with every given secret and anything that looks like an API key or Basic
     credentials replaced by a mask, and credentials written into URLs removed (the user:password
-    part) or masked (key-like query parameters)."""
-    for secret in secrets:
+    part) or masked (key-like query parameters).
+
+    The user:password of a URL in `text` counts as a given secret too, so it and its base64 are
+    masked wherever else they appear.
+    """
+    found = [
+        form
+        for match in _USERINFO_AND_HOST.finditer(text)
+        for form in url_credentials("//" + match[0])
+    ]
+    for secret in sorted([*secrets, *found], key=lambda s: len(s or ""), reverse=True):
         if secret and len(secret) >= 4:
             text = text.replace(secret, MASK)
     text = _URL_USERINFO.sub("", text)

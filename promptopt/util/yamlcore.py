@@ -5,6 +5,11 @@ PyYAML implements YAML 1.1, where `yes`, `no`, `on`, `off`, `y` and `n` are bool
 octal, `1:30` is a sexagesimal number and `2026-01-31` a date: a task with `labels: [yes, no]`
 would be read as `[True, False]`. This loader keeps PyYAML's parser and safety (no Python
 objects) and swaps its implicit resolvers for the YAML 1.2 core ones.
+
+It also bounds what a hostile file can cost: aliases may repeat at most `MAX_ALIAS_NODES` values
+in all (a 25-line "billion laughs" file would otherwise expand to a billion values in whatever
+walks the data next), and lists and mappings may nest at most `MAX_DEPTH` levels (the composer
+recurses, so deeper files would end in a RecursionError).
 """
 
 from __future__ import annotations
@@ -13,6 +18,14 @@ import re
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
+
+from promptopt.util.nesting import MAX_DEPTH
+
+MAX_ALIAS_NODES = 100_000
+"""How many values aliases may repeat in one document: far more than sharing a few settings
+or rows needs, far fewer than an alias bomb makes."""
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -24,7 +37,61 @@ _FLOAT = re.compile(
 
 
 class CoreLoader(yaml.SafeLoader):
-    """A safe loader with the YAML 1.2 core schema's implicit types."""
+    """A safe loader with the YAML 1.2 core schema's implicit types, bounded alias expansion
+    and bounded nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # The size of each composed node with its aliases expanded, by id: an alias costs the
+        # size of what it repeats, which is known once that node is complete.
+        self._sizes: dict[int, int] = {}
+        self._repeated = 0
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        """A node of the document, refused when aliases repeat too much or nesting is too deep."""
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:
+                raise _refused(
+                    f"the alias *{event.anchor} is used inside the value it names; "
+                    "a value cannot contain itself",
+                    event.start_mark,
+                )
+            self._repeated += size
+            if self._repeated > MAX_ALIAS_NODES:
+                raise _refused(
+                    f"aliases repeat more than {MAX_ALIAS_NODES} values (an alias bomb?); "
+                    "write the values out or use fewer aliases",
+                    event.start_mark,
+                )
+            return node
+        collection = isinstance(event, SequenceStartEvent | MappingStartEvent)
+        if collection:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise _refused(
+                    f"lists and mappings nest more than {MAX_DEPTH} levels deep here; "
+                    "flatten the data",
+                    event.start_mark,
+                )
+        node = super().compose_node(parent, index)
+        if collection:
+            self._depth -= 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+        return node
+
+
+def _refused(problem: str, mark: Any) -> ComposerError:
+    # Located like PyYAML's own errors, so the task loader reports the line.
+    return ComposerError(None, None, problem, mark)
 
 
 def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
+from promptopt.scoring import metrics
+from tests.app.test_checks import write
 from tests.support.diff import make_task, run_cli
 
 METRICS = """
@@ -80,3 +83,18 @@ def test_a_metric_value_outside_0_1_is_an_error_naming_the_metric(tmp_path: Path
     first = json.loads(result.stdout)["examples"][0]
     assert first["score"] == 0.0
     assert "metric.function metrics.py:too_big returned 1.5, outside [0, 1]" in first["error"]
+
+
+def test_a_catastrophic_regex_metric_is_an_error_per_example_not_a_stall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "REGEX_TIMEOUT_S", 0.05)
+    path = write(
+        tmp_path, **{"{type: label, labels: [yes, no]}": "{type: regex, pattern: '(a|aa)+$'}"}
+    )
+    (tmp_path / "s.py").write_text("def f(request):\n    return 'a' * 40 + 'b'\n")
+    result = run_cli("eval", str(path), "--no-cache", "--json")
+    assert result.exit_code == 1, result.output
+    assert "2 of 2 examples on dev failed (metric raised: 2)" in one_error_line(result.stderr)
+    first = json.loads(result.stdout)["examples"][0]
+    assert "metric.pattern '(a|aa)+$' did not finish within 0.05 s" in first["error"]

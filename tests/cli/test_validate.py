@@ -67,3 +67,32 @@ def test_validate_dry_run_and_run_refuse_alike(
 def test_validate_accepts_a_good_task(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(write(tmp_path))])
     assert result.exit_code == 0 and "ok (dev 2, test 1)" in result.output
+
+
+LAUGHS = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"name: t\n": "name: t\n" + LAUGHS}, ":7: invalid YAML: aliases repeat more than"),
+        (
+            {"name: t\n": "name: t\nx: " + "[" * 50_000 + "]" * 50_000 + "\n"},
+            ":2: invalid YAML: lists and mappings nest more than 100 levels deep",
+        ),
+    ],
+    ids=["alias-bomb", "deep-nesting"],
+)
+def test_hostile_yaml_is_one_located_sentence_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edits: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "cache"))
+    path = write(tmp_path, **edits)
+    for args in (["validate"], ["eval"], ["run", "--dry-run"]):
+        result = runner.invoke(app, [args[0], str(path), *args[1:]])
+        assert result.exit_code == EXIT_USAGE, (args, result.output)
+        assert f"{path}{message}" in flat(result.output), (args, result.output)
+        assert "Traceback" not in result.output

@@ -18,6 +18,7 @@ from promptopt.llm.pricing import (
     max_cost_usd,
     price_for,
     unknown_price_message,
+    unknown_price_text,
 )
 from promptopt.llm.providers.endpoints import gateway_of
 from promptopt.task.modelspec import ModelSpec, Price
@@ -218,3 +219,10 @@ def test_max_cost_bounds_any_outcome() -> None:
         assert cost_usd(usage, price) <= max_cost_usd(1_000, 100, price)
     plain = Price(input=0.15, output=0.6)
     assert max_cost_usd(2_000, 16, plain) == pytest.approx((2_000 * 0.15 + 16 * 0.6) / 1e6)
+
+
+def test_messages_name_the_endpoint_without_its_credentials() -> None:
+    spec = ModelSpec(model="openai:m", base_url="http://alice:s3cretPw@10.0.0.5:8000/v1?key=k123")
+    text = unknown_price_text("target", spec, 1.0)
+    assert "openai:m at http://10.0.0.5:8000/v1?key=[redacted]" in text
+    assert "s3cretPw" not in text and "k123" not in text

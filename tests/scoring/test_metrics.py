@@ -9,6 +9,7 @@ from typing import Any, get_args
 import pytest
 
 from promptopt.errors import PromptoptError, UsageError
+from promptopt.scoring import metrics
 from promptopt.scoring.metrics import (
     JUDGE_SYSTEM,
     METRICS,
@@ -167,6 +168,27 @@ def test_regex_searches_anywhere() -> None:
 def test_bad_regex_names_the_option() -> None:
     with pytest.raises(UsageError, match=r"metric\.pattern.*'\(unclosed'"):
         sync_metric("regex", pattern="(unclosed")
+
+
+def test_regex_keeps_pythons_syntax() -> None:
+    # Lookarounds, backreferences and named groups, which a linear-time engine would refuse.
+    metric = sync_metric("regex", pattern=r"(?<=: )(?P<w>\w)(?P=w)(?!x)")
+    assert metric("answer: ooh", ex("x")) == 1.0
+    assert metric("answer: oh", ex("x")) == 0.0
+
+
+def test_catastrophic_backtracking_is_an_error_naming_the_pattern(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics, "REGEX_TIMEOUT_S", 0.05)
+    metric = sync_metric("regex", pattern="(a|aa)+$")
+    assert metric("a" * 40, ex("x")) == 1.0
+    # Unbounded, this search takes about 2^28 steps: minutes.
+    with pytest.raises(PromptoptError) as info:
+        metric("a" * 40 + "b", ex("x", id="r7"))
+    message = str(info.value)
+    assert message.startswith("example r7: metric.pattern '(a|aa)+$' did not finish within 0.05 s")
+    assert "simplify the pattern" in message and info.value.__cause__ is not None
 
 
 # --- f1 / rouge_l ------------------------------------------------------------------------------

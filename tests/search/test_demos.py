@@ -399,6 +399,9 @@ def test_a_damaged_demos_file_is_a_usage_error(tmp_path: Path) -> None:
         read_demos_file(path)
     path.write_text("[]")
     assert read_demos_file(path) == ()
+    path.write_text("[" * 50_000 + "]" * 50_000)
+    with pytest.raises(UsageError, match="nests too deeply"):
+        read_demos_file(path)
 
 
 class Killed(BaseException):

@@ -618,3 +618,44 @@ def test_the_label_free_example_task_loads_without_targets_and_passes_the_run_ch
     assert {k: len(v) for k, v in task.splits.items()} == {"train": 20, "dev": 10, "test": 30}
     assert all(e.targets == () for split in task.splits.values() for e in split)
     assert run_problems(task) == []
+
+
+# --- hostile input -------------------------------------------------------------------------
+
+
+def test_an_alias_bomb_in_a_task_file_is_one_located_problem(tmp_path: Path) -> None:
+    laughs = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+        for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    path = three_split_task(tmp_path, laughs)
+    problem = only_problem(path)
+    assert (problem.file, problem.field, problem.line) == (str(path), "", 13)
+    assert problem.message.startswith("invalid YAML: aliases repeat more than")
+
+
+def test_a_deeply_nested_task_file_is_one_located_problem(tmp_path: Path) -> None:
+    path = three_split_task(tmp_path, "x: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    problem = only_problem(path)
+    assert (problem.file, problem.line) == (str(path), 8)
+    assert "nest more than 100 levels deep" in problem.message
+
+
+@pytest.mark.parametrize("depth", [150, 50_000])
+def test_a_deeply_nested_jsonl_row_is_a_row_problem(tmp_path: Path, depth: int) -> None:
+    path = three_split_task(tmp_path)
+    dev = tmp_path / "dev.jsonl"
+    nested = "[" * depth + "]" * depth
+    dev.write_text('{"input": "ok", "target": "A"}\n{"input": ' + nested + ', "target": "A"}\n')
+    problem = only_problem(path)
+    assert (problem.file, problem.field, problem.line) == (str(dev), "", 2)
+    assert "nests lists and objects more than 100 levels deep" in problem.message
+
+
+def test_a_deeply_nested_csv_targets_cell_stays_text(tmp_path: Path) -> None:
+    nested = "[" * 50_000 + "]" * 50_000
+    (tmp_path / "dev.csv").write_text(f"input,targets\nq,{nested}\n")
+    path = write_task(tmp_path, BASE_HEADER + "data: {dev: dev.csv}\nmetric: {type: exact}\n")
+    problem = only_problem(path)
+    assert (problem.field, problem.line) == ("targets", 2)
+    assert "must be a non-empty list" in problem.message

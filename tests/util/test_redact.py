@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from promptopt.util.redact import redact
+import pytest
+
+from promptopt.util.redact import redact, url_credentials
 
 
 def test_redact_hides_the_secret_and_key_shaped_strings() -> None:
@@ -50,3 +52,30 @@ def test_a_key_after_an_escaped_newline_in_json_is_masked() -> None:
 
 def test_short_words_with_a_key_prefix_are_kept() -> None:
     assert redact("a multitask model") == "a multitask model"
+
+
+def test_a_urls_credentials_are_masked_in_every_form_elsewhere_in_the_text() -> None:
+    # base64("alice:s3cret/pw"), bare, as a server echoing only the token would show it.
+    text = redact(
+        "base_url http://alice:s3cret%2Fpw@host/v1; echoed YWxpY2U6czNjcmV0L3B3 and "
+        "alice:s3cret/pw; the test split passed"
+    )
+    assert text == (
+        "base_url http://host/v1; echoed [redacted] and [redacted]; the test split passed"
+    )
+
+
+def test_url_credentials_forms() -> None:
+    assert url_credentials("http://host/v1") == []
+    assert url_credentials("http://[::1") == []
+    forms = url_credentials("https://u:p%40ss@host")
+    assert set(forms) == {"u:p%40ss", "u:p@ss", "dTpwQHNz"}
+
+
+@pytest.mark.parametrize(
+    "text", ["a" * 200_000, "x://" + "a" * 200_000, "http://a" * 30_000, "a:b@" * 50_000]
+)
+def test_long_runs_of_url_characters_are_redacted_in_one_pass(text: str) -> None:
+    # A scheme-anchored URL pattern rescanned every run of letters: minutes for a long model
+    # output. Nothing here is a credential, so the text comes back as it was.
+    assert redact(text) == text

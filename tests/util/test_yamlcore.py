@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
+import yaml
 
-from promptopt.util.yamlcore import compose, load
+from promptopt.util.nesting import MAX_DEPTH
+from promptopt.util.yamlcore import MAX_ALIAS_NODES, compose, load
 
 
 @pytest.mark.parametrize(
@@ -54,3 +57,63 @@ def test_nan_quoted_text_and_merge_keys() -> None:
 def test_compose_gives_node_lines() -> None:
     root = compose("a: 1\nb: yes\n")
     assert root is not None and root.end_mark.line == 2
+
+
+# --- hostile files ---------------------------------------------------------------------------
+
+BILLION_LAUGHS = "".join(
+    [
+        'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n',
+        *(
+            f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+            for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+    ]
+)
+
+
+@pytest.mark.parametrize("read", [load, compose])
+def test_an_alias_bomb_is_refused_at_its_line(read: Any) -> None:
+    # PyYAML itself shares the repeated values, so loading is quick; whatever walks the result
+    # next (validation, duplicate keys, hashing) would visit 10^9 values.
+    with pytest.raises(yaml.YAMLError) as info:
+        read(BILLION_LAUGHS)
+    error = info.value
+    assert isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None
+    assert error.problem_mark.line + 1 == 6  # the first line whose aliases pass the limit
+    assert f"aliases repeat more than {MAX_ALIAS_NODES} values" in str(error.problem)
+
+
+def test_a_few_aliases_still_work() -> None:
+    text = "rows: &r [{input: a, target: b}]\ndev: *r\ntest: *r\nm: {<<: {x: 1}}\n"
+    assert load(text)["test"] == [{"input": "a", "target": "b"}]
+
+
+def test_an_alias_inside_its_own_value_is_refused() -> None:
+    with pytest.raises(yaml.MarkedYAMLError, match=r"the alias \*a is used inside the value"):
+        load("x: &a [1, *a]\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x: " + "[" * 50_000 + "]" * 50_000 + "\n",
+        "x: " + "{a: " * 50_000 + "1" + "}" * 50_000 + "\n",
+        "x:\n" + "".join("  " * i + "- \n" for i in range(MAX_DEPTH + 5)),
+    ],
+    ids=["flow-lists", "flow-mappings", "block-lists"],
+)
+def test_deep_nesting_is_refused_at_its_line(text: str) -> None:
+    for read in (load, compose):
+        with pytest.raises(yaml.MarkedYAMLError) as info:
+            read(text)
+        assert f"nest more than {MAX_DEPTH} levels deep" in str(info.value.problem)
+        assert info.value.problem_mark is not None
+
+
+def test_nesting_up_to_the_limit_loads() -> None:
+    depth = MAX_DEPTH - 1  # the document's mapping is the first level
+    value = load("x: " + "[" * depth + "]" * depth + "\n")["x"]
+    for _ in range(depth - 1):
+        value = value[0]
+    assert value == []

@@ -14,9 +14,13 @@ from anthropic.resources.messages import AsyncMessages
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
-from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
+from promptopt.llm.providers.http_errors import (
+    classify_status,
+    safe_endpoint,
+    without_userinfo,
+)
 from promptopt.task.modelspec import ModelSpec
-from promptopt.util.redact import redact
+from promptopt.util.redact import redact, url_credentials
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 # The Messages API requires max_tokens; this covers a classification answer or a critique.
@@ -61,8 +65,11 @@ class AnthropicProvider:
         env: Mapping[str, str] = os.environ,
     ) -> None:
         self._spec = spec
-        self._base_url = spec.base_url or ANTHROPIC_BASE_URL
+        written = spec.base_url or ANTHROPIC_BASE_URL
+        self._base_url = written if spec.url_credentials else without_userinfo(written)
         self._key, self._key_env = resolve_api_key(spec, env)
+        # Everything a server could echo back: the key, and the URL's credentials in any form.
+        self._secrets = [self._key, *url_credentials(written)]
         self._owns_http = http_client is None
         self._label = f"{spec.model} at {safe_endpoint(self._base_url)}"
         self._client = anthropic.AsyncAnthropic(
@@ -119,7 +126,7 @@ class AnthropicProvider:
                 f"{self._label}: the request timed out", kind="timed out"
             ) from None
         except anthropic.APIConnectionError as error:
-            detail = redact(str(error.__cause__ or error), [self._key])
+            detail = redact(str(error.__cause__ or error), self._secrets)
             raise TransientProviderError(
                 f"{self._label}: connection failed: {detail}", kind="connection failed"
             ) from None
@@ -153,7 +160,7 @@ class AnthropicProvider:
         return classify_status(
             label=self._label,
             status=error.status_code,
-            message=redact(error.api_message or error.message, [self._key]),
+            message=redact(error.api_message or error.message, self._secrets),
             headers=error.response.headers,
             quota_exhausted=_is_quota_error(error),
             key_env=self._key_env,

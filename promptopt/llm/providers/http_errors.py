@@ -39,6 +39,19 @@ def safe_endpoint(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
+def without_userinfo(url: str) -> str:
+    """The URL with any `user:password@` removed (everything else kept).
+
+    httpx turns a URL's userinfo into an `Authorization: Basic` header on every request,
+    replacing the key, and servers echo that header in error bodies; it is sent only when a
+    model asks for it (`url_credentials: true`).
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds to wait, from `retry-after-ms`, or `retry-after` as seconds or an HTTP-date."""
     lowered = {k.lower(): v for k, v in headers.items()}

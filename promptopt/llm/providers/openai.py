@@ -16,9 +16,13 @@ from openai.types.chat import ChatCompletion
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
-from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
+from promptopt.llm.providers.http_errors import (
+    classify_status,
+    safe_endpoint,
+    without_userinfo,
+)
 from promptopt.task.modelspec import ModelSpec
-from promptopt.util.redact import redact
+from promptopt.util.redact import redact, url_credentials
 
 # Local servers ignore the key but the SDK insists on one; a dummy keeps real keys at home.
 DUMMY_KEY = "not-needed"
@@ -81,9 +85,12 @@ class OpenAIProvider:
         env: Mapping[str, str] = os.environ,
     ) -> None:
         self._spec = spec
-        self._base_url = resolve_base_url(spec)
+        written = resolve_base_url(spec)
+        self._base_url = written if spec.url_credentials else without_userinfo(written)
         self._official = is_openai_host(self._base_url)
         self._key, self._key_env = resolve_api_key(spec, self._base_url, env)
+        # Everything a server could echo back: the key, and the URL's credentials in any form.
+        self._secrets = [self._key, *url_credentials(written)]
         self._owns_http = http_client is None
         self._label = f"{spec.model} at {safe_endpoint(self._base_url)}"
         self._client = openai.AsyncOpenAI(
@@ -143,7 +150,7 @@ class OpenAIProvider:
                 f"{self._label}: the request timed out", kind="timed out"
             ) from None
         except openai.APIConnectionError as error:
-            detail = redact(str(error.__cause__ or error), [self._key])
+            detail = redact(str(error.__cause__ or error), self._secrets)
             raise TransientProviderError(
                 f"{self._label}: connection failed: {detail}", kind="connection failed"
             ) from None
@@ -177,7 +184,7 @@ class OpenAIProvider:
         return classify_status(
             label=self._label,
             status=error.status_code,
-            message=redact(_server_message(error), [self._key]),
+            message=redact(_server_message(error), self._secrets),
             headers=error.response.headers,
             quota_exhausted=_is_quota_error(error),
             key_env=self._key_env or "the server's key (set api_key_env)",
