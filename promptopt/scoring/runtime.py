@@ -12,13 +12,26 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from promptopt.errors import UsageError
+from promptopt.llm.batch import (
+    BatchBook,
+    Batcher,
+    BatchPolicy,
+    ProgressFn,
+    as_batch_provider,
+    batch_price,
+)
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 from promptopt.llm.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
 from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
 from promptopt.llm.error_budget import ErrorLimits
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import Message
-from promptopt.llm.pricing import price_for, unknown_cost_note, unknown_price_message
+from promptopt.llm.pricing import (
+    library_batch_price,
+    price_for,
+    unknown_cost_note,
+    unknown_price_message,
+)
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
 from promptopt.scoring.metrics import build_metric, checked_metric
@@ -45,6 +58,13 @@ class RuntimeOptions:
     """None: the task's `errors` section decides (max_retries, max_backoff_s)."""
     errors: ErrorLimits | None = None
     """None: the task's `errors` section decides."""
+    batch: bool = False
+    """Score through the providers' batch services (--batch); a model's `batch: true` in the
+    task file asks for it too."""
+    batch_policy: BatchPolicy | None = None
+    """How batches are gathered and polled; None: the defaults."""
+    on_batch_progress: ProgressFn | None = None
+    """Told the request counts of the batches being waited for, after every poll."""
 
     @classmethod
     def for_task(
@@ -143,8 +163,12 @@ class Runtime:
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
         providers: Mapping[str, Provider] | None = None,
+        batch_dir: Path | None = None,
     ) -> None:
+        """`batch_dir`: where submitted batches are recorded (a run folder's `batches/`);
+        by default the response cache directory's `batches/`."""
         self.task = task
+        self.batch_dir = batch_dir
         self.options = options
         self.env = dict(os.environ if env is None else env)
         self.http_client = http_client
@@ -224,8 +248,35 @@ class Runtime:
                 self.task.render_input,
                 limits=self.limits,
                 metric_name=self._metric_name(),
+                batcher=self.batcher("target"),
             )
         return self._scorer
+
+    def batcher(self, role: str) -> Batcher | None:
+        """The batches of a role's requests, when --batch or the model's `batch: true` asks
+        for them and its provider has a batch service; None otherwise."""
+        client = self.client(role)
+        if not (self.options.batch or client.spec.batch):
+            return None
+        provider = as_batch_provider(client.provider)
+        if provider is None:
+            return None
+        directory = self.batch_dir or (
+            (self.options.cache_dir or default_cache_dir(self.env)) / "batches"
+        )
+        price = None
+        if client.price is not None:
+            price = batch_price(
+                client.price, library_batch_price(client.spec, self.task.spec.prices or {})
+            )
+        return Batcher(
+            client,
+            provider,
+            BatchBook(directory),
+            price=price,
+            policy=self.options.batch_policy,
+            on_progress=self.options.on_batch_progress,
+        )
 
     def _metric_name(self) -> str:
         spec = self.task.spec.metric

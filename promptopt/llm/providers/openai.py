@@ -17,6 +17,7 @@ from promptopt.errors import FatalProviderError, ProviderError, TransientProvide
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
 from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
+from promptopt.llm.providers.openai_batch import OpenAIBatches
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact
 
@@ -70,7 +71,7 @@ def _is_quota_error(error: openai.APIStatusError) -> bool:
     return error.status_code == 429 and "insufficient_quota" in (error.code, error.type)
 
 
-class OpenAIProvider:
+class OpenAIProvider(OpenAIBatches):
     """A chat model behind the OpenAI chat-completions API; one attempt per `complete` call."""
 
     def __init__(
