@@ -13,6 +13,7 @@ from typing import Any
 
 from promptopt.app.models import override_models_from_config
 from promptopt.errors import PromptoptError, UsageError
+from promptopt.llm.batch import ProgressFn
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.error_budget import TooManyErrors
@@ -208,6 +209,8 @@ async def execute_run(
     providers: Mapping[str, Provider] | None = None,
     store: ResponseStore | None = None,
     ask_human: HumanAsk | None = None,
+    batch: bool = False,
+    on_batch_progress: ProgressFn | None = None,
 ) -> SummaryRecord:
     """Search, evaluate initial and best prompt on held-out data, write the run folder with its
     reports, and return the summary (the `run --json` contract).
@@ -216,7 +219,9 @@ async def execute_run(
     `providers` (by role) and `store` replace the task's providers and the response cache, for
     tests and embedding. `ask_human` is the terminal a person answers preferences at, for a
     strategy whose `feedback` is `human`; their answers are kept in the run folder's
-    preferences.jsonl and replayed on resume.
+    preferences.jsonl and replayed on resume. `batch` scores through the providers' batch
+    services (their ids kept in the folder's batches/; a resumed run that has some polls them
+    again, with or without `batch`), telling `on_batch_progress` how they stand.
     """
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
@@ -238,7 +243,19 @@ async def execute_run(
     if on_folder is not None:
         on_folder(folder)
     journal = ResponseJournal(folder.file(RESPONSES))
-    runtime = Runtime(task, options, journal=journal, stop=stop, providers=providers, store=store)
+    batches = folder.file("batches")
+    # A resumed run whose batches are still out polls them rather than paying twice.
+    batch = batch or (batches.is_dir() and any(batches.glob("*.json")))
+    options = dataclasses.replace(options, batch=batch, on_batch_progress=on_batch_progress)
+    runtime = Runtime(
+        task,
+        options,
+        journal=journal,
+        stop=stop,
+        providers=providers,
+        store=store,
+        batch_dir=batches,
+    )
     async with runtime:
         comparator = (
             RecordedComparator(HumanComparator(ask_human), folder.file(PREFERENCES))

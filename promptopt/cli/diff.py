@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,7 @@ import typer
 from promptopt.cli.common import (
     EXIT_REGRESSION,
     BaseUrlOpt,
+    BatchOpt,
     CacheDirOpt,
     ConcurrencyOpt,
     FormatOpt,
@@ -21,6 +23,7 @@ from promptopt.cli.common import (
     SeedOpt,
     SplitOpt,
     TargetOpt,
+    batch_printer,
     check_split,
     emit,
     fail_on,
@@ -87,6 +90,7 @@ def diff_command(
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
+    batch: BatchOpt = False,
 ) -> None:
     """Compare two prompt revisions on the same examples: word diff, score delta with a paired
     95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
@@ -117,7 +121,11 @@ def diff_command(
     if seed is None:
         run_config = old_side.config or new_side.config
         seed = run_config.settings.seed if run_config is not None else None
-    options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
+    options = replace(
+        runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost),
+        batch=batch,
+        on_batch_progress=batch_printer(stderr()),
+    )
 
     async def go() -> DiffReport:
         return await compare_prompts(plan, split=split, options=options)

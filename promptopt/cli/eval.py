@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +14,7 @@ from promptopt.cli.common import (
     EXIT_ERROR,
     EXIT_USAGE,
     BaseUrlOpt,
+    BatchOpt,
     CacheDirOpt,
     ConcurrencyOpt,
     JsonOpt,
@@ -21,6 +23,7 @@ from promptopt.cli.common import (
     SeedOpt,
     TargetOpt,
     TaskArg,
+    batch_printer,
     check_split,
     fail,
     load,
@@ -108,6 +111,7 @@ def eval_command(
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
+    batch: BatchOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score one prompt on a data split."""
@@ -124,8 +128,12 @@ def eval_command(
         total = len(task.split(split)[:limit])
     except PromptoptError as exc:
         fail(str(exc), EXIT_USAGE)
-    options = runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost)
     err = stderr()
+    options = replace(
+        runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost),
+        batch=batch,
+        on_batch_progress=batch_printer(err),
+    )
 
     async def go() -> Evaluation:
         with progress(err, f"eval {split}") as bar:

@@ -14,6 +14,7 @@ from promptopt.cli.common import (
     EXIT_NO_GAIN,
     EXIT_USAGE,
     BaseUrlOpt,
+    BatchOpt,
     CacheDirOpt,
     ConcurrencyOpt,
     JsonOpt,
@@ -22,6 +23,7 @@ from promptopt.cli.common import (
     OptimizerOpt,
     SeedOpt,
     TargetOpt,
+    batch_printer,
     fail,
     fail_on,
     fail_with_problems,
@@ -298,6 +300,7 @@ def run_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its cost; call no model.")
     ] = False,
+    batch: BatchOpt = False,
     as_json: JsonOpt = False,
     baseline: Annotated[
         Path | None,
@@ -426,6 +429,8 @@ def run_command(
             on_folder=announce,
             on_step=_step_printer(err),
             ask_human=ask_human,
+            batch=batch,
+            on_batch_progress=batch_printer(err),
         )
 
     summary = run_async(go)

@@ -457,6 +457,7 @@ class Engine:
         dev, test = state.dev, state.test
         finalists = _finalists(state, last.ranking, self.settings.finalists, initial)
         dev_results: dict[str, list[ExampleResult]] = {}
+        await state.prefetch_held_out([initial, *finalists], "dev")
         for cand in [initial, *finalists]:
             dev_results[cand.id] = await state.score_held_out(cand, "dev")
         # Exact sums over the same examples: prompts with equal scores tie exactly, and a tie
@@ -472,6 +473,7 @@ class Engine:
             order=[c.id for c in finalists],
             best=best.id,
         )
+        await state.prefetch_held_out([initial, best], "test")
         initial_test = await state.score_held_out(initial, "test")
         best_test = initial_test if best is initial else await state.score_held_out(best, "test")
         old = [r.score for r in initial_test]
