@@ -195,19 +195,28 @@ class Batcher:
         group = self._group
         if group is not None:
             group.requests.update(wanted)
-            await asyncio.shield(group.done)
+            try:
+                await asyncio.shield(group.done)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not group.done.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The task gathering them was cancelled, not this one: these requests are
+                # sent one by one when they are asked for.
             return
         group = self._group = _Group(dict(wanted))
         group.done.add_done_callback(_retrieve)
         try:
-            await self._sleep(self.policy.gather_s)
-        finally:
-            self._group = None
-        try:
+            try:
+                await self._sleep(self.policy.gather_s)
+            finally:
+                self._group = None
             await self._process(group.requests)
+        except asyncio.CancelledError:
+            group.done.cancel()  # the requests that joined are not waited for either
+            raise
         except BaseException as exc:
-            if not group.done.done():
-                group.done.set_exception(exc)
+            group.done.set_exception(exc)
             raise
         group.done.set_result(None)
 

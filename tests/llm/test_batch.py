@@ -18,11 +18,11 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache, ResponseCache
 from promptopt.llm.client import RetryPolicy, RunStopped
 from promptopt.llm.journal import ResponseJournal
-from promptopt.llm.pricing import cost_usd, request_max_cost_usd
+from promptopt.llm.pricing import cost_usd, library_batch_price, request_max_cost_usd
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
 from promptopt.task.loader import load_task
-from promptopt.task.modelspec import Price
+from promptopt.task.modelspec import ModelSpec, Price
 from promptopt.testing.fake_batch import FakeBatchServer, Fate
 from promptopt.testing.fake_server import FakeOpenAIServer
 from tests.support.search import write_task
@@ -72,13 +72,14 @@ def runtime(
     journal: ResponseJournal | None = None,
     stop: asyncio.Event | None = None,
     batch_dir: Path | None = None,
+    policy: BatchPolicy = FAST,
     **options: Any,
 ) -> Runtime:
     task = load_task(task_path(tmp_path, srv, provider))
     opts = RuntimeOptions(
         retry=RetryPolicy(max_retries=2, base_delay_s=0.001, max_delay_s=0.01),
         batch=batch,
-        batch_policy=FAST,
+        batch_policy=policy,
         cache_dir=tmp_path / "cache",
         on_batch_progress=None if progress is None else progress.append,
         **options,
@@ -316,3 +317,56 @@ async def test_a_server_without_batches_gets_one_request_at_a_time(tmp_path: Pat
             batcher = rt.scorer.batcher
         assert result.errors == 0 and plain.requests_total == 20
         assert batcher is not None and batcher.unsupported is not None
+
+
+async def test_requests_gathered_by_a_cancelled_command_are_sent_one_by_one(
+    tmp_path: Path, server: FakeBatchServer
+) -> None:
+    slow = BatchPolicy(poll_initial_s=0.01, poll_max_s=0.05, gather_s=0.5)
+    async with runtime(tmp_path, server, "openai", policy=slow) as rt:
+        dev = rt.task.split("dev")
+        leader = asyncio.ensure_future(rt.scorer.evaluate("First.", dev, split="dev"))
+        await asyncio.sleep(0.05)
+        follower = asyncio.ensure_future(rt.scorer.evaluate("Second.", dev, split="dev"))
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        result = await follower
+    with pytest.raises(asyncio.CancelledError):
+        await leader
+    assert result.errors == 0 and result.n == 20
+    assert server.batch_submissions == 0 and server.requests_total == 20
+
+
+def test_batch_prices_are_half_or_the_libraries_batch_price(tmp_path: Path) -> None:
+    assert batch_price(Price(input=2.0, output=8.0, cache_read=0.5)) == Price(
+        input=1.0, output=4.0, cache_read=0.25
+    )
+    assert batch_price(None) is None
+    assert library_batch_price(ModelSpec(model="openai:gpt-4o-mini")) == Price(
+        input=0.075, output=0.3, cache_read=0.075
+    )
+    assert library_batch_price(ModelSpec(model="anthropic:claude-haiku-4-5")) == Price(
+        input=0.5, output=2.5, cache_read=0.05, cache_write=0.625
+    )
+    # A price the task file sets is the standard price: it is halved, not looked up.
+    assert library_batch_price(ModelSpec(model="openai:gpt-4o-mini", price=Price(**PRICE))) is None
+
+
+async def test_a_listed_model_is_priced_at_its_batch_price(tmp_path: Path) -> None:
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"] = {"model": "openai:gpt-4o-mini", "batch": True}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {"OPENAI_API_KEY": "k"}
+    async with Runtime(load_task(path), RuntimeOptions(), store=NullCache(), env=env) as rt:
+        batcher = rt.scorer.batcher
+    assert batcher is not None
+    assert batcher.price == Price(input=0.075, output=0.3, cache_read=0.075)
+
+
+def test_the_progress_line_names_every_count() -> None:
+    line = BatchProgress("openai:gpt-4o-mini", 2, 400, 120, 270, 10, 185.0).line()
+    assert line == (
+        "batch openai:gpt-4o-mini: 2 batches, 400 submitted, 120 in progress, 270 completed, "
+        "10 failed, 3m05s elapsed"
+    )
