@@ -30,6 +30,7 @@ from promptopt.testing.fake_server import (
     _error,
     _json_response,
     _Response,
+    body_hash,
 )
 
 Fate = Literal["ok", "error", "expire"]
@@ -69,6 +70,7 @@ class FakeBatchServer(FakeOpenAIServer):
         self._batches: dict[str, _Batch] = {}
         self._batch_submissions = 0
         self._batched_requests = 0
+        self._batched_by_body: dict[str, int] = {}
         self._batch_polls = 0
         self._messages_total = 0
 
@@ -89,6 +91,12 @@ class FakeBatchServer(FakeOpenAIServer):
         """Requests received inside batches."""
         with self._lock:
             return self._batched_requests
+
+    @property
+    def batched_by_body(self) -> dict[str, int]:
+        """How many times each request body (by ``body_hash``) was submitted in a batch."""
+        with self._lock:
+            return dict(self._batched_by_body)
 
     @property
     def batch_polls(self) -> int:
@@ -270,6 +278,9 @@ class FakeBatchServer(FakeOpenAIServer):
             self._batches[batch.id] = batch
             self._batch_submissions += 1
             self._batched_requests += len(requests)
+            for _, request in requests:
+                key = body_hash(request)
+                self._batched_by_body[key] = self._batched_by_body.get(key, 0) + 1
         return _json_response(200, self._openai_object(batch))
 
     def _openai_object(self, batch: _Batch) -> dict[str, Any]:
@@ -342,6 +353,9 @@ class FakeBatchServer(FakeOpenAIServer):
             self._batches[batch.id] = batch
             self._batch_submissions += 1
             self._batched_requests += len(requests)
+            for _, request in requests:
+                key = body_hash(request)
+                self._batched_by_body[key] = self._batched_by_body.get(key, 0) + 1
         return _json_response(200, self._anthropic_object(batch))
 
     def _anthropic_object(self, batch: _Batch) -> dict[str, Any]:
