@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,10 @@ from promptopt.llm.providers.batching import (
 from promptopt.task.modelspec import Price
 from promptopt.util.files import write_atomic
 from promptopt.util.hashing import content_hash
+
+# What the command line should know but need not stop for (an endpoint without batches) is
+# reported through logging, as the response cache does; warnings reach stderr.
+log = logging.getLogger("promptopt.batch")
 
 BATCH_DISCOUNT = 0.5
 """Both OpenAI's Batch API and Anthropic's Message Batches bill half the standard price, cache
@@ -267,6 +272,7 @@ class Batcher:
                 batch_id = await self._submit_one(items)
             except BatchUnsupported as exc:
                 self.unsupported = str(exc)
+                log.warning("%s; its requests are sent one by one", exc)
                 for key in keys[start:]:
                     self._fall_back(key, reserved[key])
                 break

@@ -4,6 +4,7 @@ role, the metric and the scorer; and closes them again."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     import httpx2
 
 ROLES = ("target", "optimizer", "judge")
+
+log = logging.getLogger("promptopt.batch")
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,11 @@ class Runtime:
             return None
         provider = as_batch_provider(client.provider)
         if provider is None:
+            log.warning(
+                "%s has no batch service (only openai and anthropic models have one); its "
+                "requests are sent one by one",
+                client.spec.model,
+            )
             return None
         directory = self.batch_dir or (
             (self.options.cache_dir or default_cache_dir(self.env)) / "batches"

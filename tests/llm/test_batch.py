@@ -5,6 +5,7 @@ expiry, kill and resume, and cost at batch prices."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -310,13 +311,34 @@ async def test_a_cost_cap_reserves_the_whole_batch_before_submitting(
     assert 1 <= server.batched_requests <= 5
 
 
-async def test_a_server_without_batches_gets_one_request_at_a_time(tmp_path: Path) -> None:
-    with FakeOpenAIServer(reply=reply) as plain:
+async def test_a_server_without_batches_gets_one_request_at_a_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeOpenAIServer(reply=reply) as plain, caplog.at_level(logging.WARNING):
         async with runtime(tmp_path, plain, "openai") as rt:
             result = await score_dev(rt)
             batcher = rt.scorer.batcher
         assert result.errors == 0 and plain.requests_total == 20
         assert batcher is not None and batcher.unsupported is not None
+        # Each request still counts as one call.
+        assert rt.ledger.calls == {"target": 20}
+    assert "has no batch service" in caplog.text and "sent one by one" in caplog.text
+
+
+async def test_a_provider_without_batches_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_task(tmp_path)
+    (tmp_path / "script.py").write_text("def reply(request):\n    return 'positive'\n")
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"] = {"model": "scripted:script.py:reply", "batch": True}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with caplog.at_level(logging.WARNING):
+        async with Runtime(load_task(path), RuntimeOptions(), store=NullCache(), env={}) as rt:
+            result = await score_dev(rt)
+            assert rt.scorer.batcher is None
+    assert result.errors == 0
+    assert "scripted:script.py:reply has no batch service" in caplog.text
 
 
 async def test_requests_gathered_by_a_cancelled_command_are_sent_one_by_one(
