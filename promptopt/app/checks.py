@@ -51,6 +51,7 @@ def run_problems(task: LoadedTask, overrides: RunOverrides | None = None) -> lis
     where = _Locator(task.path)
     problems = _strategy_problems(task, overrides, where)
     problems += _metric_problems(task, where)
+    problems += _preference_problems(task, overrides, where)
     problems += _model_problems(task, overrides, where)
     problems += _budget_problems(task, overrides, where)
     return problems
@@ -159,11 +160,60 @@ def _param_problems(
     return problems
 
 
+PREFERENCE_FEEDBACK = ("judge", "human")
+"""The feedback that needs no metric: a judge model's or a person's preferences."""
+
+
+def _preference_problems(
+    task: LoadedTask, overrides: RunOverrides, where: _Locator
+) -> list[Problem]:
+    """What a task without a metric needs: a preference search whose preferences come from a
+    judge (with a rubric saying what makes an answer better) or from a person (--human)."""
+    from promptopt.search.strategies.registry import STRATEGIES
+
+    if task.spec.metric is not None or task.metric_function is not None:
+        return []
+    name = overrides.strategy or task.spec.search.strategy
+    info = STRATEGIES.get(name)
+    if info is None:  # reported with the strategy
+        return []
+    params = {**task.spec.search.params, **overrides.params}
+    if "feedback" not in info.params.model_fields:
+        return [
+            where.problem(
+                ("metric",),
+                f"the task has no metric, and {name} needs scores; a task without expected "
+                "answers is optimized by preferences: set search.strategy: apohf with "
+                "search.params.feedback: judge and a search.params.rubric, or run it with "
+                "--strategy apohf --human",
+            )
+        ]
+    feedback = params.get("feedback", info.params.model_fields["feedback"].default)
+    if feedback not in PREFERENCE_FEEDBACK:
+        return [
+            where.problem(
+                ("search", "params", "feedback"),
+                f"is {feedback}, but the task has no metric to prefer answers by: set it to "
+                "judge (with a search.params.rubric) or run with --human",
+            )
+        ]
+    if feedback == "judge" and not params.get("rubric"):
+        return [
+            where.problem(
+                ("search", "params", "rubric"),
+                "is needed: a task without a metric is judged by its rubric alone; say what "
+                "makes one answer better than another (e.g. 'keeps the meaning, is polite, "
+                "fits in one sentence')",
+            )
+        ]
+    return []
+
+
 def _metric_problems(task: LoadedTask, where: _Locator) -> list[Problem]:
     from promptopt.scoring.metrics import build_metric
 
     spec = task.spec.metric
-    if task.metric_function is not None:
+    if task.metric_function is not None or spec is None:
         return []
     if spec.type == "python":
         return _python_metric_problems(task, where)
@@ -189,7 +239,7 @@ def _located(where: _Locator, section: str, message: str) -> Problem:
 def _python_metric_problems(task: LoadedTask, where: _Locator) -> list[Problem]:
     from promptopt.util.user_code import load_function
 
-    reference = task.spec.metric.function or ""
+    reference = (task.spec.metric.function if task.spec.metric else None) or ""
     file_part, sep, name = reference.rpartition(":")
     if not sep or not file_part or not name:
         return [
@@ -230,7 +280,8 @@ def _model_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) 
     from promptopt.llm.providers.registry import PROVIDERS
 
     models = task.spec.models
-    roles = [*ROLES, "judge"] if task.spec.metric.type == "judge" else list(ROLES)
+    metric = task.spec.metric
+    roles = [*ROLES, "judge"] if metric is not None and metric.type == "judge" else list(ROLES)
     cost_cap = (
         overrides.max_cost if overrides.max_cost is not None else task.spec.search.budget.cost_usd
     )

@@ -267,6 +267,7 @@ def check_diff(
 ) -> DiffPlan:
     """Refuse to compare prompts whose runs used other data, another task or another target
     model than `task` (UsageError), unless `force`, which records the mismatches instead."""
+    task.require_metric("diff")
     problems = comparability_problems(task, [old, new])
     if problems and not force:
         raise UsageError(
@@ -386,7 +387,7 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
         outcomes,
         old_usage=old_usage,
         new_usage=new_usage,
-        metric_name=task.spec.metric.type,
+        metric_name=task.require_metric("diff").type,
     )
 
 

@@ -76,6 +76,7 @@ async def evaluate_prompt(
 ) -> Evaluation:
     """Score `prompt` on the task's `split` (its first `limit` examples) with the target model
     and the task's metric; `demos` are few-shot demonstrations sent before every input."""
+    task.require_metric("eval")
     examples = task.split(split)
     if limit is not None:
         examples = examples[:limit]

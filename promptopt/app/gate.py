@@ -26,7 +26,9 @@ class GateDecision:
 
 def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecision:
     """Pass only when the held-out test comparison says "improved" and the lower end of the
-    paired 95% interval of best - initial is above `min_improvement`.
+    paired 95% interval of best - initial is above `min_improvement`. A task without a metric
+    passes on its judged win rate instead (its interval's lower end above 0.5 plus
+    `min_improvement`).
 
     Raises UsageError when the run has no test comparison (it ran out of budget before the
     final evaluation), and PromptoptError when requests or the metric failed on test examples:
@@ -39,6 +41,8 @@ def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecisio
             f"{summary.run_dir}/final_eval.json, fix the endpoint or the metric, and run again"
         )
     comparison = summary.test_comparison
+    if comparison is None and (summary.test_preference or summary.dev_preference):
+        return _preference_gate(summary, min_improvement)
     if comparison is None:
         raise UsageError(
             "the run has no held-out test comparison (it stopped before the final evaluation); "
@@ -68,6 +72,28 @@ def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecisio
         return GateDecision(False, reason, delta, (lo, hi))
     reason = f"improved by {delta:+.3f} (95% CI [{lo:+.3f}, {hi:+.3f}])"
     return GateDecision(True, reason, delta, (lo, hi))
+
+
+def _preference_gate(summary: SummaryRecord, min_improvement: float) -> GateDecision:
+    """The gate of a task without a metric: pass only when the judged win rate of best over
+    initial on test says "improved" and its interval's lower end is above 0.5 by more than
+    `min_improvement`."""
+    judged = summary.test_preference
+    if judged is None or summary.best_prompt == summary.initial_prompt:
+        return GateDecision(False, "the judge preferred no prompt to the baseline on dev")
+    lo, hi = judged.ci95
+    margin = judged.win_rate - 0.5
+    interval = (lo - 0.5, hi - 0.5)
+    rate = f"win rate {judged.win_rate:.2f} (95% CI [{lo:.2f}, {hi:.2f}], sign test p = "
+    rate += f"{judged.sign_p:.3g})"
+    if judged.verdict != "improved":
+        return GateDecision(False, f"the judged {rate} says {judged.verdict}", margin, interval)
+    if not lo - 0.5 > min_improvement:
+        reason = (
+            f"the {rate}: its lower bound is not above 0.5 + --min-improvement {min_improvement}"
+        )
+        return GateDecision(False, reason, margin, interval)
+    return GateDecision(True, f"preferred by the judge: {rate}", margin, interval)
 
 
 @dataclass(frozen=True)

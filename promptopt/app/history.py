@@ -139,6 +139,7 @@ def _prompts(plan: HistoryPlan) -> list[str]:
 def history_cost(task: LoadedTask, plan: HistoryPlan, split: str = "test") -> HistoryCost:
     """The worst case of scoring every revision of `plan` on `split`: one target call per
     distinct prompt and example, at the most each request can be billed (nothing cached)."""
+    metric = task.require_metric("history")
     examples = task.split(split)
     prompts = list(dict.fromkeys(_prompts(plan)))
     spec = model_for_role(task, "target")
@@ -160,7 +161,7 @@ def history_cost(task: LoadedTask, plan: HistoryPlan, split: str = "test") -> Hi
                 for text in prompts
                 for example in examples
             )
-    if task.spec.metric.type == "judge":
+    if metric.type == "judge":
         notes.append("the judge model's calls (one per answer) are not counted")
     return HistoryCost(
         len(plan.revisions), len(examples), len(prompts) * len(examples), cost, tuple(notes)
@@ -200,7 +201,7 @@ async def score_history(plan: HistoryPlan, runtime: Runtime, split: str = "test"
         seed=seed,
         file=plan.file.path,
         models=models,
-        metric_name=task.spec.metric.type,
+        metric_name=task.require_metric("history").type,
     )
     return build_history(provenance, scored, baseline)
 
@@ -215,5 +216,6 @@ async def prompt_history(
     store: ResponseStore | None = None,
 ) -> HistoryReport:
     """Score the revisions of `plan` on `split` of `task` and build their history report."""
+    task.require_metric("history")
     async with Runtime(task, options or RuntimeOptions(), providers=providers, store=store) as rt:
         return await score_history(plan, rt, split)

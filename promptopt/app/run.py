@@ -39,6 +39,7 @@ from promptopt.search.plan import (
     cost_left_for_search,
     final_reserve,
     plan_run,
+    run_judge_reserve,
     search_caps,
     strategy_plan,
     target_call_max_cost_usd,
@@ -98,6 +99,7 @@ def prepare_run(
     params: Mapping[str, Any] | None = None,
     target_calls: int | None = None,
     optimizer_calls: int | None = None,
+    judge_calls: int | None = None,
     max_cost: float | None = None,
     seed: int | None = None,
     stop: StopRules | None = None,
@@ -116,6 +118,7 @@ def prepare_run(
         target_calls=target_calls or search.budget.target_calls,
         optimizer_calls=optimizer_calls or search.budget.optimizer_calls,
         cost_usd=max_cost if max_cost is not None else search.budget.cost_usd,
+        judge_calls=judge_calls or search.budget.judge_calls,
     )
     name = strategy or search.strategy
     _, validated = make_strategy(name, {**search.params, **(params or {})})
@@ -161,7 +164,11 @@ def _checked(prepared: PreparedRun) -> PreparedRun:
     settings = prepared.settings
     make_strategy(settings.strategy, settings.params)
     dev, test = prepared.task.split("dev"), prepared.task.split("test")
-    search_caps(settings.caps, final_reserve(len(dev), len(test), settings.finalists))
+    search_caps(
+        settings.caps,
+        final_reserve(len(dev), len(test), settings.finalists),
+        run_judge_reserve(prepared.task, settings),
+    )
     # Here, not when the models are first called: a dry run and a run refuse an unpriced model
     # under a cost cap alike, before any run folder exists.
     prices = priced_roles(prepared.task, settings.caps)
@@ -193,7 +200,7 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
         prices_of(task, settings.caps),
         demos,
     )
-    search_caps(settings.caps, plan.final_eval_calls)
+    search_caps(settings.caps, plan.final_eval_calls, plan.final_judge_calls)
     return plan
 
 

@@ -104,15 +104,28 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
             f"test delta {comparison.delta:+.3f} [{lo:+.3f}, {hi:+.3f}]: {comparison.verdict}",
             highlight=False,
         )
+    if summary.test_preference is not None:
+        from promptopt.reporting.view import preference_sentence
+
+        judged = summary.test_preference
+        out.print(
+            f"{preference_sentence(judged, 'test')}: {judged.verdict}",
+            highlight=False,
+            markup=False,
+        )
     usage = summary.usage
     none = UsageRecord()
     target, optimizer = usage.get("target", none), usage.get("optimizer", none)
+    judge = usage.get("judge")
+    judge_calls = (
+        "" if judge is None else f", judge {judge.requests} sent + {judge.cache_hits} cached"
+    )
     costs = [u.cost_usd for u in usage.values()]
     # One unpriced model makes the total unknown: a partial sum would read as the whole cost.
     cost = "unknown" if None in costs else f"${sum(c or 0.0 for c in costs):.4f}"
     out.print(
         f"calls: target {target.requests} sent + {target.cache_hits} cached, optimizer "
-        f"{optimizer.requests} sent + {optimizer.cache_hits} cached; cost {cost}; "
+        f"{optimizer.requests} sent + {optimizer.cache_hits} cached{judge_calls}; cost {cost}; "
         f"{summary.wall_s:.1f} s",
         highlight=False,
     )
@@ -197,6 +210,12 @@ def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
         highlight=False,
     )
     out.print(f"  at most {plan.optimizer_calls} optimizer calls", highlight=False)
+    if plan.judge_calls:
+        out.print(
+            f"  at most {plan.judge_calls} judge calls ({plan.final_judge_calls} of them for "
+            "judging the best prompt against the initial one on held-out inputs)",
+            highlight=False,
+        )
     out.print(f"  estimated cost at most {cost}", highlight=False)
     for note in plan.notes:
         out.print(f"  note: {note}", highlight=False)
@@ -264,6 +283,15 @@ def run_command(
     optimizer_budget: Annotated[
         int | None,
         typer.Option("--optimizer-budget", min=1, help="Hard cap on optimizer-model calls."),
+    ] = None,
+    judge_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--judge-budget",
+            min=1,
+            help="Hard cap on judge-model calls (a judge metric's, a preference search's "
+            "pairwise judge and its final win rate).",
+        ),
     ] = None,
     max_cost: MaxCostOpt = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
@@ -388,6 +416,7 @@ def run_command(
                 params=params,
                 target_calls=budget,
                 optimizer_calls=optimizer_budget,
+                judge_calls=judge_budget,
                 max_cost=max_cost,
                 seed=seed,
                 stop=StopRules(max_steps, patience, target_score),

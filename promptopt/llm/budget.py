@@ -14,10 +14,13 @@ class BudgetCaps:
     target_calls: int | None = None
     optimizer_calls: int | None = None
     cost_usd: float | None = None
+    judge_calls: int | None = None
 
     def calls_cap(self, role: str) -> int | None:
-        """The call cap for a role ("target", "optimizer"; the judge counts as optimizer)."""
-        return self.target_calls if role == "target" else self.optimizer_calls
+        """The call cap for a role ("target", "optimizer" or "judge")."""
+        if role == "target":
+            return self.target_calls
+        return self.judge_calls if role == "judge" else self.optimizer_calls
 
 
 @dataclass
@@ -46,7 +49,10 @@ class BudgetLedger:
     reserved_usd: float = 0.0
 
     def _calls_role(self, role: str) -> str:
-        return "target" if role == "target" else "optimizer"
+        # The judge (a judge metric's or a pairwise judge's calls) has its own cap: a
+        # preference search must not starve the optimizer that writes its candidates, nor
+        # the other way round. Any other role counts as the optimizer.
+        return role if role in ("target", "judge") else "optimizer"
 
     def reserve(self, role: str, max_cost_usd: float) -> Reservation:
         """Reserve one call and its worst-case cost, or raise BudgetExhausted without sending."""

@@ -20,7 +20,12 @@ from promptopt.reporting.run_files import (
     build_run_report,
 )
 from promptopt.run.folder import RunFolder
-from promptopt.run.records import CandidateRecord, ConfigRecord, SummaryRecord
+from promptopt.run.records import (
+    CandidateRecord,
+    ConfigRecord,
+    PreferenceEvalRecord,
+    SummaryRecord,
+)
 
 SECTION_PROVENANCE = "Provenance"
 SECTION_PROMPT = "Prompt changes"
@@ -495,6 +500,24 @@ def _test_comparison(summary: SummaryRecord) -> TestComparison | None:
     )
 
 
+def preference_sentence(record: PreferenceEvalRecord, split: str) -> str:
+    """What a judged comparison of best and initial found on `split`, in one sentence."""
+    by = "the judge (asked in both orders)" if record.source == "judge" else record.source
+    lo, hi = record.ci95
+    return (
+        f"On held-out {split} (n = {record.n}, preferred by {by}), the best prompt's answer won "
+        f"{record.wins}, lost {record.losses} and tied {record.ties}: win rate "
+        f"{record.win_rate:.2f} (bootstrap 95% CI [{lo:.2f}, {hi:.2f}]; sign test "
+        f"p = {record.sign_p:.4g})"
+    )
+
+
+def _preference(record: PreferenceEvalRecord | None, split: str) -> TestComparison | None:
+    if record is None:
+        return None
+    return TestComparison(sentence=preference_sentence(record, split), verdict=record.verdict)
+
+
 def _run_usage(summary: SummaryRecord, config: ConfigRecord | None) -> tuple[RunUsageRow, ...]:
     rows = []
     for role, used in summary.usage.items():
@@ -653,6 +676,10 @@ class RunView:
     """A preference search's comparisons and learned utilities; None for other strategies."""
     errors: str | None = None
     """The failures the run counted (`errors_note`); None when there were none."""
+    test_preference: TestComparison | None = None
+    """Best against initial on test, judged pairwise (a search that asked for preferences)."""
+    dev_preference: TestComparison | None = None
+    """The same on dev, where it chose the best prompt of a task without a metric."""
 
     @classmethod
     def from_folder(cls, folder: RunFolder) -> RunView:
@@ -740,6 +767,8 @@ class RunView:
             if report.preferences is None
             else PreferenceView.of(report.preferences),
             errors=errors_note(summary),
+            test_preference=_preference(summary.test_preference, "test"),
+            dev_preference=_preference(summary.dev_preference, "dev"),
         )
 
     @property

@@ -77,6 +77,35 @@ class ComparisonRecord(Record):
     verdict: str
 
 
+class PreferenceEvalRecord(Record):
+    """Best against initial on held-out inputs, judged pairwise: how often the best prompt's
+    answer was preferred, with its interval and the sign test."""
+
+    source: str
+    """Who preferred: "judge" (asked in both orders) or "human"."""
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    win_rate: float
+    """Wins plus half the ties, over n."""
+    ci95: tuple[float, float]
+    sign_p: float
+    verdict: str
+
+
+class PairRecord(Record):
+    """One held-out input's preference between the best and the initial prompt's answers."""
+
+    id: str
+    preferred: str
+    """"best", "initial" or "tie"."""
+    detail: str | None = None
+    skipped: bool = False
+
+    _omit_when_none = ("detail",)
+
+
 class ModelUsed(Record):
     """A role's model as configured, and the model names its API reported."""
 
@@ -110,6 +139,11 @@ class SummaryRecord(Record):
     n: dict[str, int] | None = None
     ci95: dict[str, tuple[float, float]] | None = None
     test_comparison: ComparisonRecord | None = None
+    test_preference: PreferenceEvalRecord | None = None
+    """The best prompt against the initial one on test, judged pairwise (a run whose search
+    asked a judge or a person which answer is better)."""
+    dev_preference: PreferenceEvalRecord | None = None
+    """The same on dev, where it chose the best prompt (a task without a metric)."""
     rejected: dict[str, int] | None = None
     """Optimizer answers (or items of them) the search rejected, by reason ("truncated",
     "degenerate", ...); None in folders written before it was recorded."""
@@ -135,6 +169,8 @@ class SummaryRecord(Record):
         "n",
         "ci95",
         "test_comparison",
+        "test_preference",
+        "dev_preference",
         "rejected",
         "best_demos",
     )
@@ -150,6 +186,7 @@ class CapsRecord(Record):
     target_calls: int | None = None
     optimizer_calls: int | None = None
     cost_usd: float | None = None
+    judge_calls: int | None = None
 
 
 class StopRecord(Record):
@@ -331,3 +368,7 @@ class FinalEvalRecord(Record):
     examples: dict[str, list[ExampleRecord]] = Field(default_factory=dict)
     initial: SideRecord = Field(default_factory=SideRecord)
     best: SideRecord = Field(default_factory=SideRecord)
+    preferences: dict[str, list[PairRecord]] | None = None
+    """By split: which answer was preferred on each input (runs judged pairwise)."""
+
+    _omit_when_none = ("preferences",)

@@ -115,6 +115,12 @@ class MetricComparator:
         return Preference(choice, self.source, f"scores {_shown(a)} vs {_shown(b)}")
 
 
+def same_answer(first: ExampleResult, second: ExampleResult) -> bool:
+    """Whether two answers are the same text (up to surrounding whitespace): a tie that needs
+    no judge and no person."""
+    return first.output.strip() == second.output.strip()
+
+
 def _shown(score: float | None) -> str:
     return "error" if score is None else f"{score:.3g}"
 
@@ -131,7 +137,7 @@ def pairwise_user_message(
     rubric: str, task_description: str, example: Example, a: str, b: str
 ) -> str:
     """The user message a pairwise judge receives: answers shown as A and B."""
-    reference = f"## Reference answer\n{example.target}\n\n" if example.targets[0] else ""
+    reference = f"## Reference answer\n{example.target}\n\n" if example.target else ""
     task = f"## Task\n{task_description}\n\n" if task_description else ""
     return (
         f"{task}## Rubric\n{rubric}\n\n"
@@ -169,9 +175,12 @@ class JudgeComparator:
     async def compare(
         self, example: Example, first: ExampleResult, second: ExampleResult
     ) -> Preference:
-        """Ask first-then-second and second-then-first; keep the verdict only if both agree."""
+        """Ask first-then-second and second-then-first; keep the verdict only if both agree.
+        Two identical answers tie without a question."""
         if first.error is not None or second.error is not None:
             return await MetricComparator().compare(example, first, second)
+        if same_answer(first, second):
+            return Preference(Choice.TIE, self.source, "identical answers")
         forward, backward = await asyncio.gather(
             self._judge(
                 PAIRWISE_JUDGE_SYSTEM,
@@ -213,7 +222,10 @@ class HumanComparator:
     async def compare(
         self, example: Example, first: ExampleResult, second: ExampleResult
     ) -> Preference:
-        """The person's answer; "q" stops the run (resumable), "s" is a skip."""
+        """The person's answer; "q" stops the run (resumable), "s" is a skip. Two identical
+        answers tie without a question."""
+        if first.error is None and second.error is None and same_answer(first, second):
+            return Preference(Choice.TIE, self.source, "identical answers")
         key = (await self._ask(example, first, second)).strip().lower()
         if key == "q":
             raise RunStopped("stopped at the person's request")

@@ -35,7 +35,7 @@ from promptopt.llm.pricing import (
 )
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
-from promptopt.scoring.metrics import build_metric, checked_metric
+from promptopt.scoring.metrics import AsyncMetric, Metric, build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec, Price
@@ -238,13 +238,13 @@ class Runtime:
     def scorer(self) -> Scorer:
         """The scorer of the task's target model and metric."""
         if self._scorer is None:
-            metric = (
-                checked_metric(self.task.metric_function, self.task.spec.metric.function or "")
-                if self.task.metric_function is not None
-                else build_metric(
-                    self.task.spec.metric, base_dir=self.task.path.parent, judge=self.judge
-                )
-            )
+            spec = self.task.spec.metric
+            metric: Metric | AsyncMetric | None = None
+            if self.task.metric_function is not None:
+                reference = spec.function if spec is not None else None
+                metric = checked_metric(self.task.metric_function, reference or "")
+            elif spec is not None:
+                metric = build_metric(spec, base_dir=self.task.path.parent, judge=self.judge)
             self._scorer = Scorer(
                 self.client("target"),
                 metric,
@@ -288,6 +288,8 @@ class Runtime:
 
     def _metric_name(self) -> str:
         spec = self.task.spec.metric
+        if spec is None:
+            return "no metric"
         if spec.type == "python" and spec.function:
             return f"metric python {spec.function}"
         return f"metric {spec.type}"

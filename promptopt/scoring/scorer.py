@@ -107,12 +107,16 @@ def build_messages(prompt: str, user: str, demos: Sequence[Demo] = ()) -> tuple[
 
 
 class Scorer:
-    """Scores a prompt on examples with the target model and the task's metric."""
+    """Scores a prompt on examples with the target model and the task's metric.
+
+    A task without a metric (one searched by preferences) has a scorer without one: it collects
+    the target's answers, each with a placeholder score of 0 that nothing records (`scored`).
+    """
 
     def __init__(
         self,
         target: ModelClient,
-        metric: Metric | AsyncMetric,
+        metric: Metric | AsyncMetric | None,
         render_input: Callable[[Example], str],
         *,
         limits: ErrorLimits | None = None,
@@ -126,6 +130,11 @@ class Scorer:
         self.metric_name = metric_name
         # A metric that keeps raising makes every score 0 as surely as a dead endpoint.
         self.metric_errors = ErrorBudget(limits or ErrorLimits(), metric_name, unit="examples")
+
+    @property
+    def scored(self) -> bool:
+        """Whether results carry real scores (False: the task has no metric)."""
+        return self.metric is not None
 
     async def prefetch(self, jobs: Sequence[tuple[str, Sequence[Example], Sequence[Demo]]]) -> None:
         """With batches on, have the target's answers for these evaluations (prompt, examples,
@@ -157,6 +166,10 @@ class Scorer:
             )
         except RequestFailed as exc:
             return ExampleResult(example.id, "", 0.0, error=str(exc), error_kind=exc.kind)
+        if self.metric is None:
+            return ExampleResult(
+                example.id, result.text, 0.0, cached=result.cached, latency_s=result.latency_s
+            )
         try:
             score = await apply_metric(self.metric, result.text, example)
             if not 0.0 <= score <= 1.0:

@@ -185,3 +185,65 @@ def compare(
     binary = is_binary(old) and is_binary(new)
     test = mcnemar_exact(old, new) if binary else None
     return Comparison(paired, test, verdict(paired, test, alpha=1 - confidence))
+
+
+@dataclass(frozen=True)
+class WinRate:
+    """How often the new prompt's answer was preferred to the old one's on the same inputs.
+
+    `rate` counts a tie as half a win. The interval is the percentile bootstrap of that mean
+    over inputs; `sign_p` is the two-sided exact sign test of wins against losses (ties
+    dropped), the test that needs no scale, only which answer was better.
+    """
+
+    wins: int
+    losses: int
+    ties: int
+    rate: float
+    ci_low: float
+    ci_high: float
+    sign_p: float
+    verdict: Verdict
+
+    @property
+    def n(self) -> int:
+        """The inputs with a preference (ties included)."""
+        return self.wins + self.losses + self.ties
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: p = min(1, 2 P(X <= min(wins, losses))), X ~ Bin(w+l, 1/2);
+    1 when there is no win and no loss."""
+    if wins < 0 or losses < 0:
+        raise ValueError("wins and losses are counts")
+    decided = wins + losses
+    if decided == 0:
+        return 1.0
+    return float(min(Fraction(1), 2 * _binomial_cdf_half(min(wins, losses), decided)))
+
+
+def win_rate(
+    outcomes: Sequence[float], *, confidence: float = 0.95, n_boot: int = 10000, seed: int = 0
+) -> WinRate:
+    """The win rate of new over old from per-input outcomes (1 new preferred, 0 old
+    preferred, 0.5 a tie), its bootstrap interval, the sign test and the verdict.
+
+    The verdict is "improved" (or "regressed") only when the interval excludes 0.5 and the
+    sign test is below 1 - `confidence` too, as with scores: a CI gate should not fire on
+    evidence only one test sees. ValueError for an outcome other than 0, 0.5 or 1, or none.
+    """
+    values = _as_array(outcomes, "outcomes")
+    if not np.all(np.isin(values, (0.0, 0.5, 1.0))):
+        raise ValueError("each outcome must be 1 (win), 0 (loss) or 0.5 (tie)")
+    wins = int(np.sum(values == 1.0))
+    losses = int(np.sum(values == 0.0))
+    ties = int(np.sum(values == 0.5))
+    rate, low, high = _bootstrap_interval(values, confidence, n_boot, seed)
+    p = sign_test(wins, losses)
+    verdict: Verdict = "no significant change"
+    if p < 1 - confidence:
+        if low > 0.5:
+            verdict = "improved"
+        elif high < 0.5:
+            verdict = "regressed"
+    return WinRate(wins, losses, ties, rate, low, high, p, verdict)

@@ -102,6 +102,8 @@ class Plan:
     """The sizes the strategy settled on (rounds, beam, ...), for `run --dry-run`."""
     notes: tuple[str, ...] = ()
     """Lines `run --dry-run` shows about the plan."""
+    judge_calls: int = 0
+    """Calls to the judge model (a preference search's pairwise judge)."""
 
 
 class Answer(str):
@@ -415,7 +417,8 @@ class SearchContext:
         result = await self._scorer.evaluate(
             self._layout.render(cand.text), examples, split="train", demos=cand.demos
         )
-        self._pool.record_scores(cand, "train", examples, result.examples)
+        if self._scorer.scored:
+            self._pool.record_scores(cand, "train", examples, result.examples)
         return list(result.examples)
 
     async def ask(
@@ -499,6 +502,10 @@ class SearchContext:
         """Optimizer calls the search may still make, or None when uncapped."""
         return self._ledger.remaining_calls("optimizer")
 
+    def remaining_judge_calls(self) -> int | None:
+        """Judge calls the search may still make, or None when uncapped."""
+        return self._ledger.remaining_calls("judge")
+
     def task_context(self) -> dict[str, str]:
         """What every meta-prompt may show the optimizer about the task, as text by placeholder
         name: `task_description`, `labels`, `output_format` (the fixed format appended after
@@ -555,7 +562,10 @@ class SearchContext:
                 shown = " ".join(self._render_input(example).split())
                 if len(shown) > _CONTEXT_INPUT_CHARS:
                     shown = shown[: _CONTEXT_INPUT_CHARS - 1] + "…"
-                blocks.append(f"Example input: {shown}\nCorrect answer: {example.target}")
+                # A task without expected answers shows its inputs only: an empty "correct
+                # answer" reads as one that is empty.
+                answer = f"\nCorrect answer: {example.target}" if example.targets else ""
+                blocks.append(f"Example input: {shown}{answer}")
             self._examples_text = "\n\n".join(blocks) or "(no training examples)"
         return self._examples_text
 

@@ -3,13 +3,14 @@ held-out final evaluation."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import platform
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, NoReturn
@@ -35,6 +36,8 @@ from promptopt.run.records import (
     ExampleRecord,
     FinalEvalRecord,
     ModelUsed,
+    PairRecord,
+    PreferenceEvalRecord,
     ResultRecord,
     ScoresRecord,
     SettingsRecord,
@@ -43,10 +46,10 @@ from promptopt.run.records import (
     SummaryRecord,
     UsageRecord,
 )
-from promptopt.scoring.preference import Comparator
+from promptopt.scoring.preference import DEFAULT_RUBRIC, Choice, Comparator, JudgeComparator
 from promptopt.scoring.runtime import Runtime
 from promptopt.scoring.scorer import ExampleResult
-from promptopt.scoring.stats import compare, mean_ci
+from promptopt.scoring.stats import WinRate, compare, mean_ci, win_rate
 from promptopt.search.context import Candidate, SearchContext, StepReport, Strategy
 from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search_demos
 from promptopt.search.meta_prompts import MetaPromptSet
@@ -54,11 +57,13 @@ from promptopt.search.plan import (
     RunSettings,
     cost_left_for_search,
     final_reserve,
+    run_judge_reserve,
     search_caps,
     target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.state import SearchState
+from promptopt.task.example import Example
 from promptopt.task.loader import LoadedTask
 from promptopt.version import __version__
 
@@ -84,8 +89,42 @@ class FinalScores:
     test_errors: int
     dev_errors: int
     n: dict[str, int]
-    ci95: dict[str, tuple[float, float]]
-    comparison: ComparisonRecord
+    ci95: dict[str, tuple[float, float]] | None
+    comparison: ComparisonRecord | None
+    test_preference: PreferenceEvalRecord | None = None
+    dev_preference: PreferenceEvalRecord | None = None
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Best against initial on one split, judged pairwise."""
+
+    rate: WinRate | None
+    """None when no input got a preference (every pair skipped)."""
+    pairs: list[PairRecord]
+    source: str
+
+    def record(self) -> PreferenceEvalRecord | None:
+        """The summary's record of it."""
+        if self.rate is None:
+            return None
+        r = self.rate
+        return PreferenceEvalRecord(
+            source=self.source,
+            n=r.n,
+            wins=r.wins,
+            losses=r.losses,
+            ties=r.ties,
+            win_rate=round(r.rate, 6),
+            ci95=(round(r.ci_low, 6), round(r.ci_high, 6)),
+            sign_p=r.sign_p,
+            verdict=r.verdict,
+        )
+
+    @property
+    def best_preferred(self) -> bool:
+        """The best prompt's answers won more often than they lost."""
+        return self.rate is not None and self.rate.wins > self.rate.losses
 
 
 class Engine:
@@ -104,6 +143,10 @@ class Engine:
         comparator: Comparator | None = None,
     ) -> None:
         self.task = task
+        if comparator is None and settings.params.get("feedback") == "judge":
+            # The search's judge also judges the final win rate, with the same rubric.
+            rubric = settings.params.get("rubric") or DEFAULT_RUBRIC
+            comparator = JudgeComparator(runtime.judge, str(rubric), task.spec.description)
         self.comparator = comparator
         self.runtime = runtime
         self.folder = folder
@@ -268,6 +311,8 @@ class Engine:
             summary.n = final.n
             summary.ci95 = final.ci95
             summary.test_comparison = final.comparison
+            summary.test_preference = final.test_preference
+            summary.dev_preference = final.dev_preference
         return summary
 
     async def run(self, *, resume: bool = False) -> SummaryRecord:
@@ -277,7 +322,7 @@ class Engine:
         test = self.task.split("test")
         reserve = final_reserve(len(dev), len(test), self.settings.finalists)
         ledger = self.runtime.ledger
-        caps = search_caps(self.settings.caps, reserve)
+        caps = search_caps(self.settings.caps, reserve, run_judge_reserve(self.task, self.settings))
         demo_sizing = task_demo_sizing(self.task, self.settings)
         search_caps_all = caps
         if demo_sizing.target_calls and caps.target_calls is not None:
@@ -443,6 +488,68 @@ class Engine:
         rest = tuple(c for c in last.ranking if c not in report.ranking)
         return replace(report, ranking=report.ranking + rest)
 
+    def _judging(self, scored: bool) -> Comparator | None:
+        """The comparator that judges best against initial on held-out inputs, when the search
+        asked one which answer is better: its judge, or the person when the task has no
+        metric (with one, the held-out scores are the evidence, and a person is not asked
+        for a test set's worth of answers more)."""
+        comparator = self.comparator
+        if comparator is None:
+            return None
+        if comparator.source == "judge" or (comparator.source == "human" and not scored):
+            return comparator
+        return None
+
+    async def _judge_split(
+        self,
+        comparator: Comparator,
+        split: str,
+        examples: Sequence[Example],
+        best: Sequence[ExampleResult],
+        initial: Sequence[ExampleResult],
+    ) -> Judged:
+        """The best prompt's answer against the initial one's on every input of `split`.
+
+        Each pair is shown in a seeded random order, so that a person's (or a one-order
+        judge's) position bias cannot favour either prompt; a person answers one pair at a
+        time, a judge's pairs go concurrently.
+        """
+        rng = random.Random(f"{self.settings.seed}:{split}:order")
+        swapped = [rng.random() < 0.5 for _ in examples]
+
+        async def one(i: int) -> tuple[float | None, PairRecord]:
+            example, new, old = examples[i], best[i], initial[i]
+            if swapped[i]:
+                pref = await comparator.compare(example, old, new)
+                choice = pref.choice.flipped()
+            else:
+                pref = await comparator.compare(example, new, old)
+                choice = pref.choice
+            preferred = {Choice.FIRST: "best", Choice.SECOND: "initial", Choice.TIE: "tie"}
+            record = PairRecord(
+                id=example.id,
+                preferred=preferred[choice],
+                detail=pref.detail,
+                skipped=pref.skipped,
+            )
+            return (None if pref.skipped else choice.first_wins), record
+
+        if comparator.source == "human":
+            answered = [await one(i) for i in range(len(examples))]
+        else:
+            # Every question finishes before a failure is raised: no paid answer is left
+            # unwaited.
+            results = await asyncio.gather(
+                *(one(i) for i in range(len(examples))), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            answered = [r for r in results if not isinstance(r, BaseException)]
+        outcomes = [o for o, _ in answered if o is not None]
+        rate = win_rate(outcomes, seed=self.settings.seed) if outcomes else None
+        return Judged(rate, [r for _, r in answered], comparator.source)
+
     async def _final(
         self, state: SearchState, last: StepReport, initial: Candidate
     ) -> tuple[FinalScores, Candidate]:
@@ -453,32 +560,59 @@ class Engine:
         example, so they are compared on the same examples. A finalist replaces the initial
         prompt only if its dev mean is strictly higher; among finalists with equal means, the
         one the strategy ranked higher wins.
+
+        A task without a metric has no dev mean: the strategy's first finalist replaces the
+        initial prompt only if a judge (or the person) prefers its dev answers more often than
+        not. When the search asked a judge or a person, the best prompt is then judged against
+        the initial one on test too, as a win rate with its interval and a sign test.
         """
         dev, test = state.dev, state.test
         finalists = _finalists(state, last.ranking, self.settings.finalists, initial)
+        judging = self._judging(state.scored)
+        if not state.scored:
+            finalists = finalists[:1]
         dev_results: dict[str, list[ExampleResult]] = {}
         await state.prefetch_held_out([initial, *finalists], "dev")
         for cand in [initial, *finalists]:
             dev_results[cand.id] = await state.score_held_out(cand, "dev")
-        # Exact sums over the same examples: prompts with equal scores tie exactly, and a tie
-        # keeps the earlier of the two (the initial prompt first, then the strategy's order).
-        totals = {c: math.fsum(r.score for r in results) for c, results in dev_results.items()}
         best = initial
-        for cand in finalists:
-            if totals[cand.id] > totals[best.id]:
-                best = cand
+        dev_judged: Judged | None = None
+        if state.scored:
+            # Exact sums over the same examples: prompts with equal scores tie exactly, and a
+            # tie keeps the earlier of the two (the initial prompt first, then the strategy's
+            # order).
+            totals = {c: math.fsum(r.score for r in rs) for c, rs in dev_results.items()}
+            for cand in finalists:
+                if totals[cand.id] > totals[best.id]:
+                    best = cand
+        elif finalists and judging is not None:
+            challenger = finalists[0]
+            dev_judged = await self._judge_split(
+                judging, "dev", dev, dev_results[challenger.id], dev_results[initial.id]
+            )
+            if dev_judged.best_preferred:
+                best = challenger
+        dev_record = dev_judged.record() if dev_judged is not None else None
         state.event(
             "final_dev",
             finalists={c.id: c.mean("dev") for c in [*finalists, initial]},
             order=[c.id for c in finalists],
             best=best.id,
+            **({"judged": dev_record.to_json()} if dev_record is not None else {}),
         )
         await state.prefetch_held_out([initial, best], "test")
         initial_test = await state.score_held_out(initial, "test")
         best_test = initial_test if best is initial else await state.score_held_out(best, "test")
+        test_judged: Judged | None = None
+        if judging is not None and best is not initial:
+            test_judged = await self._judge_split(judging, "test", test, best_test, initial_test)
         old = [r.score for r in initial_test]
         new = [r.score for r in best_test]
-        comparison = compare(old, new, seed=self.settings.seed)
+        preferences = {
+            split: judged.pairs
+            for split, judged in (("dev", dev_judged), ("test", test_judged))
+            if judged is not None
+        }
         self.folder.write_record(
             FINAL_EVAL,
             FinalEvalRecord(
@@ -501,17 +635,30 @@ class Engine:
                     dev=[_result_record(r) for r in dev_results[best.id]],
                     test=[_result_record(r) for r in best_test],
                 ),
+                preferences=preferences or None,
             ),
         )
         test_errors = sum(1 for r in initial_test if r.error is not None)
         if best is not initial:
             test_errors += sum(1 for r in best_test if r.error is not None)
+        dev_errors = sum(1 for rs in dev_results.values() for r in rs if r.error is not None)
+        n = {"dev": len(dev), "test": len(test)}
+        judged_records = {
+            "test_preference": test_judged.record() if test_judged else None,
+            "dev_preference": dev_record,
+        }
+        if not state.scored:
+            # No metric: no score, interval or paired comparison to report, only preferences.
+            return FinalScores(
+                None, None, test_errors, dev_errors, n, None, None, **judged_records
+            ), best
+        comparison = compare(old, new, seed=self.settings.seed)
         final = FinalScores(
             initial_test=initial.mean("test"),
             best_test=best.mean("test"),
             test_errors=test_errors,
-            dev_errors=sum(1 for rs in dev_results.values() for r in rs if r.error is not None),
-            n={"dev": len(dev), "test": len(test)},
+            dev_errors=dev_errors,
+            n=n,
             ci95={
                 "initial_test": _interval(old, self.settings.seed),
                 "best_test": _interval(new, self.settings.seed),
@@ -522,6 +669,7 @@ class Engine:
                 mcnemar_p=comparison.mcnemar.p_value if comparison.mcnemar else None,
                 verdict=comparison.verdict,
             ),
+            **judged_records,
         )
         return final, best
 

@@ -4,7 +4,7 @@ under, and the worst case `run --dry-run` shows."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from promptopt.errors import UsageError
@@ -70,19 +70,39 @@ def final_reserve(dev_n: int, test_n: int, finalists: int) -> int:
     return (finalists + 1) * dev_n + 2 * test_n
 
 
-def search_caps(caps: BudgetCaps, reserve: int) -> BudgetCaps:
-    """The caps the search itself runs under."""
-    if caps.target_calls is None:
-        return caps
-    left = caps.target_calls - reserve
-    if left <= 0:
-        raise UsageError(
-            f"budget.target_calls ({caps.target_calls}) is too small: the final evaluation "
-            f"on dev and test alone needs {reserve} target calls; raise it or use smaller splits"
-        )
-    return BudgetCaps(
-        target_calls=left, optimizer_calls=caps.optimizer_calls, cost_usd=caps.cost_usd
-    )
+def judges_final(settings: RunSettings) -> bool:
+    """Whether a judge model judges the final win rate (a search with judge feedback)."""
+    return settings.params.get("feedback") == "judge"
+
+
+def final_judge_reserve(dev_n: int, test_n: int, *, labelled: bool) -> int:
+    """Judge calls kept back for the final win rate: both orders on every test input, and on
+    every dev input too when the task has no metric (the judge picks the best prompt there)."""
+    return 2 * test_n + (0 if labelled else 2 * dev_n)
+
+
+def search_caps(caps: BudgetCaps, reserve: int, judge_reserve: int = 0) -> BudgetCaps:
+    """The caps the search itself runs under: the final evaluation's `reserve` of target calls
+    (and `judge_reserve` judge calls) set aside."""
+    if caps.target_calls is not None:
+        left = caps.target_calls - reserve
+        if left <= 0:
+            raise UsageError(
+                f"budget.target_calls ({caps.target_calls}) is too small: the final evaluation "
+                f"on dev and test alone needs {reserve} target calls; raise it or use smaller "
+                "splits"
+            )
+        caps = replace(caps, target_calls=left)
+    if judge_reserve and caps.judge_calls is not None:
+        left = caps.judge_calls - judge_reserve
+        if left <= 0:
+            raise UsageError(
+                f"budget.judge_calls ({caps.judge_calls}) is too small: judging the best prompt "
+                f"against the initial one on held-out inputs alone needs {judge_reserve} judge "
+                "calls (two per input); raise it or use smaller splits"
+            )
+        caps = replace(caps, judge_calls=left)
+    return caps
 
 
 def cost_left_for_search(cost_cap_usd: float, final_cost_usd: float) -> float:
@@ -142,10 +162,25 @@ class DryRunPlan:
     notes: tuple[str, ...] = ()
     layout: dict[str, Any] = field(default_factory=dict)
     """The sizes the strategy settled on for this budget (rounds, beam, ...)."""
+    judge_calls: int = 0
+    """Judge-model calls, the final win rate's included."""
+    final_judge_calls: int = 0
+    """Judge calls kept for judging the best prompt against the initial one."""
 
     def to_json(self) -> dict[str, Any]:
-        """As printed by `run --dry-run --json`."""
-        return asdict(self)
+        """As printed by `run --dry-run --json` (the judge's counts only when there is one)."""
+        data = asdict(self)
+        if not self.judge_calls:
+            del data["judge_calls"], data["final_judge_calls"]
+        return data
+
+
+def run_judge_reserve(task: LoadedTask, settings: RunSettings) -> int:
+    """Judge calls a run keeps back for its final win rate (0 when no judge judges it)."""
+    if not judges_final(settings):
+        return 0
+    dev_n, test_n = len(task.splits.get("dev", ())), len(task.splits.get("test", ()))
+    return final_judge_reserve(dev_n, test_n, labelled=task.spec.metric is not None)
 
 
 def plan_run(
@@ -167,6 +202,10 @@ def plan_run(
     optimizer = strategy_plan.optimizer_calls
     if caps.optimizer_calls is not None:
         optimizer = min(optimizer, caps.optimizer_calls)
+    judge_final = run_judge_reserve(task, settings)
+    judge = strategy_plan.judge_calls
+    if caps.judge_calls is not None:
+        judge = min(judge, caps.judge_calls - judge_final)
     notes = list(strategy_plan.notes)
     layout = dict(strategy_plan.layout)
     if demo_calls and demos is not None:
@@ -177,11 +216,13 @@ def plan_run(
             f"({demo_calls} target calls reserved)"
         )
     cost: float | None = 0.0
-    for role, calls in (("target", search + reserve), ("optimizer", optimizer)):
+    roles = (("target", search + reserve), ("optimizer", optimizer), ("judge", judge + judge_final))
+    for role, calls in roles:
         spec: ModelSpec | None = model_for_role(task, role)
         if spec is None or calls <= 0:
             continue
-        price = prices.get(role)
+        # The judge is the optimizer's model unless the task names its own.
+        price = prices.get(role, prices.get("optimizer") if role == "judge" else None)
         if price is None:
             # Never counted as $0: the estimate is unknown as soon as one model's price is.
             if unknown_cost_note(spec) not in notes:
@@ -198,7 +239,16 @@ def plan_run(
         cost += calls * per_call
     if caps.cost_usd is not None and cost is not None:
         cost = min(cost, caps.cost_usd)
-    return DryRunPlan(search + reserve, optimizer, reserve, cost, tuple(notes), layout)
+    return DryRunPlan(
+        search + reserve,
+        optimizer,
+        reserve,
+        cost,
+        tuple(notes),
+        layout,
+        judge_calls=judge + judge_final,
+        final_judge_calls=judge_final,
+    )
 
 
 def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | None) -> float:

@@ -107,6 +107,11 @@ class SearchState:
         """Register a prompt the engine brings in itself (the task's initial prompt)."""
         return self._pool.add(text, operator=operator)
 
+    @property
+    def scored(self) -> bool:
+        """Whether the task has a metric (False: the search compares answers instead)."""
+        return self._scorer.scored
+
     def take_step(self) -> tuple[list[dict[str, Any]], list[Candidate]]:
         """The pending events and the changed candidates (by id), removed to be written."""
         return self._log.take(), self._pool.take_changed()
@@ -125,10 +130,12 @@ class SearchState:
         )
 
     async def score_held_out(self, cand: Candidate, split: HeldOut) -> list[ExampleResult]:
-        """Score a candidate on all of dev or test; the scores are kept on the candidate."""
+        """Score a candidate on all of dev or test; the scores are kept on the candidate (when
+        the task has a metric: otherwise these are its answers only)."""
         examples = self._held_out[split]
         result = await self._scorer.evaluate(
             self.layout.render(cand.text), examples, split=split, demos=cand.demos
         )
-        self._pool.record_scores(cand, split, examples, result.examples)
+        if self._scorer.scored:
+            self._pool.record_scores(cand, split, examples, result.examples)
         return list(result.examples)

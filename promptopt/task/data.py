@@ -69,6 +69,8 @@ class DataLoader:
     pairs: list[tuple[Example, _Row]] = field(default_factory=list)
     # row problems per data file: past a cap they are counted, not listed
     row_problems: dict[str, int] = field(default_factory=dict)
+    targets_required: bool = True
+    """False for a task without a metric (a preference search): rows need no target."""
 
     def load(self) -> dict[str, tuple[Example, ...]]:
         """The examples of every split the data section provides."""
@@ -107,7 +109,7 @@ class DataLoader:
     def _cut(self, rows: list[_Row], split: SplitSpec) -> dict[str, tuple[Example, ...]]:
         usable: list[_Row] = []
         for row in rows:
-            problems = _row_problems(row, self.data)
+            problems = _row_problems(row, self.data, self.targets_required)
             for problem in problems:
                 self._row_problem(row, problem)
             if not problems:
@@ -152,7 +154,7 @@ class DataLoader:
     def _examples(self, rows: list[_Row], split: str) -> tuple[Example, ...]:
         examples: list[Example] = []
         for index, row in enumerate(rows):
-            problems = _row_problems(row, self.data)
+            problems = _row_problems(row, self.data, self.targets_required)
             if problems:
                 for problem in problems:
                     self._row_problem(row, problem)
@@ -172,7 +174,7 @@ class DataLoader:
         example = Example(
             id=example_id,
             fields=types.MappingProxyType(dict(row.fields)),
-            targets=_targets(row, self.data)[0],
+            targets=_targets(row, self.data, self.targets_required)[0],
             line=row.line,
         )
         self.pairs.append((example, row))
@@ -272,7 +274,7 @@ class DataLoader:
             if not header:
                 return []
             required = [self.data.input_field]
-            if self.data.targets_field not in header:
+            if self.targets_required and self.data.targets_field not in header:
                 required.append(self.data.target_field)
             missing = [column for column in required if column not in header]
             if missing:
@@ -320,8 +322,11 @@ def _row_field(row: _Row, name: str) -> str:
     return dotted(("data", *row.where, name)) if row.where else name
 
 
-def _targets(row: _Row, data: DataSpec) -> tuple[tuple[str, ...], list[Problem]]:
-    """Every acceptable target of a row, or the problems that prevent reading them."""
+def _targets(
+    row: _Row, data: DataSpec, required: bool = True
+) -> tuple[tuple[str, ...], list[Problem]]:
+    """Every acceptable target of a row, or the problems that prevent reading them (a row
+    without any is one only when targets are `required`)."""
     problems: list[Problem] = []
     found: list[str] = []
     single = row.fields.get(data.target_field)
@@ -360,7 +365,7 @@ def _targets(row: _Row, data: DataSpec) -> tuple[tuple[str, ...], list[Problem]]
                     )
                 elif text not in found:
                     found.append(text)
-    if single is None and listed is None:
+    if required and single is None and listed is None:
         problems.append(
             Problem(
                 row.file,
@@ -373,7 +378,7 @@ def _targets(row: _Row, data: DataSpec) -> tuple[tuple[str, ...], list[Problem]]
     return tuple(found), problems
 
 
-def _row_problems(row: _Row, data: DataSpec) -> list[Problem]:
+def _row_problems(row: _Row, data: DataSpec, targets_required: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     if row.fields.get(data.input_field) is None:
         problems.append(
@@ -384,7 +389,7 @@ def _row_problems(row: _Row, data: DataSpec) -> list[Problem]:
                 row.line,
             )
         )
-    problems += _targets(row, data)[1]
+    problems += _targets(row, data, targets_required)[1]
     raw_id = row.fields.get(data.id_field)
     if raw_id is not None and not as_text(raw_id).strip():
         problems.append(

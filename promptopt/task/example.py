@@ -11,7 +11,8 @@ from typing import Any
 class Example:
     """A data row: its id, all of its fields, and every acceptable target.
 
-    `targets` holds at least one string; an output that matches any of them is correct.
+    `targets` holds at least one string, an output that matches any of them being correct;
+    it is empty only in a task without a metric, whose search compares answers instead.
     """
 
     id: str
@@ -21,5 +22,5 @@ class Example:
 
     @property
     def target(self) -> str:
-        """The first (canonical) target."""
-        return self.targets[0]
+        """The first (canonical) target ("" when the example has none)."""
+        return self.targets[0] if self.targets else ""

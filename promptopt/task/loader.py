@@ -67,6 +67,23 @@ class LoadedTask:
             )
         return self.splits[name]
 
+    def require_metric(self, command: str) -> MetricSpec:
+        """The task's metric; for a task without one (searched by preferences), an error
+        saying that `command` needs scores and what to do instead."""
+        if self.spec.metric is None:
+            raise TaskFileError(
+                [
+                    Problem(
+                        str(self.path),
+                        "metric",
+                        f"{command} scores answers against expected ones, but the task has no "
+                        "metric; add a metric section (and targets), or optimize it by "
+                        "preferences with run --strategy apohf and a judge or --human",
+                    )
+                ]
+            )
+        return self.spec.metric
+
     def resolve(self, relative: str | Path) -> Path:
         """A path written in the task file, relative to the file's folder."""
         return resolve_path(self.path, str(relative))
@@ -172,7 +189,10 @@ def _load_text(text: str, path: Path) -> tuple[LoadedTask | None, list[Problem]]
     if template is not None:
         problems += _template_leaks(file, root, template, data)
 
-    loader = DataLoader(path, root, data)
+    # A task without a metric is searched by preferences (which answer is better?), so its
+    # rows need no expected answer; one whose metric failed to parse still wants them.
+    labelled = spec.metric is not None if spec is not None else "metric" in raw
+    loader = DataLoader(path, root, data, targets_required=labelled)
     splits = loader.load()
     loader.check(template, metric)
     problems += loader.finish()

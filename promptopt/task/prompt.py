@@ -188,10 +188,11 @@ class PromptLayout:
 
     @classmethod
     def build(
-        cls, prompt: TaskPrompt, metric: MetricSpec, *, edit_output_format: bool = False
+        cls, prompt: TaskPrompt, metric: MetricSpec | None, *, edit_output_format: bool = False
     ) -> PromptLayout:
-        """The layout of a task's prompt, metric and `search.edit_output_format`."""
-        labels = tuple(metric.labels or ()) if metric.type == "label" else ()
+        """The layout of a task's prompt, metric (None: the task has none) and
+        `search.edit_output_format`."""
+        labels = tuple(metric.labels or ()) if metric and metric.type == "label" else ()
         if isinstance(prompt, str):
             return cls(prompt, labels=labels)
         demos = prompt.demos if prompt.demos is not None and prompt.demos.k > 0 else None

@@ -165,6 +165,12 @@ class BudgetSpec(_Strict):
         default=None, gt=0, description="most optimizer-model calls"
     )
     cost_usd: float | None = Field(default=None, gt=0, description="most US dollars spent")
+    judge_calls: int | None = Field(
+        default=None,
+        gt=0,
+        description="most judge-model calls (a judge metric's, and a preference search's "
+        "pairwise judge, final win rate included)",
+    )
 
 
 class SearchSpec(_Strict):
@@ -247,7 +253,11 @@ class TaskFile(_Strict):
         description="the user message, with {{field}} placeholders filled from each row",
     )
     data: DataSpec = Field(description="the examples and their splits")
-    metric: MetricSpec = Field(description="how an answer is scored against its example")
+    metric: MetricSpec | None = Field(
+        default=None,
+        description="how an answer is scored against its example; leave it out for a task "
+        "without expected answers, searched by preferences (apohf with a judge or --human)",
+    )
     models: ModelsSpec = Field(
         default_factory=ModelsSpec, description="the models; --target/--optimizer override them"
     )

@@ -185,3 +185,68 @@ def test_a_judge_metric_without_models_is_left_to_the_default_models(tmp_path: P
         },
     )
     assert problems(path) == []
+
+
+LABEL_FREE = """\
+name: t
+prompt: Summarize the review.
+data:
+  train:
+    - {input: a}
+    - {input: b}
+  dev:
+    - {input: c}
+  test:
+    - {input: d}
+models:
+  target: scripted:s.py:f
+  optimizer: scripted:s.py:f
+search:
+  strategy: apohf
+  params: {feedback: judge, rubric: "Shorter and faithful wins."}
+"""
+
+
+def test_a_task_without_a_metric_loads_and_passes_with_a_judge_and_a_rubric(
+    tmp_path: Path,
+) -> None:
+    task = load_task(write(tmp_path, LABEL_FREE))
+    assert task.spec.metric is None
+    assert [e.targets for e in task.split("dev")] == [()]
+    assert run_problems(task) == []
+
+
+def test_a_task_without_a_metric_needs_a_preference_search(tmp_path: Path) -> None:
+    params = '  params: {feedback: judge, rubric: "Shorter and faithful wins."}\n'
+    found = only(write(tmp_path, LABEL_FREE, **{"strategy: apohf": "strategy: opro", params: ""}))
+    assert found.field == "metric"
+    assert "the task has no metric, and opro needs scores" in found.message
+    assert "search.strategy: apohf" in found.message and "--human" in found.message
+    found = only(write(tmp_path, LABEL_FREE, **{params: ""}), RunOverrides(strategy="ape"))
+    assert found.field == "metric" and "ape needs scores" in found.message
+
+
+def test_a_task_without_a_metric_cannot_be_fed_by_the_metric(tmp_path: Path) -> None:
+    path = write(tmp_path, LABEL_FREE, **{"feedback: judge": "feedback: metric"})
+    found = only(path)
+    assert (found.field, found.line) == ("search.params.feedback", 16)
+    assert "is metric, but the task has no metric" in found.message
+
+
+def test_a_judged_task_without_a_metric_needs_a_rubric_and_a_person_needs_none(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, LABEL_FREE, **{', rubric: "Shorter and faithful wins."': ""})
+    found = only(path)
+    assert found.field == "search.params.rubric"
+    assert "judged by its rubric alone" in found.message
+    # run --human sets the feedback: a person needs no rubric.
+    assert problems(path, RunOverrides(params={"feedback": "human"})) == []
+
+
+def test_rows_of_a_task_with_a_metric_still_need_targets(tmp_path: Path) -> None:
+    from promptopt.errors import TaskFileError
+
+    text = LABEL_FREE.replace("models:", "metric: {type: exact}\nmodels:")
+    with pytest.raises(TaskFileError, match="the row has no 'target' field"):
+        load_task(write(tmp_path, text))

@@ -279,6 +279,38 @@ def test_ci_gate_rules() -> None:
     assert not with_demos.passed and "demonstration" in with_demos.reason
 
 
+def test_ci_gate_of_a_task_without_a_metric_uses_the_judged_win_rate() -> None:
+    def summary(**fields: Any) -> SummaryRecord:
+        return SummaryRecord.model_validate(
+            {"run_dir": "r", "task": "t", "strategy": "apohf", "seed": 0, **fields}
+        )
+
+    judged = {
+        "source": "judge",
+        "n": 30,
+        "wins": 20,
+        "losses": 4,
+        "ties": 6,
+        "win_rate": 0.77,
+        "ci95": [0.65, 0.88],
+        "sign_p": 0.001,
+        "verdict": "improved",
+    }
+    dev = {**judged, "n": 10, "wins": 6, "losses": 1, "ties": 3}
+    base = {"initial_prompt": "a", "best_prompt": "b", "dev_preference": dev}
+    passed = ci_gate(summary(**base, test_preference=judged))
+    assert passed.passed and "win rate 0.77" in passed.reason
+    assert passed.ci95 == pytest.approx((0.15, 0.38))
+    # --min-improvement is the margin the interval must clear above 0.5.
+    assert not ci_gate(summary(**base, test_preference=judged), 0.2).passed
+    unsure = {**judged, "verdict": "no significant change", "ci95": [0.45, 0.7]}
+    refused = ci_gate(summary(**base, test_preference=unsure))
+    assert not refused.passed and "no significant change" in refused.reason
+    # The judge kept the initial prompt on dev: nothing to write, and not an error.
+    kept = ci_gate(summary(initial_prompt="a", best_prompt="a", dev_preference=dev))
+    assert not kept.passed and "preferred no prompt" in kept.reason
+
+
 def test_external_reference_check_can_fail() -> None:
     assert external_references('<img src="x.png">') == ["<img>"]
     assert external_references('<a href="https://example.com">x</a>') != []

@@ -303,3 +303,51 @@ def test_eval_with_a_judge_metric_reports_the_judge_calls(task: Path, tmp_path: 
     assert data["score"] == pytest.approx(0.8)
     assert data["judge_usage"]["requests"] == 4
     assert calls(tmp_path).count("judge") == 4
+
+
+def label_free(task: Path) -> Path:
+    """The fixture's task without a metric or targets, searched by apohf with a judge."""
+    spec = yaml.safe_load(task.read_text())
+    del spec["metric"]
+    for split in ("train", "dev", "test"):
+        for row in spec["data"][split]:
+            del row["target"]
+    spec["search"] = {
+        "strategy": "apohf",
+        "params": {"feedback": "judge", "rubric": "Right sentiment wins.", "comparisons": 4},
+        "budget": {"judge_calls": 100},
+    }
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return task
+
+
+def test_eval_and_diff_refuse_a_task_without_a_metric_in_one_sentence(
+    task: Path, tmp_path: Path
+) -> None:
+    path = label_free(task)
+    result = runner.invoke(app, ["eval", str(path)])
+    assert result.exit_code == EXIT_USAGE
+    assert "metric: eval scores answers against expected ones, but the task has no metric" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
+    (tmp_path / "a.txt").write_text("A\n")
+    (tmp_path / "b.txt").write_text("B\n")
+    result = runner.invoke(
+        app, ["diff", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--task", str(path)]
+    )
+    assert result.exit_code == EXIT_USAGE and "diff scores answers" in result.output
+    assert calls(tmp_path) == []
+
+
+def test_dry_run_of_a_judged_search_counts_the_judge_and_its_final_reserve(task: Path) -> None:
+    path = label_free(task)
+    result = runner.invoke(app, ["run", str(path), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    # Two judge calls per comparison, and two per dev and test input for the final judging.
+    assert plan["final_judge_calls"] == 2 * 20 + 2 * 20
+    assert plan["judge_calls"] == 2 * 4 + plan["final_judge_calls"]
+    small = runner.invoke(app, ["run", str(path), "--judge-budget", "50", "--dry-run"])
+    assert small.exit_code == EXIT_USAGE
+    assert "budget.judge_calls (50) is too small" in small.output

@@ -6,16 +6,30 @@ from promptopt.errors import BudgetExhausted
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 
 
-def test_call_caps_per_role_and_judge_counts_as_optimizer() -> None:
-    ledger = BudgetLedger(BudgetCaps(target_calls=2, optimizer_calls=1))
+def test_call_caps_per_role_and_the_judge_has_its_own() -> None:
+    ledger = BudgetLedger(BudgetCaps(target_calls=2, optimizer_calls=1, judge_calls=1))
     ledger.reserve("target", 0)
     ledger.reserve("target", 0)
     with pytest.raises(BudgetExhausted, match="target call budget"):
         ledger.reserve("target", 0)
     ledger.reserve("judge", 0)
+    with pytest.raises(BudgetExhausted, match="judge call budget"):
+        ledger.reserve("judge", 0)
+    # The judge's calls left the optimizer's untouched.
+    assert ledger.remaining_calls("optimizer") == 1
+    ledger.reserve("optimizer", 0)
     with pytest.raises(BudgetExhausted, match="optimizer call budget"):
         ledger.reserve("optimizer", 0)
     assert ledger.remaining_calls("target") == 0
+    assert ledger.calls == {"target": 2, "judge": 1, "optimizer": 1}
+
+
+def test_an_uncapped_judge_is_counted_but_never_refused() -> None:
+    ledger = BudgetLedger(BudgetCaps(optimizer_calls=1))
+    for _ in range(5):
+        ledger.reserve("judge", 0)
+    assert ledger.remaining_calls("judge") is None
+    assert ledger.remaining_calls("optimizer") == 1
 
 
 def test_cost_is_reserved_then_settled_or_released() -> None:

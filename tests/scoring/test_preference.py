@@ -145,3 +145,23 @@ async def test_a_torn_last_line_is_asked_again_and_q_stops_the_run(tmp_path: Pat
     assert recorded.answers == {}
     with pytest.raises(RunStopped):
         await recorded.compare(EXAMPLE, answer("4"), answer("5"))
+
+
+async def test_identical_answers_tie_without_asking_the_judge_or_the_person() -> None:
+    judge = ScriptedJudge(lambda a, b: "A")
+    pref = await JudgeComparator(judge).compare(EXAMPLE, answer("4"), answer(" 4\n"))
+    assert pref.choice is Choice.TIE and pref.detail == "identical answers"
+    assert judge.asked == []
+
+    async def person(example: Example, a: ExampleResult, b: ExampleResult) -> str:
+        raise AssertionError("a person was asked to compare two identical answers")
+
+    pref = await HumanComparator(person).compare(EXAMPLE, answer("4"), answer("4"))
+    assert pref.choice is Choice.TIE and not pref.skipped
+
+
+def test_the_judge_message_of_an_example_without_targets_has_no_reference() -> None:
+    unlabelled = Example(id="u1", fields={"input": "a review"}, targets=())
+    msg = pairwise_user_message("Be brief.", "", unlabelled, "short", "long answer")
+    assert "Reference answer" not in msg
+    assert "## Input\na review" in msg and "## Answer A\nshort" in msg

@@ -15,7 +15,9 @@ from promptopt.scoring.stats import (
     mcnemar_exact,
     mean_ci,
     paired_bootstrap,
+    sign_test,
     verdict,
+    win_rate,
 )
 
 
@@ -197,3 +199,41 @@ def test_compare_graded_scores_skip_mcnemar() -> None:
     result = compare(old, new)
     assert result.mcnemar is None
     assert result.verdict == "improved"
+
+
+@pytest.mark.parametrize(
+    ("wins", "losses", "p"),
+    [
+        (0, 0, 1.0),
+        (3, 0, 2 * 1 / 8),
+        (10, 2, 2 * sum(comb(12, i) for i in range(3)) / 2**12),
+        (2, 10, 2 * sum(comb(12, i) for i in range(3)) / 2**12),
+        (5, 5, 1.0),
+    ],
+)
+def test_sign_test_hand_computed(wins: int, losses: int, p: float) -> None:
+    assert sign_test(wins, losses) == pytest.approx(p)
+
+
+def test_win_rate_counts_ties_as_half_and_gives_a_verdict_both_ways() -> None:
+    outcomes = [1.0] * 14 + [0.0] * 2 + [0.5] * 4
+    r = win_rate(outcomes, seed=1)
+    assert (r.wins, r.losses, r.ties, r.n) == (14, 2, 4, 20)
+    assert r.rate == pytest.approx(16 / 20)
+    assert r.ci_low < r.rate < r.ci_high and r.ci_low > 0.5
+    assert r.sign_p == pytest.approx(sign_test(14, 2)) and r.sign_p < 0.05
+    assert r.verdict == "improved"
+    flipped = win_rate([1.0 - o for o in outcomes], seed=1)
+    assert flipped.verdict == "regressed" and flipped.rate == pytest.approx(4 / 20)
+    # Ties alone, or a narrow margin, prove nothing.
+    assert win_rate([0.5] * 30).verdict == "no significant change"
+    assert win_rate([1.0, 1.0, 0.0, 0.5]).verdict == "no significant change"
+    # The same seed gives the same interval.
+    assert win_rate(outcomes, seed=1) == r
+
+
+def test_win_rate_refuses_what_is_not_an_outcome() -> None:
+    with pytest.raises(ValueError, match="outcome"):
+        win_rate([1.0, 0.7])
+    with pytest.raises(ValueError):
+        win_rate([])

@@ -62,6 +62,7 @@ SURFACE = {
     "scored_history",
     "remaining_target_calls",
     "remaining_optimizer_calls",
+    "remaining_judge_calls",
 }
 
 _ATOMS = (str, bytes, int, float, bool, type(None))

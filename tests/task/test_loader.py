@@ -105,13 +105,14 @@ def test_example_label_tasks_use_the_dataset_labels() -> None:
         "liar": ["No", "Yes"],  # quoted in the file, so YAML did not turn them into booleans
     }
     for name, labels in expected.items():
-        metric = load_task(REPO / "tasks" / f"{name}.yaml").spec.metric
+        metric = load_task(REPO / "tasks" / f"{name}.yaml").require_metric("test")
         assert (metric.type, metric.labels) == ("label", labels)
 
 
 def test_antonyms_keeps_every_acceptable_target() -> None:
     task = load_task(REPO / "tasks" / "antonyms.yaml")
-    assert task.spec.metric.type == "exact" and task.spec.metric.normalize
+    metric = task.require_metric("test")
+    assert metric.type == "exact" and metric.normalize
     for example in task.splits["test"]:
         assert set(example.fields["targets"]) <= set(example.targets)
 
@@ -590,7 +591,7 @@ def test_labels_and_targets_are_the_text_written(
         + f"metric: {{type: label, labels: {labels}}}\n"
     )
     task = load_task(write_task(tmp_path, body))
-    assert task.spec.metric.labels == targets
+    assert task.require_metric("test").labels == targets
     assert [e.targets[0] for e in task.split("dev")] == targets
 
 
@@ -605,3 +606,15 @@ def test_a_boolean_label_says_to_quote_it(tmp_path: Path) -> None:
         problem.field.startswith("metric.labels") and 'quote the label: "true"' in problem.message
     )
     assert problem.line == 6
+
+
+def test_the_label_free_example_task_loads_without_targets_and_passes_the_run_checks() -> None:
+    from promptopt.app.checks import run_problems
+
+    path = REPO / "tasks" / "review-gist.yaml"
+    assert validate_task(path) == []
+    task = load_task(path)
+    assert task.spec.metric is None and task.spec.search.strategy == "apohf"
+    assert {k: len(v) for k, v in task.splits.items()} == {"train": 20, "dev": 10, "test": 30}
+    assert all(e.targets == () for split in task.splits.values() for e in split)
+    assert run_problems(task) == []

@@ -61,7 +61,8 @@ def test_promptopt_schema_prints_the_json_schema() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert schema == json_schema()
-    assert set(schema["required"]) == {"name", "prompt", "data", "metric"}
+    # metric is optional: a task without one is searched by preferences.
+    assert set(schema["required"]) == {"name", "prompt", "data"}
     model = schema["$defs"]["ModelSpec"]["anyOf"]
     assert model[0]["type"] == "string"  # `target: openai:gpt-4o-mini`
 

@@ -123,6 +123,10 @@ class APOHF:
         """The comparator the parameters ask for (one given to the strategy wins)."""
         if self.comparator is not None:
             return self.comparator
+        if ctx.comparator is not None and ctx.comparator.source == self.params.feedback:
+            # The run's own (a person at the terminal, or the judge that also decides the
+            # final win rate).
+            return ctx.comparator
         if self.params.feedback == "metric":
             return MetricComparator()
         if self.params.feedback == "human":
@@ -143,23 +147,19 @@ class APOHF:
 
     def plan(self, sizes: Mapping[str, int]) -> Plan:
         """The most calls APOHF makes: two target calls per comparison, one optimizer call per
-        pool candidate, and with a judge two judge calls per comparison (judge calls count as
-        optimizer calls)."""
+        pool candidate, and with a judge two judge calls per comparison."""
         p = self.params
-        judged = 2 * p.comparisons if p.feedback == "judge" else 0
         return Plan(
             target_calls=2 * p.comparisons,
-            optimizer_calls=p.induced + p.rephrased + judged,
+            optimizer_calls=p.induced + p.rephrased,
             layout={"pool": 1 + p.induced + p.rephrased, "comparisons": p.comparisons},
+            judge_calls=2 * p.comparisons if p.feedback == "judge" else 0,
         )
 
-    async def make_pool(
-        self, ctx: SearchContext, initial: Candidate, reserved: int = 0
-    ) -> list[Candidate]:
-        """The initial prompt, then induced instructions and rephrasings of it, leaving
-        `reserved` optimizer calls (the judge's) unspent."""
+    async def make_pool(self, ctx: SearchContext, initial: Candidate) -> list[Candidate]:
+        """The initial prompt, then induced instructions and rephrasings of it."""
         left = ctx.remaining_optimizer_calls()
-        induced, rephrased = pool_sizes(self.params, None if left is None else left - reserved)
+        induced, rephrased = pool_sizes(self.params, left)
         sampling = (
             None if self.params.temperature is None else {"temperature": self.params.temperature}
         )
@@ -235,15 +235,13 @@ class APOHF:
         target_left = ctx.remaining_target_calls()
         if target_left is not None:
             queries = min(queries, target_left // 2)
-        # A judge's two calls per comparison count as optimizer calls: keep them aside before
-        # the pool is asked for, so the pool never leaves the comparisons without a judge.
-        judged = comparator.source == "judge"
-        arms = await self.make_pool(ctx, initial, reserved=2 * queries if judged else 0)
+        arms = await self.make_pool(ctx, initial)
         if len(arms) < 2:
             ctx.event("search_stopped", reason="the pool has no candidate besides the initial")
             return
-        judge_left = ctx.remaining_optimizer_calls()
-        if judged and judge_left is not None:
+        judge_left = ctx.remaining_judge_calls()
+        if comparator.source == "judge" and judge_left is not None:
+            # Two judge calls per comparison, one in each order.
             queries = min(queries, judge_left // 2)
         features = np.stack([hashed_embedding(c.text) for c in arms])
         model = UtilityModel(features, p.utility_settings(), seed=ctx.rng.randrange(2**31))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
@@ -26,7 +27,15 @@ from promptopt.search.strategies.apohf import APOHF, APOHFParams, pool_sizes
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import load_task
 from tests.support.engine import folder_events, run_engine, search_state, strategy_settings
-from tests.support.search import PROPERTY, Counter, providers, stable, target_answer, write_task
+from tests.support.search import (
+    PROPERTY,
+    WORDS_GOOD,
+    Counter,
+    providers,
+    stable,
+    target_answer,
+    write_task,
+)
 
 RESERVE = final_reserve(20, 20, 3)
 SMALL = {"induced": 6, "rephrased": 6, "comparisons": 24, "train_steps": 60, "hidden": 16}
@@ -235,20 +244,34 @@ async def test_apohf_with_a_judge_asks_both_orders_and_finds_the_property(
     # Both orders for each comparison whose answers differ; equal answers are cached as one.
     assert len(judge_requests) >= 2 * len(decided)
     strategy, _ = make_strategy("apohf", {**SMALL, "feedback": "judge"})
-    assert strategy.plan({"train": 40}).optimizer_calls == 12 + 2 * 24
+    plan = strategy.plan({"train": 40})
+    assert (plan.optimizer_calls, plan.judge_calls) == (12, 2 * 24)
+    # The best prompt was judged against the initial one on every test input, both orders.
+    judged = summary["test_preference"]
+    assert judged["source"] == "judge" and judged["n"] == 20
+    assert judged["win_rate"] > 0.5 and judged["verdict"] == "improved"
+    assert judged["wins"] + judged["losses"] + judged["ties"] == 20
 
 
-async def test_the_judge_budget_is_kept_aside_before_the_pool(tmp_path: Path) -> None:
+async def test_the_judge_has_its_own_budget_with_the_final_win_rate_kept_aside(
+    tmp_path: Path,
+) -> None:
     optimizer = Counter(judging_optimizer)
     folder = RunFolder.create(tmp_path / "runs", "q")
-    caps = BudgetCaps(target_calls=RESERVE + 20, optimizer_calls=26)
-    await run_once(tmp_path, folder, settings_for(caps, feedback="judge"), optimizer=optimizer)
-    assert optimizer.calls <= 26
+    # 40 judge calls: 2 x 20 test inputs for the final win rate, 20 for the search.
+    caps = BudgetCaps(target_calls=RESERVE + 40, optimizer_calls=12, judge_calls=60)
+    summary = await run_once(
+        tmp_path, folder, settings_for(caps, feedback="judge"), optimizer=optimizer
+    )
+    usage = summary["usage"]
+    # The judge's calls are its own, not the optimizer's (one script serves both here): the
+    # pool got all 12 optimizer calls.
+    assert usage["optimizer"]["requests"] == 12
+    assert 0 < usage["judge"]["requests"] <= 60
     (plan,) = events(folder, "apohf_plan")
-    # 10 comparisons fit the target budget; their 20 judge calls were kept aside, so the pool
-    # got the other 6 optimizer calls.
+    # 20 target-affordable comparisons, but only 10 fit the judge's 20 search calls.
     assert plan["comparisons"] == 10
-    assert len(plan["pool"]) <= 1 + 6
+    assert summary["test_preference"]["n"] == 20
 
 
 async def test_the_reports_show_the_comparisons_and_learned_utilities(tmp_path: Path) -> None:
@@ -281,3 +304,85 @@ async def test_reports_of_other_strategies_have_no_preferences_section(tmp_path:
     await run_once(tmp_path, folder, settings)
     write_run_reports(folder)
     assert "Preferences" not in (folder.path / "report.md").read_text()
+
+
+def label_free_task(tmp: Path) -> Path:
+    """The toy task without a metric and without a target in any row."""
+    path = write_task(tmp, strategy="apohf")
+    spec = yaml.safe_load(path.read_text())
+    del spec["metric"]
+    for split in ("train", "dev", "test"):
+        for row in spec["data"][split]:
+            del row["target"]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def sentiment_judge(request: ChatRequest) -> str:
+    """A judge with a hidden taste and no reference answers: it prefers the answer that names
+    the review's sentiment, which it reads from the input itself."""
+    user = request.messages[-1]["content"]
+    if "## Answer A" not in user:
+        return pool_optimizer(request)
+    assert "Reference answer" not in user
+    review = user.split("## Input\n")[1].split("\n")[0]
+    right = "positive" if any(w in review for w in WORDS_GOOD) else "negative"
+    a = user.split("## Answer A\n")[1].split("\n")[0]
+    b = user.split("## Answer B\n")[1].split("\n")[0]
+    if (a == right) == (b == right):
+        return "BETTER: TIE"
+    return "BETTER: A" if a == right else "BETTER: B"
+
+
+async def test_a_task_without_labels_is_optimized_by_the_judge_alone(tmp_path: Path) -> None:
+    optimizer = Counter(sentiment_judge)
+    folder = RunFolder.create(tmp_path / "runs", "free")
+    scripted = providers(Counter(target_answer), optimizer)
+    task = label_free_task(tmp_path)
+    assert load_task(task).spec.metric is None
+    settings = settings_for(feedback="judge", rubric="Names the review's sentiment correctly.")
+    summary = await run_engine(task, folder, settings, with_judge(scripted))
+    assert PROPERTY in summary["best_prompt"].lower()
+    # No metric: no score anywhere, only preferences.
+    assert summary["scores"] == {
+        "initial": {"dev": None, "test": None},
+        "best": {"dev": None, "test": None},
+    }
+    assert "test_comparison" not in summary and "ci95" not in summary
+    dev, test = summary["dev_preference"], summary["test_preference"]
+    assert dev["wins"] > dev["losses"] and dev["n"] == 20
+    assert test["n"] == 20 and test["verdict"] == "improved" and test["win_rate"] > 0.5
+    assert test["sign_p"] < 0.05 and test["ci95"][0] > 0.5
+    final = json.loads((folder.path / "final_eval.json").read_text())
+    assert [p["id"] for p in final["preferences"]["test"]] == [f"r{200 + i}" for i in range(20)]
+    assert {p["preferred"] for p in final["preferences"]["test"]} <= {"best", "initial", "tie"}
+    assert all(e["targets"] == [] for e in final["examples"]["test"])
+    candidates = [
+        json.loads(x) for x in (folder.path / "candidates.jsonl").read_text().splitlines()
+    ]
+    assert all(not c.get("scores") for c in candidates)
+    # The optimizer saw inputs only, never an empty "correct answer".
+    assert not any("Correct answer:" in r for r in optimizer.requests)
+    write_run_reports(folder)
+    report = (folder.path / "report.md").read_text()
+    assert f"win rate {test['win_rate']:.2f}" in report and "**improved**" in report
+    assert "the task has no metric, so this chose the best prompt" in report
+    assert "win rate" in (folder.path / "report.html").read_text()
+
+
+async def test_a_task_without_labels_keeps_the_initial_prompt_the_judge_does_not_prefer(
+    tmp_path: Path,
+) -> None:
+    def indifferent(request: ChatRequest) -> str:
+        if "## Answer A" in request.messages[-1]["content"]:
+            return "BETTER: TIE"
+        return pool_optimizer(request)
+
+    folder = RunFolder.create(tmp_path / "runs", "free")
+    scripted = providers(Counter(target_answer), Counter(indifferent))
+    settings = settings_for(feedback="judge", rubric="Anything.")
+    summary = await run_engine(label_free_task(tmp_path), folder, settings, with_judge(scripted))
+    assert summary["best_id"] == "c0000"
+    assert summary["dev_preference"]["wins"] == summary["dev_preference"]["losses"] == 0
+    # Nothing to judge on test when the initial prompt stays.
+    assert "test_preference" not in summary
