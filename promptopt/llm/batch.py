@@ -321,6 +321,13 @@ class Batcher:
                     entry.state = await self.provider.batch_state(entry.record.batch_id)
                 except TransientProviderError:
                     continue  # polled again after the next wait
+                except BatchUnsupported as exc:
+                    # The provider no longer knows the batch (recorded under another key, or
+                    # deleted): nothing will come of it.
+                    log.warning("batch %s: %s", entry.record.batch_id, exc)
+                    self._close(entry, {})
+                    open_.remove(entry)
+                    continue
                 if entry.state.ended:
                     await self._deliver(entry)
                     open_.remove(entry)
@@ -356,10 +363,18 @@ class Batcher:
             try:
                 outcomes = await self.provider.batch_results(entry.record.batch_id)
                 break
+            except BatchUnsupported:
+                break  # the results are gone: every request falls back below
             except TransientProviderError:
                 if attempt == self.policy.submit_retries:
-                    break  # every request falls back below
+                    break
                 await self._sleep(self.policy.poll_initial_s)
+        self._close(entry, outcomes)
+
+    def _close(
+        self, entry: _Waiting, outcomes: Mapping[str, Completion | BatchItemFailure]
+    ) -> None:
+        """Deliver what a finished batch answered, fall back for the rest, and mark it done."""
         for custom_id, key in entry.record.requests.items():
             reservation = entry.reservations.pop(key, None)
             if reservation is None:

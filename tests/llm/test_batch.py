@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from promptopt.errors import BudgetExhausted
-from promptopt.llm.batch import BatchBook, BatchPolicy, BatchProgress, batch_price
+from promptopt.llm.batch import (
+    BatchBook,
+    BatchPolicy,
+    BatchProgress,
+    BatchRecord,
+    batch_price,
+)
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache, ResponseCache
 from promptopt.llm.client import RetryPolicy, RunStopped
@@ -392,3 +398,33 @@ def test_the_progress_line_names_every_count() -> None:
         "batch openai:gpt-4o-mini: 2 batches, 400 submitted, 120 in progress, 270 completed, "
         "10 failed, 3m05s elapsed"
     )
+
+
+async def test_a_recorded_batch_the_provider_no_longer_knows_falls_back(
+    tmp_path: Path, server: FakeBatchServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with runtime(tmp_path, server, "openai", batch=False) as rt:
+        client = rt.client("target")
+        keys = [
+            client.key_for(build_messages("Classify the review.", rt.task.render_input(e)))
+            for e in rt.task.split("dev")
+        ]
+    book = BatchBook(tmp_path / "cache" / "batches")
+    book.record(
+        BatchRecord(
+            batch_id="batch_gone",
+            model="openai:fake-model",
+            endpoint=server.base_url,
+            requests={f"r{i}": key for i, key in enumerate(keys)},
+            submitted_at=0.0,
+        )
+    )
+    with caplog.at_level(logging.WARNING):
+        async with runtime(tmp_path, server, "openai") as rt:
+            result = await score_dev(rt)
+            calls = dict(rt.ledger.calls)
+    assert result.errors == 0 and result.n == 20
+    assert server.batch_submissions == 0 and server.requests_total == 20
+    assert calls == {"target": 20}
+    assert "batch_gone" in caplog.text
+    assert book.open_batches("openai:fake-model", server.base_url) == []
