@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from promptopt.app.checks import RunOverrides, run_problems
 from promptopt.app.compare import (
     PromptSource,
     check_diff,
@@ -24,7 +25,7 @@ from promptopt.app.compare import (
 from promptopt.app.evaluate import Evaluation, evaluate_prompt, read_demos_file
 from promptopt.app.models import apply_default_models
 from promptopt.app.run import execute_run, prepare_run
-from promptopt.errors import UsageError
+from promptopt.errors import TaskFileError, UsageError
 from promptopt.reporting.diff import DiffReport
 from promptopt.run.records import SummaryRecord
 from promptopt.scoring.runtime import RuntimeOptions
@@ -208,8 +209,23 @@ async def optimize_async(
     no_cache: bool = False,
 ) -> RunResult:
     """`optimize` for code that runs an event loop."""
+    task = _with_defaults(task)
+    # The checks `promptopt validate` and `run` make, all reported at once: otherwise a bad
+    # metric function or parameter would surface only after the search had spent calls.
+    problems = run_problems(
+        task,
+        RunOverrides(
+            strategy=strategy,
+            params=dict(params or {}),
+            target_calls=budget,
+            max_cost=max_cost,
+            finalists=finalists,
+        ),
+    )
+    if problems:
+        raise TaskFileError(problems)
     prepared = prepare_run(
-        _with_defaults(task),
+        task,
         strategy=strategy,
         params=params,
         target_calls=budget,
@@ -253,6 +269,10 @@ def optimize(
     `budget`, `optimizer_budget` and `max_cost` are hard caps on target calls, optimizer calls
     and dollars (the task file's `search.budget` otherwise); `strategy` and `params` override
     its `search.strategy` and `search.params`.
+
+    Before any model is called, the task and these options get the checks `promptopt validate`
+    makes (strategy and parameters, metric, models and prices, budget); every problem found is
+    raised at once as a `TaskFileError` (its `.problems` name file, field and line).
     """
     return _sync(
         lambda: optimize_async(

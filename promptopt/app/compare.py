@@ -149,19 +149,38 @@ def scoring_identity(spec: Mapping[str, Any]) -> str:
     The prompt, the description, the search settings and the optimizer (unless it is the
     judge) are left out: runs that differ only there are comparable.
     """
+    return content_hash(_scoring_parts(spec))
+
+
+def _scoring_parts(spec: Mapping[str, Any]) -> dict[str, Any]:
     models = dict(spec.get("models") or {})
     metric = spec.get("metric") or {}
     keep_roles = ["target", "judge"]
     if metric.get("type") == "judge" and models.get("judge") is None:
         keep_roles.append("optimizer")
-    kept = {
+    return {
         "input_template": spec.get("input_template"),
         "data": spec.get("data"),
         "metric": metric,
         "models": {role: _answering(models.get(role)) for role in keep_roles},
         "prices": spec.get("prices"),
     }
-    return content_hash(kept)
+
+
+_PART_NAMES = {
+    "data": "data settings",
+    "metric": "metric",
+    "input_template": "input template",
+    "models": "models",
+    "prices": "prices",
+}
+
+
+def scoring_differences(run_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    """Which of the data settings, metric, input template, models and prices of two task
+    specs differ (names in that order; empty when they score alike)."""
+    a, b = _scoring_parts(run_spec), _scoring_parts(spec)
+    return [name for key, name in _PART_NAMES.items() if a[key] != b[key]]
 
 
 def _answering(model: Any) -> Any:
@@ -198,11 +217,16 @@ def comparability_problems(task: LoadedTask, sources: Sequence[PromptSource]) ->
                 f"{_target_model(spec)}"
             )
         elif config.task_hash != task.task_hash and scoring_identity(run_spec) != identity:
+            differs = scoring_differences(run_spec, spec) or ["scoring settings"]
             problems.append(
                 f"{src.source}: its task (task_hash {config.task_hash[:12]}) differs "
-                f"from {task.path} in its data, metric, input template or models"
+                f"from {task.path} in its {_listed(differs)}"
             )
     return problems
+
+
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def task_of_run(config: ConfigRecord) -> LoadedTask:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -53,13 +55,90 @@ class Evaluation:
     error_budget_exceeded: str | None = None
     """Why errors decided the score (more failed examples than the task's error budget
     allows), in one sentence; None when they did not."""
+    model: str | None = None
+    """The target model that answered (provider:name)."""
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    """Each example's rendered input (the user message), by id."""
+    expected: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each example's acceptable targets, by id."""
 
     def to_json(self) -> dict[str, Any]:
         """The `eval --json` contract; `judge_usage` only when a judge model was called."""
         payload = self.result.to_json()
+        payload["model"] = self.model
+        payload["prompt"] = self.result.prompt
+        for example in payload["examples"]:
+            example["input"] = self.inputs.get(example["id"])
+            example["expected"] = list(self.expected.get(example["id"], ()))
         if self.judge_usage:
             payload["judge_usage"] = dict(self.judge_usage)
         return payload
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat record per example, in order: what `eval -o FILE.jsonl|csv` writes."""
+        return [
+            {
+                "id": e.id,
+                "input": self.inputs.get(e.id),
+                "expected": list(self.expected.get(e.id, ())),
+                "output": e.output,
+                "score": e.score,
+                "error": e.error,
+                "error_kind": e.error_kind,
+                "cached": e.cached,
+                "latency_s": e.latency_s,
+            }
+            for e in self.result.examples
+        ]
+
+
+RESULT_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".json": "json"}
+"""The per-example result formats `eval -o` writes, by file extension."""
+
+
+def results_format(path: Path) -> str | None:
+    """The format `eval -o` writes to `path`, from its extension; None for an unknown one."""
+    return RESULT_FORMATS.get(path.suffix.lower())
+
+
+def results_text(evaluation: Evaluation, fmt: str) -> str:
+    """The per-example results in `fmt`: jsonl (a record a line), csv (a header, then a row
+    per example; several targets as a JSON list) or json (the `eval --json` document)."""
+    if fmt == "json":
+        return json.dumps(evaluation.to_json(), ensure_ascii=False, indent=2) + "\n"
+    rows = evaluation.rows()
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if fmt != "csv":
+        raise ValueError(f"unknown results format {fmt!r}")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(_CSV_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        expected = row["expected"]
+        one = expected[0] if len(expected) == 1 else json.dumps(expected, ensure_ascii=False)
+        writer.writerow(
+            {
+                **row,
+                "expected": one,
+                "error": row["error"] or "",
+                "error_kind": row["error_kind"] or "",
+            }
+        )
+    return buffer.getvalue()
+
+
+_CSV_FIELDS = (
+    "id",
+    "input",
+    "expected",
+    "output",
+    "score",
+    "error",
+    "error_kind",
+    "cached",
+    "latency_s",
+)
 
 
 async def evaluate_prompt(
@@ -89,7 +168,15 @@ async def evaluate_prompt(
         judge = runtime.clients.get("judge")
         judge_usage = judge.usage.to_json() if judge is not None else {}
         exceeded = errors_decided(runtime, result)
-    return Evaluation(result, judge_usage, exceeded)
+    target = task.spec.models.target
+    return Evaluation(
+        result,
+        judge_usage,
+        exceeded,
+        model=target.model if target is not None else None,
+        inputs={ex.id: task.render_input(ex) for ex in examples},
+        expected={ex.id: ex.targets for ex in examples},
+    )
 
 
 def errors_decided(runtime: Runtime, result: EvalResult) -> str | None:

@@ -52,6 +52,24 @@ from promptopt.task.prompt import PromptSpec, prompt_from_file
 
 
 @dataclass(frozen=True)
+class RunProgress:
+    """How far a run is: its phase and the target calls sent in it."""
+
+    phase: str
+    """"search", then "final" (the dev and test evaluation of the initial and best prompts)."""
+    done: int
+    """Target-model calls sent in this phase (answers from the cache are not calls)."""
+    total: int | None
+    """The most the phase may send (None: no cap on target calls); a search may stop sooner."""
+
+
+ProgressCallback = Callable[[RunProgress], None]
+"""Receives a run's progress whenever it changes, from the run's own event loop."""
+
+_PROGRESS_EVERY_S = 0.2
+
+
+@dataclass(frozen=True)
 class PreparedRun:
     """A run whose settings are settled and checked, before any folder exists or model is
     called."""
@@ -218,6 +236,9 @@ async def execute_run(
     ask_human: HumanAsk | None = None,
     batch: bool = False,
     on_batch_progress: ProgressFn | None = None,
+    timeout_s: float | None = None,
+    max_retries: int | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> SummaryRecord:
     """Search, evaluate initial and best prompt on held-out data, write the run folder with its
     reports, and return the summary (the `run --json` contract).
@@ -226,9 +247,12 @@ async def execute_run(
     `providers` (by role) and `store` replace the task's providers and the response cache, for
     tests and embedding. `ask_human` is the terminal a person answers preferences at, for a
     strategy whose `feedback` is `human`; their answers are kept in the run folder's
-    preferences.jsonl and replayed on resume. `batch` scores through the providers' batch
-    services (their ids kept in the folder's batches/; a resumed run that has some polls them
-    again, with or without `batch`), telling `on_batch_progress` how they stand.
+    preferences.jsonl and replayed on resume. `timeout_s` and `max_retries` replace every
+    model's request timeout and the task's retries (`errors.max_retries`). `on_progress`
+    hears how many target calls the search and then the final evaluation have sent, out of
+    the most each may send. `batch` scores through the providers' batch services (their ids
+    kept in the folder's batches/; a resumed run that has some polls them again, with or
+    without `batch`), telling `on_batch_progress` how they stand.
     """
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
@@ -243,6 +267,8 @@ async def execute_run(
         no_cache=no_cache,
         seed=settings.seed,
         caps=settings.caps,
+        timeout_s=timeout_s,
+        max_retries=max_retries,
     )
     if providers is None:
         await check_models(task, options)
@@ -269,6 +295,7 @@ async def execute_run(
             if human and ask_human is not None
             else None
         )
+        watcher = _ProgressWatcher(runtime, prepared, on_progress)
         engine = Engine(
             task,
             runtime,
@@ -278,9 +305,11 @@ async def execute_run(
             prepared.meta_prompts,
             on_step=on_step,
             comparator=comparator,
+            on_final=watcher.final,
         )
         try:
-            summary = await engine.run(resume=prepared.resume_from is not None)
+            async with watcher:
+                summary = await engine.run(resume=prepared.resume_from is not None)
         except TooManyErrors:
             # The folder is saved for a resume; its reports show how far the run got and what
             # failed. A report that cannot be written must not hide why the run stopped.
@@ -289,3 +318,63 @@ async def execute_run(
             raise
     write_run_reports(folder)
     return summary
+
+
+class _ProgressWatcher:
+    """Reports a run's progress from its budget ledger, a few times a second.
+
+    The ledger already counts every target call as it is sent, whichever strategy sends it;
+    reading it keeps the search code free of progress reporting.
+    """
+
+    def __init__(
+        self, runtime: Runtime, prepared: PreparedRun, report: ProgressCallback | None
+    ) -> None:
+        self.runtime = runtime
+        self.report = report
+        dev, test = prepared.task.split("dev"), prepared.task.split("test")
+        settings = prepared.settings
+        self.reserve = final_reserve(len(dev), len(test), settings.finalists)
+        self.search_total = search_caps(settings.caps, self.reserve).target_calls
+        self.phase = "search"
+        self.offset = 0
+        self.last: RunProgress | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def _calls(self) -> int:
+        return self.runtime.ledger.calls.get("target", 0)
+
+    def final(self) -> None:
+        """The search is over: count the final evaluation's calls from here."""
+        self.tick()
+        self.phase, self.offset = "final", self._calls()
+        self.tick()
+
+    def tick(self) -> None:
+        """Report the progress if it changed since the last report."""
+        if self.report is None:
+            return
+        total = self.search_total if self.phase == "search" else self.reserve
+        done = self._calls() - self.offset
+        progress = RunProgress(self.phase, done if total is None else min(done, total), total)
+        if progress != self.last:
+            self.last = progress
+            self.report(progress)
+
+    async def _loop(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(_PROGRESS_EVERY_S)
+
+    async def __aenter__(self) -> _ProgressWatcher:
+        if self.report is not None:
+            self.task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            if exc[0] is None:
+                self.tick()

@@ -81,6 +81,35 @@ BaseUrlOpt = Annotated[
 MaxCostOpt = Annotated[
     float | None, typer.Option("--max-cost", min=0, help="Hard cap on dollars spent.")
 ]
+
+
+def _seconds(value: float | None) -> float | None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a number of seconds above 0")
+    return value
+
+
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        callback=_seconds,
+        help="Seconds before one model request times out (it is then retried) "
+        "[default: each model's timeout_s, 60].",
+    ),
+]
+MaxRetriesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-retries",
+        min=0,
+        help="Retries of a model request that failed for a transient reason (429, 5xx, "
+        "timeout, reset) [default: the task's errors.max_retries, 6].",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 BatchOpt = Annotated[
     bool,
@@ -184,6 +213,8 @@ def runtime_options(
     seed: int | None,
     task: LoadedTask,
     max_cost: float | None = None,
+    timeout: float | None = None,
+    max_retries: int | None = None,
 ) -> RuntimeOptions:
     """The shared model-calling options; the seed defaults to the task's."""
     from promptopt.scoring.runtime import RuntimeOptions
@@ -195,6 +226,8 @@ def runtime_options(
         no_cache=no_cache,
         seed=seed,
         max_cost=max_cost,
+        timeout_s=timeout,
+        max_retries=max_retries,
     )
 
 

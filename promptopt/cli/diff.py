@@ -18,11 +18,13 @@ from promptopt.cli.common import (
     ConcurrencyOpt,
     FormatOpt,
     MaxCostOpt,
+    MaxRetriesOpt,
     NoCacheOpt,
     OutputOpt,
     SeedOpt,
     SplitOpt,
     TargetOpt,
+    TimeoutOpt,
     batch_printer,
     check_split,
     emit,
@@ -83,6 +85,14 @@ def diff_command(
         bool,
         typer.Option("--force", help="Compare even across different data, tasks or models."),
     ] = False,
+    max_flips: Annotated[
+        int,
+        typer.Option(
+            "--max-flips",
+            min=0,
+            help="Flips listed in the terminal view, regressions first (0: all of them).",
+        ),
+    ] = 20,
     concurrency: ConcurrencyOpt = 8,
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
@@ -91,6 +101,8 @@ def diff_command(
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
     batch: BatchOpt = False,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
 ) -> None:
     """Compare two prompt revisions on the same examples: word diff, score delta with a paired
     95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
@@ -122,7 +134,9 @@ def diff_command(
         run_config = old_side.config or new_side.config
         seed = run_config.settings.seed if run_config is not None else None
     options = replace(
-        runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost),
+        runtime_options(
+            concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+        ),
         batch=batch,
         on_batch_progress=batch_printer(stderr()),
     )
@@ -131,11 +145,12 @@ def diff_command(
         return await compare_prompts(plan, split=split, options=options)
 
     report = run_async(go)
+    cap = max_flips or None
     if kind == "terminal" and output is None:
-        stdout().print(diff_renderable(report))
+        stdout().print(diff_renderable(report, max_flips=cap))
     elif kind == "terminal":
         console = Console(record=True, width=120, file=io.StringIO())
-        console.print(diff_renderable(report))
+        console.print(diff_renderable(report, max_flips=cap))
         emit(console.export_text(), output)
     elif kind == "md":
         emit(diff_markdown(report), output)

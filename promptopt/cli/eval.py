@@ -19,12 +19,15 @@ from promptopt.cli.common import (
     ConcurrencyOpt,
     JsonOpt,
     MaxCostOpt,
+    MaxRetriesOpt,
     NoCacheOpt,
     SeedOpt,
     TargetOpt,
     TaskArg,
+    TimeoutOpt,
     batch_printer,
     check_split,
+    emit,
     fail,
     load,
     progress,
@@ -56,7 +59,13 @@ def read_prompt(prompt: str | None, prompt_file: Path | None, task: LoadedTask) 
     return prompt if prompt is not None else task.spec.system_prompt
 
 
-def eval_table(result: EvalResult, title: str) -> Table:
+def short(text: str, width: int = 60) -> str:
+    """A prompt on one line, cut to `width` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def eval_table(result: EvalResult, title: str, model: str | None = None) -> Table:
     """One row per figure, so that it fits an 80-column terminal or CI log."""
     from rich.table import Table
 
@@ -66,6 +75,8 @@ def eval_table(result: EvalResult, title: str) -> Table:
     table.add_column("", style="bold")
     table.add_column("", justify="right")
     for name, value in (
+        ("model", model or "-"),
+        ("prompt", short(result.prompt)),
         ("split", f"{result.split} ({result.n} examples)"),
         ("score", f"{result.score:.3f}"),
         ("95% CI", f"[{lo:.3f}, {hi:.3f}]"),
@@ -112,12 +123,41 @@ def eval_command(
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
     batch: BatchOpt = False,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
     as_json: JsonOpt = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write every example's input, expected answer, output, score and error to "
+            "FILE: .jsonl (a record a line), .csv or .json (the --json document).",
+        ),
+    ] = None,
 ) -> None:
     """Score one prompt on a data split."""
-    from promptopt.app.evaluate import evaluate_prompt, read_demos_file
+    from promptopt.app.evaluate import (
+        RESULT_FORMATS,
+        evaluate_prompt,
+        read_demos_file,
+        results_format,
+        results_text,
+    )
 
     check_split(split)
+    results_fmt = None
+    if output is not None:
+        results_fmt = results_format(output)
+        if results_fmt is None:
+            fail(
+                f"-o: cannot tell the format of {output} from its extension; use "
+                f"{', '.join(RESULT_FORMATS)}",
+                EXIT_USAGE,
+            )
+        if not output.parent.is_dir():
+            # Before any model is called: the answers would be paid for and then not written.
+            fail(f"-o: the folder {output.parent} does not exist", EXIT_USAGE)
     task = with_models(load(task_path), target, None, base_url)
     text = read_prompt(prompt, prompt_file, task)
     try:
@@ -130,9 +170,15 @@ def eval_command(
         fail(str(exc), EXIT_USAGE)
     err = stderr()
     options = replace(
-        runtime_options(concurrency, cache_dir, no_cache, seed, task, max_cost),
+        runtime_options(
+            concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+        ),
         batch=batch,
         on_batch_progress=batch_printer(err),
+    )
+    model = task.spec.models.target.model if task.spec.models.target is not None else "-"
+    err.print(
+        f"eval: {model} on {split} ({total} examples), prompt: {short(text)}", highlight=False
     )
 
     async def go() -> Evaluation:
@@ -153,7 +199,9 @@ def eval_command(
     if as_json:
         sys.stdout.write(json.dumps(evaluation.to_json(), ensure_ascii=False) + "\n")
     else:
-        stdout().print(eval_table(result, f"{task.spec.name}: prompt scored on {split}"))
+        stdout().print(
+            eval_table(result, f"{task.spec.name}: prompt scored on {split}", evaluation.model)
+        )
         if judge_usage:
             stdout().print(
                 f"judge: {judge_usage['requests']} requests, {judge_usage['cache_hits']} cached, "
@@ -162,6 +210,8 @@ def eval_command(
                 else f"${judge_usage['cost_usd']:.4f}",
                 highlight=False,
             )
+    if output is not None and results_fmt is not None:
+        emit(results_text(evaluation, results_fmt), output)
     if evaluation.error_budget_exceeded is not None:
         fail(evaluation.error_budget_exceeded, EXIT_ERROR)
     if result.errors:

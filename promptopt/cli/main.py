@@ -3,16 +3,26 @@ exits; each command parses its options, calls the application layer and prints t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from promptopt.cli.cache import cache_app
-from promptopt.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, run_async, stdout
+from promptopt.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    run_async,
+    stderr,
+    stdout,
+)
+from promptopt.cli.completion import PROG_NAME, RootGroup, completion_command
 from promptopt.cli.diff import diff_command
-from promptopt.cli.envvars import EnvvarGroup
 from promptopt.cli.eval import eval_command
 from promptopt.cli.history import history_command
+from promptopt.cli.init import init_command
 from promptopt.cli.report import report_command
 from promptopt.cli.run import run_command
 from promptopt.cli.schema import schema_command
@@ -27,8 +37,10 @@ app = typer.Typer(
     help="Automatic prompt optimization for black-box LLM APIs.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    cls=EnvvarGroup,
+    cls=RootGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # Typer's --install-completion edits shell startup files; `promptopt completion SHELL`
+    # prints the script instead, for the user to put where they like.
     add_completion=False,
     # Plain help: in rich mode, help strings are markup, and `[default: the task's]` vanished.
     rich_markup_mode=None,
@@ -42,6 +54,8 @@ app.command("diff")(diff_command)
 app.command("report")(report_command)
 app.command("history")(history_command)
 app.command("schema")(schema_command)
+app.command("init")(init_command)
+app.command("completion")(completion_command)
 
 
 def _version(value: bool) -> None:
@@ -56,10 +70,36 @@ def _root(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            help="Read environment variables (API keys, PROMPTOPT_* settings) from this file "
+            "[default: ./.env if present]; variables already set are never overridden.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Automatic prompt optimization for black-box LLM APIs."""
+    import os
+
+    from promptopt.cli.envfile import EnvFileError, load_env_file
+
+    # Here, before the subcommand parses its options: its PROMPTOPT_* variables may come from
+    # the file.
+    try:
+        loaded = load_env_file(env_file, os.environ)
+    except EnvFileError as exc:
+        fail(f"--env-file: {exc}", EXIT_USAGE)
+    for line in loaded.bad_lines:
+        stderr().print(
+            f"warning: {loaded.path}:{line}: not NAME=value; the line is ignored",
+            highlight=False,
+        )
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    # The name, not argv[0]: `python -m promptopt` must answer completion requests and print
+    # usage lines under the same name as the console script.
+    app(prog_name=PROG_NAME)

@@ -19,10 +19,12 @@ from promptopt.cli.common import (
     ConcurrencyOpt,
     JsonOpt,
     MaxCostOpt,
+    MaxRetriesOpt,
     NoCacheOpt,
     OptimizerOpt,
     SeedOpt,
     TargetOpt,
+    TimeoutOpt,
     batch_printer,
     fail,
     fail_on,
@@ -311,6 +313,8 @@ def run_command(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     seed: SeedOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: MaxRetriesOpt = None,
     target: TargetOpt = None,
     optimizer: OptimizerOpt = None,
     base_url: BaseUrlOpt = None,
@@ -449,18 +453,25 @@ def run_command(
         def announce(folder: RunFolder) -> None:
             err.print(f"run folder: {folder.path}", highlight=False)
 
-        return await execute_run(
-            prepared,
-            out=out,
-            cache_dir=cache_dir,
-            no_cache=no_cache,
-            stop=stop,
-            on_folder=announce,
-            on_step=_step_printer(err),
-            ask_human=ask_human,
-            batch=batch,
-            on_batch_progress=batch_printer(err),
-        )
+        from promptopt.cli.progress import RunProgressDisplay
+
+        # No bars while a person answers preference questions at this terminal.
+        with RunProgressDisplay(err, live=not human) as show_progress:
+            return await execute_run(
+                prepared,
+                out=out,
+                cache_dir=cache_dir,
+                no_cache=no_cache,
+                stop=stop,
+                on_folder=announce,
+                on_step=_step_printer(err),
+                ask_human=ask_human,
+                timeout_s=timeout,
+                max_retries=max_retries,
+                on_progress=show_progress,
+                batch=batch,
+                on_batch_progress=batch_printer(err),
+            )
 
     summary = run_async(go)
     print_run_result(summary, as_json)

@@ -63,6 +63,23 @@ from promptopt.run.records import ModelUsed
 from promptopt.scoring.stats import Comparison, Verdict, compare, mean_ci
 from promptopt.version import __version__
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
+    """A sort key that orders the numbers inside text by value: test-4 before test-39.
+
+    Each run of digits compares as a number and every other run as text; the tags keep a
+    number and a word at the same position comparable (numbers first, as digits sort before
+    letters).
+    """
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in _DIGITS.split(text)
+        if part
+    )
+
+
 SCHEMA = "promptopt.diff/1"
 CONFIDENCE = 0.95
 
@@ -278,7 +295,11 @@ class DiffReport:
         changed = [o for o in self.outcomes if o.kind != "unchanged"]
         return sorted(
             changed,
-            key=lambda o: (o.kind != "regression", -abs(o.new_score - o.old_score), o.id),
+            key=lambda o: (
+                o.kind != "regression",
+                -abs(o.new_score - o.old_score),
+                natural_key(o.id),
+            ),
         )
 
     def counts(self) -> dict[str, int]:

@@ -57,16 +57,22 @@ def word_diff_text(view: DiffView) -> Text:
     return text
 
 
-def diff_renderable(report: DiffReport | DiffView) -> RenderableType:
+def diff_renderable(
+    report: DiffReport | DiffView, *, max_flips: int | None = None
+) -> RenderableType:
     """Every section of a diff report, for a rich console.
 
     Args:
         report: The diff report, or its view.
+        max_flips: How many flips the table lists (None: all); a line says how many more
+            there are.
 
     Returns:
-        The sections as one renderable; every flip is listed.
+        The sections as one renderable.
     """
     view = report if isinstance(report, DiffView) else DiffView.of(report)
+    if max_flips is not None:
+        view = view.limited(max_flips)
     verdict = Text.assemble(
         ("Verdict: ", "bold"),
         (view.verdict, _VERDICT_STYLE[view.verdict_class]),
@@ -122,7 +128,16 @@ def diff_renderable(report: DiffReport | DiffView) -> RenderableType:
     ]
     if view.mcnemar is not None:
         parts.append(Text(view.mcnemar))
-    parts += [flips, usage]
+    parts.append(flips)
+    if view.flips_omitted:
+        parts.append(
+            Text(
+                f"… and {view.flips_omitted} more (--max-flips 0 lists every one; "
+                "--format json, md or html keep them too)",
+                style="italic",
+            )
+        )
+    parts.append(usage)
     return Group(*parts)
 
 

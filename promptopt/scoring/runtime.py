@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -68,6 +68,10 @@ class RuntimeOptions:
     """How batches are gathered and polled; None: the defaults."""
     on_batch_progress: ProgressFn | None = None
     """Told the request counts of the batches being waited for, after every poll."""
+    timeout_s: float | None = None
+    """Seconds before one request times out, for every model (None: each model's timeout_s)."""
+    max_retries: int | None = None
+    """Retries of a request that failed for a transient reason (None: the retry policy's)."""
 
     @classmethod
     def for_task(
@@ -79,6 +83,8 @@ class RuntimeOptions:
         no_cache: bool = False,
         seed: int | None = None,
         max_cost: float | None = None,
+        timeout_s: float | None = None,
+        max_retries: int | None = None,
     ) -> RuntimeOptions:
         """The options of a command that scores on `task`: the seed defaults to the task's and
         `max_cost` is the only cap (a run sets its own caps)."""
@@ -88,6 +94,8 @@ class RuntimeOptions:
             no_cache=no_cache,
             seed=task.spec.search.seed if seed is None else seed,
             caps=BudgetCaps(cost_usd=max_cost),
+            timeout_s=timeout_s,
+            max_retries=max_retries,
         )
 
 
@@ -187,6 +195,8 @@ class Runtime:
             self.store = ResponseCache(options.cache_dir or default_cache_dir(self.env))
         self.limits = options.errors or error_limits(task)
         self.retry = options.retry or retry_policy(task)
+        if options.max_retries is not None:
+            self.retry = replace(self.retry, max_retries=options.max_retries)
         self.gates: dict[str, EndpointGate] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
@@ -202,6 +212,10 @@ class Runtime:
                 f"or pass --{role} provider:name"
             )
         price = role_price(self.task, role, spec, self.options.caps)
+        if self.options.timeout_s is not None:
+            # Not part of the cache key (only sampling parameters are): a longer wait does not
+            # change the answer.
+            spec = spec.model_copy(update={"timeout_s": self.options.timeout_s})
         provider = self._providers.get(role) or build_provider(
             spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )

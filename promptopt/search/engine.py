@@ -141,12 +141,15 @@ class Engine:
         *,
         on_step: StepCallback | None = None,
         comparator: Comparator | None = None,
+        on_final: Callable[[], None] | None = None,
     ) -> None:
         self.task = task
         if comparator is None and settings.params.get("feedback") == "judge":
             # The search's judge also judges the final win rate, with the same rubric.
             rubric = settings.params.get("rubric") or DEFAULT_RUBRIC
             comparator = JudgeComparator(runtime.judge, str(rubric), task.spec.description)
+        # Told when the search is over and the final dev and test evaluation begins.
+        self.on_final = on_final
         self.comparator = comparator
         self.runtime = runtime
         self.folder = folder
@@ -437,6 +440,8 @@ class Engine:
             self._save_interrupted(state, last)
         state.event("search_done", stop_reason=stop_reason)
         ledger.caps = self.settings.caps
+        if self.on_final is not None:
+            self.on_final()
         try:
             final, best = await self._final(state, last, initial)
         except RunStopped:

@@ -196,3 +196,28 @@ def test_evaluate_and_compare_send_demonstrations_with_prompt_texts(tmp_path: Pa
     old_outputs = {o.old_output for o in report.outcomes}
     new_outputs = {o.new_output for o in report.outcomes}
     assert old_outputs == {"even"} and new_outputs == {"odd"}
+
+
+def test_optimize_makes_the_checks_validate_makes_before_calling_a_model(tmp_path: Path) -> None:
+    # The metric function takes one argument: a run would find out only when scoring the first
+    # answer, after the search had spent calls.
+    (tmp_path / "script.py").write_text(
+        "def reply(request):\n    raise AssertionError('a model was called')\n"
+    )
+    (tmp_path / "metric.py").write_text("def score(output):\n    return 1.0\n")
+    task = promptopt.make_task(
+        name="t",
+        prompt="p",
+        train=rows(4, 0),
+        dev=rows(4, 10),
+        metric={"type": "python", "function": "metric.py:score"},
+        target="scripted:script.py:reply",
+        optimizer="scripted:script.py:reply",
+        base_dir=tmp_path,
+    )
+    with pytest.raises(TaskFileError) as raised:
+        promptopt.optimize(task, strategy="apex", out=tmp_path / "runs", no_cache=True)
+    message = str(raised.value)
+    assert "unknown strategy 'apex'" in message and "did you mean 'ape'" in message
+    assert "metric.function" in message and "(output, example)" in message
+    assert not (tmp_path / "runs").exists()

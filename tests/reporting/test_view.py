@@ -189,3 +189,21 @@ def test_promptopt_report_imports_no_model_sdk(tmp_path: Path, fmt: str) -> None
     )
     result = _python(code)
     assert result.returncode == 0, result.stderr
+
+
+def test_flips_sort_example_ids_naturally() -> None:
+    ids = ["test-39", "test-4", "test-100", "test-10"]
+    outcomes = [ExampleOutcome(i, "x", ("yes",), "no", "yes", 0.0, 1.0) for i in ids]
+    provenance = Provenance("t", "th", "dh", "test", 0, {}, "a", "b", "a.txt", "b.txt")
+    report = build_diff(provenance, "Say no.", "Say yes.", outcomes)
+    assert [o.id for o in report.flips] == ["test-4", "test-10", "test-39", "test-100"]
+
+
+def test_the_terminal_view_caps_flips_and_says_how_many_more() -> None:
+    view = _diff_report(50)
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(diff_renderable(view, max_flips=20))
+    terminal = console.export_text()
+    assert terminal.count("improvement 0.00→1.00") == 20
+    assert "… and 30 more" in terminal
+    assert "e019" in terminal and "e020" not in terminal
