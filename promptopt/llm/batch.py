@@ -105,31 +105,47 @@ class BatchRecord:
 
 
 class BatchBook:
-    """The batches a run (its folder's `batches/`) or a command without a run folder (the cache
-    directory's `batches/`) submitted: one JSON file per request set, written atomically."""
+    """The batches a command submitted, one JSON file per request set, written atomically:
+    in `shared` (the cache directory's `batches/`), where any later command with the same
+    cache finds them (a CI job restarted from scratch, the same `eval` run again) and where a
+    record is removed once its answers are taken; and in `kept` (a run folder's `batches/`),
+    where it stays, marked done."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, shared: Path, kept: Path | None = None) -> None:
+        self.shared = shared
+        self.kept = kept
 
     def record(self, record: BatchRecord) -> None:
         """Write (or rewrite) a batch's record."""
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(self.directory / f"{record.set_key}.json", json.dumps(asdict(record)))
+        name = f"{record.set_key}.json"
+        for directory in (self.kept, self.shared):
+            if directory is None:
+                continue
+            if record.done and directory == self.shared:
+                (directory / name).unlink(missing_ok=True)
+                continue
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_atomic(directory / name, json.dumps(asdict(record)))
 
     def open_batches(self, model: str, endpoint: str) -> list[BatchRecord]:
         """The batches of this model and endpoint whose answers were not all taken yet."""
-        if not self.directory.is_dir():
-            return []
-        found: list[BatchRecord] = []
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                record = BatchRecord(**data)
-            except (OSError, ValueError, TypeError):
-                continue  # a record cut short by a kill mid-write names no batch
-            if not record.done and record.model == model and record.endpoint == endpoint:
-                found.append(record)
-        return found
+        found: dict[str, BatchRecord] = {}
+        done: set[str] = set()
+        for directory in (self.kept, self.shared):
+            if directory is None or not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("*.json")):
+                try:
+                    record = BatchRecord(**json.loads(path.read_text(encoding="utf-8")))
+                except (OSError, ValueError, TypeError):
+                    continue  # a record cut short by a kill mid-write names no batch
+                if record.model != model or record.endpoint != endpoint:
+                    continue
+                if record.done:
+                    done.add(record.batch_id)
+                else:
+                    found.setdefault(record.batch_id, record)
+        return [r for batch_id, r in found.items() if batch_id not in done]
 
 
 @dataclass

@@ -176,8 +176,8 @@ class Runtime:
         providers: Mapping[str, Provider] | None = None,
         batch_dir: Path | None = None,
     ) -> None:
-        """`batch_dir`: where submitted batches are recorded (a run folder's `batches/`);
-        by default the response cache directory's `batches/`."""
+        """`batch_dir`: where submitted batches are recorded besides the response cache
+        directory's `batches/` (a run folder's `batches/`)."""
         self.task = task
         self.batch_dir = batch_dir
         self.options = options
@@ -283,9 +283,7 @@ class Runtime:
                 client.spec.model,
             )
             return None
-        directory = self.batch_dir or (
-            (self.options.cache_dir or default_cache_dir(self.env)) / "batches"
-        )
+        shared = (self.options.cache_dir or default_cache_dir(self.env)) / "batches"
         price = None
         if client.price is not None:
             price = batch_price(
@@ -294,7 +292,7 @@ class Runtime:
         return Batcher(
             client,
             provider,
-            BatchBook(directory),
+            BatchBook(shared, self.batch_dir),
             price=price,
             policy=self.options.batch_policy,
             on_progress=self.options.on_batch_progress,

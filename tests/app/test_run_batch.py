@@ -76,3 +76,43 @@ async def test_a_killed_batch_run_resumes_by_polling_its_batches(tmp_path: Path)
         assert max(batched.values()) == 1  # nothing was submitted twice
         assert srv.batch_submissions > 1  # the resumed run went on batching, unasked
         assert srv.requests_total == 0
+
+
+async def test_a_new_run_with_the_same_cache_polls_the_batches_a_killed_one_left(
+    tmp_path: Path,
+) -> None:
+    """A CI job restarted from scratch keeps only its cache: the new run asks for the same
+    requests and polls the batch the killed run submitted."""
+    with FakeBatchServer(reply=reply, polls_to_end=1) as srv:
+        task = load_task(task_file(tmp_path, srv))
+        srv.hold = True
+        stop = asyncio.Event()
+        run = asyncio.ensure_future(
+            execute_run(
+                prepare_run(task, stop=StopRules(max_steps=1)),
+                out=tmp_path / "first",
+                cache_dir=tmp_path / "cache",
+                stop=stop,
+                batch=True,
+            )
+        )
+        while srv.batch_polls < 2:
+            await asyncio.sleep(0.01)
+        stop.set()
+        try:
+            await run
+            raise AssertionError("the run should have stopped")
+        except RunStopped:
+            pass
+        assert srv.batch_submissions == 1
+
+        srv.hold = False
+        await execute_run(
+            prepare_run(task, stop=StopRules(max_steps=1)),
+            out=tmp_path / "second",
+            cache_dir=tmp_path / "cache",
+            batch=True,
+        )
+        assert max(srv.batched_by_body.values()) == 1  # nothing was submitted twice
+        assert srv.requests_total == 0
+        assert not list((tmp_path / "cache" / "batches").glob("*.json"))  # all taken
