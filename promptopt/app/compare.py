@@ -162,7 +162,7 @@ def _scoring_parts(spec: Mapping[str, Any]) -> dict[str, Any]:
         "input_template": spec.get("input_template"),
         "data": spec.get("data"),
         "metric": metric,
-        "models": {role: models.get(role) for role in keep_roles},
+        "models": {role: _answering(models.get(role)) for role in keep_roles},
         "prices": spec.get("prices"),
     }
 
@@ -181,6 +181,14 @@ def scoring_differences(run_spec: Mapping[str, Any], spec: Mapping[str, Any]) ->
     specs differ (names in that order; empty when they score alike)."""
     a, b = _scoring_parts(run_spec), _scoring_parts(spec)
     return [name for key, name in _PART_NAMES.items() if a[key] != b[key]]
+
+
+def _answering(model: Any) -> Any:
+    # Sent in a batch or one by one, a model answers the same: `batch` does not make runs
+    # incomparable.
+    if isinstance(model, dict):
+        return {k: v for k, v in model.items() if k != "batch"}
+    return model
 
 
 def _target_model(spec: Mapping[str, Any]) -> str:
@@ -315,6 +323,8 @@ def _side_usage(
     """Tokens and cost of one full evaluation, read from the cached answers so that a cached
     answer counts at what it cost when it was paid; without a cache, what was sent."""
     client = runtime.scorer.target
+    batcher = runtime.scorer.batcher
+    price = client.price if batcher is None else batcher.price
     total = Usage()
     complete = True
     for example in examples:
@@ -332,7 +342,7 @@ def _side_usage(
     return SideUsage(
         input_tokens=total.input + total.cache_read + total.cache_write,
         output_tokens=total.output,
-        cost_usd=None if client.price is None else cost_usd(total, client.price),
+        cost_usd=None if price is None else cost_usd(total, price),
         mean_latency_s=sum(latencies) / len(latencies) if latencies else None,
         requests=result.usage.requests,
         cache_hits=result.usage.cache_hits,
@@ -344,7 +354,11 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
     task = plan.task
     examples = task.split(split)
     scorer = runtime.scorer
-    # One after the other, so that each side's usage is its own.
+    # Both sides' requests share one batch when batches are on; then they are scored one
+    # after the other, so that each side's usage is its own.
+    await scorer.prefetch(
+        [(plan.old.text, examples, plan.old.demos), (plan.new.text, examples, plan.new.demos)]
+    )
     old = await scorer.evaluate(plan.old.text, examples, split=split, demos=plan.old.demos)
     new = await scorer.evaluate(plan.new.text, examples, split=split, demos=plan.new.demos)
     for side, result in ((plan.old, old), (plan.new, new)):

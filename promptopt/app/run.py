@@ -13,6 +13,7 @@ from typing import Any
 
 from promptopt.app.models import override_models_from_config
 from promptopt.errors import PromptoptError, UsageError
+from promptopt.llm.batch import ProgressFn
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import ResponseStore
 from promptopt.llm.error_budget import TooManyErrors
@@ -233,6 +234,8 @@ async def execute_run(
     providers: Mapping[str, Provider] | None = None,
     store: ResponseStore | None = None,
     ask_human: HumanAsk | None = None,
+    batch: bool = False,
+    on_batch_progress: ProgressFn | None = None,
     timeout_s: float | None = None,
     max_retries: int | None = None,
     on_progress: ProgressCallback | None = None,
@@ -247,7 +250,9 @@ async def execute_run(
     preferences.jsonl and replayed on resume. `timeout_s` and `max_retries` replace every
     model's request timeout and the task's retries (`errors.max_retries`). `on_progress`
     hears how many target calls the search and then the final evaluation have sent, out of
-    the most each may send.
+    the most each may send. `batch` scores through the providers' batch services (their ids
+    kept in the folder's batches/; a resumed run that has some polls them again, with or
+    without `batch`), telling `on_batch_progress` how they stand.
     """
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
@@ -271,7 +276,19 @@ async def execute_run(
     if on_folder is not None:
         on_folder(folder)
     journal = ResponseJournal(folder.file(RESPONSES))
-    runtime = Runtime(task, options, journal=journal, stop=stop, providers=providers, store=store)
+    batches = folder.file("batches")
+    # A resumed run whose batches are still out polls them rather than paying twice.
+    batch = batch or (batches.is_dir() and any(batches.glob("*.json")))
+    options = dataclasses.replace(options, batch=batch, on_batch_progress=on_batch_progress)
+    runtime = Runtime(
+        task,
+        options,
+        journal=journal,
+        stop=stop,
+        providers=providers,
+        store=store,
+        batch_dir=batches,
+    )
     async with runtime:
         comparator = (
             RecordedComparator(HumanComparator(ask_human), folder.file(PREFERENCES))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
+    from promptopt.llm.batch import BatchProgress
     from promptopt.scoring.runtime import RuntimeOptions
     from promptopt.task.loader import LoadedTask
 
@@ -110,6 +111,15 @@ MaxRetriesOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+BatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--batch",
+        help="Score through the provider's batch service (OpenAI Batch API, Anthropic Message "
+        "Batches): half the price, answers within 24 h; a killed command run again polls the "
+        "same batches.",
+    ),
+]
 SplitOpt = Annotated[str, typer.Option("--split", help="train, dev or test.")]
 FormatOpt = Annotated[
     str | None,
@@ -219,6 +229,15 @@ def runtime_options(
         timeout_s=timeout,
         max_retries=max_retries,
     )
+
+
+def batch_printer(console: Console) -> Callable[[BatchProgress], None]:
+    """Prints the progress line of the batches being waited for (on stderr)."""
+
+    def show(progress: BatchProgress) -> None:
+        console.print(progress.line(), highlight=False, markup=False)
+
+    return show
 
 
 def with_models(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,7 @@ import typer
 from promptopt.cli.common import (
     EXIT_REGRESSION,
     BaseUrlOpt,
+    BatchOpt,
     CacheDirOpt,
     ConcurrencyOpt,
     FormatOpt,
@@ -23,6 +25,7 @@ from promptopt.cli.common import (
     SplitOpt,
     TargetOpt,
     TimeoutOpt,
+    batch_printer,
     check_split,
     emit,
     fail_on,
@@ -97,6 +100,7 @@ def diff_command(
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
+    batch: BatchOpt = False,
     timeout: TimeoutOpt = None,
     max_retries: MaxRetriesOpt = None,
 ) -> None:
@@ -129,8 +133,12 @@ def diff_command(
     if seed is None:
         run_config = old_side.config or new_side.config
         seed = run_config.settings.seed if run_config is not None else None
-    options = runtime_options(
-        concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+    options = replace(
+        runtime_options(
+            concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+        ),
+        batch=batch,
+        on_batch_progress=batch_printer(stderr()),
     )
 
     async def go() -> DiffReport:

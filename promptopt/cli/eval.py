@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,6 +14,7 @@ from promptopt.cli.common import (
     EXIT_ERROR,
     EXIT_USAGE,
     BaseUrlOpt,
+    BatchOpt,
     CacheDirOpt,
     ConcurrencyOpt,
     JsonOpt,
@@ -23,6 +25,7 @@ from promptopt.cli.common import (
     TargetOpt,
     TaskArg,
     TimeoutOpt,
+    batch_printer,
     check_split,
     emit,
     fail,
@@ -123,6 +126,7 @@ def eval_command(
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
     max_cost: MaxCostOpt = None,
+    batch: BatchOpt = False,
     timeout: TimeoutOpt = None,
     max_retries: MaxRetriesOpt = None,
     as_json: JsonOpt = False,
@@ -168,10 +172,14 @@ def eval_command(
         total = len(task.split(split)[:limit])
     except PromptoptError as exc:
         fail(str(exc), EXIT_USAGE)
-    options = runtime_options(
-        concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
-    )
     err = stderr()
+    options = replace(
+        runtime_options(
+            concurrency, cache_dir, no_cache, seed, task, max_cost, timeout, max_retries
+        ),
+        batch=batch,
+        on_batch_progress=batch_printer(err),
+    )
     model = task.spec.models.target.model if task.spec.models.target is not None else "-"
     err.print(
         f"eval: {model} on {split} ({total} examples), prompt: {short(text)}", highlight=False

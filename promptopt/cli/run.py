@@ -14,6 +14,7 @@ from promptopt.cli.common import (
     EXIT_NO_GAIN,
     EXIT_USAGE,
     BaseUrlOpt,
+    BatchOpt,
     CacheDirOpt,
     ConcurrencyOpt,
     JsonOpt,
@@ -24,6 +25,7 @@ from promptopt.cli.common import (
     SeedOpt,
     TargetOpt,
     TimeoutOpt,
+    batch_printer,
     fail,
     fail_on,
     fail_with_problems,
@@ -349,6 +351,7 @@ def run_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan and its cost; call no model.")
     ] = False,
+    batch: BatchOpt = False,
     as_json: JsonOpt = False,
     baseline: Annotated[
         Path | None,
@@ -492,6 +495,8 @@ def run_command(
                 timeout_s=timeout,
                 max_retries=max_retries,
                 on_progress=show_progress,
+                batch=batch,
+                on_batch_progress=batch_printer(err),
             )
 
     summary = run_async(go)

@@ -69,6 +69,17 @@ class BudgetLedger:
         self.reserved_usd += max_cost_usd
         return Reservation(role=key, cost_usd=max_cost_usd)
 
+    def reserve_cost(self, role: str, max_cost_usd: float) -> Reservation:
+        """Reserve the worst-case cost of a request whose call is already counted (one a
+        provider batch left unanswered, sent again on its own), or raise BudgetExhausted."""
+        if (
+            self.caps.cost_usd is not None
+            and self.spent_usd + self.reserved_usd + max_cost_usd > self.caps.cost_usd + 1e-12
+        ):
+            raise BudgetExhausted(f"the cost budget (${self.caps.cost_usd:.4f}) is spent")
+        self.reserved_usd += max_cost_usd
+        return Reservation(role=self._calls_role(role), cost_usd=max_cost_usd)
+
     def settle(self, reservation: Reservation, actual_cost_usd: float) -> None:
         """Replace the reserved worst case by what the call really cost."""
         if reservation.settled:

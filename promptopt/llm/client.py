@@ -279,6 +279,10 @@ class ModelClient:
         self.errors = ErrorBudget(
             limits or ErrorLimits(), f"{role} model {spec.model} at {provider.endpoint}"
         )
+        # Answers a provider batch delivered, kept until they are asked for; and requests a
+        # batch left unanswered, whose call its reservation already counted.
+        self._delivered: dict[str, CallResult] = {}
+        self._resend: set[str] = set()
 
     def key_for(
         self,
@@ -329,6 +333,8 @@ class ModelClient:
         key = self.key_for(messages, sample_index, overrides)
         if self.journal is not None and (entry := self.journal.take(key)) is not None:
             return self._replay(entry)
+        if (delivered := self._delivered.pop(key, None)) is not None:
+            return delivered
         cached = self.store.get(key)
         if cached is not None:
             self.ledger.settle(self.ledger.reserve(self.role, 0.0), 0.0)
@@ -343,9 +349,9 @@ class ModelClient:
                 raise
             return self._hit(key, _value_of(result))
         params = self._params(overrides)
-        reservation = self.ledger.reserve(
-            self.role, request_max_cost_usd(messages, params, self.price)
-        )
+        reserve = self.ledger.reserve_cost if key in self._resend else self.ledger.reserve
+        self._resend.discard(key)
+        reservation = reserve(self.role, request_max_cost_usd(messages, params, self.price))
         task = asyncio.ensure_future(
             self._send(key, tuple(messages), sample_index, params, reservation)
         )
@@ -467,6 +473,40 @@ class ModelClient:
             self.journal.record(key, value, paid=True, cost_usd=cost)
         self.store.set(key, value)
         return _result_of(value, cached=False, cost=cost)
+
+    def has_answer(self, key: str) -> bool:
+        """Whether a request is answered without being sent: by the run's journal, a batch, the
+        cache, or an identical request in flight."""
+        return (
+            key in self._delivered
+            or key in self._in_flight
+            or (self.journal is not None and self.journal.has(key))
+            or self.store.get(key) is not None
+        )
+
+    def accept_batch_answer(
+        self, key: str, completion: Completion, reservation: Reservation, cost: float
+    ) -> None:
+        """Account for an answer a provider batch delivered, as `_send` does for one it sent
+        (journal first, then cache), and keep it for the `complete` call that asks for it."""
+        self.ledger.settle(reservation, cost)
+        self.usage.requests += 1
+        self.usage.attempts += 1
+        self.usage.tokens = self.usage.tokens + completion.usage
+        self.usage.cost_usd += cost
+        if completion.model:
+            self.reported_models.add(completion.model)
+        self.errors.succeeded()
+        value = _value_of(completion)
+        if self.journal is not None:
+            self.journal.record(key, value, paid=True, cost_usd=cost)
+        self.store.set(key, value)
+        self._delivered[key] = _result_of(value, cached=False, cost=cost)
+
+    def expect_resend(self, key: str) -> None:
+        """A batch left this request unanswered: when it is asked for, it is sent on its own,
+        reserving dollars but no second call (the batch's reservation counted it)."""
+        self._resend.add(key)
 
     async def _backoff(self, delay: float) -> None:
         """Wait `delay` before a retry, or less if the role's error budget trips meanwhile:

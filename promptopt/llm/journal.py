@@ -52,6 +52,13 @@ class ResponseJournal:
             return entry
         return None
 
+    def has(self, key: str) -> bool:
+        """Whether `take` would replay an answer for `key` (without taking it)."""
+        return any(
+            "error" not in e.value or bool(e.value.get("permanent"))
+            for e in self._pending.get(key, ())
+        )
+
     def record(self, key: str, value: dict[str, Any], *, paid: bool, cost_usd: float) -> None:
         """Append one answer; flushed at once so a kill loses nothing already paid for."""
         if self._handle is None:

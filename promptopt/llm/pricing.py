@@ -242,3 +242,43 @@ def request_max_cost_usd(
     """The worst case of one request: what the client reserves before sending it, and what
     `run --dry-run` and the final evaluation's reserve count per call."""
     return max_cost_usd(estimate_tokens(messages), max_output_tokens(params), price)
+
+
+def library_batch_price(
+    spec: ModelSpec, overrides: Mapping[str, Price] | None = None
+) -> Price | None:
+    """genai-prices' batch price of a model on its provider's own API; None when the task file
+    prices the model itself, for another endpoint, or when the library lists no batch price
+    (then half the standard price applies, the providers' published batch discount)."""
+    if spec.price is not None or (overrides and _lookup(spec.model, overrides) is not None):
+        return None
+    own = _OWN_API.get(spec.provider)
+    if own is None or (spec.base_url is not None and gateway_of(spec.base_url) != own):
+        return None
+    return _library_batch_price(own, spec.name)
+
+
+@functools.cache
+def _library_batch_price(provider_id: str, name: str) -> Price | None:
+    try:
+        from genai_prices import Usage as LibraryUsage
+        from genai_prices import calc_price
+    except ImportError:
+        return None
+    zero = LibraryUsage(input_tokens=0, output_tokens=0)
+    try:
+        standard = calc_price(zero, name, provider_id=provider_id).model_price
+        batch = calc_price(
+            zero, name, provider_id=provider_id, price_context={"processing": "batch"}
+        ).model_price
+    except (LookupError, TypeError):  # TypeError: a release without price contexts
+        return None
+    input_price = _per_million(batch.input_mtok)
+    if batch == standard or input_price is None:
+        return None
+    return Price(
+        input=input_price,
+        output=_per_million(batch.output_mtok) or 0.0,
+        cache_read=_per_million(batch.cache_read_mtok),
+        cache_write=_per_million(batch.cache_write_mtok),
+    )

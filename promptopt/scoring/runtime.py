@@ -4,6 +4,7 @@ role, the metric and the scorer; and closes them again."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -12,13 +13,26 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from promptopt.errors import UsageError
+from promptopt.llm.batch import (
+    BatchBook,
+    Batcher,
+    BatchPolicy,
+    ProgressFn,
+    as_batch_provider,
+    batch_price,
+)
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 from promptopt.llm.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
 from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
 from promptopt.llm.error_budget import ErrorLimits
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import Message
-from promptopt.llm.pricing import price_for, unknown_cost_note, unknown_price_message
+from promptopt.llm.pricing import (
+    library_batch_price,
+    price_for,
+    unknown_cost_note,
+    unknown_price_message,
+)
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
 from promptopt.scoring.metrics import AsyncMetric, Metric, build_metric, checked_metric
@@ -30,6 +44,8 @@ if TYPE_CHECKING:
     import httpx2
 
 ROLES = ("target", "optimizer", "judge")
+
+log = logging.getLogger("promptopt.batch")
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,13 @@ class RuntimeOptions:
     """None: the task's `errors` section decides (max_retries, max_backoff_s)."""
     errors: ErrorLimits | None = None
     """None: the task's `errors` section decides."""
+    batch: bool = False
+    """Score through the providers' batch services (--batch); a model's `batch: true` in the
+    task file asks for it too."""
+    batch_policy: BatchPolicy | None = None
+    """How batches are gathered and polled; None: the defaults."""
+    on_batch_progress: ProgressFn | None = None
+    """Told the request counts of the batches being waited for, after every poll."""
     timeout_s: float | None = None
     """Seconds before one request times out, for every model (None: each model's timeout_s)."""
     max_retries: int | None = None
@@ -151,8 +174,12 @@ class Runtime:
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
         providers: Mapping[str, Provider] | None = None,
+        batch_dir: Path | None = None,
     ) -> None:
+        """`batch_dir`: where submitted batches are recorded besides the response cache
+        directory's `batches/` (a run folder's `batches/`)."""
         self.task = task
+        self.batch_dir = batch_dir
         self.options = options
         self.env = dict(os.environ if env is None else env)
         self.http_client = http_client
@@ -238,8 +265,38 @@ class Runtime:
                 self.task.render_input,
                 limits=self.limits,
                 metric_name=self._metric_name(),
+                batcher=self.batcher("target"),
             )
         return self._scorer
+
+    def batcher(self, role: str) -> Batcher | None:
+        """The batches of a role's requests, when --batch or the model's `batch: true` asks
+        for them and its provider has a batch service; None otherwise."""
+        client = self.client(role)
+        if not (self.options.batch or client.spec.batch):
+            return None
+        provider = as_batch_provider(client.provider)
+        if provider is None:
+            log.warning(
+                "%s has no batch service (only openai and anthropic models have one); its "
+                "requests are sent one by one",
+                client.spec.model,
+            )
+            return None
+        shared = (self.options.cache_dir or default_cache_dir(self.env)) / "batches"
+        price = None
+        if client.price is not None:
+            price = batch_price(
+                client.price, library_batch_price(client.spec, self.task.spec.prices or {})
+            )
+        return Batcher(
+            client,
+            provider,
+            BatchBook(shared, self.batch_dir),
+            price=price,
+            policy=self.options.batch_policy,
+            on_progress=self.options.on_batch_progress,
+        )
 
     def _metric_name(self) -> str:
         spec = self.task.spec.metric

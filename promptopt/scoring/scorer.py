@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promptopt.errors import BudgetExhausted, FatalProviderError, PromptoptError
+from promptopt.llm.batch import Batcher
 from promptopt.llm.client import ModelClient, RequestFailed, RoleUsage, RunStopped
 from promptopt.llm.error_budget import ErrorBudget, ErrorLimits, TooManyErrors
 from promptopt.llm.messages import Message
@@ -120,8 +121,10 @@ class Scorer:
         *,
         limits: ErrorLimits | None = None,
         metric_name: str = "metric",
+        batcher: Batcher | None = None,
     ) -> None:
         self.target = target
+        self.batcher = batcher
         self.metric = metric
         self.render_input = render_input
         self.metric_name = metric_name
@@ -132,6 +135,21 @@ class Scorer:
     def scored(self) -> bool:
         """Whether results carry real scores (False: the task has no metric)."""
         return self.metric is not None
+
+    async def prefetch(self, jobs: Sequence[tuple[str, Sequence[Example], Sequence[Demo]]]) -> None:
+        """With batches on, have the target's answers for these evaluations (prompt, examples,
+        demos) fetched through the provider's batch service before they are scored; evaluations
+        asked for together (one search round's candidates) share a batch. Does nothing
+        otherwise."""
+        if self.batcher is None:
+            return
+        await self.batcher.prefetch(
+            [
+                build_messages(prompt, self.render_input(example), demos)
+                for prompt, examples, demos in jobs
+                for example in examples
+            ]
+        )
 
     async def run_example(
         self, prompt: str, example: Example, demos: Sequence[Demo] = ()
@@ -195,6 +213,7 @@ class Scorer:
         """Score `prompt` (with its few-shot `demos`, if any) on every example, concurrently;
         results keep the examples' order."""
         before = self.target.usage.copy()
+        await self.prefetch([(prompt, examples, demos)])
 
         async def one(example: Example) -> ExampleResult:
             res = await self.run_example(prompt, example, demos)

@@ -577,6 +577,7 @@ class Engine:
         if not state.scored:
             finalists = finalists[:1]
         dev_results: dict[str, list[ExampleResult]] = {}
+        await state.prefetch_held_out([initial, *finalists], "dev")
         for cand in [initial, *finalists]:
             dev_results[cand.id] = await state.score_held_out(cand, "dev")
         best = initial
@@ -604,6 +605,7 @@ class Engine:
             best=best.id,
             **({"judged": dev_record.to_json()} if dev_record is not None else {}),
         )
+        await state.prefetch_held_out([initial, best], "test")
         initial_test = await state.score_held_out(initial, "test")
         best_test = initial_test if best is initial else await state.score_held_out(best, "test")
         test_judged: Judged | None = None

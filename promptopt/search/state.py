@@ -121,6 +121,14 @@ class SearchState:
         records them then."""
         self.take_step()
 
+    async def prefetch_held_out(self, cands: Sequence[Candidate], split: HeldOut) -> None:
+        """With batches on, fetch the answers of all of these candidates on dev or test in one
+        batch, before they are scored one after the other; does nothing otherwise."""
+        examples = self._held_out[split]
+        await self._scorer.prefetch(
+            [(self.layout.render(c.text), examples, c.demos) for c in cands]
+        )
+
     async def score_held_out(self, cand: Candidate, split: HeldOut) -> list[ExampleResult]:
         """Score a candidate on all of dev or test; the scores are kept on the candidate (when
         the task has a metric: otherwise these are its answers only)."""

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -59,6 +67,11 @@ class ModelSpec(BaseModel):
         default=None, description="the model's price; wins over every other source"
     )
     timeout_s: float = Field(default=60.0, gt=0, description="seconds before a request times out")
+    batch: bool = Field(
+        default=False,
+        description="send the requests known in advance (scoring) through the provider's batch "
+        "service, at batch prices (openai and anthropic)",
+    )
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -68,6 +81,15 @@ class ModelSpec(BaseModel):
         mapping = handler(core_schema)
         shorthand = {"type": "string", "pattern": ".:.", "description": "provider:name"}
         return {"anyOf": [shorthand, mapping]}
+
+    @model_serializer(mode="wrap")
+    def _without_default_batch(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Left out unless set, so that the task hash of every task written before batches
+        # existed stays the same (it names run folders and decides what a diff compares).
+        data = handler(self)
+        if isinstance(data, dict) and not self.batch:
+            data.pop("batch", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod

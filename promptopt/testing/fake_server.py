@@ -361,9 +361,16 @@ class FakeOpenAIServer:
             else:
                 response = self._models()
         else:
-            response = _error(404, f"no route {method} {path}", "invalid_request_error")
+            response = await self._route(method, path, headers, body)
         await _write(writer, response, close=close)
         return not close
+
+    async def _route(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Response:
+        """The endpoints beyond chat completions and models: none here; a subclass adds its
+        own (the batch services of `promptopt.testing.fake_batch`)."""
+        return _error(404, f"no route {method} {path}", "invalid_request_error")
 
     # -- endpoints ---------------------------------------------------------------------------
 

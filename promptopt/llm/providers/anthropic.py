@@ -14,6 +14,7 @@ from anthropic.resources.messages import AsyncMessages
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
+from promptopt.llm.providers.anthropic_batch import AnthropicBatches
 from promptopt.llm.providers.http_errors import (
     classify_status,
     safe_endpoint,
@@ -54,7 +55,7 @@ def _is_quota_error(error: anthropic.APIStatusError) -> bool:
     return any(w in words for w in _QUOTA_WORDS)
 
 
-class AnthropicProvider:
+class AnthropicProvider(AnthropicBatches):
     """A Claude model behind the Messages API; one attempt per `complete` call."""
 
     def __init__(

@@ -21,6 +21,7 @@ from promptopt.llm.providers.http_errors import (
     safe_endpoint,
     without_userinfo,
 )
+from promptopt.llm.providers.openai_batch import OpenAIBatches
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact, url_credentials
 
@@ -74,7 +75,7 @@ def _is_quota_error(error: openai.APIStatusError) -> bool:
     return error.status_code == 429 and "insufficient_quota" in (error.code, error.type)
 
 
-class OpenAIProvider:
+class OpenAIProvider(OpenAIBatches):
     """A chat model behind the OpenAI chat-completions API; one attempt per `complete` call."""
 
     def __init__(
