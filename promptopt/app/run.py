@@ -36,11 +36,12 @@ from promptopt.search.plan import (
     RunSettings,
     StopRules,
     cost_left_for_search,
+    final_eval_cost,
     final_reserve,
+    initial_system_prompt,
     plan_run,
     search_caps,
     strategy_plan,
-    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.strategies.registry import make_strategy
@@ -167,9 +168,10 @@ def _checked(prepared: PreparedRun) -> PreparedRun:
     target = prepared.task.spec.models.target
     if settings.caps.cost_usd is not None and target is not None:
         # The run checks this too, once its folder exists; a dry run must refuse it as well.
-        per_call = target_call_max_cost_usd(prepared.task, target, prices.get("target"))
-        reserve = final_reserve(len(dev), len(test), settings.finalists)
-        cost_left_for_search(settings.caps.cost_usd, reserve * per_call)
+        final = final_eval_cost(prepared.task, target, prices.get("target"), settings.finalists)
+        cost_left_for_search(
+            settings.caps.cost_usd, final.usd(initial_system_prompt(prepared.task))
+        )
     return dataclasses.replace(prepared, notes=unknown_cost_notes(prepared.task, prices))
 
 

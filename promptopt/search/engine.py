@@ -51,11 +51,13 @@ from promptopt.search.context import Candidate, SearchContext, StepReport, Strat
 from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search_demos
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
+    FinalEvalCost,
     RunSettings,
     cost_left_for_search,
+    final_eval_cost,
     final_reserve,
+    initial_system_prompt,
     search_caps,
-    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.state import SearchState
@@ -120,10 +122,23 @@ class Engine:
     def _count_rejected(self, events: Iterable[Mapping[str, Any]]) -> None:
         self._rejected.update(str(e.get("reason")) for e in events if e.get("event") == "rejected")
 
-    def _final_cost(self, calls: int) -> float:
-        """A worst case of what the final evaluation's target calls cost."""
+    def _final_cost(self) -> FinalEvalCost:
+        """What the final evaluation's target calls cost, by the prompt they score."""
         client = self.runtime.client("target")
-        return calls * target_call_max_cost_usd(self.task, client.spec, client.price)
+        return final_eval_cost(self.task, client.spec, client.price, self.settings.finalists)
+
+    def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
+        """The search's share of the cost cap once the final evaluation of its longest
+        candidate so far is set aside: proposals longer than the task's prompt cost more to
+        evaluate, so the share shrinks as they appear (never below what is spent: the next
+        request then stops the search)."""
+        cap = self.settings.caps.cost_usd
+        assert cap is not None
+        longest = max(
+            (state.layout.render(c.text) for c in state.candidates.values()),
+            key=lambda text: len(text.encode("utf-8")),
+        )
+        return max(0.0, cap - final.usd(longest))
 
     def _spent_usd(self) -> float | None:
         """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
@@ -284,8 +299,11 @@ class Engine:
             # The demonstration step after the instruction search has its calls set aside, so
             # that a search that spends all it may still leaves the demonstrations theirs.
             caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
-        if caps.cost_usd is not None:
-            left = cost_left_for_search(caps.cost_usd, self._final_cost(reserve))
+        final_cost = self._final_cost() if caps.cost_usd is not None else None
+        if caps.cost_usd is not None and final_cost is not None:
+            left = cost_left_for_search(
+                caps.cost_usd, final_cost.usd(initial_system_prompt(self.task))
+            )
             caps = replace(caps, cost_usd=left)
             search_caps_all = replace(search_caps_all, cost_usd=left)
         ledger.caps = caps
@@ -342,6 +360,10 @@ class Engine:
                         self.on_step(ctx, report, self.runtime)
                     completed = state.step
                     state.step += 1
+                    if final_cost is not None:
+                        left = self._search_cost_cap(state, final_cost)
+                        ledger.caps = replace(ledger.caps, cost_usd=left)
+                        search_caps_all = replace(search_caps_all, cost_usd=left)
                     score = report.best_score
                     if score is not None and (best_score is None or score > best_score + 1e-12):
                         best_score, stale = score, 0

@@ -303,3 +303,16 @@ def test_eval_with_a_judge_metric_reports_the_judge_calls(task: Path, tmp_path: 
     assert data["score"] == pytest.approx(0.8)
     assert data["judge_usage"]["requests"] == 4
     assert calls(tmp_path).count("judge") == 4
+
+
+def test_dry_run_under_a_cost_cap_shows_what_the_final_evaluation_keeps(task: Path) -> None:
+    spec = yaml.safe_load(task.read_text())
+    spec["models"]["target"]["price"] = {"input": 2.0, "output": 8.0}
+    spec["models"]["optimizer"]["price"] = {"input": 0.0, "output": 0.0}
+    task.write_text(yaml.safe_dump(spec))
+    # Refused before: the final evaluation alone was reserved at ~$1.94 (every call as long as
+    # the longest proposal); it costs about a cent.
+    result = runner.invoke(app, ["run", str(task), "--dry-run", "--max-cost", "0.1"])
+    assert result.exit_code == 0, result.output
+    (line,) = [s for s in result.stdout.splitlines() if "set aside for the final" in s]
+    assert 0 < float(line.split("$")[1].split()[0]) < 0.05

@@ -22,7 +22,7 @@ from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
-from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.plan import RunSettings, StopRules, final_reserve, initial_system_prompt
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import load_task
 from tests.support.search import (
@@ -249,7 +249,8 @@ async def test_a_cost_cap_keeps_enough_back_for_the_final_evaluation(tmp_path: P
 
     probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
     async with probe:
-        final_cost = engine_for(probe, BudgetCaps())._final_cost(final_reserve(20, 20, 3))
+        final = engine_for(probe, BudgetCaps())._final_cost()
+    final_cost = final.usd(initial_system_prompt(task))
     cap = final_cost + 0.002  # room for only a part of the search
     caps = BudgetCaps(cost_usd=cap)
     runtime = Runtime(
