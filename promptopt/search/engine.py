@@ -390,6 +390,9 @@ class Engine:
                 interrupted = True
             except TooManyErrors as exc:
                 failure = exc
+        if stop_reason == "finished" and ctx.optimizer_budget_spent:
+            # The strategy ran to its end on the proposals it had paid for.
+            stop_reason = "budget"
         if failure is not None:
             self._save_failed(state, last, failure)
         if not interrupted and demo_sizing != NO_SEARCH:

@@ -406,3 +406,58 @@ async def test_an_outage_stops_the_run_keeping_its_best_and_a_resume_finishes_it
 
     await run_once(tmp_path, folder, settings, resume=True)
     assert stable(folder) == stable(baseline)
+
+
+class AsksMoreThanItMay:
+    """Asks for more proposals than the optimizer budget allows, then scores what it got."""
+
+    def __init__(self) -> None:
+        self.scored: list[str] = []
+
+    def plan(self, sizes: Mapping[str, int]) -> Plan:
+        """Not sized to the budget, on purpose."""
+        return Plan(target_calls=0, optimizer_calls=0)
+
+    async def search(
+        self, ctx: SearchContext, initial: Candidate
+    ) -> AsyncGenerator[StepReport, None]:
+        """One step of proposals scored on four training examples, then one more ask."""
+        new = []
+        for raw in await ctx.ask("ape/resample", 6, instruction=initial.text):
+            cand = ctx.accept_proposal(raw, operator="test")
+            if cand is not None:
+                new.append(cand)
+        for cand in new:
+            await ctx.score(cand, ctx.train[:4])
+            self.scored.append(cand.id)
+        yield StepReport("propose", (*(c.id for c in new), initial.id))
+        assert await ctx.ask("ape/resample", 2, instruction=initial.text) == []
+        yield StepReport("again", (*(c.id for c in new), initial.id))
+
+
+async def test_proposals_paid_for_are_scored_when_the_optimizer_budget_runs_out(
+    tmp_path: Path,
+) -> None:
+    task = load_task(write_task(tmp_path))
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    strategy = AsksMoreThanItMay()
+    caps = BudgetCaps(optimizer_calls=4)
+    settings = RunSettings(strategy="asks", params={}, seed=0, caps=caps, concurrency=4)
+    optimizer = Counter(optimizer_answer)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=caps),
+        store=NullCache(),
+        providers=providers(optimizer=optimizer),
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run()).to_json()
+    assert optimizer.calls == 4
+    # The four answers paid for became candidates (the distinct ones) and were all scored.
+    assert strategy.scored
+    latest = {r["id"]: r for r in folder.read_jsonl(CANDIDATES)}
+    assert all(latest[c]["scores"].get("train") for c in strategy.scored)
+    assert summary["stop_reason"] == "budget"
+    events = [e["event"] for e in folder.read_jsonl(EVENTS)]
+    assert events.count("optimizer_budget_spent") == 1
