@@ -316,3 +316,12 @@ def test_dry_run_under_a_cost_cap_shows_what_the_final_evaluation_keeps(task: Pa
     assert result.exit_code == 0, result.output
     (line,) = [s for s in result.stdout.splitlines() if "set aside for the final" in s]
     assert 0 < float(line.split("$")[1].split()[0]) < 0.05
+
+
+def test_dry_run_with_only_a_target_budget_says_the_optimizer_cap(task: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--dry-run", "--budget", "400"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    cap = re.search(r"optimizer calls are capped at (\d+)", text)
+    assert cap is not None, text
+    assert f"at most {cap.group(1)} optimizer calls" in text
