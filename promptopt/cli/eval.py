@@ -114,7 +114,8 @@ def eval_command(
     from promptopt.app.evaluate import evaluate_prompt, read_demos_file
 
     check_split(split)
-    task = with_models(load(task_path), target, None, base_url)
+    # Only the split scored is read, and with --limit only its first rows.
+    task = with_models(load(task_path, only=split, limit=limit), target, None, base_url)
     text = read_prompt(prompt, prompt_file, task)
     try:
         demos = read_demos_file(demos_file) if demos_file is not None else ()
