@@ -58,6 +58,10 @@ class FaultyServer(FakeOpenAIServer):
         self._mine: Counter[str] = Counter()
         self._guard = threading.Lock()
 
+    def __enter__(self) -> FaultyServer:
+        super().__enter__()
+        return self
+
     def _fault_for(self, key: str, attempt: int, faults_so_far: int) -> _Response | None:
         if self.fault_rate <= 0:
             return None
@@ -284,7 +288,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 def budget(args: argparse.Namespace) -> dict[str, Any]:
     """`run` under call and cost caps at -j with faults: distinct requests each server saw
     (the calls the caps count) against the caps."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     for i in range(args.runs):
         with (
             tempfile.TemporaryDirectory() as tmp,
@@ -342,7 +346,7 @@ def resume(args: argparse.Namespace) -> dict[str, Any]:
     """`run` killed with SIGKILL at a random moment, then `run --resume` to the end, `runs`
     times: how often a request the server had already answered was answered again."""
     rng = random.Random(0)
-    trials = []
+    trials: list[dict[str, Any]] = []
     reference: dict[str, Any] | None = None
     for i in range(args.runs + 1):  # the first run is not killed: the reference
         with (
@@ -468,9 +472,9 @@ def cache(args: argparse.Namespace) -> dict[str, Any]:
                 ],
                 cwd=folder,
                 env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+                # Not piped: 2,000 results fill a pipe nobody reads until they exit.
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for _ in range(args.processes)
         ]
