@@ -140,6 +140,36 @@ class Engine:
         )
         return max(0.0, cap - final.usd(longest))
 
+    def _affordable(
+        self, state: SearchState, initial: Candidate, finalists: list[Candidate]
+    ) -> list[Candidate]:
+        """The finalists whose final evaluation the cost cap still covers, best ranked first.
+
+        The search's share of the cap is set after each step for the longest candidate so
+        far, but a step can end with a longer one; rather than run out of money halfway through
+        the final evaluation (which then proves nothing), a finalist it cannot pay for is left
+        out, with an event saying so."""
+        cap = self.settings.caps.cost_usd
+        if cap is None or not finalists:
+            return finalists
+        client = self.runtime.client("target")
+        left = cap - self.runtime.ledger.spent_usd
+        kept: list[Candidate] = []
+        for cand in finalists:
+            prompts = [state.layout.render(c.text) for c in (initial, *kept, cand)]
+            longest = max(prompts, key=lambda text: len(text.encode("utf-8")))
+            cost = final_eval_cost(self.task, client.spec, client.price, len(kept) + 1)
+            if cost.usd(longest) <= left:
+                kept.append(cand)
+        if len(kept) < len(finalists):
+            ids = {c.id for c in kept}
+            state.event(
+                "finalists_left_out",
+                left_out=[c.id for c in finalists if c.id not in ids],
+                reason="the cost cap does not cover their final evaluation",
+            )
+        return kept
+
     def _spent_usd(self) -> float | None:
         """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
         if any(client.price is None for client in self.runtime.clients.values()):
@@ -480,7 +510,9 @@ class Engine:
         one the strategy ranked higher wins.
         """
         dev, test = state.dev, state.test
-        finalists = _finalists(state, last.ranking, self.settings.finalists, initial)
+        finalists = self._affordable(
+            state, initial, _finalists(state, last.ranking, self.settings.finalists, initial)
+        )
         dev_results: dict[str, list[ExampleResult]] = {}
         for cand in [initial, *finalists]:
             dev_results[cand.id] = await state.score_held_out(cand, "dev")

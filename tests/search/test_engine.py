@@ -22,7 +22,13 @@ from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
-from promptopt.search.plan import RunSettings, StopRules, final_reserve, initial_system_prompt
+from promptopt.search.plan import (
+    RunSettings,
+    StopRules,
+    final_eval_cost,
+    final_reserve,
+    initial_system_prompt,
+)
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import load_task
 from tests.support.search import (
@@ -461,3 +467,37 @@ async def test_proposals_paid_for_are_scored_when_the_optimizer_budget_runs_out(
     assert summary["stop_reason"] == "budget"
     events = [e["event"] for e in folder.read_jsonl(EVENTS)]
     assert events.count("optimizer_budget_spent") == 1
+
+
+async def test_a_finalist_the_cost_cap_cannot_evaluate_is_left_out(tmp_path: Path) -> None:
+    import yaml
+
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"]["price"] = {"input": 1.0, "output": 1.0}
+    path.write_text(yaml.safe_dump(spec))
+    task = load_task(path)
+    long = "Say whether the review is positive or negative. " + "Read it twice. " * 300
+    strategy = RanksByHand([long, f"Reply with the {PROPERTY}: positive or negative."])
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
+    async with probe:
+        client = probe.client("target")
+        final = final_eval_cost(task, client.spec, client.price, 3)
+    # Room for the final evaluation of three finalists as long as the task's prompt, and
+    # nothing else: the long proposal's would cost several times that.
+    cap = final.usd(initial_system_prompt(task)) * 1.01
+    caps = BudgetCaps(cost_usd=cap)
+    settings = RunSettings(strategy="by-hand", params={}, seed=0, caps=caps, concurrency=4)
+    runtime = Runtime(
+        task, RuntimeOptions(concurrency=4, caps=caps), store=NullCache(), providers=providers()
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run()).to_json()
+        spent = runtime.ledger.spent_usd
+    assert summary["scores"]["best"]["test"] is not None  # the final evaluation finished
+    assert summary["best_id"] == strategy.ids[1]
+    (event,) = [e for e in folder.read_jsonl(EVENTS) if e["event"] == "finalists_left_out"]
+    assert event["left_out"] == [strategy.ids[0]]
+    assert spent <= cap
