@@ -37,12 +37,13 @@ from promptopt.search.plan import (
     RunSettings,
     StopRules,
     cost_left_for_search,
+    final_eval_cost,
     final_reserve,
+    initial_system_prompt,
     plan_run,
     run_judge_reserve,
     search_caps,
     strategy_plan,
-    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.strategies.registry import make_strategy
@@ -149,7 +150,37 @@ def prepare_run(
         finalists=finalists,
         concurrency=concurrency,
     )
-    return _checked(PreparedRun(task, settings, load_meta_prompts(meta_prompts_dir)))
+    settings, notes = _with_optimizer_cap(task, settings)
+    return _checked(PreparedRun(task, settings, load_meta_prompts(meta_prompts_dir), notes=notes))
+
+
+def _with_optimizer_cap(
+    task: LoadedTask, settings: RunSettings
+) -> tuple[RunSettings, tuple[str, ...]]:
+    """A run that caps target calls but not optimizer calls gets the optimizer calls its
+    strategy's plan for that target budget uses as a cap, and a note saying so: otherwise a
+    strategy may ask for proposals it will never have the target calls to score."""
+    caps = settings.caps
+    if caps.target_calls is None or caps.optimizer_calls is not None:
+        return settings, ()
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    # A budget too small for the final evaluation is refused by `_checked`, with its message.
+    dev, test = sizes.get("dev", 0), sizes.get("test", 0)
+    if caps.target_calls <= final_reserve(dev, test, settings.finalists):
+        return settings, ()
+    demos = task_demo_sizing(task, settings, sizes)
+    planned = strategy_plan(strategy, sizes, settings, demos.target_calls).optimizer_calls
+    if planned <= 0:
+        return settings, ()
+    note = (
+        f"no optimizer budget is set: optimizer calls are capped at {planned}, what the "
+        f"{settings.strategy} plan for {caps.target_calls} target calls uses "
+        "(set --optimizer-budget or search.budget.optimizer_calls to choose another)"
+    )
+    return dataclasses.replace(settings, caps=dataclasses.replace(caps, optimizer_calls=planned)), (
+        note,
+    )
 
 
 def prepare_resume(run_dir: Path, *, meta_prompts_dir: Path | None = None) -> PreparedRun:
@@ -193,10 +224,13 @@ def _checked(prepared: PreparedRun) -> PreparedRun:
     target = prepared.task.spec.models.target
     if settings.caps.cost_usd is not None and target is not None:
         # The run checks this too, once its folder exists; a dry run must refuse it as well.
-        per_call = target_call_max_cost_usd(prepared.task, target, prices.get("target"))
-        reserve = final_reserve(len(dev), len(test), settings.finalists)
-        cost_left_for_search(settings.caps.cost_usd, reserve * per_call)
-    return dataclasses.replace(prepared, notes=unknown_cost_notes(prepared.task, prices))
+        final = final_eval_cost(prepared.task, target, prices.get("target"), settings.finalists)
+        cost_left_for_search(
+            settings.caps.cost_usd, final.usd(initial_system_prompt(prepared.task))
+        )
+    return dataclasses.replace(
+        prepared, notes=prepared.notes + unknown_cost_notes(prepared.task, prices)
+    )
 
 
 def prices_of(task: LoadedTask, caps: BudgetCaps | None = None) -> dict[str, Price | None]:
@@ -219,7 +253,9 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
         demos,
     )
     search_caps(settings.caps, plan.final_eval_calls, plan.final_judge_calls)
-    return plan
+    # What the run will say before it starts (a derived optimizer cap), the dry run says too.
+    said = tuple(note for note in prepared.notes if note not in plan.notes)
+    return dataclasses.replace(plan, notes=said + plan.notes)
 
 
 async def execute_run(

@@ -194,12 +194,13 @@ def check_split(split: str) -> None:
         fail(f"--split: {split!r} is not one of train, dev, test", EXIT_USAGE)
 
 
-def load(path: Path) -> LoadedTask:
-    """Load a task file, or exit with every problem it has."""
+def load(path: Path, *, only: str | None = None, limit: int | None = None) -> LoadedTask:
+    """Load a task file (`only` one split, up to `limit` rows: see `load_task`), or exit with
+    every problem it has."""
     from promptopt.task.loader import load_task
 
     try:
-        return load_task(path)
+        return load_task(path, only=only, limit=limit)
     except PromptoptError as exc:
         if isinstance(exc, TaskFileError):
             fail("the task is invalid:\n" + str(exc), EXIT_USAGE)

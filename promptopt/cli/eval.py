@@ -162,7 +162,8 @@ def eval_command(
         if not output.parent.is_dir():
             # Before any model is called: the answers would be paid for and then not written.
             fail(f"-o: the folder {output.parent} does not exist", EXIT_USAGE)
-    task = with_models(load(task_path), target, None, base_url)
+    # Only the split scored is read, and with --limit only its first rows.
+    task = with_models(load(task_path, only=split, limit=limit), target, None, base_url)
     text = read_prompt(prompt, prompt_file, task)
     try:
         demos = read_demos_file(demos_file) if demos_file is not None else ()

@@ -219,6 +219,12 @@ def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
             highlight=False,
         )
     out.print(f"  estimated cost at most {cost}", highlight=False)
+    if prepared.settings.caps.cost_usd is not None and plan.final_eval_cost_usd is not None:
+        out.print(
+            f"  ${plan.final_eval_cost_usd:.4f} of the cost cap set aside for the final "
+            "dev/test evaluation",
+            highlight=False,
+        )
     for note in plan.notes:
         out.print(f"  note: {note}", highlight=False)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from promptopt.errors import BudgetExhausted
@@ -47,6 +48,24 @@ class BudgetLedger:
     calls: dict[str, int] = field(default_factory=dict)
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
+    # Set (and replaced) whenever a reservation is settled, for requests waiting for room.
+    _settled: asyncio.Event | None = field(default=None, repr=False, compare=False)
+
+    def has_room(self, max_cost_usd: float) -> bool:
+        """Whether a request of this worst case fits the cost cap now."""
+        cap = self.caps.cost_usd
+        return cap is None or self.spent_usd + self.reserved_usd + max_cost_usd <= cap + 1e-12
+
+    def waiting_helps(self, max_cost_usd: float) -> bool:
+        """Whether a request that does not fit now may fit once the requests in flight settle:
+        they hold their worst case, and most cost far less."""
+        return not self.has_room(max_cost_usd) and self.reserved_usd > 1e-12
+
+    async def wait_for_settle(self) -> None:
+        """Return once some reservation in flight is settled."""
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        await self._settled.wait()
 
     def _calls_role(self, role: str) -> str:
         # The judge (a judge metric's or a pairwise judge's calls) has its own cap: a
@@ -60,10 +79,7 @@ class BudgetLedger:
         cap = self.caps.calls_cap(key)
         if cap is not None and self.calls.get(key, 0) + 1 > cap:
             raise BudgetExhausted(f"the {key} call budget ({cap}) is spent")
-        if (
-            self.caps.cost_usd is not None
-            and self.spent_usd + self.reserved_usd + max_cost_usd > self.caps.cost_usd + 1e-12
-        ):
+        if not self.has_room(max_cost_usd):
             raise BudgetExhausted(f"the cost budget (${self.caps.cost_usd:.4f}) is spent")
         self.calls[key] = self.calls.get(key, 0) + 1
         self.reserved_usd += max_cost_usd
@@ -87,6 +103,9 @@ class BudgetLedger:
         reservation.settled = True
         self.reserved_usd -= reservation.cost_usd
         self.spent_usd += actual_cost_usd
+        if self._settled is not None:
+            self._settled.set()
+            self._settled = None
 
     def release(self, reservation: Reservation) -> None:
         """Give back the dollars of a request that failed (the call still counts)."""

@@ -349,9 +349,17 @@ class ModelClient:
                 raise
             return self._hit(key, _value_of(result))
         params = self._params(overrides)
+        max_cost = request_max_cost_usd(messages, params, self.price)
+        if self.ledger.waiting_helps(max_cost):
+            # Requests in flight hold their worst case but mostly cost far less: a request is
+            # refused only if it does not fit once they are settled. From the top again, as
+            # an identical request may have been sent or cached meanwhile.
+            await self.ledger.wait_for_settle()
+            return await self.complete(messages, sample_index=sample_index, overrides=overrides)
+        # A request a batch left unanswered was counted as a call when the batch was reserved.
         reserve = self.ledger.reserve_cost if key in self._resend else self.ledger.reserve
         self._resend.discard(key)
-        reservation = reserve(self.role, request_max_cost_usd(messages, params, self.price))
+        reservation = reserve(self.role, max_cost)
         task = asyncio.ensure_future(
             self._send(key, tuple(messages), sample_index, params, reservation)
         )

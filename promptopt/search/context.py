@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from promptopt.errors import BudgetExhausted
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
 from promptopt.llm.messages import FINISH_LENGTH, Message
@@ -308,6 +309,7 @@ class SearchContext:
         self._log = log
         self._layout = layout or PromptLayout("")
         self._examples_text: str | None = None
+        self._optimizer_budget_spent = False
         self.meta_prompts = meta_prompts
         self.rng = rng
         self.task_description = task_description
@@ -317,6 +319,12 @@ class SearchContext:
         self.comparator = comparator
         """A comparator the run was given (a person at the terminal), for strategies that ask
         for preferences; None when there is none."""
+
+    @property
+    def optimizer_budget_spent(self) -> bool:
+        """Whether a request to the optimizer found its call budget spent: `ask` then answers
+        with what was paid for, and the engine reports the search as stopped by the budget."""
+        return self._optimizer_budget_spent
 
     @property
     def train(self) -> tuple[Example, ...]:
@@ -433,7 +441,11 @@ class SearchContext:
         order; a request that keeps failing is recorded and skipped. `sampling` (such as
         `{"temperature": 1.0}`) replaces the optimizer's own parameters for these requests; the
         arguments before `values` are positional so that no placeholder name is taken. Each
-        answer is an `Answer`: hand it to `accept_proposal` as it is."""
+        answer is an `Answer`: hand it to `accept_proposal` as it is.
+
+        Once the optimizer call budget is spent, the samples that were sent are still returned
+        (none when nothing could be sent), not thrown away with a BudgetExhausted: the strategy
+        goes on to score the proposals it paid for with the target calls it has left."""
         messages = self._meta_messages(meta_prompt, values)
         client = self._optimizer()
 
@@ -452,7 +464,14 @@ class SearchContext:
             # no answer that was paid for is left unwaited.
             answers = await asyncio.gather(*(sample(i) for i in range(n)), return_exceptions=True)
         for answer in answers:
-            if isinstance(answer, BaseException):
+            if (
+                isinstance(answer, BudgetExhausted)
+                and self._ledger.remaining_calls("optimizer") == 0
+            ):
+                if not self._optimizer_budget_spent:
+                    self._optimizer_budget_spent = True
+                    self.event("optimizer_budget_spent", message=str(answer))
+            elif isinstance(answer, BaseException):
                 raise answer
         return [a for a in answers if isinstance(a, str)]
 

@@ -54,12 +54,14 @@ from promptopt.search.context import Candidate, SearchContext, StepReport, Strat
 from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search_demos
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
+    FinalEvalCost,
     RunSettings,
     cost_left_for_search,
+    final_eval_cost,
     final_reserve,
+    initial_system_prompt,
     run_judge_reserve,
     search_caps,
-    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.state import SearchState
@@ -166,10 +168,53 @@ class Engine:
     def _count_rejected(self, events: Iterable[Mapping[str, Any]]) -> None:
         self._rejected.update(str(e.get("reason")) for e in events if e.get("event") == "rejected")
 
-    def _final_cost(self, calls: int) -> float:
-        """A worst case of what the final evaluation's target calls cost."""
+    def _final_cost(self) -> FinalEvalCost:
+        """What the final evaluation's target calls cost, by the prompt they score."""
         client = self.runtime.client("target")
-        return calls * target_call_max_cost_usd(self.task, client.spec, client.price)
+        return final_eval_cost(self.task, client.spec, client.price, self.settings.finalists)
+
+    def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
+        """The search's share of the cost cap once the final evaluation of its longest
+        candidate so far is set aside: proposals longer than the task's prompt cost more to
+        evaluate, so the share shrinks as they appear (never below what is spent: the next
+        request then stops the search)."""
+        cap = self.settings.caps.cost_usd
+        assert cap is not None
+        longest = max(
+            (state.layout.render(c.text) for c in state.candidates.values()),
+            key=lambda text: len(text.encode("utf-8")),
+        )
+        return max(0.0, cap - final.usd(longest))
+
+    def _affordable(
+        self, state: SearchState, initial: Candidate, finalists: list[Candidate]
+    ) -> list[Candidate]:
+        """The finalists whose final evaluation the cost cap still covers, best ranked first.
+
+        The search's share of the cap is set after each step for the longest candidate so
+        far, but a step can end with a longer one; rather than run out of money halfway through
+        the final evaluation (which then proves nothing), a finalist it cannot pay for is left
+        out, with an event saying so."""
+        cap = self.settings.caps.cost_usd
+        if cap is None or not finalists:
+            return finalists
+        client = self.runtime.client("target")
+        left = cap - self.runtime.ledger.spent_usd
+        kept: list[Candidate] = []
+        for cand in finalists:
+            prompts = [state.layout.render(c.text) for c in (initial, *kept, cand)]
+            longest = max(prompts, key=lambda text: len(text.encode("utf-8")))
+            cost = final_eval_cost(self.task, client.spec, client.price, len(kept) + 1)
+            if cost.usd(longest) <= left:
+                kept.append(cand)
+        if len(kept) < len(finalists):
+            ids = {c.id for c in kept}
+            state.event(
+                "finalists_left_out",
+                left_out=[c.id for c in finalists if c.id not in ids],
+                reason="the cost cap does not cover their final evaluation",
+            )
+        return kept
 
     def _spent_usd(self) -> float | None:
         """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
@@ -332,8 +377,11 @@ class Engine:
             # The demonstration step after the instruction search has its calls set aside, so
             # that a search that spends all it may still leaves the demonstrations theirs.
             caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
-        if caps.cost_usd is not None:
-            left = cost_left_for_search(caps.cost_usd, self._final_cost(reserve))
+        final_cost = self._final_cost() if caps.cost_usd is not None else None
+        if caps.cost_usd is not None and final_cost is not None:
+            left = cost_left_for_search(
+                caps.cost_usd, final_cost.usd(initial_system_prompt(self.task))
+            )
             caps = replace(caps, cost_usd=left)
             search_caps_all = replace(search_caps_all, cost_usd=left)
         ledger.caps = caps
@@ -390,6 +438,10 @@ class Engine:
                         self.on_step(ctx, report, self.runtime)
                     completed = state.step
                     state.step += 1
+                    if final_cost is not None:
+                        left = self._search_cost_cap(state, final_cost)
+                        ledger.caps = replace(ledger.caps, cost_usd=left)
+                        search_caps_all = replace(search_caps_all, cost_usd=left)
                     score = report.best_score
                     if score is not None and (best_score is None or score > best_score + 1e-12):
                         best_score, stale = score, 0
@@ -416,6 +468,9 @@ class Engine:
                 interrupted = True
             except TooManyErrors as exc:
                 failure = exc
+        if stop_reason == "finished" and ctx.optimizer_budget_spent:
+            # The strategy ran to its end on the proposals it had paid for.
+            stop_reason = "budget"
         if failure is not None:
             self._save_failed(state, last, failure)
         if not interrupted and demo_sizing != NO_SEARCH:
@@ -572,7 +627,9 @@ class Engine:
         the initial one on test too, as a win rate with its interval and a sign test.
         """
         dev, test = state.dev, state.test
-        finalists = _finalists(state, last.ranking, self.settings.finalists, initial)
+        finalists = self._affordable(
+            state, initial, _finalists(state, last.ranking, self.settings.finalists, initial)
+        )
         judging = self._judging(state.scored)
         if not state.scored:
             finalists = finalists[:1]

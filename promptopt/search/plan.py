@@ -10,7 +10,13 @@ from typing import Any
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.messages import Message
-from promptopt.llm.pricing import request_max_cost_usd, unknown_cost_note
+from promptopt.llm.pricing import (
+    likely_tokens,
+    max_cost_usd,
+    max_output_tokens,
+    request_max_cost_usd,
+    unknown_cost_note,
+)
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Plan, Strategy
@@ -162,6 +168,9 @@ class DryRunPlan:
     notes: tuple[str, ...] = ()
     layout: dict[str, Any] = field(default_factory=dict)
     """The sizes the strategy settled on for this budget (rounds, beam, ...)."""
+    final_eval_cost_usd: float | None = None
+    """Dollars set aside for the final evaluation of the task's own prompt (`FinalEvalCost`);
+    None when the target's price is unknown."""
     judge_calls: int = 0
     """Judge-model calls, the final win rate's included."""
     final_judge_calls: int = 0
@@ -216,6 +225,7 @@ def plan_run(
             f"({demo_calls} target calls reserved)"
         )
     cost: float | None = 0.0
+    final_usd: float | None = None
     roles = (("target", search + reserve), ("optimizer", optimizer), ("judge", judge + judge_final))
     for role, calls in roles:
         spec: ModelSpec | None = model_for_role(task, role)
@@ -231,12 +241,15 @@ def plan_run(
             continue
         if cost is None:
             continue
-        per_call = (
-            target_call_max_cost_usd(task, spec, price)
-            if role == "target"
-            else optimizer_call_max_cost_usd(spec, price)
-        )
-        cost += calls * per_call
+        if role == "target":
+            # The search's calls at their hard worst case (any proposal, the longest input);
+            # the final evaluation's as the run sets them aside.
+            final_usd = final_eval_cost(task, spec, price, settings.finalists).usd(
+                initial_system_prompt(task)
+            )
+            cost += search * target_call_max_cost_usd(task, spec, price) + final_usd
+        else:
+            cost += calls * optimizer_call_max_cost_usd(spec, price)
     if caps.cost_usd is not None and cost is not None:
         cost = min(cost, caps.cost_usd)
     return DryRunPlan(
@@ -246,9 +259,87 @@ def plan_run(
         cost,
         tuple(notes),
         layout,
+        final_usd,
         judge_calls=judge + judge_final,
         final_judge_calls=judge_final,
     )
+
+
+@dataclass(frozen=True)
+class FinalEvalCost:
+    """What the final evaluation sets aside under a cost cap, for a given system message.
+
+    Each of its calls is counted with that example's own input and the model's whole output
+    limit, in likely tokens (`likely_tokens`), plus one call's hard worst case (what the client
+    reserves for its longest call) so that the last request still finds room for its
+    reservation. Built once per run: the inputs' token counts do not change, the prompt does.
+    """
+
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    longest_input: str
+    demos: tuple[Demo, ...]
+    params: Mapping[str, Any]
+    price: Price | None
+
+    def usd(self, prompt: str) -> float:
+        """Dollars set aside when the longest prompt the final evaluation scores is `prompt`."""
+        # The prompt and demonstrations are sent with every call; an empty user turn counts the
+        # per-message overhead of the input, whose own tokens are in `input_tokens`.
+        fixed = likely_tokens(build_messages(prompt, "", self.demos))
+        likely = max_cost_usd(
+            self.calls * fixed + self.input_tokens, self.output_tokens, self.price
+        )
+        margin = request_max_cost_usd(
+            build_messages(prompt, self.longest_input, self.demos), self.params, self.price
+        )
+        return likely + margin
+
+
+def final_eval_cost(
+    task: LoadedTask, spec: ModelSpec, price: Price | None, finalists: int
+) -> FinalEvalCost:
+    """The final evaluation's calls (`final_reserve`) priced by `FinalEvalCost`."""
+    dev = [task.render_input(e) for e in task.splits.get("dev", ())]
+    test = [task.render_input(e) for e in task.splits.get("test", ())]
+
+    def tokens(text: str) -> int:
+        return likely_tokens([{"role": "user", "content": text}]) - likely_tokens(
+            [{"role": "user", "content": ""}]
+        )
+
+    calls = final_reserve(len(dev), len(test), finalists)
+    params = spec.sampling_params()
+    longest = max(dev + test, key=lambda s: len(s.encode("utf-8")), default="")
+    return FinalEvalCost(
+        calls=calls,
+        input_tokens=(finalists + 1) * sum(map(tokens, dev)) + 2 * sum(map(tokens, test)),
+        output_tokens=calls * max_output_tokens(params),
+        longest_input=longest,
+        demos=tuple(_worst_demos(task, spec, longest)),
+        params=params,
+        price=price,
+    )
+
+
+def initial_system_prompt(task: LoadedTask) -> str:
+    """The system message of the task's own prompt, as the run scores it."""
+    layout = task.spec.prompt_layout()
+    return layout.render(layout.initial)
+
+
+def _worst_demos(task: LoadedTask, spec: ModelSpec, longest: str) -> list[Demo]:
+    """The k demonstrations of the longest input, each answered at length: a bootstrapped answer
+    is cut at the output limit (assumed 4 bytes a token), a labelled one is a target."""
+    layout = task.spec.prompt_layout()
+    if layout.demos is None:
+        return []
+    answer_bytes = max(
+        [len(t.encode("utf-8")) for split in task.splits.values() for e in split for t in e.targets]
+        + [4 * (spec.max_tokens or 1024)]
+    )
+    return [Demo("x", longest, "x" * answer_bytes)] * layout.demos.k
 
 
 def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | None) -> float:
@@ -267,17 +358,10 @@ def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | N
     if layout.output_format:
         proposal += len(layout.render("").encode("utf-8"))
     prompt = "x" * max(len(task.spec.system_prompt.encode("utf-8")), proposal)
-    demos: list[Demo] = []
-    if layout.demos is not None:
-        # k demonstrations of the longest input, each answered at length: a bootstrapped
-        # answer is cut at the output limit (assumed 4 bytes a token), a labelled one is a target.
-        answer_bytes = max(
-            [len(t.encode("utf-8")) for e in examples for t in e.targets]
-            + [4 * (spec.max_tokens or 1024)]
-        )
-        demos = [Demo("x", longest, "x" * answer_bytes)] * layout.demos.k
     return request_max_cost_usd(
-        build_messages(prompt, longest, demos), spec.sampling_params(), price
+        build_messages(prompt, longest, _worst_demos(task, spec, longest)),
+        spec.sampling_params(),
+        price,
     )
 
 

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,11 @@ class DataLoader:
     row_problems: dict[str, int] = field(default_factory=dict)
     targets_required: bool = True
     """False for a task without a metric (a preference search): rows need no target."""
+    only: str | None = None
+    """Read this split alone (when each split has its own source), for a command that scores
+    one split: the others are not read at all."""
+    limit: int | None = None
+    """With `only`: read that split's data file up to its first `limit` usable rows."""
 
     def load(self) -> dict[str, tuple[Example, ...]]:
         """The examples of every split the data section provides."""
@@ -83,10 +88,10 @@ class DataLoader:
         splits: dict[str, tuple[Example, ...]] = {}
         for name in SPLITS:
             source = getattr(self.data, name)
-            if source is None:
+            if source is None or (self.only is not None and name != self.only):
                 continue
             before = len(self.problems)
-            rows = self._read(source, name)
+            rows = self._read(source, name, self.limit if self.only is not None else None)
             if not rows and len(self.problems) == before:
                 self._problem(
                     Problem(str(self.task_path), f"data.{name}", "has no rows", self._line(name))
@@ -213,7 +218,7 @@ class DataLoader:
 
     # -- reading sources ------------------------------------------------------------------------
 
-    def _read(self, source: DataSource, name: str) -> list[_Row]:
+    def _read(self, source: DataSource, name: str, limit: int | None = None) -> list[_Row]:
         field_name = f"data.{name}"
         if isinstance(source, list):
             return [
@@ -228,7 +233,15 @@ class DataLoader:
                 _with_message(where, f"unsupported data file {source!r}: use .jsonl or .csv")
             )
             return []
+        jsonl = suffix == ".jsonl"
         try:
+            if limit is not None:
+                # Streamed, and only as far as needed: `eval --limit 100` on a 100,000-row file
+                # reads about 100 lines. Lines end at "\n" only, as split("\n") cuts them below.
+                with path.open(encoding="utf-8-sig", newline="\n" if jsonl else "") as handle:
+                    if jsonl:
+                        return self._read_jsonl(path, handle, limit)
+                    return self._read_csv(path, handle, limit)
             text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
             self._problem(_with_message(where, f"data file not found: {path.resolve()}"))
@@ -245,12 +258,15 @@ class DataLoader:
         except ValueError as exc:  # e.g. a NUL character in the path
             self._problem(_with_message(where, f"invalid path {source!r}: {exc}"))
             return []
-        return self._read_jsonl(path, text) if suffix == ".jsonl" else self._read_csv(path, text)
-
-    def _read_jsonl(self, path: Path, text: str) -> list[_Row]:
-        rows: list[_Row] = []
         # split("\n"), not splitlines(): JSON strings may hold U+2028, which splitlines breaks on.
-        for number, line in enumerate(text.split("\n"), start=1):
+        if jsonl:
+            return self._read_jsonl(path, text.split("\n"))
+        return self._read_csv(path, text.splitlines(keepends=True))
+
+    def _read_jsonl(self, path: Path, lines: Iterable[str], limit: int | None = None) -> list[_Row]:
+        rows: list[_Row] = []
+        usable = 0  # rows without problems, when reading up to `limit` of them
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -280,11 +296,16 @@ class DataLoader:
                 self._row_problem(_Row({}, str(path), number, ()), problem)
                 continue
             rows.append(_Row(value, str(path), number, ()))
+            if limit is not None and not _row_problems(rows[-1], self.data):
+                usable += 1
+                if usable >= limit:
+                    break
         return rows
 
-    def _read_csv(self, path: Path, text: str) -> list[_Row]:
-        reader = csv.DictReader(text.splitlines(keepends=True))
+    def _read_csv(self, path: Path, lines: Iterable[str], limit: int | None = None) -> list[_Row]:
+        reader = csv.DictReader(lines)
         rows: list[_Row] = []
+        usable = 0  # rows without problems, when reading up to `limit` of them
         try:
             header = reader.fieldnames
             if not header:
@@ -328,6 +349,10 @@ class DataLoader:
                         if not too_deep(parsed):
                             values[self.data.targets_field] = parsed
                 rows.append(_Row(values, str(path), start, ()))
+                if limit is not None and not _row_problems(rows[-1], self.data):
+                    usable += 1
+                    if usable >= limit:
+                        break
         except csv.Error as exc:
             self._problem(Problem(str(path), "", f"invalid CSV: {exc}", reader.line_num))
         return rows

@@ -89,9 +89,14 @@ class LoadedTask:
         return resolve_path(self.path, str(relative))
 
 
-def load_task(path: Path) -> LoadedTask:
-    """Load and check a task file and its data; raises `TaskFileError` with every problem."""
-    task, problems = _load(Path(path))
+def load_task(path: Path, *, only: str | None = None, limit: int | None = None) -> LoadedTask:
+    """Load and check a task file and its data; raises `TaskFileError` with every problem.
+
+    `only` reads one split alone, and `limit` its first `limit` usable rows, for a command that
+    scores part of one split (`eval --limit`); the other splits are not read or checked. A
+    data file cut into splits by `data.split` is read whole: its split depends on every row.
+    """
+    task, problems = _load(Path(path), only, limit)
     if problems or task is None:
         raise TaskFileError(problems)
     return task
@@ -140,7 +145,9 @@ def task_from_mapping(
     return replace(task, metric_function=metric_function)
 
 
-def _load(path: Path) -> tuple[LoadedTask | None, list[Problem]]:
+def _load(
+    path: Path, only: str | None = None, limit: int | None = None
+) -> tuple[LoadedTask | None, list[Problem]]:
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -154,10 +161,12 @@ def _load(path: Path) -> tuple[LoadedTask | None, list[Problem]]:
         return None, [Problem(file, "", f"cannot be read: {exc.strerror}")]
     except ValueError as exc:
         return None, [Problem(file, "", f"invalid path: {exc}")]
-    return _load_text(text, path)
+    return _load_text(text, path, only, limit)
 
 
-def _load_text(text: str, path: Path) -> tuple[LoadedTask | None, list[Problem]]:
+def _load_text(
+    text: str, path: Path, only: str | None = None, limit: int | None = None
+) -> tuple[LoadedTask | None, list[Problem]]:
     file = str(path)
     try:
         root = yamlcore.compose(text)
@@ -192,7 +201,7 @@ def _load_text(text: str, path: Path) -> tuple[LoadedTask | None, list[Problem]]
     # A task without a metric is searched by preferences (which answer is better?), so its
     # rows need no expected answer; one whose metric failed to parse still wants them.
     labelled = spec.metric is not None if spec is not None else "metric" in raw
-    loader = DataLoader(path, root, data, targets_required=labelled)
+    loader = DataLoader(path, root, data, targets_required=labelled, only=only, limit=limit)
     splits = loader.load()
     loader.check(template, metric)
     problems += loader.finish()

@@ -13,6 +13,7 @@ from promptopt.app.run import prepare_resume, with_baseline, with_prompt
 from promptopt.task.loader import load_task
 from promptopt.task.prompt import PromptSpec
 from tests.support.diff import make_run, make_task, run_cli
+from tests.support.search import write_task
 
 FORMAT = "Answer with the label only."
 
@@ -64,3 +65,43 @@ def test_a_resumed_run_keeps_its_recorded_prompt_and_format_setting(tmp_path: Pa
     assert prepared.task.spec.search.edit_output_format
     config = json.loads((run / "config.json").read_text())
     assert prepared.task.task_hash == config["task_hash"]
+
+
+@pytest.mark.parametrize("strategy", ["ape", "protegi", "opro", "promptbreeder"])
+async def test_a_target_budget_alone_caps_optimizer_calls_at_the_plan(
+    tmp_path: Path, strategy: str
+) -> None:
+    from promptopt.app.run import dry_run_plan, execute_run, prepare_run
+    from promptopt.llm.cache import NullCache
+    from promptopt.run.folder import SUMMARY, RunFolder
+    from tests.support.search import Counter, optimizer_answer, providers
+
+    task = load_task(write_task(tmp_path))
+    prepared = prepare_run(task, strategy=strategy, target_calls=300, seed=0)
+    plan = dry_run_plan(prepared)
+    cap = prepared.settings.caps.optimizer_calls
+    assert cap is not None and cap == plan.optimizer_calls > 0
+    (note,) = [n for n in prepared.notes if "optimizer calls are capped" in n]
+    assert f"capped at {cap}" in note and note in plan.notes
+    optimizer = Counter(optimizer_answer)
+    folders: list[RunFolder] = []
+    await execute_run(
+        prepared,
+        out=tmp_path / "runs",
+        on_folder=folders.append,
+        providers=providers(optimizer=optimizer),
+        store=NullCache(),
+    )
+    assert optimizer.calls <= cap
+    summary = folders[0].read_json(SUMMARY)
+    assert summary is not None and summary["status"] == "finished"
+
+
+def test_an_optimizer_budget_that_is_set_is_kept(tmp_path: Path) -> None:
+    from promptopt.app.run import prepare_run
+
+    task = load_task(write_task(tmp_path))
+    prepared = prepare_run(task, target_calls=300, optimizer_calls=5)
+    assert prepared.settings.caps.optimizer_calls == 5
+    assert not any("optimizer calls are capped" in n for n in prepared.notes)
+    assert prepare_run(task).settings.caps.optimizer_calls is None  # nothing to plan for

@@ -351,3 +351,25 @@ def test_dry_run_of_a_judged_search_counts_the_judge_and_its_final_reserve(task:
     small = runner.invoke(app, ["run", str(path), "--judge-budget", "50", "--dry-run"])
     assert small.exit_code == EXIT_USAGE
     assert "budget.judge_calls (50) is too small" in small.output
+
+
+def test_dry_run_under_a_cost_cap_shows_what_the_final_evaluation_keeps(task: Path) -> None:
+    spec = yaml.safe_load(task.read_text())
+    spec["models"]["target"]["price"] = {"input": 2.0, "output": 8.0}
+    spec["models"]["optimizer"]["price"] = {"input": 0.0, "output": 0.0}
+    task.write_text(yaml.safe_dump(spec))
+    # Refused before: the final evaluation alone was reserved at ~$1.94 (every call as long as
+    # the longest proposal); it costs about a cent.
+    result = runner.invoke(app, ["run", str(task), "--dry-run", "--max-cost", "0.1"])
+    assert result.exit_code == 0, result.output
+    (line,) = [s for s in result.stdout.splitlines() if "set aside for the final" in s]
+    assert 0 < float(line.split("$")[1].split()[0]) < 0.05
+
+
+def test_dry_run_with_only_a_target_budget_says_the_optimizer_cap(task: Path) -> None:
+    result = runner.invoke(app, ["run", str(task), "--dry-run", "--budget", "400"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    cap = re.search(r"optimizer calls are capped at (\d+)", text)
+    assert cap is not None, text
+    assert f"at most {cap.group(1)} optimizer calls" in text

@@ -103,3 +103,33 @@ async def test_the_journal_keeps_finish_reason_and_replays_old_entries(tmp_path:
     assert second.finish_reason is None
     model.store.close()
     replay.store.close()
+
+
+async def test_a_request_waits_for_those_in_flight_instead_of_being_refused(
+    tmp_path: Path,
+) -> None:
+    from promptopt.errors import BudgetExhausted
+    from promptopt.llm.pricing import request_max_cost_usd
+    from promptopt.task.modelspec import Price
+
+    price = Price(input=1_000_000.0, output=0.0)  # a dollar a token: costs are token counts
+    spec = ModelSpec(model="scripted:cheap", max_tokens=4)
+    worst = request_max_cost_usd(msgs("question 1"), spec.sampling_params(), price)
+    # Room for one worst case at a time, though each answer costs a fraction of it.
+    ledger = BudgetLedger(BudgetCaps(cost_usd=1.5 * worst))
+    model = ModelClient(
+        "target",
+        spec,
+        ScriptedProvider(lambda request: "ok", name="cheap"),
+        store=ResponseCache(tmp_path / "cache"),
+        ledger=ledger,
+        gate=EndpointGate(4),
+        price=price,
+    )
+    answers = await asyncio.gather(*(model.complete(msgs(f"question {i}")) for i in range(3)))
+    assert [a.text for a in answers] == ["ok"] * 3
+    assert ledger.spent_usd <= 1.5 * worst and ledger.reserved_usd == 0
+    # What cannot fit even with nothing in flight is still refused, at once.
+    ledger.caps = BudgetCaps(cost_usd=ledger.spent_usd + worst / 2)
+    with pytest.raises(BudgetExhausted):
+        await model.complete(msgs("question 9"))

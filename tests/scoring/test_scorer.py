@@ -321,3 +321,40 @@ async def test_a_refusal_shared_by_identical_requests_is_counted_once_on_replay(
             await replay.complete(msgs("z"))
     replay.journal.close()
     assert replay.usage.errors == 1 and replay.errors.failed == 1
+
+
+async def test_examples_are_scheduled_in_a_bounded_window(tmp_path: Path) -> None:
+    from promptopt.scoring.scorer import MIN_WINDOW, WINDOW_PER_SLOT
+
+    provider = CountingProvider(delay_s=0.001)
+    client = make_client(provider, tmp_path, concurrency=2)
+    many = [Example(id=f"m{i}", fields={"input": f"w{i}"}, targets=(f"W{i}",)) for i in range(600)]
+    peak = 0
+
+    def watch(result: object) -> None:
+        nonlocal peak
+        peak = max(peak, len(asyncio.all_tasks()))
+
+    result = await scorer_for(client).evaluate("Uppercase it.", many, split="dev", on_result=watch)
+    assert [e.id for e in result.examples] == [e.id for e in many] and result.score == 1.0
+    # Before: a task per example, all 600 alive at once.
+    window = max(MIN_WINDOW, WINDOW_PER_SLOT * 2)
+    assert peak <= 2 * window + 2  # the workers, their in-flight requests, this test
+
+
+async def test_the_first_failure_in_a_window_cancels_the_rest(tmp_path: Path) -> None:
+    from promptopt.scoring.scorer import ExampleResult, in_windows
+
+    started: list[str] = []
+
+    async def run(example: Example) -> ExampleResult:
+        started.append(example.id)
+        await asyncio.sleep(0.001)
+        if example.id == "e3":
+            raise FatalProviderError("boom")
+        await asyncio.sleep(1)
+        return ExampleResult(example.id, "", 1.0)
+
+    with pytest.raises(FatalProviderError):
+        await in_windows(run, EXAMPLES, 4)
+    assert started == ["e0", "e1", "e2", "e3"]  # nothing after the failure was started

@@ -58,6 +58,7 @@ SURFACE = {
     "accept_proposal",
     "score",
     "ask",
+    "optimizer_budget_spent",
     "task_context",
     "scored_history",
     "remaining_target_calls",

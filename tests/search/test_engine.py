@@ -22,7 +22,13 @@ from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport
 from promptopt.search.engine import Engine
 from promptopt.search.meta_prompts import load_meta_prompts
-from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.plan import (
+    RunSettings,
+    StopRules,
+    final_eval_cost,
+    final_reserve,
+    initial_system_prompt,
+)
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import load_task
 from tests.support.search import (
@@ -249,7 +255,8 @@ async def test_a_cost_cap_keeps_enough_back_for_the_final_evaluation(tmp_path: P
 
     probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
     async with probe:
-        final_cost = engine_for(probe, BudgetCaps())._final_cost(final_reserve(20, 20, 3))
+        final = engine_for(probe, BudgetCaps())._final_cost()
+    final_cost = final.usd(initial_system_prompt(task))
     cap = final_cost + 0.002  # room for only a part of the search
     caps = BudgetCaps(cost_usd=cap)
     runtime = Runtime(
@@ -405,3 +412,92 @@ async def test_an_outage_stops_the_run_keeping_its_best_and_a_resume_finishes_it
 
     await run_once(tmp_path, folder, settings, resume=True)
     assert stable(folder) == stable(baseline)
+
+
+class AsksMoreThanItMay:
+    """Asks for more proposals than the optimizer budget allows, then scores what it got."""
+
+    def __init__(self) -> None:
+        self.scored: list[str] = []
+
+    def plan(self, sizes: Mapping[str, int]) -> Plan:
+        """Not sized to the budget, on purpose."""
+        return Plan(target_calls=0, optimizer_calls=0)
+
+    async def search(
+        self, ctx: SearchContext, initial: Candidate
+    ) -> AsyncGenerator[StepReport, None]:
+        """One step of proposals scored on four training examples, then one more ask."""
+        new = []
+        for raw in await ctx.ask("ape/resample", 6, instruction=initial.text):
+            cand = ctx.accept_proposal(raw, operator="test")
+            if cand is not None:
+                new.append(cand)
+        for cand in new:
+            await ctx.score(cand, ctx.train[:4])
+            self.scored.append(cand.id)
+        yield StepReport("propose", (*(c.id for c in new), initial.id))
+        assert await ctx.ask("ape/resample", 2, instruction=initial.text) == []
+        yield StepReport("again", (*(c.id for c in new), initial.id))
+
+
+async def test_proposals_paid_for_are_scored_when_the_optimizer_budget_runs_out(
+    tmp_path: Path,
+) -> None:
+    task = load_task(write_task(tmp_path))
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    strategy = AsksMoreThanItMay()
+    caps = BudgetCaps(optimizer_calls=4)
+    settings = RunSettings(strategy="asks", params={}, seed=0, caps=caps, concurrency=4)
+    optimizer = Counter(optimizer_answer)
+    runtime = Runtime(
+        task,
+        RuntimeOptions(concurrency=4, caps=caps),
+        store=NullCache(),
+        providers=providers(optimizer=optimizer),
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run()).to_json()
+    assert optimizer.calls == 4
+    # The four answers paid for became candidates (the distinct ones) and were all scored.
+    assert strategy.scored
+    latest = {r["id"]: r for r in folder.read_jsonl(CANDIDATES)}
+    assert all(latest[c]["scores"].get("train") for c in strategy.scored)
+    assert summary["stop_reason"] == "budget"
+    events = [e["event"] for e in folder.read_jsonl(EVENTS)]
+    assert events.count("optimizer_budget_spent") == 1
+
+
+async def test_a_finalist_the_cost_cap_cannot_evaluate_is_left_out(tmp_path: Path) -> None:
+    import yaml
+
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"]["target"]["price"] = {"input": 1.0, "output": 1.0}
+    path.write_text(yaml.safe_dump(spec))
+    task = load_task(path)
+    long = "Say whether the review is positive or negative. " + "Read it twice. " * 300
+    strategy = RanksByHand([long, f"Reply with the {PROPERTY}: positive or negative."])
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
+    async with probe:
+        client = probe.client("target")
+        final = final_eval_cost(task, client.spec, client.price, 3)
+    # Room for the final evaluation of three finalists as long as the task's prompt, and
+    # nothing else: the long proposal's would cost several times that.
+    cap = final.usd(initial_system_prompt(task)) * 1.01
+    caps = BudgetCaps(cost_usd=cap)
+    settings = RunSettings(strategy="by-hand", params={}, seed=0, caps=caps, concurrency=4)
+    runtime = Runtime(
+        task, RuntimeOptions(concurrency=4, caps=caps), store=NullCache(), providers=providers()
+    )
+    async with runtime:
+        engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
+        summary = (await engine.run()).to_json()
+        spent = runtime.ledger.spent_usd
+    assert summary["scores"]["best"]["test"] is not None  # the final evaluation finished
+    assert summary["best_id"] == strategy.ids[1]
+    (event,) = [e for e in folder.read_jsonl(EVENTS) if e["event"] == "finalists_left_out"]
+    assert event["left_out"] == [strategy.ids[0]]
+    assert spent <= cap

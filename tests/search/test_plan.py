@@ -11,11 +11,19 @@ import yaml
 from promptopt.app.run import dry_run_plan, prepare_run
 from promptopt.llm.budget import BudgetLedger, Reservation
 from promptopt.llm.cache import NullCache
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.pricing import cost_usd
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import build_messages
-from promptopt.search.plan import PROPOSAL_MAX_CHARS, target_call_max_cost_usd
-from promptopt.task.loader import load_task
-from tests.support.search import providers, write_task
+from promptopt.search.plan import (
+    PROPOSAL_MAX_CHARS,
+    final_eval_cost,
+    initial_system_prompt,
+    target_call_max_cost_usd,
+)
+from promptopt.task.loader import LoadedTask, load_task
+from promptopt.task.modelspec import Price
+from tests.support.search import Counter, providers, target_answer, write_task
 
 
 def priced_task(tmp_path: Path, max_tokens: int | None) -> Path:
@@ -51,7 +59,12 @@ async def test_dry_run_and_the_client_reserve_the_same_worst_case(
     spec = task.spec.models.target
     assert spec is not None and spec.price is not None
     per_call = target_call_max_cost_usd(task, spec, spec.price)
-    assert plan.estimated_cost_usd == pytest.approx(plan.target_calls * per_call)
+    # The search's calls at the client's worst case, the final evaluation at what the run sets
+    # aside for it (the same figure the run computes).
+    final = final_eval_cost(task, spec, spec.price, 3).usd(initial_system_prompt(task))
+    assert plan.final_eval_cost_usd == pytest.approx(final)
+    search_calls = plan.target_calls - plan.final_eval_calls
+    assert plan.estimated_cost_usd == pytest.approx(search_calls * per_call + final)
 
     runtime = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
     spy = SpyLedger()
@@ -114,3 +127,59 @@ def protegi_providers() -> dict[str, Any]:
         "target": ScriptedProvider(protegi.target_answer, name="target"),
         "optimizer": ScriptedProvider(protegi.optimizer_answer, name="optimizer"),
     }
+
+
+def realistic_target(request: ChatRequest) -> Completion:
+    """The toy target, billed as a hosted model would be: about four bytes a token of English
+    plus three per message, and every answer billed at the whole output limit (8)."""
+    tokens = sum(-(-len(m["content"].encode()) // 4) + 3 for m in request.messages)
+    return Completion(text=target_answer(request), usage=Usage(input=tokens, output=8))
+
+
+def final_calls_cost(task: LoadedTask, price: Price) -> float:
+    """What the final evaluation of the task's own prompt costs with `realistic_target`."""
+    prompt = initial_system_prompt(task)
+    total = 0.0
+    for split, times in (("dev", 4), ("test", 2)):
+        for example in task.splits[split]:
+            request = ChatRequest(build_messages(prompt, task.render_input(example)), {})
+            total += times * cost_usd(realistic_target(request).usage, price)
+    return total
+
+
+def test_the_final_reserve_is_within_a_small_factor_of_what_it_costs(tmp_path: Path) -> None:
+    task = load_task(priced_task(tmp_path, 8))
+    spec = task.spec.models.target
+    assert spec is not None and spec.price is not None
+    real = final_calls_cost(task, spec.price)
+    reserve = final_eval_cost(task, spec, spec.price, 3).usd(initial_system_prompt(task))
+    assert real <= reserve <= 3 * real
+    # What it was: every call as long as the longest proposal, counted a token a byte.
+    assert 120 * target_call_max_cost_usd(task, spec, spec.price) > 50 * real
+
+
+async def test_a_small_cost_cap_that_covers_the_final_evaluation_runs_to_the_end(
+    tmp_path: Path,
+) -> None:
+    from promptopt.app.run import execute_run
+    from promptopt.run.folder import FINAL_EVAL, SUMMARY, RunFolder
+
+    task = load_task(priced_task(tmp_path, 8))
+    spec = task.spec.models.target
+    assert spec is not None and spec.price is not None
+    cap = 4 * final_calls_cost(task, spec.price)
+    prepared = prepare_run(task, max_cost=cap, seed=0)  # refused before: reserve ~100x the cap
+    folders: list[RunFolder] = []
+    counter = Counter(realistic_target)
+    await execute_run(
+        prepared,
+        out=tmp_path / "runs",
+        on_folder=folders.append,
+        providers=providers(target=counter),
+        store=NullCache(),
+    )
+    summary = folders[0].read_json(SUMMARY)
+    assert summary is not None and summary["status"] == "finished"
+    assert folders[0].read_json(FINAL_EVAL) is not None
+    spent = sum(u["cost_usd"] for u in summary["usage"].values())
+    assert 0 < spent <= cap
