@@ -20,6 +20,8 @@ from promptopt.cli.common import (
     NoCacheOpt,
     SeedOpt,
     TargetOpt,
+    TargetRpmOpt,
+    TargetTpmOpt,
     TaskArg,
     check_split,
     fail,
@@ -30,6 +32,7 @@ from promptopt.cli.common import (
     stderr,
     stdout,
     with_models,
+    with_rate_limits,
 )
 from promptopt.errors import PromptoptError
 
@@ -107,6 +110,8 @@ def eval_command(
     seed: SeedOpt = None,
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
+    target_rpm: TargetRpmOpt = None,
+    target_tpm: TargetTpmOpt = None,
     max_cost: MaxCostOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -115,6 +120,7 @@ def eval_command(
 
     check_split(split)
     task = with_models(load(task_path), target, None, base_url)
+    task = with_rate_limits(task, target=(target_rpm, target_tpm))
     text = read_prompt(prompt, prompt_file, task)
     try:
         demos = read_demos_file(demos_file) if demos_file is not None else ()

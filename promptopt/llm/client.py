@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,11 +26,13 @@ from promptopt.llm.messages import (
     ChatRequest,
     Completion,
     Message,
+    RateLimitState,
     Usage,
     normalize_finish_reason,
 )
 from promptopt.llm.pricing import cost_usd, request_max_cost_usd
 from promptopt.llm.providers.base import Provider
+from promptopt.llm.ratelimit import RateLimiter, estimated_tokens, used_tokens
 from promptopt.task.modelspec import ModelSpec, Price
 
 
@@ -179,25 +183,81 @@ class RoleUsage:
 
 
 class EndpointGate:
-    """Per-endpoint concurrency limit plus a shared cool-down after a 429.
+    """Per-endpoint concurrency limit, adaptive, plus a shared cool-down after a 429.
 
     When one request is told to back off, every request to that endpoint waits, instead of each
-    discovering the rate limit on its own.
+    discovering the rate limit on its own. The limit in force (`limit`) starts at `concurrency`,
+    halves on a 429 (once per round of requests: the 429s of requests sent before the cut do
+    not cut again), and grows back by one after each `limit` successes, up to `concurrency`.
     """
 
     def __init__(self, concurrency: int, clock: Callable[[], float] = time.monotonic) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.limit = concurrency
+        self.min_limit = concurrency
+        self._held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._resume_at = 0.0
         self._clock = clock
+        self._cuts = 0
+        self._successes = 0
         self.in_flight = 0
         self.max_in_flight = 0
 
     def cool_down(self, seconds: float) -> None:
         """Hold back every request to this endpoint for `seconds`."""
         self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+    def rate_limited(self, cuts_when_sent: int) -> None:
+        """A request sent when `cuts_when_sent` cuts had been made was refused with a 429."""
+        if cuts_when_sent != self._cuts:
+            return
+        self._cuts += 1
+        self._successes = 0
+        self.limit = max(1, self.limit // 2)
+        self.min_limit = min(self.min_limit, self.limit)
+
+    def succeeded(self, rate_limit: RateLimitState | None) -> None:
+        """A request was answered: grow the limit back, and heed what the server said about
+        its remaining requests and tokens."""
+        if rate_limit is not None and (wait := rate_limit.wait_s()) > 0:
+            self.cool_down(wait)
+        if self.limit >= self.concurrency:
+            return
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self.limit += 1
+            self._wake()
+
+    async def _take(self) -> None:
+        while self._held >= self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # the slot it was woken for goes to the next in line
+                else:
+                    with suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+        self._held += 1
+
+    def _give(self) -> None:
+        self._held -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = self.limit - self._held
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
 
     async def run(
         self, call: Callable[[], Awaitable[Completion]], stop: asyncio.Event | None = None
@@ -208,17 +268,27 @@ class EndpointGate:
         were queued behind the limit respect them too.
         """
         while True:
-            async with self._semaphore:
+            await self._take()
+            try:
                 wait = self._resume_at - self._clock()
                 if wait <= 0:
                     if stop is not None and stop.is_set():
                         raise RunStopped("stopped on request")
+                    cuts = self._cuts
                     self.in_flight += 1
                     self.max_in_flight = max(self.max_in_flight, self.in_flight)
                     try:
-                        return await call()
+                        completion = await call()
+                    except TransientProviderError as exc:
+                        if exc.status == 429:
+                            self.rate_limited(cuts)
+                        raise
                     finally:
                         self.in_flight -= 1
+                    self.succeeded(completion.rate_limit)
+                    return completion
+            finally:
+                self._give()
             await asyncio.sleep(wait)
 
 
@@ -260,6 +330,7 @@ class ModelClient:
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
         limits: ErrorLimits | None = None,
+        rate: RateLimiter | None = None,
     ) -> None:
         self.role = role
         self.spec = spec
@@ -279,6 +350,7 @@ class ModelClient:
         self.errors = ErrorBudget(
             limits or ErrorLimits(), f"{role} model {spec.model} at {provider.endpoint}"
         )
+        self.rate = rate
 
     def key_for(
         self,
@@ -412,13 +484,21 @@ class ModelClient:
     ) -> CallResult:
         self.usage.requests += 1
         request = ChatRequest(messages=messages, params=params, sample_index=sample_index)
+        estimate = estimated_tokens(messages, params)
 
         async def attempt() -> Completion:
             # Another request may have used up the error budget while this one waited for a
             # slot: then nothing more is sent to a failing endpoint. Counted here, once sent.
             self.errors.check()
+            if self.rate is not None:
+                # Every attempt counts against rpm and tpm: servers count refused ones too.
+                await self.rate.acquire(estimate)
+                self.errors.check()
             self.usage.attempts += 1
-            return await self.provider.complete(request)
+            completion = await self.provider.complete(request)
+            if self.rate is not None:
+                await self.rate.charge(used_tokens(completion.usage) - estimate)
+            return completion
 
         retries = 0
         try:

@@ -21,6 +21,7 @@ from promptopt.llm.messages import Message
 from promptopt.llm.pricing import price_for, unknown_cost_note, unknown_price_message
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
+from promptopt.llm.ratelimit import MINUTE_S, RateLimiter, RateLimits
 from promptopt.scoring.metrics import build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
 from promptopt.task.loader import LoadedTask
@@ -45,6 +46,8 @@ class RuntimeOptions:
     """None: the task's `errors` section decides (max_retries, max_backoff_s)."""
     errors: ErrorLimits | None = None
     """None: the task's `errors` section decides."""
+    rate_period_s: float = MINUTE_S
+    """The period of the models' rpm and tpm: a minute (tests shrink it)."""
 
     @classmethod
     def for_task(
@@ -161,6 +164,7 @@ class Runtime:
         self.limits = options.errors or error_limits(task)
         self.retry = options.retry or retry_policy(task)
         self.gates: dict[str, EndpointGate] = {}
+        self.rate_limiters: dict[tuple[str, str], RateLimiter] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
 
@@ -194,9 +198,22 @@ class Runtime:
             journal=self.journal,
             stop=self.stop,
             limits=self.limits,
+            rate=self._rate_limiter(spec, provider),
         )
         self.clients[role] = client
         return client
+
+    def _rate_limiter(self, spec: ModelSpec, provider: Provider) -> RateLimiter | None:
+        """The model's rpm/tpm buckets, shared by the roles that use the same model at the
+        same endpoint (an account's limits are per model)."""
+        if spec.rpm is None and spec.tpm is None:
+            return None
+        key = (provider.endpoint, spec.name)
+        limiter = self.rate_limiters.get(key)
+        if limiter is None:
+            limits = RateLimits(rpm=spec.rpm, tpm=spec.tpm, period_s=self.options.rate_period_s)
+            limiter = self.rate_limiters[key] = RateLimiter(limits)
+        return limiter
 
     async def judge(self, system: str, user: str) -> str:
         """Ask the judge model (system, user) and return its reply: the judge metric's and the

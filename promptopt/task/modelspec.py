@@ -54,6 +54,16 @@ class ModelSpec(BaseModel):
         default=None, description="the model's price; wins over every other source"
     )
     timeout_s: float = Field(default=60.0, gt=0, description="seconds before a request times out")
+    rpm: float | None = Field(
+        default=None,
+        gt=0,
+        description="the account's requests per minute for this model; promptopt keeps under it",
+    )
+    tpm: float | None = Field(
+        default=None,
+        gt=0,
+        description="the account's tokens (input plus output) per minute for this model",
+    )
 
     @classmethod
     def __get_pydantic_json_schema__(

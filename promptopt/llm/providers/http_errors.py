@@ -18,6 +18,7 @@ from promptopt.errors import (
     ProviderError,
     TransientProviderError,
 )
+from promptopt.llm.messages import RateLimitState
 
 # What servers say when one request's content is the problem rather than the request's shape:
 # OpenAI (context_length_exceeded), Anthropic ("prompt is too long"), vLLM ("maximum context
@@ -61,6 +62,48 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str) -> float | None:
+    """Seconds in a reset header: OpenAI's "1s", "6m0s", "20ms", or a plain number of seconds."""
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitState | None:
+    """The `x-ratelimit-remaining-*` / `x-ratelimit-reset-*` headers (OpenAI, Groq, Together,
+    vLLM behind a gateway ...), or None when the server sent none."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+
+    def count(name: str) -> int | None:
+        value = lowered.get(name)
+        try:
+            return None if value is None else int(float(value))
+        except ValueError:
+            return None
+
+    def seconds(name: str) -> float | None:
+        value = lowered.get(name)
+        return None if value is None else parse_duration(value)
+
+    state = RateLimitState(
+        remaining_requests=count("x-ratelimit-remaining-requests"),
+        remaining_tokens=count("x-ratelimit-remaining-tokens"),
+        reset_requests_s=seconds("x-ratelimit-reset-requests"),
+        reset_tokens_s=seconds("x-ratelimit-reset-tokens"),
+    )
+    return None if state == RateLimitState() else state
 
 
 def classify_status(

@@ -6,17 +6,23 @@ import inspect
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx2
 import openai
+from openai._types import RequestOptions
 from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletion
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
-from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
+from promptopt.llm.providers.http_errors import (
+    classify_status,
+    parse_rate_limit,
+    safe_endpoint,
+)
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact
 
@@ -26,6 +32,9 @@ DUMMY_KEY = "not-needed"
 # they travel in extra_body so the server decides what it accepts.
 _NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
 _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - _NOT_PARAMS
+# Asks the SDK for the response with its headers (what `with_raw_response` sends), so that the
+# rate-limit headers of an answer reach the client's adaptive concurrency.
+_RAW_RESPONSE: RequestOptions = {"headers": {"X-Stainless-Raw-Response": "true"}}
 
 
 def resolve_api_key(
@@ -133,9 +142,14 @@ class OpenAIProvider:
             # as chat.completions.create, without re-walking the already plain JSON body
             # through its TypedDict transform, which costs about a third of the client-side
             # CPU per request at high concurrency (bench/throughput.py).
-            response = await self._client.post(
-                "/chat/completions", body=self._wire_body(request), cast_to=ChatCompletion
+            raw = await self._client.post(
+                "/chat/completions",
+                body=self._wire_body(request),
+                cast_to=ChatCompletion,
+                options=_RAW_RESPONSE,
             )
+            headers = getattr(raw, "headers", None) or {}
+            response = raw.parse() if hasattr(raw, "parse") else raw
         except openai.APIStatusError as error:
             raise self._status_error(error) from None
         except openai.APITimeoutError:
@@ -150,7 +164,7 @@ class OpenAIProvider:
         except (openai.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
         latency = time.perf_counter() - started
-        return self._completion(response, latency)
+        return replace(self._completion(response, latency), rate_limit=parse_rate_limit(headers))
 
     def _completion(self, response: Any, latency: float) -> Completion:
         choices = getattr(response, "choices", None)
