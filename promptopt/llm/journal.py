@@ -52,6 +52,13 @@ class ResponseJournal:
             return entry
         return None
 
+    def has(self, key: str) -> bool:
+        """Whether `take(key)` would return an entry (without taking it)."""
+        return any(
+            "error" not in entry.value or entry.value.get("permanent")
+            for entry in self._pending.get(key, ())
+        )
+
     def record(self, key: str, value: dict[str, Any], *, paid: bool, cost_usd: float) -> None:
         """Append one answer; flushed at once so a kill loses nothing already paid for."""
         if self._handle is None:

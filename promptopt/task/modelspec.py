@@ -54,6 +54,12 @@ class ModelSpec(BaseModel):
         default=None, description="the model's price; wins over every other source"
     )
     timeout_s: float = Field(default=60.0, gt=0, description="seconds before a request times out")
+    n_sampling: bool | None = Field(
+        default=None,
+        description="several samples of one prompt in one request (the API's n), paying its "
+        "input once: on by default for OpenAI's own API, off for other servers (turn it on for "
+        "servers that honour n, such as vLLM and SGLang); Anthropic has no n",
+    )
     rpm: float | None = Field(
         default=None,
         gt=0,

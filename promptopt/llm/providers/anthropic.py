@@ -12,7 +12,12 @@ import anthropic
 import httpx2
 from anthropic.resources.messages import AsyncMessages
 
-from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
+from promptopt.errors import (
+    FatalProviderError,
+    ProviderError,
+    TransientProviderError,
+    UsageError,
+)
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
 from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
 from promptopt.task.modelspec import ModelSpec
@@ -60,6 +65,11 @@ class AnthropicProvider:
         http_client: httpx2.AsyncClient | None = None,
         env: Mapping[str, str] = os.environ,
     ) -> None:
+        if spec.n_sampling:
+            raise UsageError(
+                f"model {spec.model}: n_sampling: the Messages API answers one sample per "
+                "request; remove n_sampling"
+            )
         self._spec = spec
         self._base_url = spec.base_url or ANTHROPIC_BASE_URL
         self._key, self._key_env = resolve_api_key(spec, env)

@@ -113,6 +113,14 @@ class OpenAIProvider:
         """The "provider:name" the user asked for."""
         return self._spec.model
 
+    @property
+    def samples_per_request(self) -> bool:
+        """Whether a request for several samples sends `n` (OpenAI's own API honours it;
+        another server only when the model's `n_sampling` says it does: Ollama ignores it)."""
+        if self._spec.n_sampling is not None:
+            return self._spec.n_sampling
+        return self._official
+
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {**self._spec.sampling_params(), **request.params}
         # OpenAI's reasoning models reject max_tokens; its replacement works for every model
@@ -123,6 +131,8 @@ class OpenAIProvider:
             "model": self._spec.name,
             "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages],
         }
+        if request.n > 1:
+            body["n"] = request.n
         extra: dict[str, Any] = {}
         for name, value in params.items():
             (body if name in _SDK_PARAMS else extra)[name] = value
@@ -174,12 +184,20 @@ class OpenAIProvider:
         text = getattr(message, "content", None)
         if not isinstance(text, str):
             raise self._malformed("no message content")
+        more: list[tuple[str, str | None]] = []
+        for choice in choices[1:]:
+            extra = getattr(getattr(choice, "message", None), "content", None)
+            if isinstance(extra, str):
+                more.append(
+                    (extra, normalize_finish_reason(getattr(choice, "finish_reason", None)))
+                )
         return Completion(
             text=text,
             usage=_usage(getattr(response, "usage", None)),
             model=getattr(response, "model", None) or self._spec.name,
             latency_s=latency,
             finish_reason=normalize_finish_reason(getattr(choices[0], "finish_reason", None)),
+            more=tuple(more),
         )
 
     def _malformed(self, why: str) -> TransientProviderError:
