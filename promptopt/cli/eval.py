@@ -60,8 +60,12 @@ def eval_table(result: EvalResult, title: str) -> Table:
     """One row per figure, so that it fits an 80-column terminal or CI log."""
     from rich.table import Table
 
+    from promptopt.reporting.view import tokens_in
+
     lo, hi = result.ci95()
     usage = result.usage
+    tokens = usage.tokens
+    read_in = tokens_in(usage.to_json()["input_tokens"], tokens.cache_read, tokens.cache_write)
     table = Table(title=title, show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
@@ -72,7 +76,7 @@ def eval_table(result: EvalResult, title: str) -> Table:
         ("requests sent", str(usage.requests)),
         ("cache hits", str(usage.cache_hits)),
         ("errors (scored 0)", str(result.errors)),
-        ("tokens in / out", f"{usage.to_json()['input_tokens']} / {usage.tokens.output}"),
+        ("tokens in / out", f"{read_in} / {tokens.output}"),
         ("cost", "unknown" if not usage.cost_known else f"${usage.cost_usd:.4f}"),
     ):
         table.add_row(name, value)

@@ -321,3 +321,20 @@ async def test_a_refusal_shared_by_identical_requests_is_counted_once_on_replay(
             await replay.complete(msgs("z"))
     replay.journal.close()
     assert replay.usage.errors == 1 and replay.errors.failed == 1
+
+
+def test_every_example_of_a_prompt_shares_one_stable_prefix() -> None:
+    # Providers cache a prompt's prefix (OpenAI from 1,024 tokens on its own; Anthropic where
+    # a breakpoint marks it): the instruction, its output format and the demonstrations come
+    # first and are byte-identical for every example; only the last message differs.
+    from promptopt.task.prompt import Demo
+    from promptopt.util.prompt import render_system_prompt
+
+    system = render_system_prompt("Classify the question.", "Answer with one label.")
+    demos = (Demo(id="d1", input="Who wrote Hamlet?", output="HUM"),)
+    first = build_messages(system, "How far is the moon?", demos)
+    second = build_messages(system, "When did Rome fall?", demos)
+    assert first[:-1] == second[:-1]
+    assert first[0] == {"role": "system", "content": system}
+    assert system.index("Classify") < system.index("Answer with one label.")
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user"]
