@@ -151,6 +151,7 @@ class Runtime:
         self.options = options
         self.env = dict(os.environ if env is None else env)
         self.http_client = http_client
+        self._owns_http = False
         self.journal = journal
         self.stop = stop
         self._providers = dict(providers or {})
@@ -180,7 +181,7 @@ class Runtime:
             )
         price = role_price(self.task, role, spec, self.options.caps)
         provider = self._providers.get(role) or build_provider(
-            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+            spec, base_dir=self.task.path.parent, http_client=self._http(), env=self.env
         )
         gate = self.gates.get(provider.endpoint)
         if gate is None:
@@ -202,6 +203,20 @@ class Runtime:
         )
         self.clients[role] = client
         return client
+
+    def _http(self) -> httpx2.AsyncClient:
+        """One connection pool for every model of the command: the roles on one server share
+        its connections."""
+        if self.http_client is None:
+            import httpx2
+
+            self.http_client = httpx2.AsyncClient(
+                follow_redirects=True,
+                # The endpoint gates bound what is in flight; the pool must not queue below them.
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=None),
+            )
+            self._owns_http = True
+        return self.http_client
 
     def _rate_limiter(self, spec: ModelSpec, provider: Provider) -> RateLimiter | None:
         """The model's rpm/tpm buckets, shared by the roles that use the same model at the
@@ -255,6 +270,8 @@ class Runtime:
         try:
             for client in self.clients.values():
                 await client.aclose()
+            if self._owns_http and self.http_client is not None:
+                await self.http_client.aclose()
         finally:
             self.store.close()
             if self.journal is not None:
