@@ -247,31 +247,33 @@ class EndpointGate:
             self._wake()
 
     async def _take(self) -> None:
-        while self._held >= self.limit:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # the slot it was woken for goes to the next in line
-                else:
-                    with suppress(ValueError):
-                        self._waiters.remove(waiter)
-                raise
-        self._held += 1
+        """Hold a slot; first come, first served (a slot freed is handed to the longest
+        waiting request, so that a burst of new ones cannot starve it)."""
+        if self._held < self.limit and not self._waiters:
+            self._held += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give()  # handed a slot it will not use: the next in line gets it
+            else:
+                with suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
 
     def _give(self) -> None:
         self._held -= 1
         self._wake()
 
     def _wake(self) -> None:
-        free = self.limit - self._held
-        while free > 0 and self._waiters:
+        while self._waiters and self._held < self.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self._held += 1
                 waiter.set_result(None)
-                free -= 1
 
     async def run(
         self, call: Callable[[], Awaitable[Completion]], stop: asyncio.Event | None = None

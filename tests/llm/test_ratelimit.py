@@ -8,7 +8,7 @@ period likewise (`RuntimeOptions.rate_period_s`), so that the tests take seconds
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +267,31 @@ def test_the_token_estimate_counts_the_answer_it_may_get() -> None:
     assert estimated_tokens(messages, {"max_tokens": 8, "n": 3}) == (
         estimated_tokens(messages, {}) + 24
     )
+
+
+async def test_a_freed_slot_goes_to_the_longest_waiting_request() -> None:
+    gate = EndpointGate(1)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    def call(name: str, wait: bool = False) -> Callable[[], Awaitable[Completion]]:
+        async def go() -> Completion:
+            order.append(name)
+            if wait:
+                await release.wait()
+            return answer()
+
+        return go
+
+    async def one_then_another() -> None:
+        await gate.run(call("first", wait=True))
+        # Asks again at once, while "queued" has been waiting: it must not jump the queue.
+        await gate.run(call("again"))
+
+    sequence = asyncio.ensure_future(one_then_another())
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(gate.run(call("queued")))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(sequence, queued)
+    assert order == ["first", "queued", "again"]
