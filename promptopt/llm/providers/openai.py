@@ -230,7 +230,10 @@ class OpenAIProvider:
         content = json.dumps(self._wire_body(request), ensure_ascii=False).encode()
         started = time.perf_counter()
         try:
-            response = await http.post(self._url, content=content, headers=self._headers)
+            # The model's timeout on each request: the pool may be lent, with its own default.
+            response = await http.post(
+                self._url, content=content, headers=self._headers, timeout=self._spec.timeout_s
+            )
             raw = await response.aread()
         except httpx2.TimeoutException:
             raise TransientProviderError(

@@ -358,3 +358,9 @@ def test_rate_limit_headers_and_further_samples_are_read() -> None:
     assert isinstance(result, Completion)
     assert result.rate_limit is not None and result.rate_limit.wait_s() == 0.25
     assert result.more == (("No", "length"),)
+
+
+def test_the_models_timeout_applies_to_a_lent_connection_pool() -> None:
+    spec = ModelSpec(model="openai:gpt-4o-mini", timeout_s=123)
+    _, recorder = run(lambda r: httpx2.Response(200, json=completion_body()), spec)
+    assert recorder.requests[0].extensions["timeout"]["read"] == 123
