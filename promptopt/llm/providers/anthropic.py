@@ -6,6 +6,7 @@ import inspect
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -25,7 +26,11 @@ from promptopt.llm.messages import (
     Usage,
     normalize_finish_reason,
 )
-from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
+from promptopt.llm.providers.http_errors import (
+    classify_status,
+    parse_rate_limit,
+    safe_endpoint,
+)
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact
 
@@ -157,7 +162,10 @@ class AnthropicProvider:
         """Send one request; raise Transient/FatalProviderError on failure."""
         started = time.perf_counter()
         try:
-            response = await self._client.messages.create(**self._body(request))
+            # With its headers, so that the rate-limit ones reach the adaptive concurrency.
+            raw = await self._client.messages.with_raw_response.create(**self._body(request))
+            headers = raw.headers
+            response = await raw.parse()
         except anthropic.APIStatusError as error:
             raise self._status_error(error) from None
         except anthropic.APITimeoutError:
@@ -172,7 +180,7 @@ class AnthropicProvider:
         except (anthropic.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
         latency = time.perf_counter() - started
-        return self._completion(response, latency)
+        return replace(self._completion(response, latency), rate_limit=parse_rate_limit(headers))
 
     def _completion(self, response: Any, latency: float) -> Completion:
         blocks = getattr(response, "content", None)

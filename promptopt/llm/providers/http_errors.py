@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,27 +82,51 @@ def parse_duration(value: str) -> float | None:
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
-def parse_rate_limit(headers: Mapping[str, str]) -> RateLimitState | None:
-    """The `x-ratelimit-remaining-*` / `x-ratelimit-reset-*` headers (OpenAI, Groq, Together,
-    vLLM behind a gateway ...), or None when the server sent none."""
+def parse_rate_limit(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> RateLimitState | None:
+    """What an answer's headers say about the rate limits, or None when they say nothing:
+    `x-ratelimit-remaining-*` / `x-ratelimit-reset-*` (OpenAI, Groq, Together, gateways in front
+    of vLLM ...) or Anthropic's `anthropic-ratelimit-*-remaining` / `-reset` (an RFC 3339 time).
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
 
-    def count(name: str) -> int | None:
-        value = lowered.get(name)
+    def count(*names: str) -> int | None:
+        for name in names:
+            value = lowered.get(name)
+            if value is None:
+                continue
+            try:
+                return int(float(value))
+            except ValueError:
+                return None
+        return None
+
+    def seconds(openai_name: str, anthropic_name: str) -> float | None:
+        value = lowered.get(openai_name)
+        if value is not None:
+            return parse_duration(value)
+        value = lowered.get(anthropic_name)
+        if value is None:
+            return None
         try:
-            return None if value is None else int(float(value))
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-
-    def seconds(name: str) -> float | None:
-        value = lowered.get(name)
-        return None if value is None else parse_duration(value)
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
 
     state = RateLimitState(
-        remaining_requests=count("x-ratelimit-remaining-requests"),
-        remaining_tokens=count("x-ratelimit-remaining-tokens"),
-        reset_requests_s=seconds("x-ratelimit-reset-requests"),
-        reset_tokens_s=seconds("x-ratelimit-reset-tokens"),
+        remaining_requests=count(
+            "x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining"
+        ),
+        remaining_tokens=count(
+            "x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining"
+        ),
+        reset_requests_s=seconds(
+            "x-ratelimit-reset-requests", "anthropic-ratelimit-requests-reset"
+        ),
+        reset_tokens_s=seconds("x-ratelimit-reset-tokens", "anthropic-ratelimit-tokens-reset"),
     )
     return None if state == RateLimitState() else state
 

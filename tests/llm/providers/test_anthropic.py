@@ -301,3 +301,17 @@ def test_with_demonstrations_the_breakpoint_follows_the_last_one() -> None:
     }
     assert body["messages"][0] == {"role": "user", "content": "Who wrote Hamlet?"}
     assert body["messages"][2] == {"role": "user", "content": "How far is the moon?"}
+
+
+def test_anthropic_rate_limit_headers_reach_the_answer() -> None:
+    headers = {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z",
+        "anthropic-ratelimit-tokens-remaining": "12000",
+    }
+    result, _ = run(lambda r: httpx2.Response(200, json=message_body(), headers=headers))
+    assert isinstance(result, Completion)
+    state = result.rate_limit
+    assert state is not None
+    assert state.remaining_requests == 0 and state.remaining_tokens == 12000
+    assert state.reset_requests_s is not None and state.reset_requests_s > 0

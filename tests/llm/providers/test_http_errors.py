@@ -140,3 +140,17 @@ def test_rate_limit_headers_are_read_and_absent_ones_are_none() -> None:
     assert state.wait_s() == 1.5
     assert parse_rate_limit({"content-type": "application/json"}) is None
     assert RateLimitState(remaining_requests=3, reset_requests_s=9.0).wait_s() == 0.0
+
+
+def test_anthropic_resets_are_times_of_day() -> None:
+    now = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC).timestamp()
+    state = parse_rate_limit(
+        {
+            "anthropic-ratelimit-tokens-remaining": "0",
+            "anthropic-ratelimit-tokens-reset": "2026-11-30T12:00:07Z",
+            "anthropic-ratelimit-requests-reset": "not a time",
+        },
+        now=now,
+    )
+    assert state == RateLimitState(remaining_tokens=0, reset_tokens_s=7.0)
+    assert state.wait_s() == 7.0
