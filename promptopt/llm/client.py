@@ -196,6 +196,10 @@ class RoleUsage:
         )
 
 
+MAX_HEADER_WAIT_S = 60.0
+"""The longest an endpoint is held back on a rate-limit header saying nothing is left."""
+
+
 class EndpointGate:
     """Per-endpoint concurrency limit, adaptive, plus a shared cool-down after a 429.
 
@@ -237,7 +241,10 @@ class EndpointGate:
         """A request was answered: grow the limit back, and heed what the server said about
         its remaining requests and tokens."""
         if rate_limit is not None and (wait := rate_limit.wait_s()) > 0:
-            self.cool_down(wait)
+            # Some servers count daily limits in these headers (Groq's requests per day): a
+            # reset hours away must not stall the command silently; past a minute, the
+            # server's 429s and the retries decide.
+            self.cool_down(min(wait, MAX_HEADER_WAIT_S))
         if self.limit >= self.concurrency:
             return
         self._successes += 1

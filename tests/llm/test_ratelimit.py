@@ -18,7 +18,7 @@ import yaml
 from promptopt.app.models import set_rate_limits
 from promptopt.errors import TaskFileError, TransientProviderError, UsageError
 from promptopt.llm.cache import NullCache
-from promptopt.llm.client import EndpointGate, RequestFailed, RetryPolicy
+from promptopt.llm.client import MAX_HEADER_WAIT_S, EndpointGate, RequestFailed, RetryPolicy
 from promptopt.llm.messages import Completion, RateLimitState, Usage
 from promptopt.llm.ratelimit import REFILLS_PER_PERIOD, estimated_tokens
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
@@ -210,6 +210,12 @@ async def test_the_gate_holds_back_while_the_server_says_nothing_is_left() -> No
     gate._resume_at = 0.0
     await gate.run(plenty)
     assert gate._resume_at == 0.0
+
+    async def daily() -> Completion:  # a requests-per-day limit, reset hours away
+        return answer(RateLimitState(remaining_requests=0, reset_requests_s=8 * 3600.0))
+
+    await gate.run(daily)
+    assert gate._resume_at == pytest.approx(100.0 + MAX_HEADER_WAIT_S)
 
 
 async def test_a_cancelled_waiter_passes_its_slot_on() -> None:
