@@ -90,8 +90,8 @@ class FaultyServer(FakeOpenAIServer):
             return _error(504, "too late", "server_error")
         return response
 
-    def _completion(self, body: dict[str, Any], key: str, attempt: int) -> _Response:
-        response = super()._completion(body, key, attempt)
+    def _completion(self, body: dict[str, Any], key: str, attempt: int, text: str) -> _Response:
+        response = super()._completion(body, key, attempt, text)
         usage = json.loads(response.body)["usage"]
         with self._guard:
             self.completed[key] += 1

@@ -1,9 +1,12 @@
 """Throughput of the scorer against a loopback OpenAI-compatible server with fixed latency.
 
 The physical limit at concurrency C and latency L is C / L requests per second. The server runs
-in its own process, so that it does not share the client's interpreter lock.
+in its own process, so that it does not share the client's interpreter lock. Each row measures
+promptopt on its lean path (the default for OpenAI-compatible servers) and, in the same run, on
+the SDK path (what every server got before), plus the bare SDK; "CPU" is the client process's CPU
+time per request, which a loaded machine distorts less than requests per second.
 
-    .venv/bin/python bench/throughput.py --n 2000 --latency 0.1 --concurrency 64 128
+    .venv/bin/python bench/throughput.py --n 2000 --latency 0.1 --concurrency 16 64 128 256
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import openai
 import yaml
 from openai.types.chat import ChatCompletion
 
+from promptopt.llm.providers.openai import OpenAIProvider
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.task.loader import load_task
 from promptopt.testing.fake_server import FakeOpenAIServer
@@ -55,21 +59,27 @@ def _write_task(folder: Path, n: int, base_url: str, concurrency: int) -> Path:
     return path
 
 
-async def _evaluate(task_path: Path, cache_dir: Path, concurrency: int) -> tuple[float, int, int]:
+async def _evaluate(
+    task_path: Path, cache_dir: Path, concurrency: int, *, lean: bool = True
+) -> tuple[float, float, int, int]:
+    """Seconds and client CPU seconds of one evaluation, requests sent, errors."""
     task = load_task(task_path)
     options = RuntimeOptions(concurrency=concurrency, cache_dir=cache_dir)
-    async with Runtime(task, options, env={}) as runtime:
+    spec = task.spec.models.target
+    assert spec is not None
+    providers = {"target": OpenAIProvider(spec, env={}, lean=lean)}
+    async with Runtime(task, options, env={}, providers=providers) as runtime:
         scorer = runtime.scorer
         examples = task.split("dev")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = await scorer.evaluate(task.spec.system_prompt, examples, split="dev")
-        elapsed = time.perf_counter() - start
-    return elapsed, result.usage.requests, result.errors
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return elapsed, cpu, result.usage.requests, result.errors
 
 
 async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
-    """Requests per second of the bare openai SDK (no promptopt) at the same concurrency: the
-    client-side ceiling on this machine."""
+    """Requests per second of the bare openai SDK (no promptopt) at the same concurrency: what
+    the SDK path can reach at best on this machine."""
     client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
     gate = asyncio.Semaphore(concurrency)
 
@@ -109,24 +119,31 @@ def main() -> None:
     try:
         base_url = f"http://127.0.0.1:{port_q.get(timeout=30)}/v1"
         print(
-            "| N | latency L | concurrency C | limit C/L (req/s) | promptopt (req/s) | "
-            "promptopt/limit | bare SDK (req/s) | promptopt/bare SDK | cached rerun (s) | errors |"
+            "| N | L | C | limit C/L | lean (req/s) | lean/limit | SDK path (req/s) | "
+            "SDK path/limit | lean/SDK path | bare SDK (req/s) | lean/bare SDK | "
+            "CPU lean / SDK path (ms/req) | cached rerun (s) | errors |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 task = _write_task(folder, args.n, base_url, concurrency)
-                cold, sent, errors = asyncio.run(_evaluate(task, folder / "cache", concurrency))
-                warm, sent_again, _ = asyncio.run(_evaluate(task, folder / "cache", concurrency))
-                assert sent == args.n and sent_again == 0, (sent, sent_again)
+                cache = folder / "cache"
+                cold, cpu, sent, errors = asyncio.run(_evaluate(task, cache, concurrency))
+                warm, _, sent_again, _ = asyncio.run(_evaluate(task, cache, concurrency))
+                sdk, sdk_cpu, sdk_sent, sdk_errors = asyncio.run(
+                    _evaluate(task, folder / "sdk-cache", concurrency, lean=False)
+                )
+                assert sent == sdk_sent == args.n and sent_again == 0, (sent, sdk_sent, sent_again)
                 bare = asyncio.run(_raw_sdk(base_url, args.n, concurrency))
                 limit = concurrency / args.latency
-                achieved = args.n / cold
+                lean_rate, sdk_rate = args.n / cold, args.n / sdk
                 print(
                     f"| {args.n} | {args.latency * 1000:.0f} ms | {concurrency} | {limit:.0f} | "
-                    f"{achieved:.0f} | {achieved / limit:.2f} | {bare:.0f} | "
-                    f"{achieved / bare:.2f} | {warm:.3f} | {errors} |",
+                    f"{lean_rate:.0f} | {lean_rate / limit:.2f} | {sdk_rate:.0f} | "
+                    f"{sdk_rate / limit:.2f} | {lean_rate / sdk_rate:.2f} | {bare:.0f} | "
+                    f"{lean_rate / bare:.2f} | {1000 * cpu / args.n:.2f} / "
+                    f"{1000 * sdk_cpu / args.n:.2f} | {warm:.3f} | {errors + sdk_errors} |",
                     flush=True,
                 )
     finally:

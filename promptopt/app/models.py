@@ -52,6 +52,22 @@ def override_models(
     return replace(task, spec=spec)
 
 
+def set_rate_limits(
+    task: LoadedTask, role: str, *, rpm: float | None = None, tpm: float | None = None
+) -> LoadedTask:
+    """The task with a role's model given requests and tokens per minute (the --target-rpm
+    style flags); a limit not given keeps the model's own. UsageError when the task has no
+    model for the role."""
+    if rpm is None and tpm is None:
+        return task
+    current: ModelSpec | None = getattr(task.spec.models, role)
+    if current is None:
+        raise UsageError(f"--{role}-rpm/--{role}-tpm: the task has no {role} model")
+    update = {name: value for name, value in (("rpm", rpm), ("tpm", tpm)) if value is not None}
+    models = task.spec.models.model_copy(update={role: current.model_copy(update=update)})
+    return replace(task, spec=task.spec.model_copy(update={"models": models}))
+
+
 def _role_options(spec: ModelSpec) -> dict[str, Any]:
     """The options of a spec that belong to its role rather than to its model."""
     return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -78,6 +78,22 @@ BaseUrlOpt = Annotated[
     str | None,
     typer.Option("--base-url", help="OpenAI-compatible server URL for the task's models."),
 ]
+
+
+def _rate_option(name: str, what: str) -> Any:
+    return typer.Option(
+        name,
+        min=0.001,
+        help=f"The account's {what} per minute for the {name.split('-')[2]} model: promptopt "
+        "keeps under it [default: the task file's rpm/tpm, else none].",
+        show_default=False,
+    )
+
+
+TargetRpmOpt = Annotated[float | None, _rate_option("--target-rpm", "requests")]
+TargetTpmOpt = Annotated[float | None, _rate_option("--target-tpm", "tokens")]
+OptimizerRpmOpt = Annotated[float | None, _rate_option("--optimizer-rpm", "requests")]
+OptimizerTpmOpt = Annotated[float | None, _rate_option("--optimizer-tpm", "tokens")]
 MaxCostOpt = Annotated[
     float | None, typer.Option("--max-cost", min=0, help="Hard cap on dollars spent.")
 ]
@@ -270,6 +286,24 @@ def with_models(
     task, note = apply_default_models(task, os.environ)
     if note:
         stderr().print(f"note: {note}", highlight=False)
+    return task
+
+
+def with_rate_limits(
+    task: LoadedTask,
+    *,
+    target: tuple[float | None, float | None] = (None, None),
+    optimizer: tuple[float | None, float | None] = (None, None),
+) -> LoadedTask:
+    """The task with --target-rpm/--target-tpm/--optimizer-rpm/--optimizer-tpm applied (each
+    pair is rpm, tpm), after --target/--optimizer replaced the models."""
+    from promptopt.app.models import set_rate_limits
+
+    try:
+        for role, (rpm, tpm) in (("target", target), ("optimizer", optimizer)):
+            task = set_rate_limits(task, role, rpm=rpm, tpm=tpm)
+    except PromptoptError as exc:
+        fail(str(exc), EXIT_USAGE)
     return task
 
 

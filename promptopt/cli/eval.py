@@ -23,6 +23,8 @@ from promptopt.cli.common import (
     NoCacheOpt,
     SeedOpt,
     TargetOpt,
+    TargetRpmOpt,
+    TargetTpmOpt,
     TaskArg,
     TimeoutOpt,
     batch_printer,
@@ -36,6 +38,7 @@ from promptopt.cli.common import (
     stderr,
     stdout,
     with_models,
+    with_rate_limits,
 )
 from promptopt.errors import PromptoptError
 
@@ -73,8 +76,12 @@ def eval_table(result: EvalResult, title: str, model: str | None = None) -> Tabl
     """One row per figure, so that it fits an 80-column terminal or CI log."""
     from rich.table import Table
 
+    from promptopt.reporting.view import tokens_in
+
     lo, hi = result.ci95()
     usage = result.usage
+    tokens = usage.tokens
+    read_in = tokens_in(usage.to_json()["input_tokens"], tokens.cache_read, tokens.cache_write)
     table = Table(title=title, show_header=False)
     table.add_column("", style="bold")
     table.add_column("", justify="right")
@@ -87,7 +94,7 @@ def eval_table(result: EvalResult, title: str, model: str | None = None) -> Tabl
         ("requests sent", str(usage.requests)),
         ("cache hits", str(usage.cache_hits)),
         ("errors (scored 0)", str(result.errors)),
-        ("tokens in / out", f"{usage.to_json()['input_tokens']} / {usage.tokens.output}"),
+        ("tokens in / out", f"{read_in} / {tokens.output}"),
         ("cost", "unknown" if not usage.cost_known else f"${usage.cost_usd:.4f}"),
     ):
         table.add_row(name, value)
@@ -125,6 +132,8 @@ def eval_command(
     seed: SeedOpt = None,
     target: TargetOpt = None,
     base_url: BaseUrlOpt = None,
+    target_rpm: TargetRpmOpt = None,
+    target_tpm: TargetTpmOpt = None,
     max_cost: MaxCostOpt = None,
     batch: BatchOpt = False,
     timeout: TimeoutOpt = None,
@@ -164,6 +173,7 @@ def eval_command(
             fail(f"-o: the folder {output.parent} does not exist", EXIT_USAGE)
     # Only the split scored is read, and with --limit only its first rows.
     task = with_models(load(task_path, only=split, limit=limit), target, None, base_url)
+    task = with_rate_limits(task, target=(target_rpm, target_tpm))
     text = read_prompt(prompt, prompt_file, task)
     try:
         demos = read_demos_file(demos_file) if demos_file is not None else ()

@@ -22,8 +22,12 @@ from promptopt.cli.common import (
     MaxRetriesOpt,
     NoCacheOpt,
     OptimizerOpt,
+    OptimizerRpmOpt,
+    OptimizerTpmOpt,
     SeedOpt,
     TargetOpt,
+    TargetRpmOpt,
+    TargetTpmOpt,
     TimeoutOpt,
     batch_printer,
     fail,
@@ -34,6 +38,7 @@ from promptopt.cli.common import (
     stderr,
     stdout,
     with_models,
+    with_rate_limits,
 )
 from promptopt.errors import PromptoptError
 
@@ -347,6 +352,10 @@ def run_command(
         str | None,
         typer.Option("--optimizer-base-url", help="A different server for the optimizer model."),
     ] = None,
+    target_rpm: TargetRpmOpt = None,
+    target_tpm: TargetTpmOpt = None,
+    optimizer_rpm: OptimizerRpmOpt = None,
+    optimizer_tpm: OptimizerTpmOpt = None,
     out: OutOpt = Path("runs"),
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue a killed or interrupted run.")
@@ -421,6 +430,9 @@ def run_command(
             if task_path is None:
                 fail("give a task file, or --resume RUN_DIR", EXIT_USAGE)
             task = with_models(load(task_path), target, optimizer, base_url, optimizer_base_url)
+            task = with_rate_limits(
+                task, target=(target_rpm, target_tpm), optimizer=(optimizer_rpm, optimizer_tpm)
+            )
             if baseline is not None:
                 task = with_baseline(task, read_prompt_file(baseline))
             params = parse_params(param or [])

@@ -8,13 +8,21 @@ concurrency gate and the retries. It is the only layer that retries, and it coun
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from promptopt.errors import ExampleRejected, PromptoptError, TransientProviderError
+from promptopt.errors import (
+    BudgetExhausted,
+    ExampleRejected,
+    PromptoptError,
+    TransientProviderError,
+)
 from promptopt.llm.budget import BudgetLedger, Reservation
 from promptopt.llm.cache import ResponseStore, request_key
 from promptopt.llm.error_budget import ErrorBudget, ErrorLimits, TooManyErrors
@@ -24,12 +32,22 @@ from promptopt.llm.messages import (
     ChatRequest,
     Completion,
     Message,
+    RateLimitState,
     Usage,
     normalize_finish_reason,
 )
 from promptopt.llm.pricing import cost_usd, request_max_cost_usd
 from promptopt.llm.providers.base import Provider
+from promptopt.llm.ratelimit import RateLimiter, estimated_tokens, used_tokens
 from promptopt.task.modelspec import ModelSpec, Price
+
+
+async def _raise(exc: BaseException) -> CallResult:
+    raise exc
+
+
+async def _pick(batch: asyncio.Future[list[CallResult]], position: int) -> CallResult:
+    return (await asyncio.shield(batch))[position]
 
 
 class RequestFailed(PromptoptError):
@@ -178,26 +196,91 @@ class RoleUsage:
         )
 
 
+MAX_HEADER_WAIT_S = 60.0
+"""The longest an endpoint is held back on a rate-limit header saying nothing is left."""
+
+
 class EndpointGate:
-    """Per-endpoint concurrency limit plus a shared cool-down after a 429.
+    """Per-endpoint concurrency limit, adaptive, plus a shared cool-down after a 429.
 
     When one request is told to back off, every request to that endpoint waits, instead of each
-    discovering the rate limit on its own.
+    discovering the rate limit on its own. The limit in force (`limit`) starts at `concurrency`,
+    halves on a 429 (once per round of requests: the 429s of requests sent before the cut do
+    not cut again), and grows back by one after each `limit` successes, up to `concurrency`.
     """
 
     def __init__(self, concurrency: int, clock: Callable[[], float] = time.monotonic) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.limit = concurrency
+        self.min_limit = concurrency
+        self._held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._resume_at = 0.0
         self._clock = clock
+        self._cuts = 0
+        self._successes = 0
         self.in_flight = 0
         self.max_in_flight = 0
 
     def cool_down(self, seconds: float) -> None:
         """Hold back every request to this endpoint for `seconds`."""
         self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+    def rate_limited(self, cuts_when_sent: int) -> None:
+        """A request sent when `cuts_when_sent` cuts had been made was refused with a 429."""
+        if cuts_when_sent != self._cuts:
+            return
+        self._cuts += 1
+        self._successes = 0
+        self.limit = max(1, self.limit // 2)
+        self.min_limit = min(self.min_limit, self.limit)
+
+    def succeeded(self, rate_limit: RateLimitState | None) -> None:
+        """A request was answered: grow the limit back, and heed what the server said about
+        its remaining requests and tokens."""
+        if rate_limit is not None and (wait := rate_limit.wait_s()) > 0:
+            # Some servers count daily limits in these headers (Groq's requests per day): a
+            # reset hours away must not stall the command silently; past a minute, the
+            # server's 429s and the retries decide.
+            self.cool_down(min(wait, MAX_HEADER_WAIT_S))
+        if self.limit >= self.concurrency:
+            return
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self.limit += 1
+            self._wake()
+
+    async def _take(self) -> None:
+        """Hold a slot; first come, first served (a slot freed is handed to the longest
+        waiting request, so that a burst of new ones cannot starve it)."""
+        if self._held < self.limit and not self._waiters:
+            self._held += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give()  # handed a slot it will not use: the next in line gets it
+            else:
+                with suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def _give(self) -> None:
+        self._held -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._held < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._held += 1
+                waiter.set_result(None)
 
     async def run(
         self, call: Callable[[], Awaitable[Completion]], stop: asyncio.Event | None = None
@@ -208,17 +291,27 @@ class EndpointGate:
         were queued behind the limit respect them too.
         """
         while True:
-            async with self._semaphore:
+            await self._take()
+            try:
                 wait = self._resume_at - self._clock()
                 if wait <= 0:
                     if stop is not None and stop.is_set():
                         raise RunStopped("stopped on request")
+                    cuts = self._cuts
                     self.in_flight += 1
                     self.max_in_flight = max(self.max_in_flight, self.in_flight)
                     try:
-                        return await call()
+                        completion = await call()
+                    except TransientProviderError as exc:
+                        if exc.status == 429:
+                            self.rate_limited(cuts)
+                        raise
                     finally:
                         self.in_flight -= 1
+                    self.succeeded(completion.rate_limit)
+                    return completion
+            finally:
+                self._give()
             await asyncio.sleep(wait)
 
 
@@ -260,6 +353,7 @@ class ModelClient:
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
         limits: ErrorLimits | None = None,
+        rate: RateLimiter | None = None,
     ) -> None:
         self.role = role
         self.spec = spec
@@ -283,6 +377,7 @@ class ModelClient:
         # batch left unanswered, whose call its reservation already counted.
         self._delivered: dict[str, CallResult] = {}
         self._resend: set[str] = set()
+        self.rate = rate
 
     def key_for(
         self,
@@ -367,6 +462,124 @@ class ModelClient:
         task.add_done_callback(lambda t: self._forget(key, t))
         return await asyncio.shield(task)
 
+    @property
+    def samples_per_request(self) -> bool:
+        """Whether one request can answer several samples (the provider honours `n`)."""
+        return bool(getattr(self.provider, "samples_per_request", False))
+
+    async def complete_samples(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> list[CallResult | BaseException]:
+        """Samples 0 to n-1 of one request, in order, each a CallResult or the exception that
+        sample ended with (RequestFailed, BudgetExhausted, ...), as `asyncio.gather` with
+        `return_exceptions` gives them.
+
+        Each sample is its own cache and journal entry and its own call against the budget, as
+        with `complete(sample_index=i)`. Where the provider honours `n`, the samples not
+        already answered (journal, cache, an identical request in flight) go out as one request,
+        so that its input tokens are paid once; it counts as one request in the usage.
+        """
+        if n <= 1 or not self.samples_per_request:
+            return await asyncio.gather(
+                *(self.complete(messages, sample_index=i, overrides=overrides) for i in range(n)),
+                return_exceptions=True,
+            )
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped("stopped on request")
+        self.errors.check()
+        keys = [self.key_for(messages, i, overrides) for i in range(n)]
+        unknown = [
+            i
+            for i, key in enumerate(keys)
+            if key not in self._in_flight
+            and not (self.journal is not None and self.journal.has(key))
+            and self.store.get(key) is None
+        ]
+        outcomes: dict[int, Awaitable[CallResult]] = {}
+        if len(unknown) > 1:
+            outcomes.update(self._send_samples(messages, keys, unknown, overrides))
+        for i in range(n):
+            if i not in outcomes:
+                outcomes[i] = self.complete(messages, sample_index=i, overrides=overrides)
+        return await asyncio.gather(*(outcomes[i] for i in range(n)), return_exceptions=True)
+
+    def _send_samples(
+        self,
+        messages: Sequence[Message],
+        keys: Sequence[str],
+        indices: Sequence[int],
+        overrides: Mapping[str, Any] | None,
+    ) -> dict[int, Awaitable[CallResult]]:
+        """Start one request for the samples `indices` (each registered as in flight under its
+        key) and return an awaitable per sample; a sample the budget has no room for ends
+        with BudgetExhausted, as it would have alone."""
+        params = self._params(overrides)
+        single = request_max_cost_usd(messages, params, self.price)
+        # The first sample carries the input; each further one adds only its output.
+        extra = request_max_cost_usd(messages, {**params, "n": 2}, self.price) - single
+        reservations: list[Reservation] = []
+        refused: dict[int, Awaitable[CallResult]] = {}
+        for i in indices:
+            try:
+                cost = single if not reservations else extra
+                reservations.append(self.ledger.reserve(self.role, cost))
+            except BudgetExhausted as exc:
+                refused[i] = _raise(exc)
+        sent = list(indices[: len(reservations)])
+        if not sent:
+            return refused
+        request = ChatRequest(
+            messages=tuple(messages), params=params, sample_index=sent[0], n=len(sent)
+        )
+        batch = asyncio.ensure_future(
+            self._send_batch(request, [keys[i] for i in sent], sent, reservations)
+        )
+        out: dict[int, Awaitable[CallResult]] = dict(refused)
+        for position, i in enumerate(sent):
+            key = keys[i]
+            task = asyncio.ensure_future(_pick(batch, position))
+            self._in_flight[key] = task
+            task.add_done_callback(functools.partial(self._forget, key))
+            out[i] = asyncio.shield(task)
+        return out
+
+    async def _send_batch(
+        self,
+        request: ChatRequest,
+        keys: Sequence[str],
+        indices: Sequence[int],
+        reservations: Sequence[Reservation],
+    ) -> list[CallResult]:
+        completion = await self._request(request, keys, reservations)
+        answers = [(completion.text, completion.finish_reason), *completion.more]
+        results = [self._paid(keys[0], replace(completion, more=()), reservations[0])]
+        for position in range(1, len(keys)):
+            if position < len(answers):
+                text, finish_reason = answers[position]
+                part = Completion(
+                    text=text, usage=Usage(), model=completion.model, finish_reason=finish_reason
+                )
+                results.append(
+                    self._paid(keys[position], part, reservations[position], shared_request=True)
+                )
+            else:
+                # The server answered fewer samples than asked (it ignores n): the rest are
+                # sent one by one, on the calls already counted for them.
+                results.append(
+                    await self._send(
+                        keys[position],
+                        request.messages,
+                        indices[position],
+                        request.params,
+                        reservations[position],
+                    )
+                )
+        return results
+
     def _hit(self, key: str, value: dict[str, Any]) -> CallResult:
         self.usage.cache_hits += 1
         if self.journal is not None:
@@ -400,8 +613,9 @@ class ModelClient:
             self.errors.succeeded()
         result = _result_of(entry.value, cached=not entry.paid, cost=entry.cost_usd)
         if entry.paid:
-            self.usage.requests += 1
-            self.usage.attempts += 1
+            if not entry.value.get("shared_request"):
+                self.usage.requests += 1
+                self.usage.attempts += 1
             self.usage.tokens = self.usage.tokens + result.usage
             self.usage.cost_usd += entry.cost_usd
             self.usage.latency_s += result.latency_s
@@ -424,23 +638,39 @@ class ModelClient:
         params: Mapping[str, Any],
         reservation: Reservation,
     ) -> CallResult:
-        self.usage.requests += 1
         request = ChatRequest(messages=messages, params=params, sample_index=sample_index)
+        completion = await self._request(request, (key,), (reservation,))
+        return self._paid(key, completion, reservation)
+
+    async def _request(
+        self, request: ChatRequest, keys: Sequence[str], reservations: Sequence[Reservation]
+    ) -> Completion:
+        """Send one request (of `request.n` samples, one per key), retrying transient
+        failures; on failure its reservations are released and a refusal is journaled for every
+        sample it was to answer."""
+        self.usage.requests += 1
+        estimate = estimated_tokens(request.messages, {**request.params, "n": request.n})
 
         async def attempt() -> Completion:
             # Another request may have used up the error budget while this one waited for a
             # slot: then nothing more is sent to a failing endpoint. Counted here, once sent.
             self.errors.check()
+            if self.rate is not None:
+                # Every attempt counts against rpm and tpm: servers count refused ones too.
+                await self.rate.acquire(estimate)
+                self.errors.check()
             self.usage.attempts += 1
-            return await self.provider.complete(request)
+            completion = await self.provider.complete(request)
+            if self.rate is not None:
+                await self.rate.charge(used_tokens(completion.usage) - estimate)
+            return completion
 
         retries = 0
         try:
             while True:
                 self.errors.check()
                 try:
-                    completion = await self.gate.run(attempt, self.stop)
-                    break
+                    return await self.gate.run(attempt, self.stop)
                 except TransientProviderError as exc:
                     retries += 1
                     if retries > self.retry.max_retries:
@@ -454,18 +684,34 @@ class ModelClient:
                     await self._backoff(delay)
                 except ExampleRejected as exc:
                     failure = RequestFailed(str(exc), kind=exc.kind, permanent=True)
-                    self._journal_failure(key, failure)
+                    for position, key in enumerate(keys):
+                        # Counted once, as the request failed once; the other samples share it.
+                        self._journal_failure(key, failure, shared=position > 0)
                     self.usage.errors += 1
                     self.errors.failed_with(exc.kind)
                     raise failure from exc
         except (RunStopped, RequestFailed, TooManyErrors):
             # A stop sends nothing more; a failure was counted where it was raised, once.
-            self.ledger.release(reservation)
+            for reservation in reservations:
+                self.ledger.release(reservation)
             raise
         except BaseException:
-            self.ledger.release(reservation)
+            for reservation in reservations:
+                self.ledger.release(reservation)
             self.usage.errors += 1
             raise
+
+    def _paid(
+        self,
+        key: str,
+        completion: Completion,
+        reservation: Reservation,
+        *,
+        shared_request: bool = False,
+    ) -> CallResult:
+        """Account for, journal and cache an answer that was paid for. `shared_request`: a
+        further sample of a request already accounted for (its usage and cost are the first
+        sample's), marked so that a resumed run counts the request once too."""
         cost = cost_usd(completion.usage, self.price)
         self.ledger.settle(reservation, cost)
         self.usage.tokens = self.usage.tokens + completion.usage
@@ -475,6 +721,8 @@ class ModelClient:
             self.reported_models.add(completion.model)
         self.errors.succeeded()
         value = _value_of(completion)
+        if shared_request:
+            value["shared_request"] = True
         # The journal first: if the cache write fails (a full disk), the paid answer is
         # already in the run folder, and a resume does not pay for it again.
         if self.journal is not None:

@@ -21,12 +21,15 @@ class ChatRequest:
     """Everything that determines a model's answer, apart from the model itself.
 
     `sample_index` distinguishes repeated samples of the same prompt at temperature > 0,
-    so that they get different cache entries.
+    so that they get different cache entries. `n` asks for that many samples in one request
+    (only of a provider whose `samples_per_request` is true); they are samples `sample_index`
+    onwards.
     """
 
     messages: tuple[Message, ...]
     params: Mapping[str, Any] = field(default_factory=dict)
     sample_index: int = 0
+    n: int = 1
 
 
 @dataclass
@@ -98,15 +101,43 @@ def normalize_finish_reason(raw: object) -> str | None:
 
 
 @dataclass(frozen=True)
+class RateLimitState:
+    """What a server said about its rate limits along with an answer (the
+    `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` headers); None where it said nothing."""
+
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+    def wait_s(self) -> float:
+        """Seconds to hold back further requests: until the exhausted limit resets, else 0."""
+        waits = [
+            reset or 0.0
+            for remaining, reset in (
+                (self.remaining_requests, self.reset_requests_s),
+                (self.remaining_tokens, self.reset_tokens_s),
+            )
+            if remaining is not None and remaining <= 0
+        ]
+        return max(waits, default=0.0)
+
+
+@dataclass(frozen=True)
 class Completion:
     """A model's answer. `model` is the model id the API reported, when it reported one;
-    `finish_reason` is why generation ended (`normalize_finish_reason`), None when unknown."""
+    `finish_reason` is why generation ended (`normalize_finish_reason`), None when unknown;
+    `rate_limit` is what the server said about its rate limits, when it said anything;
+    `more` holds the further samples (text, finish_reason) of a request for several, whose
+    `usage` covers them all."""
 
     text: str
     usage: Usage
     model: str = ""
     latency_s: float = 0.0
     finish_reason: str | None = None
+    rate_limit: RateLimitState | None = None
+    more: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def truncated(self) -> bool:

@@ -532,12 +532,22 @@ def _run_usage(summary: SummaryRecord, config: ConfigRecord | None) -> tuple[Run
                 model=model + (f" ({reported})" if reported else ""),
                 requests=str(used.requests),
                 cache_hits=str(used.cache_hits),
-                input_tokens=str(used.input_tokens),
+                input_tokens=tokens_in(
+                    used.input_tokens, used.cache_read_tokens, used.cache_write_tokens
+                ),
                 output_tokens=str(used.output_tokens),
                 cost=_cost(used.cost_usd),
             )
         )
     return tuple(rows)
+
+
+def tokens_in(total: int, cache_read: int, cache_write: int) -> str:
+    """Input tokens, with the part a provider's prompt cache read or wrote (priced apart) when
+    there is one: "5200 (4096 cache read, 0 written)"."""
+    if not (cache_read or cache_write):
+        return str(total)
+    return f"{total} ({cache_read} cache read, {cache_write} written)"
 
 
 def _demos_note(ids: Sequence[str] | None) -> str | None:

@@ -35,6 +35,7 @@ from promptopt.llm.pricing import (
 )
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.registry import build_provider
+from promptopt.llm.ratelimit import MINUTE_S, RateLimiter, RateLimits
 from promptopt.scoring.metrics import AsyncMetric, Metric, build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
 from promptopt.task.loader import LoadedTask
@@ -72,6 +73,8 @@ class RuntimeOptions:
     """Seconds before one request times out, for every model (None: each model's timeout_s)."""
     max_retries: int | None = None
     """Retries of a request that failed for a transient reason (None: the retry policy's)."""
+    rate_period_s: float = MINUTE_S
+    """The period of the models' rpm and tpm: a minute (tests shrink it)."""
 
     @classmethod
     def for_task(
@@ -183,6 +186,7 @@ class Runtime:
         self.options = options
         self.env = dict(os.environ if env is None else env)
         self.http_client = http_client
+        self._owns_http = False
         self.journal = journal
         self.stop = stop
         self._providers = dict(providers or {})
@@ -198,6 +202,7 @@ class Runtime:
         if options.max_retries is not None:
             self.retry = replace(self.retry, max_retries=options.max_retries)
         self.gates: dict[str, EndpointGate] = {}
+        self.rate_limiters: dict[tuple[str, str], RateLimiter] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
 
@@ -217,7 +222,7 @@ class Runtime:
             # change the answer.
             spec = spec.model_copy(update={"timeout_s": self.options.timeout_s})
         provider = self._providers.get(role) or build_provider(
-            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+            spec, base_dir=self.task.path.parent, http_client=self._http(), env=self.env
         )
         gate = self.gates.get(provider.endpoint)
         if gate is None:
@@ -235,9 +240,36 @@ class Runtime:
             journal=self.journal,
             stop=self.stop,
             limits=self.limits,
+            rate=self._rate_limiter(spec, provider),
         )
         self.clients[role] = client
         return client
+
+    def _http(self) -> httpx2.AsyncClient:
+        """One connection pool for every model of the command: the roles on one server share
+        its connections."""
+        if self.http_client is None:
+            import httpx2
+
+            self.http_client = httpx2.AsyncClient(
+                follow_redirects=True,
+                # The endpoint gates bound what is in flight; the pool must not queue below them.
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=None),
+            )
+            self._owns_http = True
+        return self.http_client
+
+    def _rate_limiter(self, spec: ModelSpec, provider: Provider) -> RateLimiter | None:
+        """The model's rpm/tpm buckets, shared by the roles that use the same model at the
+        same endpoint (an account's limits are per model)."""
+        if spec.rpm is None and spec.tpm is None:
+            return None
+        key = (provider.endpoint, spec.name)
+        limiter = self.rate_limiters.get(key)
+        if limiter is None:
+            limits = RateLimits(rpm=spec.rpm, tpm=spec.tpm, period_s=self.options.rate_period_s)
+            limiter = self.rate_limiters[key] = RateLimiter(limits)
+        return limiter
 
     async def judge(self, system: str, user: str) -> str:
         """Ask the judge model (system, user) and return its reply: the judge metric's and the
@@ -311,6 +343,8 @@ class Runtime:
         try:
             for client in self.clients.values():
                 await client.aclose()
+            if self._owns_http and self.http_client is not None:
+                await self.http_client.aclose()
         finally:
             self.store.close()
             if self.journal is not None:

@@ -7,7 +7,6 @@ is `promptopt.search.state`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import random
@@ -448,21 +447,25 @@ class SearchContext:
         goes on to score the proposals it paid for with the target calls it has left."""
         messages = self._meta_messages(meta_prompt, values)
         client = self._optimizer()
-
-        async def sample(i: int) -> str | None:
-            try:
-                result = await client.complete(messages, sample_index=i, overrides=sampling)
-                return Answer(
-                    result.text, finish_reason=result.finish_reason, meta_prompt=meta_prompt
-                )
-            except RequestFailed as exc:
-                self.event("optimizer_error", meta_prompt=meta_prompt, message=str(exc))
-                return None
-
         with self.stable_event_order():
             # Every sample runs to its end before a failure (a spent budget, say) is raised, so
-            # no answer that was paid for is left unwaited.
-            answers = await asyncio.gather(*(sample(i) for i in range(n)), return_exceptions=True)
+            # no answer that was paid for is left unwaited. Where the optimizer honours `n`,
+            # the samples are one request, which pays for the meta-prompt once.
+            outcomes = await client.complete_samples(messages, n, overrides=sampling)
+            answers: list[str | BaseException] = []
+            for outcome in outcomes:
+                if isinstance(outcome, RequestFailed):
+                    self.event("optimizer_error", meta_prompt=meta_prompt, message=str(outcome))
+                elif isinstance(outcome, BaseException):
+                    answers.append(outcome)
+                else:
+                    answers.append(
+                        Answer(
+                            outcome.text,
+                            finish_reason=outcome.finish_reason,
+                            meta_prompt=meta_prompt,
+                        )
+                    )
         for answer in answers:
             if (
                 isinstance(answer, BudgetExhausted)

@@ -32,6 +32,17 @@ class Price(BaseModel):
     )
 
 
+LATER_FIELDS: dict[str, Any] = {
+    "batch": False,
+    "url_credentials": False,
+    "n_sampling": None,
+    "rpm": None,
+    "tpm": None,
+}
+"""Model fields added after the first release, with the default at which they are left out of
+the task's canonical form."""
+
+
 class ModelSpec(BaseModel):
     """A model endpoint plus its sampling parameters.
 
@@ -72,6 +83,22 @@ class ModelSpec(BaseModel):
         description="send the requests known in advance (scoring) through the provider's batch "
         "service, at batch prices (openai and anthropic)",
     )
+    n_sampling: bool | None = Field(
+        default=None,
+        description="several samples of one prompt in one request (the API's n), paying its "
+        "input once: on by default for OpenAI's own API, off for other servers (turn it on for "
+        "servers that honour n, such as vLLM and SGLang); Anthropic has no n",
+    )
+    rpm: float | None = Field(
+        default=None,
+        gt=0,
+        description="the account's requests per minute for this model; promptopt keeps under it",
+    )
+    tpm: float | None = Field(
+        default=None,
+        gt=0,
+        description="the account's tokens (input plus output) per minute for this model",
+    )
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -83,12 +110,15 @@ class ModelSpec(BaseModel):
         return {"anyOf": [shorthand, mapping]}
 
     @model_serializer(mode="wrap")
-    def _without_default_batch(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # Left out unless set, so that the task hash of every task written before batches
-        # existed stays the same (it names run folders and decides what a diff compares).
+    def _without_later_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Fields added after the first release are left out at their defaults, so that the
+        # task hash of every task written before them stays the same (it names run folders
+        # and decides what a diff compares).
         data = handler(self)
-        if isinstance(data, dict) and not self.batch:
-            data.pop("batch", None)
+        if isinstance(data, dict):
+            for name, default in LATER_FIELDS.items():
+                if data.get(name, default) == default:
+                    data.pop(name, None)
         return data
 
     @model_validator(mode="before")

@@ -17,9 +17,10 @@ import hashlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Literal
@@ -75,6 +76,14 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
+def _prompt_tokens(body: Mapping[str, Any]) -> int:
+    return sum(
+        _count_tokens(_content_text(m.get("content")))
+        for m in body.get("messages") or []
+        if isinstance(m, dict)
+    )
+
+
 def _unit_interval(*parts: object) -> float:
     """A deterministic pseudo-random number in [0, 1) derived from ``parts``."""
     digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
@@ -128,6 +137,10 @@ class FakeOpenAIServer:
         seed: int = 0,
         models: Sequence[str] = ("fake-model",),
         reject: RejectFn | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        rate_window_s: float = 60.0,
+        max_concurrent: int | None = None,
     ) -> None:
         """Configure the server; nothing listens until ``start()`` or ``with``.
 
@@ -137,6 +150,13 @@ class FakeOpenAIServer:
         ``retry-after-ms`` headers of 429 responses (None omits the header). ``reject`` refuses
         chosen bodies for their content, as a server does with an input too long for the
         context: every attempt at such a body gets the same 400.
+
+        ``rpm`` / ``tpm`` enforce a rate limit as hosted APIs do: at most that many requests /
+        tokens (prompt plus completion, counted as the usage reports them) accepted in any
+        ``rate_window_s``; a request over it gets a 429 with ``retry-after`` (until there is
+        room) and ``x-ratelimit-*`` headers, which every answer carries too.
+        ``max_concurrent`` refuses with a 429 (``retry_after_s``) any request arriving while
+        that many are being answered, as an overloaded server does.
         """
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
@@ -155,6 +175,10 @@ class FakeOpenAIServer:
         self.seed = seed
         self.models: Sequence[str] = tuple(models)
         self.reject = reject
+        self.rpm = rpm
+        self.tpm = tpm
+        self.rate_window_s = rate_window_s
+        self.max_concurrent = max_concurrent
 
         self._lock = threading.Lock()
         self._requests_total = 0
@@ -164,6 +188,14 @@ class FakeOpenAIServer:
         self._in_flight = 0
         self._max_in_flight = 0
         self._last_body: dict[str, Any] | None = None
+        # (arrival time, tokens) of every attempt, and of the accepted ones, within the window.
+        self._arrivals: deque[tuple[float, int]] = deque()
+        self._arrival_tokens = 0
+        self._accepted: deque[tuple[float, int]] = deque()
+        self._accepted_tokens = 0
+        self._max_window_requests = 0
+        self._max_window_tokens = 0
+        self._rate_limited = 0
 
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -266,6 +298,25 @@ class FakeOpenAIServer:
         with self._lock:
             return self._last_body
 
+    @property
+    def max_window_requests(self) -> int:
+        """The most requests (every attempt, refused or not) that arrived within any
+        ``rate_window_s``: what a client sent, measured where a provider measures it."""
+        with self._lock:
+            return self._max_window_requests
+
+    @property
+    def max_window_tokens(self) -> int:
+        """The most tokens of requests (every attempt) that arrived within any window."""
+        with self._lock:
+            return self._max_window_tokens
+
+    @property
+    def rate_limited(self) -> int:
+        """429s sent for ``rpm``, ``tpm`` or ``max_concurrent``."""
+        with self._lock:
+            return self._rate_limited
+
     def reset_stats(self) -> None:
         """Zero every counter, including the per-body attempt numbers that drive fault decisions.
 
@@ -278,6 +329,11 @@ class FakeOpenAIServer:
             self._faults_sent = 0
             self._max_in_flight = self._in_flight
             self._last_body = None
+            self._arrivals.clear()
+            self._arrival_tokens = 0
+            self._max_window_requests = 0
+            self._max_window_tokens = 0
+            self._rate_limited = 0
 
     # -- event loop thread -------------------------------------------------------------------
 
@@ -392,6 +448,8 @@ class FakeOpenAIServer:
             return _error(400, "the fake server does not stream", "invalid_request_error")
 
         key = body_hash(body)
+        text = self.reply(body)
+        tokens = _prompt_tokens(body) + _count_tokens(text) * (body.get("n") or 1)
         with self._lock:
             self._requests_total += 1
             attempt = self._requests_by_body.get(key, 0)
@@ -400,7 +458,13 @@ class FakeOpenAIServer:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             faults_so_far = self._faults_by_body.get(key, 0)
+            overloaded = self.max_concurrent is not None and self._in_flight > self.max_concurrent
+            limited = self._admit(time.monotonic(), tokens) if not overloaded else None
         try:
+            if overloaded:
+                return self._too_many("Server overloaded; retry later.", self.retry_after_s)
+            if limited is not None and limited.status == 429:
+                return limited
             refusal = self.reject(body) if self.reject is not None else None
             if refusal is not None:
                 return _error(400, refusal, "invalid_request_error", "context_length_exceeded")
@@ -414,10 +478,69 @@ class FakeOpenAIServer:
                 await asyncio.sleep(self.hang_s)
             elif self.latency_s > 0:
                 await asyncio.sleep(self.latency_s)
-            return self._completion(body, key, attempt)
+            answer = self._completion(body, key, attempt, text)
+            if limited is not None:  # the rate-limit headers of an accepted request
+                answer = replace(answer, headers=answer.headers + limited.headers)
+            return answer
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _too_many(self, message: str, retry_after: float | None) -> _Response:
+        with self._lock:
+            self._rate_limited += 1
+            self._faults_sent += 1
+        response = _error(429, message, "requests", "rate_limit_exceeded")
+        headers = () if retry_after is None else (("retry-after", f"{retry_after:g}"),)
+        return replace(response, headers=headers)
+
+    def _admit(self, now: float, tokens: int) -> _Response | None:
+        """Count an arrival; with ``rpm``/``tpm`` set, a 429 when it is over a limit, else an
+        empty 200 carrying the ``x-ratelimit-*`` headers. Called with the lock held."""
+        window = self.rate_window_s
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] <= now - window:
+            self._arrival_tokens -= arrivals.popleft()[1]
+        arrivals.append((now, tokens))
+        self._arrival_tokens += tokens
+        self._max_window_requests = max(self._max_window_requests, len(arrivals))
+        self._max_window_tokens = max(self._max_window_tokens, self._arrival_tokens)
+        if self.rpm is None and self.tpm is None:
+            return None
+        accepted = self._accepted
+        while accepted and accepted[0][0] <= now - window:
+            self._accepted_tokens -= accepted.popleft()[1]
+        over_requests = self.rpm is not None and len(accepted) + 1 > self.rpm
+        over_tokens = self.tpm is not None and self._accepted_tokens + tokens > self.tpm
+        if not (over_requests or over_tokens):
+            accepted.append((now, tokens))
+            self._accepted_tokens += tokens
+        reset = (accepted[0][0] + window - now) if accepted else 0.0
+        headers: list[tuple[str, str]] = []
+        if self.rpm is not None:
+            headers += [
+                ("x-ratelimit-limit-requests", str(self.rpm)),
+                ("x-ratelimit-remaining-requests", str(max(0, self.rpm - len(accepted)))),
+                ("x-ratelimit-reset-requests", f"{reset:.3f}s"),
+            ]
+        if self.tpm is not None:
+            headers += [
+                ("x-ratelimit-limit-tokens", str(self.tpm)),
+                ("x-ratelimit-remaining-tokens", str(max(0, self.tpm - self._accepted_tokens))),
+                ("x-ratelimit-reset-tokens", f"{reset:.3f}s"),
+            ]
+        if not (over_requests or over_tokens):
+            return _Response(200, b"", tuple(headers))
+        self._rate_limited += 1
+        self._faults_sent += 1
+        which = "requests" if over_requests else "tokens"
+        response = _error(
+            429,
+            f"Rate limit reached for {which} per window; retry later.",
+            which,
+            "rate_limit_exceeded",
+        )
+        return replace(response, headers=(("retry-after", f"{reset:.3f}"), *headers))
 
     def _fault_for(self, key: str, attempt: int, faults_so_far: int) -> _Response | None:
         """The fault response this attempt gets, if any."""
@@ -458,13 +581,8 @@ class FakeOpenAIServer:
         type_ = "server_error" if status >= 500 else "invalid_request_error"
         return _error(status, f"injected fault {status}", type_)
 
-    def _completion(self, body: dict[str, Any], key: str, attempt: int) -> _Response:
-        text = self.reply(body)
-        prompt_tokens = sum(
-            _count_tokens(_content_text(m.get("content")))
-            for m in body["messages"]
-            if isinstance(m, dict)
-        )
+    def _completion(self, body: dict[str, Any], key: str, attempt: int, text: str) -> _Response:
+        prompt_tokens = _prompt_tokens(body)
         n = body.get("n") or 1
         completion_tokens = _count_tokens(text) * n
         choices = [

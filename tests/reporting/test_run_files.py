@@ -162,3 +162,19 @@ def test_rejected_proposals_show_their_total_and_reasons(tmp_path: Path) -> None
     (old / SUMMARY).write_text(json.dumps(summary))
     assert build_run_report(RunFolder(old)).rejected == {"truncated": 3}
     assert RunView.from_folder(RunFolder(old)).rejected == "3 (truncated: 3)"
+
+
+def test_usage_shows_what_the_providers_prompt_cache_read_and_wrote(
+    finished: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cached"
+    shutil.copytree(finished, folder)
+    summary = json.loads((folder / SUMMARY).read_text())
+    target = summary["usage"]["target"]
+    target.update(input_tokens=5000, cache_read_tokens=4096, cache_write_tokens=300)
+    (folder / SUMMARY).write_text(json.dumps(summary))
+    [row] = [u for u in RunView.from_folder(RunFolder(folder)).usage if u.role == "target"]
+    assert row.input_tokens == "5000 (4096 cache read, 300 written)"
+    assert "5000 (4096 cache read, 300 written)" in render_run_markdown(RunFolder(folder))
+    # Without cache tokens, the plain count as before.
+    assert all(u.input_tokens.isdigit() for u in RunView.from_folder(RunFolder(finished)).usage)

@@ -67,3 +67,20 @@ async def test_a_role_without_a_model_says_how_to_set_it(tmp_path: Path) -> None
     async with Runtime(task, RuntimeOptions(no_cache=True), env={}) as runtime:
         with pytest.raises(UsageError, match="--target"):
             runtime.client("target")
+
+
+async def test_the_models_of_a_command_share_one_connection_pool(tmp_path: Path) -> None:
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    server = {"base_url": "http://127.0.0.1:9/v1"}
+    spec["models"]["target"] = {"model": "openai:small", **server}
+    spec["models"]["optimizer"] = {"model": "openai:large", **server}
+    path.write_text(yaml.safe_dump(spec))
+    runtime = Runtime(load_task(path), RuntimeOptions(), env={})
+    target, optimizer = runtime.client("target"), runtime.client("optimizer")
+    pool = runtime.http_client
+    assert pool is not None
+    assert getattr(target.provider, "_http", None) is pool
+    assert getattr(optimizer.provider, "_http", None) is pool
+    await runtime.aclose()
+    assert bool(getattr(pool, "is_closed", False))

@@ -358,3 +358,20 @@ async def test_the_first_failure_in_a_window_cancels_the_rest(tmp_path: Path) ->
     with pytest.raises(FatalProviderError):
         await in_windows(run, EXAMPLES, 4)
     assert started == ["e0", "e1", "e2", "e3"]  # nothing after the failure was started
+
+
+def test_every_example_of_a_prompt_shares_one_stable_prefix() -> None:
+    # Providers cache a prompt's prefix (OpenAI from 1,024 tokens on its own; Anthropic where
+    # a breakpoint marks it): the instruction, its output format and the demonstrations come
+    # first and are byte-identical for every example; only the last message differs.
+    from promptopt.task.prompt import Demo
+    from promptopt.util.prompt import render_system_prompt
+
+    system = render_system_prompt("Classify the question.", "Answer with one label.")
+    demos = (Demo(id="d1", input="Who wrote Hamlet?", output="HUM"),)
+    first = build_messages(system, "How far is the moon?", demos)
+    second = build_messages(system, "When did Rome fall?", demos)
+    assert first[:-1] == second[:-1]
+    assert first[0] == {"role": "system", "content": system}
+    assert system.index("Classify") < system.index("Answer with one label.")
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user"]

@@ -16,7 +16,8 @@ import pytest
 
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
-from promptopt.llm.messages import ChatRequest
+from promptopt.llm.messages import ChatRequest, Completion, Usage
+from promptopt.llm.providers.base import Provider
 from promptopt.llm.providers.scripted import ScriptedProvider, ScriptFunction
 from promptopt.run.folder import CANDIDATES, EVENTS, FINAL_EVAL, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
@@ -72,12 +73,19 @@ _ATOMS = (str, bytes, int, float, bool, type(None))
 class Setup:
     """The toy sentiment task, scripted models and a search state, outside the engine."""
 
-    def __init__(self, tmp: Path, optimizer: ScriptFunction | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        optimizer: ScriptFunction | None = None,
+        optimizer_provider: Provider | None = None,
+    ) -> None:
         self.task: LoadedTask = load_task(write_task(tmp))
         self.target = Counter(target_answer)
-        models = providers(self.target)
+        models: dict[str, Provider] = dict(providers(self.target))
         if optimizer is not None:
             models["optimizer"] = ScriptedProvider(optimizer, name="optimizer")
+        if optimizer_provider is not None:
+            models["optimizer"] = optimizer_provider
         self.runtime = Runtime(
             self.task,
             RuntimeOptions(concurrency=4),
@@ -317,6 +325,50 @@ async def test_asked_answers_carry_their_meta_prompt_and_finish_reason(tmp_path:
     accepted = s.ctx.accept_proposal(whole, operator="ape-resample")
     assert accepted is not None
     assert accepted.text == "Classify the review as positive or negative."
+
+
+class SamplesInOneRequest:
+    """An optimizer endpoint that honours `n`: every sample of a request in one answer."""
+
+    samples_per_request = True
+
+    def __init__(self) -> None:
+        self.requests: list[ChatRequest] = []
+
+    @property
+    def endpoint(self) -> str:
+        return "fake://n"
+
+    @property
+    def model_id(self) -> str:
+        return "scripted:n"
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.requests.append(request)
+        texts = [f"<START>Label the review, wording {i}.<END>" for i in range(request.n)]
+        return Completion(
+            texts[0],
+            Usage(input=300, output=10 * request.n),
+            more=tuple((t, "stop") for t in texts[1:]),
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_the_samples_of_an_ask_are_one_request_where_the_optimizer_honours_n(
+    tmp_path: Path,
+) -> None:
+    endpoint = SamplesInOneRequest()
+    s = Setup(tmp_path, optimizer_provider=endpoint)
+    async with s.runtime:
+        asked = await s.ctx.ask("ape/resample", 3, instruction="Classify the review.")
+        usage = s.runtime.client("optimizer").usage
+    assert [r.n for r in endpoint.requests] == [3]
+    assert len({str(a) for a in asked}) == 3
+    assert all(isinstance(a, Answer) and a.meta_prompt == "ape/resample" for a in asked)
+    assert s.runtime.ledger.calls["optimizer"] == 3  # three samples, three calls
+    assert usage.requests == 1 and usage.tokens.input == 300
 
 
 def test_template_tags_and_role_labels_never_reach_a_candidate(tmp_path: Path) -> None:

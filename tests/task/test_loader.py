@@ -659,3 +659,24 @@ def test_a_deeply_nested_csv_targets_cell_stays_text(tmp_path: Path) -> None:
     problem = only_problem(path)
     assert (problem.field, problem.line) == ("targets", 2)
     assert "must be a non-empty list" in problem.message
+
+
+def test_model_fields_added_later_stay_out_of_the_task_hash_at_their_defaults() -> None:
+    from promptopt.task.modelspec import LATER_FIELDS, ModelSpec
+
+    plain = ModelSpec(model="openai:gpt-4o-mini", temperature=0)
+    # The canonical form of a model written before these fields existed.
+    assert plain.model_dump(mode="json") == {
+        "model": "openai:gpt-4o-mini",
+        "base_url": None,
+        "api_key_env": None,
+        "temperature": 0.0,
+        "max_tokens": None,
+        "params": {},
+        "price": None,
+        "timeout_s": 60.0,
+    }
+    assert set(LATER_FIELDS) <= set(ModelSpec.model_fields)
+    set_ = ModelSpec(model="openai:gpt-4o-mini", batch=True, rpm=60, url_credentials=True)
+    dumped = set_.model_dump(mode="json")
+    assert (dumped["batch"], dumped["rpm"], dumped["url_credentials"]) == (True, 60, True)

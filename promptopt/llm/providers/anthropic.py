@@ -5,18 +5,31 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anthropic
 import httpx2
 from anthropic.resources.messages import AsyncMessages
 
-from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
-from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
+from promptopt.errors import (
+    FatalProviderError,
+    ProviderError,
+    TransientProviderError,
+    UsageError,
+)
+from promptopt.llm.messages import (
+    ChatRequest,
+    Completion,
+    Message,
+    Usage,
+    normalize_finish_reason,
+)
 from promptopt.llm.providers.anthropic_batch import AnthropicBatches
 from promptopt.llm.providers.http_errors import (
     classify_status,
+    parse_rate_limit,
     safe_endpoint,
     without_userinfo,
 )
@@ -27,6 +40,21 @@ ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 # The Messages API requires max_tokens; this covers a classification answer or a critique.
 DEFAULT_MAX_TOKENS = 1024
 _QUOTA_WORDS = ("credit balance", "quota", "billing")
+# The shortest prefix Anthropic caches, in tokens, by model family (its prompt-caching docs); a
+# shorter one marked for caching is simply not cached. Unlisted models: the common minimum.
+CACHE_MIN_TOKENS = {
+    "claude-opus-4-5": 4096,
+    "claude-opus-4-6": 4096,
+    "claude-haiku-4-5": 4096,
+    "claude-opus-4-7": 2048,
+    "claude-sonnet-4-6": 2048,
+    "claude-3-5-haiku": 2048,
+    "claude-3-haiku": 2048,
+}
+DEFAULT_CACHE_MIN_TOKENS = 1024
+# Claude's tokenizer averages about 3.5 characters of English a token; guessing short, more
+# prefixes get marked, and marking one that turns out too short costs nothing.
+_CHARS_PER_TOKEN = 3.5
 # Parameters the SDK no longer names (temperature, top_p, top_k in this SDK generation) still
 # reach the API through extra_body, so the server, not a TypeError, decides what it accepts.
 _NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
@@ -65,6 +93,11 @@ class AnthropicProvider(AnthropicBatches):
         http_client: httpx2.AsyncClient | None = None,
         env: Mapping[str, str] = os.environ,
     ) -> None:
+        if spec.n_sampling:
+            raise UsageError(
+                f"model {spec.model}: n_sampling: the Messages API answers one sample per "
+                "request; remove n_sampling"
+            )
         self._spec = spec
         written = spec.base_url or ANTHROPIC_BASE_URL
         self._base_url = written if spec.url_credentials else without_userinfo(written)
@@ -98,16 +131,14 @@ class AnthropicProvider(AnthropicBatches):
             stop = params.pop("stop")
             params["stop_sequences"] = [stop] if isinstance(stop, str) else stop
         system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
-        body: dict[str, Any] = {
-            "model": self._spec.name,
-            "messages": [
-                {"role": m["role"], "content": m["content"]}
-                for m in request.messages
-                if m["role"] != "system"
-            ],
-        }
+        turns = [m for m in request.messages if m["role"] != "system"]
+        messages: list[dict[str, Any]] = [
+            {"role": m["role"], "content": m["content"]} for m in turns
+        ]
+        body: dict[str, Any] = {"model": self._spec.name, "messages": messages}
         if system:
             body["system"] = system
+        self._mark_cacheable(body, system, turns)
         extra: dict[str, Any] = {}
         for name, value in params.items():
             (body if name in _SDK_PARAMS else extra)[name] = value
@@ -115,11 +146,31 @@ class AnthropicProvider(AnthropicBatches):
             body["extra_body"] = extra
         return body
 
+    def _mark_cacheable(self, body: dict[str, Any], system: str, turns: Sequence[Message]) -> None:
+        """Put a cache breakpoint at the end of the stable prefix (the system block, then the
+        few-shot turns before the final input) when it is long enough for Anthropic to cache:
+        every example scored with one prompt then reads that prefix at the cache price."""
+        stable = turns[:-1]
+        prefix_chars = len(system) + sum(len(m["content"]) for m in stable)
+        if prefix_chars / _CHARS_PER_TOKEN < cache_min_tokens(self._spec.name):
+            return
+        breakpoint_ = {"type": "ephemeral"}
+        if stable:
+            last = body["messages"][len(stable) - 1]
+            last["content"] = [
+                {"type": "text", "text": last["content"], "cache_control": breakpoint_}
+            ]
+        elif system:
+            body["system"] = [{"type": "text", "text": system, "cache_control": breakpoint_}]
+
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one request; raise Transient/FatalProviderError on failure."""
         started = time.perf_counter()
         try:
-            response = await self._client.messages.create(**self._body(request))
+            # With its headers, so that the rate-limit ones reach the adaptive concurrency.
+            raw = await self._client.messages.with_raw_response.create(**self._body(request))
+            headers = raw.headers
+            response = await raw.parse()
         except anthropic.APIStatusError as error:
             raise self._status_error(error) from None
         except anthropic.APITimeoutError:
@@ -134,7 +185,7 @@ class AnthropicProvider(AnthropicBatches):
         except (anthropic.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
         latency = time.perf_counter() - started
-        return self._completion(response, latency)
+        return replace(self._completion(response, latency), rate_limit=parse_rate_limit(headers))
 
     def _completion(self, response: Any, latency: float) -> Completion:
         blocks = getattr(response, "content", None)
@@ -171,6 +222,14 @@ class AnthropicProvider(AnthropicBatches):
         """Close the connections, unless the caller lent the HTTP client."""
         if self._owns_http:
             await self._client.close()
+
+
+def cache_min_tokens(name: str) -> int:
+    """The shortest prefix (tokens) Anthropic caches for model `name` (dated ids included)."""
+    for family, minimum in CACHE_MIN_TOKENS.items():
+        if name == family or name.startswith(family + "-"):
+            return minimum
+    return DEFAULT_CACHE_MIN_TOKENS
 
 
 def _usage(usage: Any) -> Usage:

@@ -28,6 +28,7 @@ class AnthropicBatches:
         _client: anthropic.AsyncAnthropic
         _label: str
         _key: str
+        _secrets: list[str]
 
         def _body(self, request: ChatRequest) -> dict[str, Any]: ...
 
@@ -46,7 +47,7 @@ class AnthropicBatches:
                 ) from None
             raise self._status_error(error) from None
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as error:
-            detail = redact(str(error.__cause__ or error), [self._key])
+            detail = redact(str(error.__cause__ or error), self._secrets)
             raise TransientProviderError(
                 f"{self._label}: {what} failed: {detail}", kind="connection failed"
             ) from None

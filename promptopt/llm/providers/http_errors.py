@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,6 +19,7 @@ from promptopt.errors import (
     ProviderError,
     TransientProviderError,
 )
+from promptopt.llm.messages import RateLimitState
 
 # What servers say when one request's content is the problem rather than the request's shape:
 # OpenAI (context_length_exceeded), Anthropic ("prompt is too long"), vLLM ("maximum context
@@ -74,6 +76,72 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
         return None
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str) -> float | None:
+    """Seconds in a reset header: OpenAI's "1s", "6m0s", "20ms", or a plain number of seconds."""
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def parse_rate_limit(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> RateLimitState | None:
+    """What an answer's headers say about the rate limits, or None when they say nothing:
+    `x-ratelimit-remaining-*` / `x-ratelimit-reset-*` (OpenAI, Groq, Together, gateways in front
+    of vLLM ...) or Anthropic's `anthropic-ratelimit-*-remaining` / `-reset` (an RFC 3339 time).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+
+    def count(*names: str) -> int | None:
+        for name in names:
+            value = lowered.get(name)
+            if value is None:
+                continue
+            try:
+                return int(float(value))
+            except ValueError:
+                return None
+        return None
+
+    def seconds(openai_name: str, anthropic_name: str) -> float | None:
+        value = lowered.get(openai_name)
+        if value is not None:
+            return parse_duration(value)
+        value = lowered.get(anthropic_name)
+        if value is None:
+            return None
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
+
+    state = RateLimitState(
+        remaining_requests=count(
+            "x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining"
+        ),
+        remaining_tokens=count(
+            "x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining"
+        ),
+        reset_requests_s=seconds(
+            "x-ratelimit-reset-requests", "anthropic-ratelimit-requests-reset"
+        ),
+        reset_tokens_s=seconds("x-ratelimit-reset-tokens", "anthropic-ratelimit-tokens-reset"),
+    )
+    return None if state == RateLimitState() else state
 
 
 def classify_status(

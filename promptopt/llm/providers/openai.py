@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import httpx2
 import openai
+from openai._types import RequestOptions
 from openai.resources.chat.completions import AsyncCompletions
 from openai.types.chat import ChatCompletion
 
@@ -18,6 +21,7 @@ from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_fin
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
 from promptopt.llm.providers.http_errors import (
     classify_status,
+    parse_rate_limit,
     safe_endpoint,
     without_userinfo,
 )
@@ -31,6 +35,9 @@ DUMMY_KEY = "not-needed"
 # they travel in extra_body so the server decides what it accepts.
 _NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
 _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - _NOT_PARAMS
+# Asks the SDK for the response with its headers (what `with_raw_response` sends), so that the
+# rate-limit headers of an answer reach the client's adaptive concurrency.
+_RAW_RESPONSE: RequestOptions = {"headers": {"X-Stainless-Raw-Response": "true"}}
 
 
 def resolve_api_key(
@@ -84,7 +91,11 @@ class OpenAIProvider(OpenAIBatches):
         *,
         http_client: httpx2.AsyncClient | None = None,
         env: Mapping[str, str] = os.environ,
+        lean: bool | None = None,
     ) -> None:
+        """`lean` chooses the plain-JSON path (see `_complete_lean`) over the SDK; by default
+        OpenAI-compatible servers get it, and OpenAI's own API keeps the SDK (its organization
+        and project settings, and the batch API, go through the SDK's client)."""
         self._spec = spec
         written = resolve_base_url(spec)
         self._base_url = written if spec.url_credentials else without_userinfo(written)
@@ -94,6 +105,7 @@ class OpenAIProvider(OpenAIBatches):
         self._secrets = [self._key, *url_credentials(written)]
         self._owns_http = http_client is None
         self._label = f"{spec.model} at {safe_endpoint(self._base_url)}"
+        self.lean = not self._official if lean is None else lean
         self._client = openai.AsyncOpenAI(
             api_key=self._key,
             base_url=self._base_url,
@@ -101,6 +113,19 @@ class OpenAIProvider(OpenAIBatches):
             timeout=spec.timeout_s,
             http_client=http_client,
         )
+        self._http: httpx2.AsyncClient | None = None
+        if self.lean:
+            self._http = http_client or httpx2.AsyncClient(
+                timeout=spec.timeout_s,
+                # The endpoint gate bounds what is in flight; the pool must not queue below it.
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=None),
+            )
+            self._url = self._base_url.rstrip("/") + "/chat/completions"
+            self._headers = {
+                "authorization": f"Bearer {self._key}",
+                "content-type": "application/json",
+                "accept": "application/json",
+            }
 
     @property
     def endpoint(self) -> str:
@@ -112,6 +137,14 @@ class OpenAIProvider(OpenAIBatches):
         """The "provider:name" the user asked for."""
         return self._spec.model
 
+    @property
+    def samples_per_request(self) -> bool:
+        """Whether a request for several samples sends `n` (OpenAI's own API honours it;
+        another server only when the model's `n_sampling` says it does: Ollama ignores it)."""
+        if self._spec.n_sampling is not None:
+            return self._spec.n_sampling
+        return self._official
+
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         params: dict[str, Any] = {**self._spec.sampling_params(), **request.params}
         # OpenAI's reasoning models reject max_tokens; its replacement works for every model
@@ -122,6 +155,8 @@ class OpenAIProvider(OpenAIBatches):
             "model": self._spec.name,
             "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages],
         }
+        if request.n > 1:
+            body["n"] = request.n
         extra: dict[str, Any] = {}
         for name, value in params.items():
             (body if name in _SDK_PARAMS else extra)[name] = value
@@ -135,15 +170,22 @@ class OpenAIProvider(OpenAIBatches):
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one chat request; raise Transient/FatalProviderError on failure."""
+        if self._http is not None:
+            return await self._complete_lean(self._http, request)
         started = time.perf_counter()
         try:
             # The SDK's own low-level post: same request building, auth and response parsing
             # as chat.completions.create, without re-walking the already plain JSON body
             # through its TypedDict transform, which costs about a third of the client-side
             # CPU per request at high concurrency (bench/throughput.py).
-            response = await self._client.post(
-                "/chat/completions", body=self._wire_body(request), cast_to=ChatCompletion
+            raw = await self._client.post(
+                "/chat/completions",
+                body=self._wire_body(request),
+                cast_to=ChatCompletion,
+                options=_RAW_RESPONSE,
             )
+            headers = getattr(raw, "headers", None) or {}
+            response = raw.parse() if hasattr(raw, "parse") else raw
         except openai.APIStatusError as error:
             raise self._status_error(error) from None
         except openai.APITimeoutError:
@@ -158,7 +200,7 @@ class OpenAIProvider(OpenAIBatches):
         except (openai.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
         latency = time.perf_counter() - started
-        return self._completion(response, latency)
+        return replace(self._completion(response, latency), rate_limit=parse_rate_limit(headers))
 
     def _completion(self, response: Any, latency: float) -> Completion:
         choices = getattr(response, "choices", None)
@@ -168,12 +210,99 @@ class OpenAIProvider(OpenAIBatches):
         text = getattr(message, "content", None)
         if not isinstance(text, str):
             raise self._malformed("no message content")
+        more: list[tuple[str, str | None]] = []
+        for choice in choices[1:]:
+            extra = getattr(getattr(choice, "message", None), "content", None)
+            if isinstance(extra, str):
+                more.append(
+                    (extra, normalize_finish_reason(getattr(choice, "finish_reason", None)))
+                )
         return Completion(
             text=text,
             usage=_usage(getattr(response, "usage", None)),
             model=getattr(response, "model", None) or self._spec.name,
             latency_s=latency,
             finish_reason=normalize_finish_reason(getattr(choices[0], "finish_reason", None)),
+            more=tuple(more),
+        )
+
+    async def _complete_lean(self, http: httpx2.AsyncClient, request: ChatRequest) -> Completion:
+        """The same request as the SDK path, as JSON bytes on the shared connection pool, and
+        only the fields promptopt uses read back: the SDK's typed request and response objects
+        cost about a millisecond of CPU per request, which caps one process at a few hundred
+        requests per second against a fast local server (bench/throughput.py). Errors are
+        classified exactly as on the SDK path."""
+        content = json.dumps(self._wire_body(request), ensure_ascii=False).encode()
+        started = time.perf_counter()
+        try:
+            # The model's timeout on each request: the pool may be lent, with its own default.
+            response = await http.post(
+                self._url, content=content, headers=self._headers, timeout=self._spec.timeout_s
+            )
+            raw = await response.aread()
+        except httpx2.TimeoutException:
+            raise TransientProviderError(
+                f"{self._label}: the request timed out", kind="timed out"
+            ) from None
+        except httpx2.TransportError as error:
+            detail = redact(str(error), self._secrets)
+            raise TransientProviderError(
+                f"{self._label}: connection failed: {detail}", kind="connection failed"
+            ) from None
+        latency = time.perf_counter() - started
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            raise self._lean_status_error(response, data) from None
+        if not isinstance(data, dict):
+            raise self._malformed("the body is not a JSON object")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise self._malformed("no choices")
+        texts: list[tuple[str, str | None]] = []
+        for choice in choices:
+            message = choice.get("message") if isinstance(choice, dict) else None
+            text = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(text, str):
+                if not texts:
+                    raise self._malformed("no message content")
+                continue
+            texts.append((text, normalize_finish_reason(choice.get("finish_reason"))))
+        model = data.get("model")
+        (text, finish_reason), *more = texts
+        try:
+            usage = _usage_of(data.get("usage"))
+        except (TypeError, ValueError):
+            raise self._malformed("usage is not a count of tokens") from None
+        return Completion(
+            text=text,
+            usage=usage,
+            model=model if isinstance(model, str) and model else self._spec.name,
+            latency_s=latency,
+            finish_reason=finish_reason,
+            rate_limit=parse_rate_limit(response.headers),
+            more=tuple(more),
+        )
+
+    def _lean_status_error(self, response: httpx2.Response, data: Any) -> ProviderError:
+        """The error an HTTP error status means, read from the body as the SDK reads it."""
+        error = data.get("error", data) if isinstance(data, dict) else data
+        fields = error if isinstance(error, dict) else {}
+        message = fields.get("message") if fields else error
+        if not isinstance(message, str) or not message:
+            message = f"Error code: {response.status_code}"
+        code = fields.get("code")
+        kind = fields.get("type")
+        return classify_status(
+            label=self._label,
+            status=response.status_code,
+            message=redact(message, self._secrets),
+            headers=response.headers,
+            quota_exhausted=response.status_code == 429 and "insufficient_quota" in (code, kind),
+            key_env=self._key_env or "the server's key (set api_key_env)",
+            code=code if isinstance(code, str) else None,
         )
 
     def _malformed(self, why: str) -> TransientProviderError:
@@ -196,6 +325,22 @@ class OpenAIProvider(OpenAIBatches):
         """Close the connections, unless the caller lent the HTTP client."""
         if self._owns_http:
             await self._client.close()
+            if self._http is not None:
+                await self._http.aclose()
+
+
+def _usage_of(usage: Any) -> Usage:
+    """`_usage` of a usage object as plain JSON."""
+    if not isinstance(usage, dict):
+        return Usage()
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+    prompt = int(usage.get("prompt_tokens") or 0)
+    return Usage(
+        input=max(0, prompt - int(cached or 0)),
+        cache_read=int(cached or 0),
+        output=int(usage.get("completion_tokens") or 0),
+    )
 
 
 def _usage(usage: Any) -> Usage:

@@ -36,6 +36,7 @@ class OpenAIBatches:
         _client: openai.AsyncOpenAI
         _label: str
         _key: str
+        _secrets: list[str]
 
         def _wire_body(self, request: ChatRequest) -> dict[str, Any]: ...
 
@@ -54,7 +55,7 @@ class OpenAIBatches:
                 ) from None
             raise self._status_error(error) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as error:
-            detail = redact(str(error.__cause__ or error), [self._key])
+            detail = redact(str(error.__cause__ or error), self._secrets)
             raise TransientProviderError(
                 f"{self._label}: {what} failed: {detail}", kind="connection failed"
             ) from None

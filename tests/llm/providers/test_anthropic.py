@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import pytest
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage
-from promptopt.llm.providers.anthropic import AnthropicProvider
+from promptopt.llm.providers.anthropic import AnthropicProvider, cache_min_tokens
 from promptopt.task.modelspec import ModelSpec
 from tests.support.anthropic import message_body
 
@@ -230,3 +231,87 @@ def test_base_url_and_named_key_variable() -> None:
     assert sent.headers["authorization"] == "Bearer proxy-1"
     with pytest.raises(FatalProviderError, match="PROXY_KEY"):
         AnthropicProvider(spec, env=ENV)
+
+
+def sent_body(request: ChatRequest, spec: str = "anthropic:claude-haiku-4-5") -> dict[str, Any]:
+    recorder = Recorder(lambda r: httpx2.Response(200, json=message_body()))
+
+    async def go() -> None:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(recorder)) as client:
+            provider = AnthropicProvider(ModelSpec(model=spec), http_client=client, env=ENV)
+            await provider.complete(request)
+            await provider.aclose()
+
+    asyncio.run(go())
+    body: dict[str, Any] = json.loads(recorder.requests[0].content)
+    return body
+
+
+SENTENCE = "Classify the question by the type of its answer. "
+LONG_INSTRUCTION = SENTENCE * 300  # about 4,300 tokens: enough for every model
+
+
+def test_a_system_block_long_enough_to_cache_gets_a_cache_breakpoint() -> None:
+    request = ChatRequest(
+        messages=(
+            {"role": "system", "content": LONG_INSTRUCTION},
+            {"role": "user", "content": "Who wrote Hamlet?"},
+        )
+    )
+    body = sent_body(request)
+    assert body["system"] == [
+        {"type": "text", "text": LONG_INSTRUCTION, "cache_control": {"type": "ephemeral"}}
+    ]
+    assert body["messages"] == [{"role": "user", "content": "Who wrote Hamlet?"}]
+
+
+def test_a_short_system_block_is_sent_as_plain_text() -> None:
+    assert sent_body(REQUEST)["system"] == "Answer with the label only."
+
+
+def test_the_minimum_is_the_models_own() -> None:
+    # About 2,100 tokens: enough for Sonnet 4.6 (2,048), not for Haiku 4.5 (4,096).
+    request = ChatRequest(
+        messages=(
+            {"role": "system", "content": SENTENCE * 150},
+            {"role": "user", "content": "Who wrote Hamlet?"},
+        )
+    )
+    assert isinstance(sent_body(request, "anthropic:claude-sonnet-4-6")["system"], list)
+    assert isinstance(sent_body(request, "anthropic:claude-haiku-4-5-20251001")["system"], str)
+    assert cache_min_tokens("claude-haiku-4-5-20251001") == 4096
+    assert cache_min_tokens("claude-sonnet-4-5") == 1024
+    assert cache_min_tokens("claude-some-future-model") == 1024
+
+
+def test_with_demonstrations_the_breakpoint_follows_the_last_one() -> None:
+    request = ChatRequest(
+        messages=(
+            {"role": "system", "content": LONG_INSTRUCTION},
+            {"role": "user", "content": "Who wrote Hamlet?"},
+            {"role": "assistant", "content": "HUM"},
+            {"role": "user", "content": "How far is the moon?"},
+        )
+    )
+    body = sent_body(request)
+    assert body["system"] == LONG_INSTRUCTION
+    assert body["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "HUM", "cache_control": {"type": "ephemeral"}}],
+    }
+    assert body["messages"][0] == {"role": "user", "content": "Who wrote Hamlet?"}
+    assert body["messages"][2] == {"role": "user", "content": "How far is the moon?"}
+
+
+def test_anthropic_rate_limit_headers_reach_the_answer() -> None:
+    headers = {
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": "2999-01-01T00:00:00Z",
+        "anthropic-ratelimit-tokens-remaining": "12000",
+    }
+    result, _ = run(lambda r: httpx2.Response(200, json=message_body(), headers=headers))
+    assert isinstance(result, Completion)
+    state = result.rate_limit
+    assert state is not None
+    assert state.remaining_requests == 0 and state.remaining_tokens == 12000
+    assert state.reset_requests_s is not None and state.reset_requests_s > 0

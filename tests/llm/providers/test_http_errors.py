@@ -8,7 +8,14 @@ from email.utils import format_datetime
 import pytest
 
 from promptopt.errors import ExampleRejected, FatalProviderError, TransientProviderError
-from promptopt.llm.providers.http_errors import classify_status, parse_retry_after, safe_endpoint
+from promptopt.llm.messages import RateLimitState
+from promptopt.llm.providers.http_errors import (
+    classify_status,
+    parse_duration,
+    parse_rate_limit,
+    parse_retry_after,
+    safe_endpoint,
+)
 
 
 @pytest.mark.parametrize(
@@ -106,3 +113,44 @@ def test_safe_endpoint_drops_credentials() -> None:
         safe_endpoint("https://u:p@h.example:8443/v1/?api_key=k#x") == "https://h.example:8443/v1"
     )
     assert safe_endpoint("http://localhost:11434/v1") == "http://localhost:11434/v1"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("2.5", 2.5)],
+)
+def test_reset_durations_in_every_form_servers_send(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_a_reset_that_is_not_a_duration_is_ignored() -> None:
+    assert parse_duration("soon") is None
+    assert parse_duration("5 s") is None
+
+
+def test_rate_limit_headers_are_read_and_absent_ones_are_none() -> None:
+    state = parse_rate_limit(
+        {
+            "X-RateLimit-Remaining-Requests": "0",
+            "x-ratelimit-reset-requests": "1.5s",
+            "x-ratelimit-remaining-tokens": "garbage",
+        }
+    )
+    assert state == RateLimitState(remaining_requests=0, reset_requests_s=1.5)
+    assert state.wait_s() == 1.5
+    assert parse_rate_limit({"content-type": "application/json"}) is None
+    assert RateLimitState(remaining_requests=3, reset_requests_s=9.0).wait_s() == 0.0
+
+
+def test_anthropic_resets_are_times_of_day() -> None:
+    now = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC).timestamp()
+    state = parse_rate_limit(
+        {
+            "anthropic-ratelimit-tokens-remaining": "0",
+            "anthropic-ratelimit-tokens-reset": "2026-11-30T12:00:07Z",
+            "anthropic-ratelimit-requests-reset": "not a time",
+        },
+        now=now,
+    )
+    assert state == RateLimitState(remaining_tokens=0, reset_tokens_s=7.0)
+    assert state.wait_s() == 7.0

@@ -1,4 +1,6 @@
-"""OpenAIProvider on a fake HTTP layer (httpx2.MockTransport); the real SDK builds and parses."""
+"""OpenAIProvider on a fake HTTP layer (httpx2.MockTransport), on both of its paths: the real SDK
+building and parsing, and the lean path (plain JSON on the shared pool). Every test runs on both,
+so that errors, retries and usage are the same whichever path a model takes."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage
-from promptopt.llm.providers.openai import OpenAIProvider
+from promptopt.llm.providers import openai as openai_provider
 from promptopt.task.modelspec import ModelSpec
 
 KEY = "sk-test-SECRET0123456789abcdef"
@@ -27,6 +29,19 @@ REQUEST = ChatRequest(
 )
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
+OpenAIProvider: Callable[..., openai_provider.OpenAIProvider] = openai_provider.OpenAIProvider
+
+
+@pytest.fixture(autouse=True, params=["sdk", "lean"])
+def client_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every provider a test builds takes this path."""
+    lean = request.param == "lean"
+
+    def build(*args: Any, **kwargs: Any) -> openai_provider.OpenAIProvider:
+        return openai_provider.OpenAIProvider(*args, lean=lean, **kwargs)
+
+    monkeypatch.setitem(globals(), "OpenAIProvider", build)
+    return str(request.param)
 
 
 def completion_body(**overrides: Any) -> dict[str, Any]:
@@ -319,3 +334,33 @@ def test_ollama_style_error_body_keeps_the_server_message() -> None:
     result, _ = run(handler, "ollama:llama9")
     assert isinstance(result, FatalProviderError)
     assert "model 'llama9' not found, try pulling it first" in str(result)
+
+
+def test_each_path_is_the_one_taken(client_path: str) -> None:
+    _, recorder = run(lambda r: httpx2.Response(200, json=completion_body()))
+    # The SDK marks its requests; the lean path sends only what the API needs.
+    assert ("x-stainless-lang" in recorder.requests[0].headers) == (client_path == "sdk")
+
+
+def test_compatible_servers_take_the_lean_path_and_openai_the_sdk() -> None:
+    compatible = ModelSpec(model="openai:qwen", base_url="http://127.0.0.1:8000/v1")
+    assert openai_provider.OpenAIProvider(compatible, env={}).lean
+    assert not openai_provider.OpenAIProvider(ModelSpec(model="openai:gpt-4o"), env=ENV).lean
+
+
+def test_rate_limit_headers_and_further_samples_are_read() -> None:
+    body = completion_body()
+    body["choices"].append(
+        {"index": 1, "message": {"role": "assistant", "content": "No"}, "finish_reason": "length"}
+    )
+    headers = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "250ms"}
+    result, _ = run(lambda r: httpx2.Response(200, json=body, headers=headers))
+    assert isinstance(result, Completion)
+    assert result.rate_limit is not None and result.rate_limit.wait_s() == 0.25
+    assert result.more == (("No", "length"),)
+
+
+def test_the_models_timeout_applies_to_a_lent_connection_pool() -> None:
+    spec = ModelSpec(model="openai:gpt-4o-mini", timeout_s=123)
+    _, recorder = run(lambda r: httpx2.Response(200, json=completion_body()), spec)
+    assert recorder.requests[0].extensions["timeout"]["read"] == 123
