@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from promptopt.errors import BudgetExhausted
 
+EMBEDDING = "embedding"
+"""The role of embedding calls: counted on their own, without a call cap."""
+
 
 @dataclass(frozen=True)
 class BudgetCaps:
@@ -16,7 +19,10 @@ class BudgetCaps:
     cost_usd: float | None = None
 
     def calls_cap(self, role: str) -> int | None:
-        """The call cap for a role ("target", "optimizer"; the judge counts as optimizer)."""
+        """The call cap for a role ("target", "optimizer"; the judge counts as optimizer;
+        "embedding" calls are counted but never capped: only dollars limit them)."""
+        if role == EMBEDDING:
+            return None
         return self.target_calls if role == "target" else self.optimizer_calls
 
 
@@ -46,7 +52,7 @@ class BudgetLedger:
     reserved_usd: float = 0.0
 
     def _calls_role(self, role: str) -> str:
-        return "target" if role == "target" else "optimizer"
+        return role if role in ("target", EMBEDDING) else "optimizer"
 
     def reserve(self, role: str, max_cost_usd: float) -> Reservation:
         """Reserve one call and its worst-case cost, or raise BudgetExhausted without sending."""

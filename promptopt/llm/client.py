@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from promptopt.errors import ExampleRejected, PromptoptError, TransientProviderError
 from promptopt.llm.budget import BudgetLedger, Reservation
@@ -30,6 +30,8 @@ from promptopt.llm.messages import (
 from promptopt.llm.pricing import cost_usd, request_max_cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.task.modelspec import ModelSpec, Price
+
+_T = TypeVar("_T")
 
 
 class RequestFailed(PromptoptError):
@@ -199,9 +201,7 @@ class EndpointGate:
         """Hold back every request to this endpoint for `seconds`."""
         self._resume_at = max(self._resume_at, self._clock() + seconds)
 
-    async def run(
-        self, call: Callable[[], Awaitable[Completion]], stop: asyncio.Event | None = None
-    ) -> Completion:
+    async def run(self, call: Callable[[], Awaitable[_T]], stop: asyncio.Event | None = None) -> _T:
         """Run one attempt inside the concurrency limit, after any cool-down.
 
         The cool-down and the stop request are checked once a slot is held, so requests that

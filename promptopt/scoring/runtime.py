@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -15,12 +15,13 @@ from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 from promptopt.llm.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
 from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.embeddings import EmbeddingClient, default_embedding_spec
 from promptopt.llm.error_budget import ErrorLimits
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import Message
 from promptopt.llm.pricing import price_for, unknown_cost_note, unknown_price_message
-from promptopt.llm.providers.base import Provider
-from promptopt.llm.providers.registry import build_provider
+from promptopt.llm.providers.base import Embedder, Provider
+from promptopt.llm.providers.registry import build_embedder, build_provider
 from promptopt.scoring.metrics import build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
 from promptopt.task.loader import LoadedTask
@@ -93,6 +94,12 @@ def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
     return spec
 
 
+def embedding_model(task: LoadedTask) -> ModelSpec | None:
+    """The model that embeds: models.embedding, else the optimizer's endpoint when it has
+    embeddings (`default_embedding_spec`), else None."""
+    return task.spec.models.embedding or default_embedding_spec(task.spec.models.optimizer)
+
+
 def role_price(task: LoadedTask, role: str, spec: ModelSpec, caps: BudgetCaps) -> Price | None:
     """The price of a role's model (None: unknown); UsageError, with the task-file lines that
     price it, when it is unknown and a cost cap must be kept."""
@@ -143,6 +150,7 @@ class Runtime:
         journal: ResponseJournal | None = None,
         stop: asyncio.Event | None = None,
         providers: Mapping[str, Provider] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.task = task
         self.options = options
@@ -163,6 +171,9 @@ class Runtime:
         self.gates: dict[str, EndpointGate] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
+        self._embedder = embedder
+        self.embedding: EmbeddingClient | None = None
+        """The embedding model's client once `embedding_client` built it."""
 
     def client(self, role: str) -> ModelClient:
         """The client for a role, built on first use."""
@@ -197,6 +208,45 @@ class Runtime:
         )
         self.clients[role] = client
         return client
+
+    def embedding_client(self) -> EmbeddingClient | None:
+        """The embedding model's client, built on first use; None when the task has no
+        embedding model (`embedding_model`).
+
+        Raises UsageError when the model cannot embed or is unpriced under a cost cap, and
+        FatalProviderError when it cannot be reached as configured (a missing key).
+        """
+        if self.embedding is not None:
+            return self.embedding
+        spec = embedding_model(self.task)
+        if spec is None:
+            return None
+        price = role_price(self.task, "embedding", spec, self.options.caps)
+        embedder = self._embedder or build_embedder(
+            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+        )
+        gate = self.gates.get(embedder.endpoint)
+        if gate is None:
+            gate = self.gates[embedder.endpoint] = EndpointGate(self.options.concurrency)
+        self.embedding = EmbeddingClient(
+            spec,
+            embedder,
+            store=self.store,
+            ledger=self.ledger,
+            gate=gate,
+            price=price,
+            retry=self.retry,
+            seed=self.options.seed,
+            journal=self.journal,
+            stop=self.stop,
+        )
+        return self.embedding
+
+    async def embed(self, texts: Sequence[str]) -> list[tuple[float, ...]] | None:
+        """The embedding model's vectors of `texts`, or None when the task has none: the
+        search's channel to embeddings."""
+        client = self.embedding_client()
+        return None if client is None else await client.embed(texts)
 
     async def judge(self, system: str, user: str) -> str:
         """Ask the judge model (system, user) and return its reply: the judge metric's and the
@@ -238,6 +288,8 @@ class Runtime:
         try:
             for client in self.clients.values():
                 await client.aclose()
+            if self.embedding is not None:
+                await self.embedding.aclose()
         finally:
             self.store.close()
             if self.journal is not None:

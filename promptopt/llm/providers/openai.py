@@ -5,8 +5,8 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -15,6 +15,7 @@ from openai.types.chat import ChatCompletion
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
+from promptopt.llm.providers.base import Embeddings
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
 from promptopt.llm.providers.http_errors import classify_status, safe_endpoint
 from promptopt.task.modelspec import ModelSpec
@@ -26,6 +27,7 @@ DUMMY_KEY = "not-needed"
 # they travel in extra_body so the server decides what it accepts.
 _NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
 _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - _NOT_PARAMS
+_T = TypeVar("_T")
 
 
 def resolve_api_key(
@@ -71,7 +73,8 @@ def _is_quota_error(error: openai.APIStatusError) -> bool:
 
 
 class OpenAIProvider:
-    """A chat model behind the OpenAI chat-completions API; one attempt per `complete` call."""
+    """A model behind the OpenAI API: chat completions, and embeddings (POST /embeddings) for
+    an embedding model; one attempt per call."""
 
     def __init__(
         self,
@@ -128,14 +131,55 @@ class OpenAIProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one chat request; raise Transient/FatalProviderError on failure."""
         started = time.perf_counter()
-        try:
-            # The SDK's own low-level post: same request building, auth and response parsing
-            # as chat.completions.create, without re-walking the already plain JSON body
-            # through its TypedDict transform, which costs about a third of the client-side
-            # CPU per request at high concurrency (bench/throughput.py).
-            response = await self._client.post(
+        # The SDK's own low-level post: same request building, auth and response parsing
+        # as chat.completions.create, without re-walking the already plain JSON body
+        # through its TypedDict transform, which costs about a third of the client-side
+        # CPU per request at high concurrency (bench/throughput.py).
+        response = await self._guarded(
+            self._client.post(
                 "/chat/completions", body=self._wire_body(request), cast_to=ChatCompletion
             )
+        )
+        latency = time.perf_counter() - started
+        return self._completion(response, latency)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` with one POST /embeddings; raise Transient/FatalProviderError on
+        failure. The vectors come back in the order of `texts` whatever order the server
+        lists them in."""
+        started = time.perf_counter()
+        response = await self._guarded(
+            self._client.embeddings.create(
+                model=self._spec.name, input=list(texts), encoding_format="float"
+            )
+        )
+        latency = time.perf_counter() - started
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or len(data) != len(texts):
+            raise self._malformed(f"expected {len(texts)} embeddings")
+        vectors: list[tuple[float, ...] | None] = [None] * len(texts)
+        for position, item in enumerate(data):
+            index = getattr(item, "index", position)
+            vector = getattr(item, "embedding", None)
+            if not isinstance(index, int) or not 0 <= index < len(texts) or not vector:
+                raise self._malformed("an embedding without a valid index or vector")
+            if not isinstance(vector, list):
+                raise self._malformed("an embedding that is not a list of floats")
+            vectors[index] = tuple(float(x) for x in vector)
+        if any(v is None for v in vectors):
+            raise self._malformed("an input without an embedding")
+        usage = getattr(response, "usage", None)
+        return Embeddings(
+            vectors=tuple(v for v in vectors if v is not None),
+            usage=Usage(input=int(getattr(usage, "prompt_tokens", 0) or 0)),
+            model=getattr(response, "model", None) or self._spec.name,
+            latency_s=latency,
+        )
+
+    async def _guarded(self, call: Awaitable[_T]) -> _T:
+        """Await one SDK call, turning its errors into Transient/FatalProviderError."""
+        try:
+            return await call
         except openai.APIStatusError as error:
             raise self._status_error(error) from None
         except openai.APITimeoutError:
@@ -149,8 +193,6 @@ class OpenAIProvider:
             ) from None
         except (openai.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
-        latency = time.perf_counter() - started
-        return self._completion(response, latency)
 
     def _completion(self, response: Any, latency: float) -> Completion:
         choices = getattr(response, "choices", None)

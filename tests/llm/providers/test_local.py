@@ -287,3 +287,87 @@ def test_default_model_is_deterministic_at_temperature_zero(real_model: LocalPro
 
     first, second = asyncio.run(twice())
     assert first == second
+
+
+class FakeEmbeddingModel:
+    """Embeds a text as (length, 1.0), like `Llama(..., embedding=True).embed`."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def embed(
+        self,
+        input: list[str],
+        normalize: bool = False,
+        truncate: bool = True,
+        return_count: bool = False,
+    ) -> Any:
+        self.calls.append({"input": input, "normalize": normalize, "return_count": return_count})
+        vectors = [[float(len(text)), 1.0] for text in input]
+        return (vectors, sum(len(text.split()) for text in input)) if return_count else vectors
+
+
+def test_embeds_with_a_separate_embedding_mode_instance_loaded_once(
+    tmp_path: Path, gguf: Path
+) -> None:
+    chat = FakeLoad()
+    model = FakeEmbeddingModel()
+    loads: list[tuple[Path, int, int]] = []
+
+    def load_embedder(path: Path, n_ctx: int, n_threads: int) -> FakeEmbeddingModel:
+        loads.append((path, n_ctx, n_threads))
+        return model
+
+    loader = ModelLoader(chat, n_threads=2, load_embedder=load_embedder)
+    local = LocalProvider(ModelSpec(model="local:tiny.gguf"), base_dir=tmp_path, loader=loader)
+
+    async def twice() -> tuple[Any, Any]:
+        first = await local.embed(["ab", "three words here"])
+        second = await local.embed(["c"])
+        return first, second
+
+    first, second = asyncio.run(twice())
+    assert first.vectors == ((2.0, 1.0), (16.0, 1.0))
+    assert first.usage == Usage(input=4)
+    assert first.model == "local:tiny.gguf"
+    assert second.vectors == ((1.0, 1.0),)
+    assert loads == [(gguf, 4096, 2)]
+    assert chat.loads == []  # the chat instance is not loaded to embed
+    assert model.calls[0]["normalize"] is True
+
+
+def test_embedding_failure_is_fatal(tmp_path: Path, gguf: Path) -> None:
+    def load_embedder(path: Path, n_ctx: int, n_threads: int) -> Any:
+        raise RuntimeError("bad pooling")
+
+    loader = ModelLoader(FakeLoad(), n_threads=2, load_embedder=load_embedder)
+    local = LocalProvider(ModelSpec(model="local:tiny.gguf"), base_dir=tmp_path, loader=loader)
+    with pytest.raises(FatalProviderError, match="could not load the local model"):
+        asyncio.run(local.embed(["a"]))
+
+
+@pytest.mark.local
+def test_default_model_embeds_two_texts() -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is missing (promptopt-cli[local])")
+    try:
+        resolve_model("default")
+    except MissingDependencyError as missing:
+        pytest.skip(f"the default local model's weights are absent: {missing}")
+    local = LocalProvider(ModelSpec(model="local:default"), base_dir=Path.cwd())
+    texts = ["Classify the question by the type of its answer.", "The cat sat on the mat."]
+
+    async def go() -> tuple[Any, Any]:
+        try:
+            return await local.embed(texts), await local.embed(texts[:1])
+        finally:
+            await local.aclose()
+
+    both, again = asyncio.run(go())
+    assert len(both.vectors) == 2
+    first, second = both.vectors
+    assert len(first) == len(second) > 100
+    assert abs(sum(x * x for x in first) - 1.0) < 1e-3  # L2-normalised
+    assert first != second
+    # Alone or in a batch, a text gets the same direction (up to the batch's rounding).
+    assert sum(a * b for a, b in zip(again.vectors[0], first, strict=True)) > 0.999
+    assert both.usage.input > 5
