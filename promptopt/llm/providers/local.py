@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from promptopt.errors import FatalProviderError, MissingDependencyError
 from promptopt.llm.local_models import INSTALL_COMMAND, resolve_model
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
@@ -93,23 +95,51 @@ def load_llama(path: Path, n_ctx: int, n_threads: int) -> ChatModel:
 
 
 def load_llama_embedder(path: Path, n_ctx: int, n_threads: int) -> EmbeddingModel:
-    """Load a GGUF file with llama-cpp-python in embedding mode, mean-pooled, quietly.
+    """Load a GGUF file with llama-cpp-python in embedding mode, quietly.
 
     A context made for generation cannot embed (llama.cpp decides at load time), so this is a
-    second instance of the same weights. Mean pooling gives one vector per text even for chat
-    models, whose own pooling type is often "none" (a vector per token).
+    second instance of the same weights (memory-mapped, so the file's pages are shared). The
+    model's own pooling applies: an embedding model's (mean, CLS, last), or none for a chat
+    model, whose per-token vectors `LocalProvider.embed` mean-pools.
     """
     require_llama_cpp()
     llama_cpp = importlib.import_module("llama_cpp")
     model: EmbeddingModel = llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=n_threads,
-        embedding=True,
-        pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-        verbose=False,
+        model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, embedding=True, verbose=False
     )
     return model
+
+
+def _embed_each(model: EmbeddingModel, texts: list[str]) -> tuple[list[Any], int]:
+    """Each text's raw embedding and the tokens read, one text per call.
+
+    One at a time because llama-cpp-python (0.3.36) reads the per-token vectors of every
+    sequence after the first of a batch from the wrong offset when the model has no pooling,
+    which is the case of chat models; a text longer than the batch (512 tokens) is cut there.
+    """
+    out: list[Any] = []
+    tokens = 0
+    for text in texts:
+        raw, count = model.embed([text], normalize=False, truncate=True, return_count=True)
+        out.append(raw[0])
+        tokens += int(count)
+    return out, tokens
+
+
+def pooled(vectors: Any) -> tuple[float, ...]:
+    """One text's embedding as llama.cpp returns it, as one L2-normalised vector: a pooled
+    vector as it is, per-token vectors (a model without pooling) averaged first.
+
+    Raises:
+        ValueError: it is not one vector or a list of equally long ones.
+    """
+    array = np.asarray(vectors, dtype=np.float64)
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError("not a vector of numbers")
+    norm = float(np.linalg.norm(array))
+    return tuple(float(x) for x in (array / norm if norm > 0 else array))
 
 
 @dataclass
@@ -232,17 +262,14 @@ class LocalProvider:
         async with loaded.lock:
             started = time.perf_counter()
             try:
-                # Texts longer than the batch (512 tokens) are cut there, as llama.cpp does.
-                raw, tokens = await asyncio.to_thread(
-                    model.embed, list(texts), normalize=True, truncate=True, return_count=True
-                )
+                raw, tokens = await asyncio.to_thread(_embed_each, model, list(texts))
             except Exception as exc:
                 raise FatalProviderError(
                     f"local model {self.model_id} could not embed: {exc}"
                 ) from exc
             latency = time.perf_counter() - started
         try:
-            vectors = tuple(tuple(float(x) for x in vector) for vector in raw)
+            vectors = tuple(pooled(vector) for vector in raw)
         except (TypeError, ValueError) as exc:
             raise FatalProviderError(
                 f"local model {self.model_id} returned embeddings that are not one list of "
