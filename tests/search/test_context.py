@@ -58,6 +58,7 @@ SURFACE = {
     "accept_proposal",
     "score",
     "ask",
+    "embed",
     "task_context",
     "scored_history",
     "remaining_target_calls",
