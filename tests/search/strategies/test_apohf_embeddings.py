@@ -12,7 +12,7 @@ import yaml
 from promptopt.errors import UsageError
 from promptopt.llm.providers.scripted import ScriptedProvider
 from promptopt.run.folder import RunFolder
-from tests.search.strategies.test_apohf import pool_optimizer, settings_for, with_judge
+from tests.search.strategies.test_apohf import Killed, pool_optimizer, settings_for, with_judge
 from tests.support.engine import folder_events, run_engine
 from tests.support.search import PROPERTY, Counter, providers, target_answer, write_task
 
@@ -46,13 +46,15 @@ async def run(
     embedding: str | None = "scripted:emb",
     embedder: ScriptedProvider | None = None,
     embedding_mode: str = "auto",
+    target: Counter | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """An APOHF run whose task names `embedding` as its embedding model (served by `embedder`),
     with search.params.embedding `embedding_mode`."""
-    scripted = with_judge(providers(Counter(target_answer), Counter(pool_optimizer)))
+    scripted = with_judge(providers(target or Counter(target_answer), Counter(pool_optimizer)))
     settings = settings_for(embedding=embedding_mode)
     return await run_engine(
-        task_file(tmp, embedding), folder, settings, scripted, embedder=embedder
+        task_file(tmp, embedding), folder, settings, scripted, embedder=embedder, resume=resume
     )
 
 
@@ -124,3 +126,29 @@ async def test_embedding_hashed_never_asks_the_model(tmp_path: Path) -> None:
     (note,) = folder_events(folder, "embedding")
     assert "asked for (search.params.embedding: hashed)" in note["note"]
     assert "embedding" not in summary["usage"]
+
+
+async def test_a_resumed_run_does_not_embed_again(tmp_path: Path) -> None:
+    def kill_at(n: int) -> None:
+        if n == 30:
+            raise Killed
+
+    first = PropertyEmbedding()
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    with pytest.raises(Killed):
+        await run(
+            tmp_path,
+            folder,
+            embedder=ScriptedProvider((), name="emb", embedder=first),
+            target=Counter(target_answer, on_call=kill_at),
+        )
+    assert first.texts, "the pool was embedded before the kill"
+    second = PropertyEmbedding()
+    summary = await run(
+        tmp_path, folder, embedder=ScriptedProvider((), name="emb", embedder=second), resume=True
+    )
+    # No response cache here: the vectors come from the run's journal.
+    assert second.texts == []
+    assert summary["usage"]["embedding"]["requests"] == 1
+    (plan,) = folder_events(folder, "apohf_plan")
+    assert plan["embedding"] == "provider"
