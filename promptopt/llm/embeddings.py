@@ -107,7 +107,9 @@ class EmbeddingClient:
         self.journal = journal
         self.stop = stop
         self.batch_size = batch_size
-        self.usage = RoleUsage(cost_known=price is not None)
+        # An unpriced model's cost is unknown once it answered; one that never did (it has no
+        # embeddings, say, and the search fell back) cost nothing, which is known.
+        self.usage = RoleUsage()
         self.reported_models: set[str] = set()
         self._rng = random.Random(seed)
         self._sleep = sleep
@@ -155,6 +157,7 @@ class EmbeddingClient:
                 # Accounted as the interrupted run did: what it paid still counts.
                 self.ledger.settle(self.ledger.reserve(self.role, entry.cost_usd), entry.cost_usd)
                 if entry.paid:
+                    self.usage.cost_known = self.price is not None
                     self.usage.cost_usd += entry.cost_usd
                     self.usage.requests += int(bool(entry.value.get("first")))
                 else:
@@ -207,6 +210,7 @@ class EmbeddingClient:
             raise
         cost = cost_usd(answer.usage, self.price)
         self.ledger.settle(reservation, cost)
+        self.usage.cost_known = self.usage.cost_known and self.price is not None
         self.usage.tokens = self.usage.tokens + answer.usage
         self.usage.cost_usd += cost
         self.usage.latency_s += answer.latency_s

@@ -130,7 +130,7 @@ class Engine:
         """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
         if any(client.price is None for client in self.runtime.clients.values()):
             return None
-        if self.runtime.embedding is not None and self.runtime.embedding.price is None:
+        if self.runtime.embedding is not None and not self.runtime.embedding.usage.cost_known:
             return None
         return round(self.runtime.ledger.spent_usd, 8)
 

@@ -124,10 +124,18 @@ def test_embedding_costs_count_against_the_cost_cap() -> None:
         asyncio.run(tight.embed(["a long text that costs more than the cap"]))
 
 
-def test_an_unknown_price_is_reported_as_unknown() -> None:
+def test_an_unknown_price_is_reported_as_unknown_once_the_model_answered() -> None:
     c = client(FakeEmbedder(), NullCache(), price=None)
+    assert c.usage.to_json()["cost_usd"] == 0.0
     asyncio.run(c.embed(["a"]))
     assert c.usage.to_json()["cost_usd"] is None
+
+
+def test_an_unpriced_model_that_never_answered_cost_nothing() -> None:
+    c = client(FakeEmbedder(fatal=True), NullCache(), price=None)
+    with pytest.raises(FatalProviderError):
+        asyncio.run(c.embed(["a"]))
+    assert c.usage.to_json()["cost_usd"] == 0.0
 
 
 def test_transient_failures_are_retried_then_given_up() -> None:

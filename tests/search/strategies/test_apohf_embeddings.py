@@ -30,7 +30,7 @@ class PropertyEmbedding:
         return [1.0 if has else 0.0, 0.0 if has else 1.0, len(text) / 1000.0]
 
 
-def task_file(tmp: Path, embedding: str | None) -> Path:
+def task_file(tmp: Path, embedding: str | dict[str, str] | None) -> Path:
     path = write_task(tmp, strategy="apohf")
     if embedding is not None:
         spec = yaml.safe_load(path.read_text())
@@ -43,7 +43,7 @@ async def run(
     tmp: Path,
     folder: RunFolder,
     *,
-    embedding: str | None = "scripted:emb",
+    embedding: str | dict[str, str] | None = "scripted:emb",
     embedder: ScriptedProvider | None = None,
     embedding_mode: str = "auto",
     target: Counter | None = None,
@@ -152,3 +152,15 @@ async def test_a_resumed_run_does_not_embed_again(tmp_path: Path) -> None:
     assert summary["usage"]["embedding"]["requests"] == 1
     (plan,) = folder_events(folder, "apohf_plan")
     assert plan["embedding"] == "provider"
+
+
+async def test_an_unpriced_model_that_could_not_embed_leaves_the_cost_known(
+    tmp_path: Path,
+) -> None:
+    unpriced = {"model": "openai:embed", "base_url": "https://embed.example.com/v1"}
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run(
+        tmp_path, folder, embedding=unpriced, embedder=ScriptedProvider((), name="emb")
+    )
+    assert summary["usage"]["embedding"]["cost_usd"] == 0.0
+    assert all(step["cost_usd"] == 0.0 for step in folder_events(folder, "step"))
