@@ -310,6 +310,36 @@ def _model_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) 
             problems.append(problem(text))
         if spec.provider == "scripted":
             problems += _scripted_problems(task, spec, problem)
+    if models.embedding is not None:
+        problems += _embedding_problems(task, models.embedding, cost_cap, where)
+    return problems
+
+
+def _embedding_problems(
+    task: LoadedTask, spec: ModelSpec, cost_cap: float | None, where: _Locator
+) -> list[Problem]:
+    """models.embedding must name a provider with embeddings, priced under a cost cap."""
+    from promptopt.llm.pricing import price_for, unknown_price_text
+    from promptopt.llm.providers.registry import EMBEDDERS, build_embedder
+
+    def problem(message: str) -> Problem:
+        return where.problem(("models", "embedding"), message)
+
+    if spec.provider not in EMBEDDERS:
+        return [
+            problem(
+                f"{spec.model!r} cannot embed: {spec.provider} has no embeddings endpoint; "
+                f"providers that embed: {', '.join(sorted(EMBEDDERS))}"
+            )
+        ]
+    problems: list[Problem] = []
+    if cost_cap is not None and price_for(spec, task.spec.prices or {}) is None:
+        problems.append(problem(unknown_price_text("embedding", spec, cost_cap)))
+    if spec.provider == "scripted":
+        try:
+            build_embedder(spec, base_dir=task.path.parent)
+        except PromptoptError as exc:
+            problems.append(problem(str(exc)))
     return problems
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from promptopt.errors import BudgetExhausted
 
+EMBEDDING = "embedding"
+"""The role of embedding calls: counted on their own, without a call cap."""
+
 
 @dataclass(frozen=True)
 class BudgetCaps:
@@ -18,7 +21,10 @@ class BudgetCaps:
     judge_calls: int | None = None
 
     def calls_cap(self, role: str) -> int | None:
-        """The call cap for a role ("target", "optimizer" or "judge")."""
+        """The call cap for a role ("target", "optimizer" or "judge"; "embedding" calls are
+        counted but never capped: only dollars limit them)."""
+        if role == EMBEDDING:
+            return None
         if role == "target":
             return self.target_calls
         return self.judge_calls if role == "judge" else self.optimizer_calls
@@ -70,8 +76,9 @@ class BudgetLedger:
     def _calls_role(self, role: str) -> str:
         # The judge (a judge metric's or a pairwise judge's calls) has its own cap: a
         # preference search must not starve the optimizer that writes its candidates, nor
-        # the other way round. Any other role counts as the optimizer.
-        return role if role in ("target", "judge") else "optimizer"
+        # the other way round. Embedding calls are counted apart. Any other role counts as
+        # the optimizer.
+        return role if role in ("target", "judge", EMBEDDING) else "optimizer"
 
     def reserve(self, role: str, max_cost_usd: float) -> Reservation:
         """Reserve one call and its worst-case cost, or raise BudgetExhausted without sending."""

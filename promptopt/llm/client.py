@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from promptopt.errors import (
     BudgetExhausted,
@@ -40,6 +40,8 @@ from promptopt.llm.pricing import cost_usd, request_max_cost_usd
 from promptopt.llm.providers.base import Provider
 from promptopt.llm.ratelimit import RateLimiter, estimated_tokens, used_tokens
 from promptopt.task.modelspec import ModelSpec, Price
+
+_T = TypeVar("_T")
 
 
 async def _raise(exc: BaseException) -> CallResult:
@@ -282,9 +284,7 @@ class EndpointGate:
                 self._held += 1
                 waiter.set_result(None)
 
-    async def run(
-        self, call: Callable[[], Awaitable[Completion]], stop: asyncio.Event | None = None
-    ) -> Completion:
+    async def run(self, call: Callable[[], Awaitable[_T]], stop: asyncio.Event | None = None) -> _T:
         """Run one attempt inside the concurrency limit, after any cool-down.
 
         The cool-down and the stop request are checked once a slot is held, so requests that
@@ -308,7 +308,8 @@ class EndpointGate:
                         raise
                     finally:
                         self.in_flight -= 1
-                    self.succeeded(completion.rate_limit)
+                    # Embeddings carry no rate-limit headers; completions may.
+                    self.succeeded(getattr(completion, "rate_limit", None))
                     return completion
             finally:
                 self._give()

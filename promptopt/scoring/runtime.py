@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,7 @@ from promptopt.llm.batch import (
 from promptopt.llm.budget import BudgetCaps, BudgetLedger
 from promptopt.llm.cache import NullCache, ResponseCache, ResponseStore, default_cache_dir
 from promptopt.llm.client import EndpointGate, ModelClient, RetryPolicy
+from promptopt.llm.embeddings import EmbeddingClient, default_embedding_spec
 from promptopt.llm.error_budget import ErrorLimits
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import Message
@@ -33,8 +34,8 @@ from promptopt.llm.pricing import (
     unknown_cost_note,
     unknown_price_message,
 )
-from promptopt.llm.providers.base import Provider
-from promptopt.llm.providers.registry import build_provider
+from promptopt.llm.providers.base import Embedder, Provider
+from promptopt.llm.providers.registry import build_embedder, build_provider
 from promptopt.llm.ratelimit import MINUTE_S, RateLimiter, RateLimits
 from promptopt.scoring.metrics import AsyncMetric, Metric, build_metric, checked_metric
 from promptopt.scoring.scorer import Scorer
@@ -127,6 +128,12 @@ def model_for_role(task: LoadedTask, role: str) -> ModelSpec | None:
     return spec
 
 
+def embedding_model(task: LoadedTask) -> ModelSpec | None:
+    """The model that embeds: models.embedding, else the optimizer's endpoint when it has
+    embeddings (`default_embedding_spec`), else None."""
+    return task.spec.models.embedding or default_embedding_spec(task.spec.models.optimizer)
+
+
 def role_price(task: LoadedTask, role: str, spec: ModelSpec, caps: BudgetCaps) -> Price | None:
     """The price of a role's model (None: unknown); UsageError, with the task-file lines that
     price it, when it is unknown and a cost cap must be kept."""
@@ -178,6 +185,7 @@ class Runtime:
         stop: asyncio.Event | None = None,
         providers: Mapping[str, Provider] | None = None,
         batch_dir: Path | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         """`batch_dir`: where submitted batches are recorded besides the response cache
         directory's `batches/` (a run folder's `batches/`)."""
@@ -205,6 +213,9 @@ class Runtime:
         self.rate_limiters: dict[tuple[str, str], RateLimiter] = {}
         self.clients: dict[str, ModelClient] = {}
         self._scorer: Scorer | None = None
+        self._embedder = embedder
+        self.embedding: EmbeddingClient | None = None
+        """The embedding model's client once `embedding_client` built it."""
 
     def client(self, role: str) -> ModelClient:
         """The client for a role, built on first use."""
@@ -270,6 +281,45 @@ class Runtime:
             limits = RateLimits(rpm=spec.rpm, tpm=spec.tpm, period_s=self.options.rate_period_s)
             limiter = self.rate_limiters[key] = RateLimiter(limits)
         return limiter
+
+    def embedding_client(self) -> EmbeddingClient | None:
+        """The embedding model's client, built on first use; None when the task has no
+        embedding model (`embedding_model`).
+
+        Raises UsageError when the model cannot embed or is unpriced under a cost cap, and
+        FatalProviderError when it cannot be reached as configured (a missing key).
+        """
+        if self.embedding is not None:
+            return self.embedding
+        spec = embedding_model(self.task)
+        if spec is None:
+            return None
+        price = role_price(self.task, "embedding", spec, self.options.caps)
+        embedder = self._embedder or build_embedder(
+            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+        )
+        gate = self.gates.get(embedder.endpoint)
+        if gate is None:
+            gate = self.gates[embedder.endpoint] = EndpointGate(self.options.concurrency)
+        self.embedding = EmbeddingClient(
+            spec,
+            embedder,
+            store=self.store,
+            ledger=self.ledger,
+            gate=gate,
+            price=price,
+            retry=self.retry,
+            seed=self.options.seed,
+            journal=self.journal,
+            stop=self.stop,
+        )
+        return self.embedding
+
+    async def embed(self, texts: Sequence[str]) -> list[tuple[float, ...]] | None:
+        """The embedding model's vectors of `texts`, or None when the task has none: the
+        search's channel to embeddings."""
+        client = self.embedding_client()
+        return None if client is None else await client.embed(texts)
 
     async def judge(self, system: str, user: str) -> str:
         """Ask the judge model (system, user) and return its reply: the judge metric's and the
@@ -345,6 +395,8 @@ class Runtime:
                 await client.aclose()
             if self._owns_http and self.http_client is not None:
                 await self.http_client.aclose()
+            if self.embedding is not None:
+                await self.embedding.aclose()
         finally:
             self.store.close()
             if self.journal is not None:

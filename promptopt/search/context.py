@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from promptopt.errors import BudgetExhausted
+from promptopt.errors import BudgetExhausted, MissingDependencyError, ProviderError, UsageError
 from promptopt.llm.budget import BudgetLedger
 from promptopt.llm.client import ModelClient, RequestFailed
 from promptopt.llm.messages import FINISH_LENGTH, Message
@@ -161,6 +161,31 @@ def normalize_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
+class TextEmbedder(Protocol):
+    """The run's embedding model as a strategy reaches it (the engine hands it in)."""
+
+    @property
+    def model_id(self) -> str:
+        """The "provider:name" of the embedding model."""
+        ...
+
+    async def embed(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        """One vector per text, in order (cached, budgeted and retried by the runtime)."""
+        ...
+
+
+class EmbeddingUnavailable(Exception):
+    """No embedding model can embed for this search; the message says why."""
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Vectors from the run's embedding model, and which model made them."""
+
+    model: str
+    vectors: list[tuple[float, ...]]
+
+
 class EventLog:
     """The events of the step in progress, each stamped with the step's number.
 
@@ -297,8 +322,10 @@ class SearchContext:
         layout: PromptLayout | None = None,
         judge: JudgeFn | None = None,
         comparator: Comparator | None = None,
+        embedder: Callable[[], TextEmbedder | None] | None = None,
     ) -> None:
         self._train = tuple(train)
+        self._embedder = embedder
         self._train_by_id = {e.id: e for e in self._train}
         self._scorer = scorer
         self._optimizer = optimizer
@@ -515,6 +542,26 @@ class SearchContext:
         lines = [line for n in names for line in self.meta_prompts.get(n).literal_lines()]
         candidates = self._pool.candidates
         return echo_pieces(lines, keep=[candidates[p].text for p in parents if p in candidates])
+
+    async def embed(self, texts: Sequence[str]) -> Embedded:
+        """The run's embedding model's vectors of `texts`, in order.
+
+        Raises:
+            EmbeddingUnavailable: there is no embedding model, it cannot embed (no embeddings
+                endpoint, a missing key, an unpriced model under a cost cap) or it keeps
+                failing; the message says which. A spent budget or a stop request is raised
+                as it is.
+        """
+        try:
+            embedder = self._embedder() if self._embedder is not None else None
+            if embedder is None:
+                raise EmbeddingUnavailable(
+                    "no embedding model: set models.embedding, or use an optimizer on an "
+                    "endpoint with embeddings (OpenAI, an OpenAI-compatible server, local:)"
+                )
+            return Embedded(embedder.model_id, await embedder.embed(texts))
+        except (UsageError, ProviderError, MissingDependencyError, RequestFailed) as exc:
+            raise EmbeddingUnavailable(str(exc)) from exc
 
     def remaining_target_calls(self) -> int | None:
         """Target calls the search may still make, or None when uncapped."""

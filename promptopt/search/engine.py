@@ -16,7 +16,8 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from promptopt.errors import BudgetExhausted
-from promptopt.llm.client import RoleUsage, RunStopped
+from promptopt.llm.client import ModelClient, RoleUsage, RunStopped
+from promptopt.llm.embeddings import EmbeddingClient
 from promptopt.llm.error_budget import TooManyErrors
 from promptopt.run.folder import (
     BEST_DEMOS,
@@ -220,6 +221,8 @@ class Engine:
         """Dollars spent so far, or None when a model's price is unknown (not a false $0)."""
         if any(client.price is None for client in self.runtime.clients.values()):
             return None
+        if self.runtime.embedding is not None and not self.runtime.embedding.usage.cost_known:
+            return None
         return round(self.runtime.ledger.spent_usd, 8)
 
     def write_config(self) -> None:
@@ -259,7 +262,19 @@ class Engine:
         judge = self.runtime.clients.get("judge")
         if judge is not None:
             out["judge"] = UsageRecord.model_validate(judge.usage.to_json())
+        embedding = self.runtime.embedding
+        if embedding is not None:
+            out["embedding"] = UsageRecord.model_validate(embedding.usage.to_json())
         return out
+
+    def _models_used(self) -> dict[str, ModelUsed]:
+        clients: dict[str, ModelClient | EmbeddingClient] = dict(self.runtime.clients)
+        if self.runtime.embedding is not None:
+            clients["embedding"] = self.runtime.embedding
+        return {
+            role: ModelUsed(model=c.spec.model, reported=sorted(c.reported_models))
+            for role, c in clients.items()
+        }
 
     def _checkpoint(
         self, state: SearchState, report: StepReport | None, status: str, write: bool
@@ -342,10 +357,7 @@ class Engine:
             stop_reason=stop_reason,
             steps=state.step - 1,
             candidates=len(state.candidates),
-            models={
-                role: ModelUsed(model=c.spec.model, reported=sorted(c.reported_models))
-                for role, c in self.runtime.clients.items()
-            },
+            models=self._models_used(),
             promptopt_version=__version__,
             rejected=dict(sorted(self._rejected.items())),
             best_demos=[d.id for d in best.demos] if self._searches_demos(state) else None,
@@ -403,6 +415,7 @@ class Engine:
             layout=self.task.spec.prompt_layout(),
             judge=self.runtime.judge,
             comparator=self.comparator,
+            embedder=self.runtime.embedding_client,
         )
         # Candidates hold what strategies edit (a structured prompt's instruction); the layout
         # renders each into the system message that is scored, reported and written.

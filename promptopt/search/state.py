@@ -17,7 +17,13 @@ from promptopt.llm.client import ModelClient
 from promptopt.scoring.metrics import JudgeFn
 from promptopt.scoring.preference import Comparator
 from promptopt.scoring.scorer import ExampleResult, Scorer
-from promptopt.search.context import Candidate, CandidatePool, EventLog, SearchContext
+from promptopt.search.context import (
+    Candidate,
+    CandidatePool,
+    EventLog,
+    SearchContext,
+    TextEmbedder,
+)
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.task.example import Example
 from promptopt.task.prompt import PromptLayout
@@ -45,6 +51,7 @@ class SearchState:
         layout: PromptLayout | None = None,
         judge: JudgeFn | None = None,
         comparator: Comparator | None = None,
+        embedder: Callable[[], TextEmbedder | None] | None = None,
     ) -> None:
         self._log = EventLog()
         self._pool = CandidatePool(self._log)
@@ -68,6 +75,7 @@ class SearchState:
             layout=self.layout,
             judge=judge,
             comparator=comparator,
+            embedder=embedder,
         )
 
     @property

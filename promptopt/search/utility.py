@@ -34,9 +34,10 @@ def hashed_embedding(text: str, dim: int = EMBEDDING_DIM) -> Array:
     """A deterministic embedding that needs no model: word unigrams and bigrams and character
     trigrams hashed into `dim` signed buckets, L2-normalised.
 
-    It is the fallback when no embeddings endpoint is available: prompts that share words and
-    phrasing land close together, which is what the utility model needs to generalise from
-    compared prompts to similar ones. It knows nothing of meaning (synonyms are far apart).
+    It is the fallback when no embedding model is available (`fit_dimension` shapes a model's
+    vectors instead): prompts that share words and phrasing land close together, which is what
+    the utility model needs to generalise from compared prompts to similar ones. It knows
+    nothing of meaning (synonyms are far apart).
     """
     vec = np.zeros(dim)
     words = [w.lower() for w in _WORD.findall(text)]
@@ -50,6 +51,33 @@ def hashed_embedding(text: str, dim: int = EMBEDDING_DIM) -> Array:
         vec[bucket] += sign
     norm = float(np.linalg.norm(vec))
     return vec / norm if norm > 0 else vec
+
+
+def fit_dimension(vectors: Sequence[Sequence[float]], dim: int = EMBEDDING_DIM) -> Array:
+    """Model embeddings as rows of `dim` columns, L2-normalised, whatever size the model gives.
+
+    Longer vectors are projected with a fixed Gaussian matrix seeded by their size (a
+    Johnson-Lindenstrauss projection keeps the distances between prompts, which truncation
+    keeps only for models trained for it); shorter ones are padded with zeros. The same
+    model always lands in the same space, so the utility model's input size never changes.
+
+    Raises:
+        ValueError: the vectors are empty, of different sizes, or not finite.
+    """
+    rows = np.asarray(vectors, dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] == 0:
+        raise ValueError("embeddings must be one non-empty vector per text, all of one size")
+    if not np.all(np.isfinite(rows)):
+        raise ValueError("embeddings hold a value that is not a finite number")
+    size = rows.shape[1]
+    if size > dim:
+        projection = np.random.default_rng([size, dim]).normal(size=(size, dim))
+        rows = rows @ projection / math.sqrt(dim)
+    elif size < dim:
+        rows = np.pad(rows, ((0, 0), (0, dim - size)))
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    fitted: Array = np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+    return fitted
 
 
 @dataclass(frozen=True)

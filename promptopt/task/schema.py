@@ -153,6 +153,13 @@ class ModelsSpec(_Strict):
     judge: ModelSpec | None = Field(
         default=None, description="the judge metric's model (default: the optimizer)"
     )
+    embedding: ModelSpec | None = Field(
+        default=None,
+        description="the model that embeds candidate prompts for strategies that compare them "
+        "(apohf); default: the optimizer's endpoint when it has embeddings "
+        "(openai:text-embedding-3-small on OpenAI's API, the optimizer's own model on an "
+        "OpenAI-compatible server or local:), else none",
+    )
 
 
 class BudgetSpec(_Strict):

@@ -1,9 +1,10 @@
 """A real loopback OpenAI-compatible HTTP server for integration tests and benchmarks.
 
 It speaks just enough HTTP/1.1 (keep-alive, Content-Length or chunked request bodies) to serve
-``POST /v1/chat/completions`` and ``GET /v1/models`` to the openai SDK. It runs on asyncio streams
-in its own thread with its own event loop, so thousands of requests per second with overlapping
-latency cost little CPU, and the test's own event loop stays free for the client side.
+``POST /v1/chat/completions``, ``POST /v1/embeddings`` and ``GET /v1/models`` to the openai
+SDK. It runs on asyncio streams in its own thread with its own event loop, so thousands of
+requests per second with overlapping latency cost little CPU, and the test's own event loop
+stays free for the client side.
 
 Faults are deterministic: whether a request fails depends only on ``seed``, a hash of its body and
 how many times that body was seen before, so a run is reproducible and a retried body eventually
@@ -38,6 +39,9 @@ ReplyFn = Callable[[dict[str, Any]], str]
 RejectFn = Callable[[dict[str, Any]], str | None]
 """Given a request body, the message of a 400 ``context_length_exceeded`` refusal, or None."""
 
+EmbedFn = Callable[[str], Sequence[float]]
+"""A text's embedding vector."""
+
 _MAX_HEAD = 1 << 20
 _MAX_BODY = 64 << 20
 _SHUTDOWN_TIMEOUT_S = 10.0
@@ -68,6 +72,11 @@ def echo_reply(body: dict[str, Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _content_text(message.get("content"))
     return ""
+
+
+def hash_embedding(text: str, dim: int = 16) -> list[float]:
+    """Default embedding: ``dim`` deterministic numbers in [-1, 1) derived from the text."""
+    return [2.0 * _unit_interval("embed", text, i) - 1.0 for i in range(dim)]
 
 
 def _count_tokens(text: str) -> int:
@@ -141,6 +150,7 @@ class FakeOpenAIServer:
         tpm: int | None = None,
         rate_window_s: float = 60.0,
         max_concurrent: int | None = None,
+        embed: EmbedFn | None = hash_embedding,
     ) -> None:
         """Configure the server; nothing listens until ``start()`` or ``with``.
 
@@ -157,6 +167,9 @@ class FakeOpenAIServer:
         room) and ``x-ratelimit-*`` headers, which every answer carries too.
         ``max_concurrent`` refuses with a 429 (``retry_after_s``) any request arriving while
         that many are being answered, as an overloaded server does.
+        context: every attempt at such a body gets the same 400. ``embed`` answers
+        ``/v1/embeddings`` (None: the server has no embeddings and answers 501, as llama.cpp's
+        server does without ``--embeddings``).
         """
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError(f"fault_rate must be within [0, 1], got {fault_rate}")
@@ -179,6 +192,7 @@ class FakeOpenAIServer:
         self.tpm = tpm
         self.rate_window_s = rate_window_s
         self.max_concurrent = max_concurrent
+        self.embed = embed
 
         self._lock = threading.Lock()
         self._requests_total = 0
@@ -196,6 +210,8 @@ class FakeOpenAIServer:
         self._max_window_requests = 0
         self._max_window_tokens = 0
         self._rate_limited = 0
+        self._embedding_requests = 0
+        self._embedded_texts: list[str] = []
 
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -317,6 +333,18 @@ class FakeOpenAIServer:
         with self._lock:
             return self._rate_limited
 
+    @property
+    def embedding_requests(self) -> int:
+        """``/v1/embeddings`` requests received."""
+        with self._lock:
+            return self._embedding_requests
+
+    @property
+    def embedded_texts(self) -> list[str]:
+        """Every text sent to ``/v1/embeddings``, in the order received."""
+        with self._lock:
+            return list(self._embedded_texts)
+
     def reset_stats(self) -> None:
         """Zero every counter, including the per-body attempt numbers that drive fault decisions.
 
@@ -334,6 +362,8 @@ class FakeOpenAIServer:
             self._max_window_requests = 0
             self._max_window_tokens = 0
             self._rate_limited = 0
+            self._embedding_requests = 0
+            self._embedded_texts.clear()
 
     # -- event loop thread -------------------------------------------------------------------
 
@@ -411,6 +441,11 @@ class FakeOpenAIServer:
                 response = _error(405, f"use POST for {route}", "invalid_request_error")
             else:
                 response = await self._chat_completion(body)
+        elif route == "/v1/embeddings":
+            if method != "POST":
+                response = _error(405, f"use POST for {route}", "invalid_request_error")
+            else:
+                response = self._embeddings(body)
         elif route == "/v1/models":
             if method != "GET":
                 response = _error(405, f"use GET for {route}", "invalid_request_error")
@@ -436,6 +471,36 @@ class FakeOpenAIServer:
             for name in self.models
         ]
         return _json_response(200, {"object": "list", "data": data})
+
+    def _embeddings(self, raw: bytes) -> _Response:
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _error(400, "request body is not valid JSON", "invalid_request_error")
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return _error(
+                400, "'input' must be a string or a list of strings", "invalid_request_error"
+            )
+        with self._lock:
+            self._embedding_requests += 1
+            self._embedded_texts.extend(texts)
+        if self.embed is None:
+            return _error(501, "This server does not support embeddings.", "not_supported_error")
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(x) for x in self.embed(t)]}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(_count_tokens(t) for t in texts)
+        payload = {
+            "object": "list",
+            "data": data,
+            "model": body.get("model", "fake-model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return _json_response(200, payload)
 
     async def _chat_completion(self, raw: bytes) -> _Response:
         try:

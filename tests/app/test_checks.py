@@ -250,3 +250,36 @@ def test_rows_of_a_task_with_a_metric_still_need_targets(tmp_path: Path) -> None
     text = LABEL_FREE.replace("models:", "metric: {type: exact}\nmodels:")
     with pytest.raises(TaskFileError, match="the row has no 'target' field"):
         load_task(write(tmp_path, text))
+
+
+def with_embedding(tmp_path: Path, embedding: str) -> Path:
+    """The task with `models.embedding: <embedding>` (on line 13)."""
+    old = "optimizer: scripted:s.py:f\n"
+    return write(tmp_path, **{old: f"{old}  embedding: {embedding}\n"})
+
+
+@pytest.mark.parametrize(
+    ("embedding", "message"),
+    [
+        ("anthropic:claude-haiku-4-5", "anthropic has no embeddings endpoint"),
+        ("scripted:s.py:nope", "has no function 'nope'"),
+        ("scripted:table.json", "scripted:FILE.py:FUNCTION"),
+    ],
+)
+def test_an_embedding_model_that_cannot_embed(tmp_path: Path, embedding: str, message: str) -> None:
+    path = with_embedding(tmp_path, embedding)
+    found = only(path)
+    assert (found.field, found.line) == ("models.embedding", 13)
+    assert message in found.message
+
+
+def test_an_unpriced_embedding_model_under_a_cost_cap(tmp_path: Path) -> None:
+    embedding = "{model: openai:embed, base_url: 'https://embed.example.com/v1'}"
+    path = with_embedding(tmp_path, embedding)
+    found = only(path, RunOverrides(max_cost=1.0))
+    assert found.field == "models.embedding" and "price of" in found.message
+
+
+def test_a_good_embedding_model_is_no_problem(tmp_path: Path) -> None:
+    path = with_embedding(tmp_path, "ollama:nomic")
+    assert problems(path) == []

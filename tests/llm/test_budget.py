@@ -51,3 +51,14 @@ def test_uncapped_ledger_counts() -> None:
         ledger.reserve("optimizer", 0.0)
     assert ledger.calls == {"optimizer": 5}
     assert ledger.remaining_calls("optimizer") is None
+
+
+def test_embedding_calls_are_counted_on_their_own_and_never_capped() -> None:
+    ledger = BudgetLedger(BudgetCaps(target_calls=1, optimizer_calls=1, cost_usd=1.0))
+    for _ in range(5):
+        ledger.settle(ledger.reserve("embedding", 0.1), 0.1)
+    assert ledger.calls == {"embedding": 5}
+    assert ledger.remaining_calls("optimizer") == 1
+    assert ledger.remaining_calls("embedding") is None
+    with pytest.raises(BudgetExhausted, match="cost budget"):
+        ledger.reserve("embedding", 0.6)  # dollars still limit them

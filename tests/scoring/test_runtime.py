@@ -7,8 +7,10 @@ import yaml
 
 from promptopt.app.models import apply_default_models, override_models, override_models_from_config
 from promptopt.errors import UsageError
+from promptopt.llm.budget import BudgetCaps
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.task.loader import load_task
+from promptopt.testing.fake_server import FakeOpenAIServer
 from tests.support.search import write_task
 
 
@@ -84,3 +86,56 @@ async def test_the_models_of_a_command_share_one_connection_pool(tmp_path: Path)
     assert getattr(optimizer.provider, "_http", None) is pool
     await runtime.aclose()
     assert bool(getattr(pool, "is_closed", False))
+
+
+def task_with_models(tmp_path: Path, **models: object) -> Path:
+    path = write_task(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["models"].update(models)
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+async def test_embeddings_from_an_openai_compatible_optimizer_are_cached(tmp_path: Path) -> None:
+    texts = ["Classify the review.", "Say positive or negative."]
+    with FakeOpenAIServer() as server:
+        optimizer = {"model": "openai:fake-model", "base_url": server.base_url}
+        task = load_task(task_with_models(tmp_path, optimizer=optimizer))
+        options = RuntimeOptions(cache_dir=tmp_path / "cache")
+        async with Runtime(task, options, env={}) as first:
+            vectors = await first.embed(texts)
+            client = first.embedding
+            assert client is not None
+            assert client.spec.model == "openai:fake-model"  # the optimizer's own model
+            assert client.usage.requests == 1 and client.usage.tokens.input == 7
+            assert client.usage.to_json()["cost_usd"] == 0.0  # a server on this machine
+            assert first.ledger.calls == {"embedding": 1}
+        async with Runtime(task, options, env={}) as second:
+            again = await second.embed(list(reversed(texts)))
+            assert second.embedding is not None and second.embedding.usage.cache_hits == 2
+        assert server.embedding_requests == 1
+        assert server.embedded_texts == texts
+    assert vectors is not None and again == list(reversed(vectors))
+    assert len(vectors[0]) == 16
+
+
+async def test_without_an_embedding_model_there_are_no_embeddings(tmp_path: Path) -> None:
+    async with Runtime(load_task(write_task(tmp_path)), RuntimeOptions(no_cache=True)) as rt:
+        assert await rt.embed(["a"]) is None
+        assert rt.embedding is None
+
+
+def test_a_model_without_embeddings_is_refused_by_name(tmp_path: Path) -> None:
+    task = load_task(task_with_models(tmp_path, embedding="anthropic:claude-haiku-4-5"))
+    runtime = Runtime(task, RuntimeOptions(no_cache=True), env={})
+    with pytest.raises(UsageError, match="anthropic has no embeddings endpoint"):
+        runtime.embedding_client()
+
+
+def test_an_unpriced_embedding_model_under_a_cost_cap_is_refused(tmp_path: Path) -> None:
+    embedding = {"model": "openai:my-embed", "base_url": "https://embed.example.com/v1"}
+    task = load_task(task_with_models(tmp_path, embedding=embedding))
+    options = RuntimeOptions(no_cache=True, caps=BudgetCaps(cost_usd=1.0))
+    runtime = Runtime(task, options, env={})
+    with pytest.raises(UsageError, match="embedding"):
+        runtime.embedding_client()

@@ -60,6 +60,7 @@ SURFACE = {
     "score",
     "ask",
     "optimizer_budget_spent",
+    "embed",
     "task_context",
     "scored_history",
     "remaining_target_calls",

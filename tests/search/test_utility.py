@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from promptopt.search.utility import (
+    EMBEDDING_DIM,
     Comparison,
     UtilityModel,
     UtilitySettings,
+    fit_dimension,
     hashed_embedding,
 )
 
@@ -125,3 +127,26 @@ def test_the_training_gradient_is_the_sum_of_per_arm_gradients() -> None:
     weight = np.array([0.5, -1.0, 0.0, 2.0])
     _, inputs, pre = model._forward(model.features)
     assert np.allclose(model._backward(weight, inputs, pre), weight @ model.gradients())
+
+
+@pytest.mark.parametrize("size", [2, 256, 1536])
+def test_model_embeddings_fit_one_dimension_normalised(size: int) -> None:
+    rng = np.random.default_rng(size)
+    vectors = rng.normal(size=(5, size)) * 7.0
+    fitted = fit_dimension(vectors.tolist())
+    assert fitted.shape == (5, EMBEDDING_DIM)
+    assert np.allclose(np.linalg.norm(fitted, axis=1), 1.0)
+    # The same model's vectors always land in the same place.
+    assert np.array_equal(fitted, fit_dimension(vectors.tolist()))
+    if size > EMBEDDING_DIM:
+        # The projection keeps which prompts are alike (Johnson-Lindenstrauss).
+        before = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        near = before[0] * 0.9 + before[1] * 0.1
+        pair = fit_dimension([before[0].tolist(), near.tolist(), before[2].tolist()])
+        assert pair[0] @ pair[1] > pair[0] @ pair[2]
+
+
+@pytest.mark.parametrize("vectors", [[], [[]], [[1.0, 2.0], [1.0]], [[float("nan"), 1.0]]], ids=str)
+def test_unusable_embeddings_are_refused(vectors: list[list[float]]) -> None:
+    with pytest.raises(ValueError):
+        fit_dimension(vectors)

@@ -11,7 +11,7 @@ from typing import Any
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
-from promptopt.llm.providers.base import Provider
+from promptopt.llm.providers.base import Embedder, Provider
 from promptopt.run.folder import EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.engine import Engine
@@ -48,9 +48,11 @@ async def run_engine(
     scripted: Mapping[str, Provider],
     *,
     resume: bool = False,
+    embedder: Embedder | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the settings' strategy on the task into `folder`, with the scripted
-    providers by role, no response cache and the folder's journal; the summary."""
+    providers by role (and `embedder` as the task's embedding model), no response cache and
+    the folder's journal; the summary."""
     task = load_task(task_file)
     strategy, _ = make_strategy(settings.strategy, settings.params)
     runtime = Runtime(
@@ -59,6 +61,7 @@ async def run_engine(
         store=NullCache(),
         journal=ResponseJournal(folder.file(RESPONSES)),
         providers=scripted,
+        embedder=embedder,
     )
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())

@@ -330,3 +330,29 @@ def test_invalid_configuration_is_rejected() -> None:
         FakeOpenAIServer(fault_rate=1.5)
     with pytest.raises(ValueError, match="fault_statuses"):
         FakeOpenAIServer(fault_rate=0.5, fault_statuses=())
+
+
+def test_embeddings_endpoint_answers_each_input_in_order() -> None:
+    with FakeOpenAIServer() as srv:
+        reply = run_with_client(
+            srv,
+            lambda c: c.embeddings.create(
+                model="fake-embed", input=["one two", "three"], encoding_format="float"
+            ),
+        )
+        assert srv.embedding_requests == 1
+        assert srv.embedded_texts == ["one two", "three"]
+        assert srv.requests_total == 0  # chat completions only
+    assert [d.index for d in reply.data] == [0, 1]
+    assert len(reply.data[0].embedding) == 16
+    assert reply.data[0].embedding != reply.data[1].embedding
+    assert reply.model == "fake-embed"
+    assert reply.usage.prompt_tokens == 3
+
+
+def test_a_server_without_embeddings_answers_501() -> None:
+    with FakeOpenAIServer(embed=None) as srv:
+        with pytest.raises(openai.APIStatusError) as caught:
+            run_with_client(srv, lambda c: c.embeddings.create(model="m", input=["a"]))
+        assert srv.embedding_requests == 1
+    assert caught.value.status_code == 501

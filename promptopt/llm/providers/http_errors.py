@@ -167,7 +167,9 @@ def classify_status(
             f"{label}: the account's quota or credit is exhausted (HTTP {status}): {message}. "
             "Add credit or raise the spending limit, or use another model."
         )
-    if status in (408, 409, 429) or status >= 500:
+    # 501: the server does not implement the endpoint (llama.cpp's server without
+    # --embeddings); asking again cannot help.
+    if status in (408, 409, 429) or (status >= 500 and status != 501):
         retry_after = parse_retry_after(headers) if status in (429, 503, 529) else None
         kind = "rate limited" if status == 429 else "temporary server error"
         return TransientProviderError(

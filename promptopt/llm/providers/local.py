@@ -11,14 +11,17 @@ import asyncio
 import importlib.util
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from promptopt.errors import FatalProviderError, MissingDependencyError
 from promptopt.llm.local_models import INSTALL_COMMAND, resolve_model
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
+from promptopt.llm.providers.base import Embeddings
 from promptopt.task.modelspec import ModelSpec
 
 DEFAULT_N_CTX = 4096
@@ -51,8 +54,24 @@ class ChatModel(Protocol):
         ...
 
 
+class EmbeddingModel(Protocol):
+    """The part of a `llama_cpp.Llama` loaded with `embedding=True` this provider uses."""
+
+    def embed(
+        self,
+        input: list[str],
+        normalize: bool = ...,
+        truncate: bool = ...,
+        return_count: bool = ...,
+    ) -> Any:
+        """One pooled vector per input (and, with `return_count`, the tokens read)."""
+        ...
+
+
 LoadFn = Callable[[Path, int, int], ChatModel]
 """Loads a GGUF file: (path, n_ctx, n_threads) -> model."""
+EmbedLoadFn = Callable[[Path, int, int], EmbeddingModel]
+"""Loads a GGUF file in embedding mode: (path, n_ctx, n_threads) -> model."""
 
 
 def require_llama_cpp() -> None:
@@ -75,11 +94,59 @@ def load_llama(path: Path, n_ctx: int, n_threads: int) -> ChatModel:
     return model
 
 
+def load_llama_embedder(path: Path, n_ctx: int, n_threads: int) -> EmbeddingModel:
+    """Load a GGUF file with llama-cpp-python in embedding mode, quietly.
+
+    A context made for generation cannot embed (llama.cpp decides at load time), so this is a
+    second instance of the same weights (memory-mapped, so the file's pages are shared). The
+    model's own pooling applies: an embedding model's (mean, CLS, last), or none for a chat
+    model, whose per-token vectors `LocalProvider.embed` mean-pools.
+    """
+    require_llama_cpp()
+    llama_cpp = importlib.import_module("llama_cpp")
+    model: EmbeddingModel = llama_cpp.Llama(
+        model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, embedding=True, verbose=False
+    )
+    return model
+
+
+def _embed_each(model: EmbeddingModel, texts: list[str]) -> tuple[list[Any], int]:
+    """Each text's raw embedding and the tokens read, one text per call.
+
+    One at a time because llama-cpp-python (0.3.36) reads the per-token vectors of every
+    sequence after the first of a batch from the wrong offset when the model has no pooling,
+    which is the case of chat models; a text longer than the batch (512 tokens) is cut there.
+    """
+    out: list[Any] = []
+    tokens = 0
+    for text in texts:
+        raw, count = model.embed([text], normalize=False, truncate=True, return_count=True)
+        out.append(raw[0])
+        tokens += int(count)
+    return out, tokens
+
+
+def pooled(vectors: Any) -> tuple[float, ...]:
+    """One text's embedding as llama.cpp returns it, as one L2-normalised vector: a pooled
+    vector as it is, per-token vectors (a model without pooling) averaged first.
+
+    Raises:
+        ValueError: it is not one vector or a list of equally long ones.
+    """
+    array = np.asarray(vectors, dtype=np.float64)
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError("not a vector of numbers")
+    norm = float(np.linalg.norm(array))
+    return tuple(float(x) for x in (array / norm if norm > 0 else array))
+
+
 @dataclass
 class LoadedModel:
     """A loaded model and the lock that keeps it to one request at a time."""
 
-    model: ChatModel
+    model: Any
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -90,23 +157,32 @@ class ModelLoader:
     so they share one copy of the weights and one lock.
     """
 
-    def __init__(self, load: LoadFn | None = None, *, n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        load: LoadFn | None = None,
+        *,
+        n_threads: int | None = None,
+        load_embedder: EmbedLoadFn | None = None,
+    ) -> None:
         if load is None:
             require_llama_cpp()
             load = load_llama
         self._load = load
+        self._load_embedder = load_embedder or load_llama_embedder
         self._n_threads = n_threads or os.cpu_count() or 1
-        self._models: dict[tuple[Path, int], LoadedModel] = {}
+        self._models: dict[tuple[Path, int, bool], LoadedModel] = {}
         self._loading = asyncio.Lock()
 
-    async def get(self, path: Path, n_ctx: int) -> LoadedModel:
-        """The loaded model for `path`, loading it in a worker thread on first use."""
-        key = (path.resolve(), n_ctx)
+    async def get(self, path: Path, n_ctx: int, *, embedding: bool = False) -> LoadedModel:
+        """The loaded model for `path`, loading it in a worker thread on first use; with
+        `embedding`, its embedding-mode instance (loaded separately, also once)."""
+        key = (path.resolve(), n_ctx, embedding)
+        load: Callable[[Path, int, int], Any] = self._load_embedder if embedding else self._load
         async with self._loading:
             loaded = self._models.get(key)
             if loaded is None:
                 try:
-                    model = await asyncio.to_thread(self._load, path, n_ctx, self._n_threads)
+                    model = await asyncio.to_thread(load, path, n_ctx, self._n_threads)
                 except MissingDependencyError:
                     raise
                 except Exception as exc:
@@ -177,6 +253,36 @@ class LocalProvider:
                 raise FatalProviderError(f"local model {self.model_id} failed: {exc}") from exc
             latency = time.perf_counter() - started
         return self._to_completion(response, latency)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` with the model in llama.cpp's embedding mode (loaded on first use,
+        once); any failure of the local model is fatal."""
+        loaded = await self._loader.get(self._path, self._n_ctx, embedding=True)
+        model: EmbeddingModel = loaded.model
+        async with loaded.lock:
+            started = time.perf_counter()
+            try:
+                raw, tokens = await asyncio.to_thread(_embed_each, model, list(texts))
+            except Exception as exc:
+                raise FatalProviderError(
+                    f"local model {self.model_id} could not embed: {exc}"
+                ) from exc
+            latency = time.perf_counter() - started
+        try:
+            vectors = tuple(pooled(vector) for vector in raw)
+        except (TypeError, ValueError) as exc:
+            raise FatalProviderError(
+                f"local model {self.model_id} returned embeddings that are not one list of "
+                f"numbers per text: {exc}"
+            ) from exc
+        if len(vectors) != len(texts):
+            raise FatalProviderError(
+                f"local model {self.model_id} returned {len(vectors)} embeddings for "
+                f"{len(texts)} texts"
+            )
+        return Embeddings(
+            vectors=vectors, usage=Usage(input=int(tokens)), model=self.model_id, latency_s=latency
+        )
 
     async def aclose(self) -> None:
         """Free the model when this provider loaded it itself (a shared loader is its owner's)."""

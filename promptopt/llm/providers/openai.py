@@ -6,9 +6,9 @@ import inspect
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -18,6 +18,7 @@ from openai.types.chat import ChatCompletion
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
+from promptopt.llm.providers.base import Embeddings
 from promptopt.llm.providers.endpoints import is_openai_host, resolve_base_url
 from promptopt.llm.providers.http_errors import (
     classify_status,
@@ -38,6 +39,7 @@ _SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) -
 # Asks the SDK for the response with its headers (what `with_raw_response` sends), so that the
 # rate-limit headers of an answer reach the client's adaptive concurrency.
 _RAW_RESPONSE: RequestOptions = {"headers": {"X-Stainless-Raw-Response": "true"}}
+_T = TypeVar("_T")
 
 
 def resolve_api_key(
@@ -83,7 +85,8 @@ def _is_quota_error(error: openai.APIStatusError) -> bool:
 
 
 class OpenAIProvider(OpenAIBatches):
-    """A chat model behind the OpenAI chat-completions API; one attempt per `complete` call."""
+    """A model behind the OpenAI API: chat completions, and embeddings (POST /embeddings) for
+    an embedding model; one attempt per call."""
 
     def __init__(
         self,
@@ -173,7 +176,8 @@ class OpenAIProvider(OpenAIBatches):
         if self._http is not None:
             return await self._complete_lean(self._http, request)
         started = time.perf_counter()
-        try:
+
+        async def post() -> tuple[Any, Any]:
             # The SDK's own low-level post: same request building, auth and response parsing
             # as chat.completions.create, without re-walking the already plain JSON body
             # through its TypedDict transform, which costs about a third of the client-side
@@ -185,7 +189,49 @@ class OpenAIProvider(OpenAIBatches):
                 options=_RAW_RESPONSE,
             )
             headers = getattr(raw, "headers", None) or {}
-            response = raw.parse() if hasattr(raw, "parse") else raw
+            return (raw.parse() if hasattr(raw, "parse") else raw), headers
+
+        response, headers = await self._guarded(post())
+        latency = time.perf_counter() - started
+        return replace(self._completion(response, latency), rate_limit=parse_rate_limit(headers))
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed `texts` with one POST /embeddings; raise Transient/FatalProviderError on
+        failure. The vectors come back in the order of `texts` whatever order the server
+        lists them in."""
+        started = time.perf_counter()
+        response = await self._guarded(
+            self._client.embeddings.create(
+                model=self._spec.name, input=list(texts), encoding_format="float"
+            )
+        )
+        latency = time.perf_counter() - started
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or len(data) != len(texts):
+            raise self._malformed(f"expected {len(texts)} embeddings")
+        vectors: list[tuple[float, ...] | None] = [None] * len(texts)
+        for position, item in enumerate(data):
+            index = getattr(item, "index", position)
+            vector = getattr(item, "embedding", None)
+            if not isinstance(index, int) or not 0 <= index < len(texts) or not vector:
+                raise self._malformed("an embedding without a valid index or vector")
+            if not isinstance(vector, list):
+                raise self._malformed("an embedding that is not a list of floats")
+            vectors[index] = tuple(float(x) for x in vector)
+        if any(v is None for v in vectors):
+            raise self._malformed("an input without an embedding")
+        usage = getattr(response, "usage", None)
+        return Embeddings(
+            vectors=tuple(v for v in vectors if v is not None),
+            usage=Usage(input=int(getattr(usage, "prompt_tokens", 0) or 0)),
+            model=getattr(response, "model", None) or self._spec.name,
+            latency_s=latency,
+        )
+
+    async def _guarded(self, call: Awaitable[_T]) -> _T:
+        """Await one SDK call, turning its errors into Transient/FatalProviderError."""
+        try:
+            return await call
         except openai.APIStatusError as error:
             raise self._status_error(error) from None
         except openai.APITimeoutError:
@@ -199,8 +245,6 @@ class OpenAIProvider(OpenAIBatches):
             ) from None
         except (openai.APIResponseValidationError, ValueError) as error:
             raise self._malformed(type(error).__name__) from None
-        latency = time.perf_counter() - started
-        return replace(self._completion(response, latency), rate_limit=parse_rate_limit(headers))
 
     def _completion(self, response: Any, latency: float) -> Completion:
         choices = getattr(response, "choices", None)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from promptopt.errors import MissingDependencyError, UsageError
-from promptopt.llm.providers.base import Provider
+from promptopt.llm.providers.base import Embedder, Provider
 from promptopt.task.modelspec import ModelSpec
 
 if TYPE_CHECKING:
@@ -118,3 +118,48 @@ def build_provider(
     return builder(
         spec, base_dir=base_dir, http_client=http_client, env=os.environ if env is None else env
     )
+
+
+def _scripted_embedder(
+    spec: ModelSpec,
+    *,
+    base_dir: Path,
+    http_client: httpx2.AsyncClient | None,
+    env: Mapping[str, str],
+) -> Provider:
+    from promptopt.llm.providers.scripted import ScriptedProvider
+
+    return ScriptedProvider.embedder_from_spec(spec, base_dir=base_dir)
+
+
+# The providers with an embeddings endpoint. Anthropic has none; a scripted embedding model is
+# a function from a text to its vector rather than a chat script.
+EMBEDDERS: dict[str, Builder] = {
+    "openai": _openai,
+    "ollama": _openai,
+    "local": _local,
+    "scripted": _scripted_embedder,
+}
+
+
+def build_embedder(
+    spec: ModelSpec,
+    *,
+    base_dir: Path,
+    http_client: httpx2.AsyncClient | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Embedder:
+    """The embedding model of `spec`; UsageError listing the providers that can embed when
+    its provider has no embeddings endpoint."""
+    builder = EMBEDDERS.get(spec.provider)
+    if builder is None:
+        raise UsageError(
+            f"model {spec.model!r} cannot embed: {spec.provider} has no embeddings endpoint; "
+            f"providers that embed: {', '.join(sorted(EMBEDDERS))}"
+        )
+    provider = builder(
+        spec, base_dir=base_dir, http_client=http_client, env=os.environ if env is None else env
+    )
+    if not isinstance(provider, Embedder):
+        raise UsageError(f"model {spec.model!r} cannot embed")
+    return provider

@@ -18,6 +18,7 @@ from promptopt.llm.messages import (
     Usage,
     normalize_finish_reason,
 )
+from promptopt.llm.providers.base import Embeddings
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.user_code import load_function
 
@@ -27,6 +28,8 @@ play an answer cut at the token limit."""
 Reply = TableReply | Completion
 ScriptFunction = Callable[[ChatRequest], Reply]
 Script = ScriptFunction | Mapping[str, TableReply] | Sequence[TableReply]
+EmbedFunction = Callable[[str], Sequence[float]]
+"""A scripted embedding model: a text's vector."""
 _REPLY_KEYS = frozenset({"text", "finish_reason"})
 
 
@@ -50,9 +53,15 @@ class ScriptedProvider:
     or a sequence of replies consumed in order (shared by concurrent callers under a lock). A
     reply is its text (finish_reason "stop"), a mapping `{"text": ..., "finish_reason": ...}`
     (e.g. "length" for an answer cut at the token limit), or, from a function, a `Completion`.
+
+    With an `embedder` (a function from a text to its vector) it also embeds, deterministically;
+    without one, `embed` fails as a server without an embeddings endpoint would.
     """
 
-    def __init__(self, script: Script, *, name: str = "script") -> None:
+    def __init__(
+        self, script: Script, *, name: str = "script", embedder: EmbedFunction | None = None
+    ) -> None:
+        self._embedder = embedder
         if isinstance(script, str):
             raise TypeError("a script is a function, a mapping or a sequence of replies, not a str")
         self._name = name
@@ -72,6 +81,19 @@ class ScriptedProvider:
     def from_spec(cls, spec: ModelSpec, *, base_dir: Path) -> ScriptedProvider:
         """Load `scripted:FILE.py:FUNCTION` or `scripted:TABLE.json|.yaml`, relative to base_dir."""
         return cls(load_script(spec.name, base_dir), name=spec.name)
+
+    @classmethod
+    def embedder_from_spec(cls, spec: ModelSpec, *, base_dir: Path) -> ScriptedProvider:
+        """An embedding model from `scripted:FILE.py:FUNCTION`, where FUNCTION maps a text to
+        its vector (a list of floats); it answers no chat request."""
+        path_text, _, function_name = spec.name.rpartition(":")
+        if not path_text.endswith(".py"):
+            raise UsageError(
+                f"scripted:{spec.name}: a scripted embedding model is scripted:FILE.py:FUNCTION, "
+                "a function from a text to a list of floats"
+            )
+        function = load_function(base_dir / path_text, function_name, what="scripted model")
+        return cls((), name=spec.name, embedder=function)
 
     @property
     def endpoint(self) -> str:
@@ -129,6 +151,26 @@ class ScriptedProvider:
             usage=Usage(input=prompt_tokens, output=estimate_tokens(text)),
             model=self._name,
             finish_reason=finish_reason,
+        )
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Each text's vector from the embedding function, with a whitespace token count."""
+        if self._embedder is None:
+            raise FatalProviderError(f"scripted model {self._name} has no embedding function")
+        vectors = []
+        for text in texts:
+            vector = self._embedder(text)
+            try:
+                vectors.append(tuple(float(x) for x in vector))
+            except (TypeError, ValueError) as error:
+                raise FatalProviderError(
+                    f"scripted model {self._name}: the embedding function returned "
+                    f"{type(vector).__name__}, expected a list of floats"
+                ) from error
+        return Embeddings(
+            vectors=tuple(vectors),
+            usage=Usage(input=sum(estimate_tokens(t) for t in texts)),
+            model=self._name,
         )
 
     async def aclose(self) -> None:

@@ -1,7 +1,8 @@
 """APOHF (Lin et al., 2024): prompt optimization from pairwise preferences, as a dueling bandit.
 
 A pool of candidate instructions is made up front (instructions induced from the task and a
-few examples, and rephrasings of the initial one, as APE makes them) and embedded. Each round
+few examples, and rephrasings of the initial one, as APE makes them) and embedded, by the
+run's embedding model when there is one, else by a model-free hashed embedding. Each round
 asks for one preference: two prompts answer the same training input and a comparator says
 which answer is better. A small network trained with the Bradley-Terry loss on every answer so
 far predicts each prompt's utility; the next pair is the prompt of highest predicted utility
@@ -28,12 +29,21 @@ from promptopt.scoring.preference import (
     JudgeComparator,
     MetricComparator,
 )
-from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
+from promptopt.search.context import (
+    Candidate,
+    EmbeddingUnavailable,
+    Plan,
+    SearchContext,
+    StepReport,
+    StrategyInfo,
+)
 from promptopt.search.population import gather_all
 from promptopt.search.utility import (
+    Array,
     Comparison,
     UtilityModel,
     UtilitySettings,
+    fit_dimension,
     hashed_embedding,
 )
 from promptopt.task.example import Example
@@ -75,6 +85,12 @@ class APOHFParams(BaseModel):
         description="who says which answer is better: the task's metric, the judge model "
         "(models.judge, else the optimizer) asked in both orders, or a person at the terminal "
         "(run --human)",
+    )
+    embedding: Literal["auto", "provider", "hashed"] = Field(
+        default="auto",
+        description="how candidates are embedded: the embedding model (models.embedding, else "
+        "the optimizer's endpoint) when there is one that answers, else the built-in hashed "
+        "embedding (auto); the model or stop (provider); or always the hashed one (hashed)",
     )
     rubric: str | None = Field(
         default=None,
@@ -181,6 +197,42 @@ class APOHF:
                 pool.append(cand)
         return pool
 
+    async def pool_features(
+        self, ctx: SearchContext, arms: Sequence[Candidate]
+    ) -> tuple[Array, str, str | None]:
+        """The pool's embeddings as the utility model's input, how they were made ("provider"
+        or "hashed") and by which model; an "embedding" event says which in one line."""
+        mode = self.params.embedding
+        fallback = "asked for (search.params.embedding: hashed)"
+        if mode != "hashed":
+            try:
+                embedded = await ctx.embed([c.text for c in arms])
+                features = fit_dimension(embedded.vectors)
+            except (EmbeddingUnavailable, ValueError) as exc:
+                if mode == "provider":
+                    raise UsageError(
+                        f"apohf: search.params.embedding is provider, but the prompts could "
+                        f"not be embedded: {exc}; set models.embedding to a model with an "
+                        "embeddings endpoint, or use embedding: auto to fall back to the "
+                        "hashed embedding"
+                    ) from None
+                fallback = f"the fallback, since the prompts could not be embedded: {exc}"
+            else:
+                ctx.event(
+                    "embedding",
+                    source="provider",
+                    model=embedded.model,
+                    note=f"candidate prompts embedded by {embedded.model}",
+                )
+                return features, "provider", embedded.model
+        ctx.event(
+            "embedding",
+            source="hashed",
+            model=None,
+            note=f"candidate prompts embedded by the built-in hashed embedding, {fallback}",
+        )
+        return np.stack([hashed_embedding(c.text) for c in arms]), "hashed", None
+
     def next_pair(
         self,
         ctx: SearchContext,
@@ -243,14 +295,15 @@ class APOHF:
         if comparator.source == "judge" and judge_left is not None:
             # Two judge calls per comparison, one in each order.
             queries = min(queries, judge_left // 2)
-        features = np.stack([hashed_embedding(c.text) for c in arms])
+        features, embedding, embedding_model = await self.pool_features(ctx, arms)
         model = UtilityModel(features, p.utility_settings(), seed=ctx.rng.randrange(2**31))
         ctx.event(
             "apohf_plan",
             pool=[c.id for c in arms],
             comparisons=queries,
             policy=p.policy,
-            embedding="hashed",
+            embedding=embedding,
+            embedding_model=embedding_model,
             feedback=comparator.source,
         )
         history: list[Comparison] = []

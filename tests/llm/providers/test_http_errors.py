@@ -60,7 +60,7 @@ def test_transient_statuses(status: int) -> None:
     assert isinstance(classify(status), TransientProviderError)
 
 
-@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422])
+@pytest.mark.parametrize("status", [400, 401, 402, 403, 404, 422, 501])
 def test_fatal_statuses(status: int) -> None:
     error = classify(status)
     assert isinstance(error, FatalProviderError)

@@ -364,3 +364,64 @@ def test_the_models_timeout_applies_to_a_lent_connection_pool() -> None:
     spec = ModelSpec(model="openai:gpt-4o-mini", timeout_s=123)
     _, recorder = run(lambda r: httpx2.Response(200, json=completion_body()), spec)
     assert recorder.requests[0].extensions["timeout"]["read"] == 123
+
+
+def embeddings_body(vectors: list[list[float]], order: list[int] | None = None) -> dict[str, Any]:
+    indices = order if order is not None else list(range(len(vectors)))
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in indices],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 7, "total_tokens": 7},
+    }
+
+
+def embed(
+    handler: Handler, spec: str = "openai:text-embedding-3-small", texts: tuple[str, ...] = ()
+) -> tuple[Any, Recorder]:
+    recorder = Recorder(handler)
+
+    async def go() -> Any:
+        async with httpx2.AsyncClient(transport=httpx2.MockTransport(recorder)) as client:
+            provider = OpenAIProvider(ModelSpec(model=spec), http_client=client, env=ENV)
+            try:
+                return await provider.embed(list(texts))
+            except ProviderError as error:
+                return error
+
+    return asyncio.run(go()), recorder
+
+
+def test_embed_posts_to_the_embeddings_endpoint_and_keeps_the_input_order() -> None:
+    vectors = [[1.0, 0.0], [0.0, 1.0]]
+    answer, recorder = embed(
+        lambda r: httpx2.Response(200, json=embeddings_body(vectors, order=[1, 0])),
+        texts=("first prompt", "second prompt"),
+    )
+    sent = recorder.requests[0]
+    assert sent.method == "POST"
+    assert sent.url.path == "/v1/embeddings"
+    body = json.loads(sent.content)
+    assert body["model"] == "text-embedding-3-small"
+    assert body["input"] == ["first prompt", "second prompt"]
+    assert body["encoding_format"] == "float"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert answer.vectors == ((1.0, 0.0), (0.0, 1.0))
+    assert answer.usage == Usage(input=7)
+    assert answer.model == "text-embedding-3-small"
+
+
+def test_embed_on_a_server_without_embeddings_is_fatal() -> None:
+    answer, _ = embed(
+        lambda r: httpx2.Response(501, json={"error": {"message": "no embeddings here"}}),
+        texts=("a",),
+    )
+    assert isinstance(answer, FatalProviderError)
+    assert "no embeddings here" in str(answer)
+
+
+def test_embed_with_a_missing_vector_is_a_malformed_response() -> None:
+    body = embeddings_body([[1.0]])
+    answer, _ = embed(lambda r: httpx2.Response(200, json=body), texts=("a", "b"))
+    assert isinstance(answer, TransientProviderError)
+    assert "malformed" in str(answer)

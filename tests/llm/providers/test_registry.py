@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import types
@@ -11,8 +12,9 @@ import pytest
 
 from promptopt.errors import MissingDependencyError, UsageError
 from promptopt.llm.providers.anthropic import AnthropicProvider
+from promptopt.llm.providers.base import Embedder
 from promptopt.llm.providers.openai import OpenAIProvider
-from promptopt.llm.providers.registry import PROVIDERS, build_provider
+from promptopt.llm.providers.registry import EMBEDDERS, PROVIDERS, build_embedder, build_provider
 from promptopt.llm.providers.scripted import ScriptedProvider
 from promptopt.task.modelspec import ModelSpec
 
@@ -71,3 +73,29 @@ def test_local_without_its_module_is_a_missing_dependency(
     monkeypatch.setitem(sys.modules, "promptopt.llm.providers.local", None)
     with pytest.raises(MissingDependencyError, match="local provider"):
         build_provider(ModelSpec(model="local:default"), base_dir=tmp_path, env={})
+
+
+def test_builds_embedders_for_providers_with_embeddings(tmp_path: Path) -> None:
+    (tmp_path / "emb.py").write_text("def vector(text):\n    return [float(len(text)), 1.0]\n")
+    env = {"OPENAI_API_KEY": "sk-x-123456"}
+
+    def build(model: str) -> Embedder:
+        return build_embedder(ModelSpec(model=model), base_dir=tmp_path, env=env)
+
+    assert isinstance(build("openai:text-embedding-3-small"), OpenAIProvider)
+    assert isinstance(build("ollama:nomic-embed-text"), OpenAIProvider)
+    scripted = build("scripted:emb.py:vector")
+    assert asyncio.run(scripted.embed(["abc"])).vectors == ((3.0, 1.0),)
+
+
+def test_anthropic_cannot_embed(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="anthropic has no embeddings endpoint") as caught:
+        build_embedder(ModelSpec(model="anthropic:claude-haiku-4-5"), base_dir=tmp_path, env={})
+    for name in EMBEDDERS:
+        assert name in str(caught.value)
+
+
+def test_a_scripted_embedder_is_a_python_function(tmp_path: Path) -> None:
+    (tmp_path / "t.json").write_text('["ok"]')
+    with pytest.raises(UsageError, match=r"scripted:FILE\.py:FUNCTION"):
+        build_embedder(ModelSpec(model="scripted:t.json"), base_dir=tmp_path, env={})

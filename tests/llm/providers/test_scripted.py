@@ -156,3 +156,17 @@ def test_bad_script_files_are_usage_errors(
         (tmp_path / filename).write_text(text)
     with pytest.raises(UsageError, match=message):
         ScriptedProvider.from_spec(ModelSpec(model=f"scripted:{name}"), base_dir=tmp_path)
+
+
+def test_embeds_with_an_embedding_function() -> None:
+    provider = ScriptedProvider((), name="emb", embedder=lambda text: [float(len(text)), 0.5])
+    answer = asyncio.run(provider.embed(["ab", "one two three"]))
+    assert answer.vectors == ((2.0, 0.5), (13.0, 0.5))
+    assert answer.usage.input == 4
+    assert answer.model == "emb"
+
+
+def test_without_an_embedding_function_embedding_fails_loudly() -> None:
+    provider = ScriptedProvider(["ok"], name="chat")
+    with pytest.raises(FatalProviderError, match="has no embedding function"):
+        asyncio.run(provider.embed(["a"]))
