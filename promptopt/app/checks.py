@@ -357,10 +357,79 @@ def _scripted_problems(
 
 
 def _budget_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) -> list[Problem]:
+    if "dev" not in task.splits:
+        return []
+    return (
+        _target_budget_problems(task, overrides, where)
+        + _judge_budget_problems(task, overrides, where)
+        + _cost_budget_problems(task, overrides, where)
+    )
+
+
+def _judge_budget_problems(
+    task: LoadedTask, overrides: RunOverrides, where: _Locator
+) -> list[Problem]:
+    """A judge cap that leaves nothing for the search once the final judging is set aside."""
+    from promptopt.search.plan import final_judge_reserve
+
+    cap = task.spec.search.budget.judge_calls
+    params = {**task.spec.search.params, **overrides.params}
+    if cap is None or params.get("feedback") != "judge":
+        return []
+    reserve = final_judge_reserve(
+        len(task.splits["dev"]),
+        len(task.splits.get("test", ())),
+        labelled=task.spec.metric is not None,
+    )
+    if cap > reserve:
+        return []
+    return [
+        where.problem(
+            ("search", "budget", "judge_calls"),
+            f"{cap} judge calls leave nothing for the search: judging the best prompt against "
+            f"the initial one on held-out inputs (two calls each) needs {reserve}; raise it "
+            f"above {reserve}, or use smaller splits",
+        )
+    ]
+
+
+def _cost_budget_problems(
+    task: LoadedTask, overrides: RunOverrides, where: _Locator
+) -> list[Problem]:
+    """A cost cap that does not cover the final evaluation as a run sets it aside (an unknown
+    price is reported with the models)."""
+    from promptopt.llm.pricing import price_for
+    from promptopt.search.plan import final_eval_cost, initial_system_prompt
+
+    cap = overrides.max_cost if overrides.max_cost is not None else task.spec.search.budget.cost_usd
+    spec = task.spec.models.target
+    if cap is None or spec is None:
+        return []
+    price = price_for(spec, task.spec.prices or {})
+    if price is None:
+        return []
+    needed = final_eval_cost(task, spec, price, overrides.finalists).usd(
+        initial_system_prompt(task)
+    )
+    if cap > needed:
+        return []
+    message = (
+        f"${cap:g} does not cover the final evaluation on dev and test, which sets aside "
+        f"${needed:.4f} at {spec.model}'s price; raise it, use smaller splits, or lower the "
+        "target's max_tokens"
+    )
+    if overrides.max_cost is not None:
+        return [where.flag("--max-cost", message)]
+    return [where.problem(("search", "budget", "cost_usd"), message)]
+
+
+def _target_budget_problems(
+    task: LoadedTask, overrides: RunOverrides, where: _Locator
+) -> list[Problem]:
     from promptopt.search.plan import final_reserve
 
     cap = overrides.target_calls or task.spec.search.budget.target_calls
-    if cap is None or "dev" not in task.splits:
+    if cap is None:
         return []
     reserve = final_reserve(
         len(task.splits["dev"]), len(task.splits.get("test", ())), overrides.finalists

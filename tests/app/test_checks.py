@@ -283,3 +283,33 @@ def test_an_unpriced_embedding_model_under_a_cost_cap(tmp_path: Path) -> None:
 def test_a_good_embedding_model_is_no_problem(tmp_path: Path) -> None:
     path = with_embedding(tmp_path, "ollama:nomic")
     assert problems(path) == []
+
+
+def test_a_cost_cap_the_final_evaluation_does_not_fit_is_a_located_problem(
+    tmp_path: Path,
+) -> None:
+    priced = "target: {model: scripted:s.py:f, max_tokens: 100, price: {input: 500, output: 500}}"
+    path = write(tmp_path, **{"target: scripted:s.py:f": priced})
+    # Three dev and test calls at up to 100 output tokens each, at $500 per million.
+    found = only(path, RunOverrides(max_cost=0.01))
+    assert found.field == "--max-cost"
+    assert "does not cover the final evaluation" in found.message
+    assert problems(path, RunOverrides(max_cost=5.0)) == []
+    capped = write(
+        tmp_path,
+        text=TASK.replace("  strategy: ape\n", "  budget: {cost_usd: 0.01}\n  strategy: ape\n"),
+        **{"target: scripted:s.py:f": priced},
+    )
+    found = only(capped)
+    assert (found.field, found.line) == ("search.budget.cost_usd", 14)
+
+
+def test_a_judge_cap_the_final_judging_does_not_fit_is_a_located_problem(
+    tmp_path: Path,
+) -> None:
+    text = LABEL_FREE.replace("  params:", "  budget: {judge_calls: 4}\n  params:")
+    found = only(write(tmp_path, text))
+    # Two calls for each of one dev and one test input: 4 leave the search nothing.
+    assert (found.field, found.line) == ("search.budget.judge_calls", 16)
+    assert "needs 4" in found.message
+    assert problems(write(tmp_path, text.replace("judge_calls: 4", "judge_calls: 20"))) == []
