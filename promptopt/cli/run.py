@@ -103,7 +103,10 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
     from promptopt.run.records import UsageRecord
 
     out = stdout()
-    out.print(summary_table(summary))
+    scores = summary.scores
+    if not (scores.initial.dev is None and scores.best.dev is None and summary.dev_preference):
+        # A task without a metric has no score to tabulate: its result is the win rate below.
+        out.print(summary_table(summary))
     comparison = summary.test_comparison
     if comparison is not None:
         lo, hi = comparison.ci95

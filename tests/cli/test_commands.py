@@ -373,3 +373,40 @@ def test_dry_run_with_only_a_target_budget_says_the_optimizer_cap(task: Path) ->
     cap = re.search(r"optimizer calls are capped at (\d+)", text)
     assert cap is not None, text
     assert f"at most {cap.group(1)} optimizer calls" in text
+
+
+def test_the_result_of_a_task_without_a_metric_is_its_win_rate_not_a_score_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from promptopt.cli.run import print_run_result
+    from promptopt.run.records import SummaryRecord
+
+    judged = {
+        "source": "judge",
+        "n": 30,
+        "wins": 12,
+        "losses": 2,
+        "ties": 16,
+        "win_rate": 0.6667,
+        "ci95": [0.5667, 0.7667],
+        "sign_p": 0.0129,
+        "verdict": "improved",
+    }
+    summary = SummaryRecord.model_validate(
+        {
+            "run_dir": "runs/x",
+            "task": "review-gist",
+            "strategy": "apohf",
+            "seed": 0,
+            "initial_prompt": "Rewrite the text.",
+            "best_prompt": "Summarize the review.",
+            "dev_preference": {**judged, "n": 10},
+            "test_preference": judged,
+            "usage": {"judge": {"requests": 106, "cache_hits": 10}},
+        }
+    )
+    print_run_result(summary, as_json=False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "won 12, lost 2 and tied 16: win rate 0.67" in out and "improved" in out
+    assert "judge 106 sent + 10 cached" in out
+    assert "test 95% CI" not in out  # no table of scores that do not exist
