@@ -235,9 +235,7 @@ class Runtime:
         provider = self._providers.get(role) or build_provider(
             spec, base_dir=self.task.path.parent, http_client=self._http(), env=self.env
         )
-        gate = self.gates.get(provider.endpoint)
-        if gate is None:
-            gate = self.gates[provider.endpoint] = EndpointGate(self.options.concurrency)
+        gate = self._gate(provider.endpoint)
         client = ModelClient(
             role,
             spec,
@@ -255,6 +253,14 @@ class Runtime:
         )
         self.clients[role] = client
         return client
+
+    def _gate(self, endpoint: str) -> EndpointGate:
+        """The concurrency gate of a server, shared by every model called there (chat and
+        embeddings alike)."""
+        gate = self.gates.get(endpoint)
+        if gate is None:
+            gate = self.gates[endpoint] = EndpointGate(self.options.concurrency)
+        return gate
 
     def _http(self) -> httpx2.AsyncClient:
         """One connection pool for every model of the command: the roles on one server share
@@ -296,11 +302,9 @@ class Runtime:
             return None
         price = role_price(self.task, "embedding", spec, self.options.caps)
         embedder = self._embedder or build_embedder(
-            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
+            spec, base_dir=self.task.path.parent, http_client=self._http(), env=self.env
         )
-        gate = self.gates.get(embedder.endpoint)
-        if gate is None:
-            gate = self.gates[embedder.endpoint] = EndpointGate(self.options.concurrency)
+        gate = self._gate(embedder.endpoint)
         self.embedding = EmbeddingClient(
             spec,
             embedder,
