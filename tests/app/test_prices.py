@@ -281,5 +281,6 @@ def test_a_cap_too_small_for_the_final_evaluation_is_refused_by_dry_run_and_run_
     real = runner.invoke(app, args)
     for result in (dry, real):
         assert result.exit_code == EXIT_USAGE, result.output
-        assert "does not cover the worst case of the final evaluation" in result.output
+        # Found by the checks validate makes too, located at the flag.
+        assert "--max-cost: $0.0001 does not cover the final evaluation" in result.output
     assert not out.exists()
