@@ -137,6 +137,55 @@ def _task(folder: Path, provider: str, model: str, base_url: str) -> Path:
     return path
 
 
+def _guide(words: int) -> str:
+    """A label guide of about `words` words, long enough to pass a provider's caching minimum."""
+    lines = ["Label guide:"]
+    i = 0
+    while sum(len(line.split()) for line in lines) < words:
+        label = LABELS[i % len(LABELS)]
+        tip = TIPS[i % len(TIPS)]
+        lines.append(
+            f"{i + 1}. Rule {i + 1} for {label}: {tip} Check the rule against the example."
+        )
+        i += 1
+    return "\n".join(lines)
+
+
+def _eval(args: argparse.Namespace, provider: str, model: str, mode: str) -> Outcome:
+    """`promptopt eval` of trec's test split with the instruction plus a long label guide: a
+    fixed prompt whose stable prefix is long enough for the provider to cache."""
+    gold = _gold()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeBatchServer(
+            polls_to_end=1, reply=_replier(gold), prompt_caching=mode == "batch + cache"
+        ) as server,
+    ):
+        folder = Path(tmp)
+        base_url = server.base_url if provider == "openai" else server.anthropic_base_url
+        task = _task(folder, provider, model, base_url)
+        spec = yaml.safe_load(task.read_text())
+        spec["prompt"] = spec["prompt"] + "\n" + _guide(args.guide_words)
+        task.write_text(yaml.safe_dump(spec, sort_keys=False))
+        command = [sys.executable, "-m", "promptopt", "eval", str(task), "--split", "test"]
+        command += ["--cache-dir", str(folder / "cache"), "-j", str(args.concurrency), "--json"]
+        if mode != "plain":
+            command.append("--batch")
+        env = {**os.environ, "OPENAI_API_KEY": "not-needed", "ANTHROPIC_API_KEY": "not-needed"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            raise SystemExit(
+                f"eval {provider} {mode}: exit {done.returncode}\n{done.stderr[-3000:]}"
+            )
+        result = json.loads(done.stdout)
+        batched, batches = server.batched_requests, server.batch_submissions
+    if args.keep:
+        keep = args.keep / f"eval-{provider}-{mode.replace(' + ', '-')}.json"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        keep.write_text(done.stdout)
+    return _outcome({"usage": {"target": result["usage"]}}, provider, model, mode, batched, batches)
+
+
 def _run(args: argparse.Namespace, provider: str, model: str, mode: str) -> Outcome:
     gold = _gold()
     with (
@@ -188,7 +237,8 @@ def _outcome(
 
 def _table(outcomes: list[Outcome]) -> str:
     lines = [
-        "| model (both roles) | way | target calls | target tokens in (cache read / written)"
+        "| model (both roles) | way | target calls | target input tokens"
+        " (of them cache read / written)"
         " / out | target $ | optimizer calls | optimizer $ | total $ | / plain |"
         " requests in batches (batches) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -217,14 +267,25 @@ def main() -> None:
     parser.add_argument("--optimizer-budget", type=int, default=50, help="(trec: 50)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--keep", type=Path, help="copy each run's summary.json here")
+    parser.add_argument(
+        "--guide-words",
+        type=int,
+        default=3000,
+        help="also evaluate trec's test split with a label guide of this many words appended "
+        "to the instruction (0: not)",
+    )
     args = parser.parse_args()
-    outcomes = []
-    for provider, model in MODELS:
-        for mode in MODES:
-            outcome = _run(args, provider, model, mode)
-            print(json.dumps(outcome.__dict__), file=sys.stderr, flush=True)
-            outcomes.append(outcome)
-    print(_table(outcomes))
+    for measure, title in ((_run, "promptopt run tasks/trec.yaml"), (_eval, "eval, long guide")):
+        if measure is _eval and not args.guide_words:
+            continue
+        outcomes = []
+        for provider, model in MODELS:
+            for mode in MODES:
+                outcome = measure(args, provider, model, mode)
+                print(json.dumps(outcome.__dict__), file=sys.stderr, flush=True)
+                outcomes.append(outcome)
+        print(f"\n{title}\n")
+        print(_table(outcomes))
 
 
 if __name__ == "__main__":
