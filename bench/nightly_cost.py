@@ -14,7 +14,7 @@ between <START> and <END>. It counts one token per whitespace-separated word. Wi
 "batch + cache", Anthropic answers report cache writes and reads for the prefix promptopt marks
 with cache_control (OpenAI's caching is automatic and the fake reports no cached tokens).
 
-    .venv/bin/python bench/nightly_cost.py --budget 300 --optimizer-budget 10
+    .venv/bin/python bench/nightly_cost.py    # trec as it is: --budget 2000 --optimizer-budget 50
 """
 
 from __future__ import annotations
