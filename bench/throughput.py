@@ -6,7 +6,12 @@ promptopt on its lean path (the default for OpenAI-compatible servers) and, in t
 the SDK path (what every server got before), plus the bare SDK; "CPU" is the client process's CPU
 time per request, which a loaded machine distorts less than requests per second.
 
-    .venv/bin/python bench/throughput.py --n 2000 --latency 0.1 --concurrency 16 64 128 256
+With ``--dspy-python PYTHON`` (the interpreter of the environment holding the anchors of
+bench/requirements-anchors.txt), the same requests also go through DSPy's ``Evaluate`` at the same
+concurrency, in a separate process (bench/throughput_dspy.py), against the same server.
+
+    .venv/bin/python bench/throughput.py --n 2000 --latency 0.1 --concurrency 16 64 128 256 \
+        --dspy-python /work/anchors-venv/bin/python
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -103,12 +109,25 @@ async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
     return n / elapsed
 
 
+def _dspy(python: str, base_url: str, n: int, concurrency: int) -> tuple[float, int]:
+    """Requests per second and errors of DSPy's Evaluate, run by another interpreter."""
+    script = Path(__file__).with_name("throughput_dspy.py")
+    command = [python, str(script), "--base-url", base_url, "--n", str(n)]
+    command += ["--concurrency", str(concurrency)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(result["rps"]), int(result["errors"])
+
+
 def main() -> None:
     """Run the benchmark and print one Markdown table row per concurrency."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 128])
+    parser.add_argument(
+        "--dspy-python", help="also send the requests through dspy.Evaluate with this interpreter"
+    )
     args = parser.parse_args()
 
     ctx = multiprocessing.get_context("spawn")
@@ -121,9 +140,11 @@ def main() -> None:
         print(
             "| N | L | C | limit C/L | lean (req/s) | lean/limit | SDK path (req/s) | "
             "SDK path/limit | lean/SDK path | bare SDK (req/s) | lean/bare SDK | "
-            "CPU lean / SDK path (ms/req) | cached rerun (s) | errors |"
+            "CPU lean / SDK path (ms/req) | cached rerun (s) | DSPy Evaluate (req/s) | "
+            "lean/DSPy | errors |",
+            flush=True,
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
@@ -138,12 +159,18 @@ def main() -> None:
                 bare = asyncio.run(_raw_sdk(base_url, args.n, concurrency))
                 limit = concurrency / args.latency
                 lean_rate, sdk_rate = args.n / cold, args.n / sdk
+                dspy_cells = "not run | not run"
+                if args.dspy_python:
+                    dspy_rate, dspy_errors = _dspy(args.dspy_python, base_url, args.n, concurrency)
+                    errors += dspy_errors
+                    dspy_cells = f"{dspy_rate:.0f} | {lean_rate / dspy_rate:.2f}"
                 print(
                     f"| {args.n} | {args.latency * 1000:.0f} ms | {concurrency} | {limit:.0f} | "
                     f"{lean_rate:.0f} | {lean_rate / limit:.2f} | {sdk_rate:.0f} | "
                     f"{sdk_rate / limit:.2f} | {lean_rate / sdk_rate:.2f} | {bare:.0f} | "
                     f"{lean_rate / bare:.2f} | {1000 * cpu / args.n:.2f} / "
-                    f"{1000 * sdk_cpu / args.n:.2f} | {warm:.3f} | {errors + sdk_errors} |",
+                    f"{1000 * sdk_cpu / args.n:.2f} | {warm:.3f} | {dspy_cells} | "
+                    f"{errors + sdk_errors} |",
                     flush=True,
                 )
     finally:

@@ -10,6 +10,11 @@ at once: each request is answered like a chat completion, or fails as ``fate`` d
 (``"error"``: a server error for that request; ``"expire"``: no answer, and the batch ends as
 expired). The server counts submissions and polls, so a test can show that a resumed run polled
 the batch it had submitted instead of submitting again.
+
+With ``prompt_caching`` set, Anthropic answers report prompt caching as the real API does: the
+prefix up to a ``cache_control`` breakpoint is written to the cache the first time it is seen
+(``cache_creation_input_tokens``) and read from it afterwards (``cache_read_input_tokens``), and
+``input_tokens`` counts only the rest.
 """
 
 from __future__ import annotations
@@ -58,12 +63,23 @@ class _Batch:
 class FakeBatchServer(FakeOpenAIServer):
     """`FakeOpenAIServer` with both providers' batch services and Anthropic's Messages API."""
 
-    def __init__(self, *, polls_to_end: int = 2, fate: FateFn = _always_ok, **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        polls_to_end: int = 2,
+        fate: FateFn = _always_ok,
+        prompt_caching: bool = False,
+        **options: Any,
+    ) -> None:
         """``polls_to_end``: polls a batch answers "in progress" before it ends; ``fate``
-        decides each batched request's outcome. Other options are `FakeOpenAIServer`'s."""
+        decides each batched request's outcome; ``prompt_caching``: Anthropic answers report
+        cache writes and reads for ``cache_control`` prefixes. Other options are
+        `FakeOpenAIServer`'s."""
         super().__init__(**options)
         self.polls_to_end = polls_to_end
         self.fate = fate
+        self.prompt_caching = prompt_caching
+        self._cached_prefixes: set[str] = set()
         self.hold = False
         self._ids = itertools.count(1)
         self._files: dict[str, bytes] = {}
@@ -180,6 +196,16 @@ class FakeBatchServer(FakeOpenAIServer):
 
     def _anthropic_answer(self, body: dict[str, Any], n: int) -> dict[str, Any]:
         text, prompt, completion = self._chat_body(body)
+        cache: dict[str, int] = {}
+        prefix = _cached_prefix(body) if self.prompt_caching else None
+        if prefix is not None:
+            key, tokens = prefix
+            with self._lock:
+                seen = key in self._cached_prefixes
+                self._cached_prefixes.add(key)
+            written, read = (0, tokens) if seen else (tokens, 0)
+            cache = {"cache_creation_input_tokens": written, "cache_read_input_tokens": read}
+            prompt = max(0, prompt - tokens)
         return {
             "id": f"msg_{n}",
             "type": "message",
@@ -188,7 +214,7 @@ class FakeBatchServer(FakeOpenAIServer):
             "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": prompt, "output_tokens": completion},
+            "usage": {"input_tokens": prompt, "output_tokens": completion, **cache},
         }
 
     def _message(self, raw: bytes) -> _Response:
@@ -413,3 +439,23 @@ class FakeBatchServer(FakeOpenAIServer):
                 result = {"type": "expired"}
             lines.append(json.dumps({"custom_id": custom_id, "result": result}))
         return _Response(200, ("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def _cached_prefix(body: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The key and token count of a Messages body's prefix up to its last ``cache_control``
+    breakpoint (system blocks, then message content blocks), or None when it has none."""
+    blocks: list[Any] = []
+    system = body.get("system")
+    if isinstance(system, list):
+        blocks += system
+    elif isinstance(system, str):
+        blocks.append({"type": "text", "text": system})
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks += content if isinstance(content, list) else [{"type": "text", "text": content}]
+    marked = [i for i, b in enumerate(blocks) if isinstance(b, dict) and b.get("cache_control")]
+    if not marked:
+        return None
+    prefix = blocks[: marked[-1] + 1]
+    tokens = sum(_count_tokens(_content_text([b])) for b in prefix)
+    return body_hash({"model": body.get("model"), "prefix": prefix}), tokens
