@@ -27,7 +27,7 @@ from promptopt.run.folder import CANDIDATES, EVENTS, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.search.context import Answer, Candidate, SearchContext, StepReport
 from promptopt.search.meta_prompts import load_meta_prompts
-from promptopt.search.plan import RunSettings, StopRules, final_reserve
+from promptopt.search.plan import RunSettings, final_reserve
 from promptopt.search.population import roulette_select
 from promptopt.search.state import SearchState
 from promptopt.search.strategies.evoprompt import (
@@ -46,7 +46,7 @@ from promptopt.search.strategies.evoprompt import (
 )
 from promptopt.search.strategies.registry import make_strategy, strategy_info
 from promptopt.task.loader import LoadedTask, load_task
-from tests.support.engine import run_engine, search_state
+from tests.support.engine import run_engine, search_state, strategy_settings
 from tests.support.search import (
     WORDS_GOOD,
     Counter,
@@ -153,22 +153,7 @@ def two_property_optimizer(request: ChatRequest) -> str:
 # --- the engine around EvoPrompt -----------------------------------------------------------
 
 
-def settings_for(
-    strategy: str,
-    caps: BudgetCaps | None = None,
-    stop: StopRules | None = None,
-    seed: int = 0,
-    **params: Any,
-) -> RunSettings:
-    _, validated = make_strategy(strategy, params)
-    return RunSettings(
-        strategy=strategy,
-        params=validated.model_dump(mode="json"),
-        seed=seed,
-        caps=caps or BudgetCaps(),
-        stop=stop or StopRules(),
-        concurrency=4,
-    )
+settings_for = strategy_settings
 
 
 def counters() -> tuple[Counter, Counter]:
