@@ -45,8 +45,16 @@ STRATEGIES = (
 )
 
 
-def local_task(task: str, folder: Path, structured: bool = False, demos: int = 0) -> Path:
-    """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths."""
+def local_task(
+    task: str,
+    folder: Path,
+    structured: bool = False,
+    demos: int = 0,
+    urls: tuple[str | None, str | None] = (None, None),
+) -> Path:
+    """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths;
+    `urls` (target, optimizer) serve the same GGUF files over HTTP instead, as the anchors
+    reach them (bench/anchors.py)."""
     source = ROOT / "tasks" / f"{task}.yaml"
     spec = yaml.safe_load(source.read_text())
     lines = str(spec["prompt"]).strip().splitlines()
@@ -62,6 +70,11 @@ def local_task(task: str, folder: Path, structured: bool = False, demos: int = 0
         "target": {"model": "local:target", "temperature": 0, "max_tokens": 8},
         "optimizer": {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 96},
     }
+    for role, url in zip(("target", "optimizer"), urls, strict=True):
+        if url:
+            # llama-cpp-python's server answers with its one model whatever the name; the
+            # timeout is for a 1.5B model writing on 2 shared cores.
+            spec["models"][role].update(model=f"openai:{role}", base_url=url, timeout_s=3600)
     spec["search"].pop("budget", None)
     spec["search"].pop("params", None)
     path = folder / f"{task}.yaml"
@@ -80,7 +93,11 @@ def run_one(
     cmd = [
         str(ROOT / ".venv" / "bin" / "promptopt"),
         "run",
-        str(local_task(task, work, args.structured, args.demos)),
+        str(
+            local_task(
+                task, work, args.structured, args.demos, (args.target_url, args.optimizer_url)
+            )
+        ),
         "--strategy",
         strategy,
         "--seed",
@@ -113,6 +130,7 @@ def run_one(
         "optimizer_budget": args.optimizer_calls,
         "structured": args.structured,
         "demos": args.demos,
+        "endpoints": "served" if args.target_url else "embedded",
         "rejected": summary.get("rejected"),
         "initial_test": summary["scores"]["initial"]["test"],
         "best_test": summary["scores"]["best"]["test"],
@@ -129,9 +147,12 @@ def run_one(
 
 
 def variant(row: dict[str, Any]) -> str:
-    """The strategy as the table names it, with the demos it searched."""
+    """The strategy as the table names it, with the demos it searched and how the models were
+    reached."""
     demos = row.get("demos") or 0
-    return f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    # Served rows reach the models over HTTP, as the anchors do: a separate setup.
+    return f"{name} (served)" if row.get("endpoints") == "served" else name
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -184,6 +205,12 @@ def main() -> None:
         "--results", type=Path, default=ROOT / "bench" / "results" / "quality-v2.jsonl"
     )
     parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument(
+        "--target-url",
+        help="an OpenAI-compatible server with the target GGUF (../shared/tools/"
+        "local-llm-servers.sh), instead of the embedded model",
+    )
+    parser.add_argument("--optimizer-url", help="likewise for the optimizer")
     parser.add_argument("--report", action="store_true", help="print the table and exit")
     args = parser.parse_args()
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -194,7 +194,8 @@ class Runtime:
         self.options = options
         self.env = dict(os.environ if env is None else env)
         self.http_client = http_client
-        self._owns_http = False
+        """A client lent to every provider (a test's fake transport); None: each provider keeps
+        its own pool, the lean OpenAI-compatible path an aiohttp one."""
         self.journal = journal
         self.stop = stop
         self._providers = dict(providers or {})
@@ -233,7 +234,7 @@ class Runtime:
             # change the answer.
             spec = spec.model_copy(update={"timeout_s": self.options.timeout_s})
         provider = self._providers.get(role) or build_provider(
-            spec, base_dir=self.task.path.parent, http_client=self._http(), env=self.env
+            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )
         gate = self._gate(provider.endpoint)
         client = ModelClient(
@@ -262,20 +263,6 @@ class Runtime:
             gate = self.gates[endpoint] = EndpointGate(self.options.concurrency)
         return gate
 
-    def _http(self) -> httpx2.AsyncClient:
-        """One connection pool for every model of the command: the roles on one server share
-        its connections."""
-        if self.http_client is None:
-            import httpx2
-
-            self.http_client = httpx2.AsyncClient(
-                follow_redirects=True,
-                # The endpoint gates bound what is in flight; the pool must not queue below them.
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=None),
-            )
-            self._owns_http = True
-        return self.http_client
-
     def _rate_limiter(self, spec: ModelSpec, provider: Provider) -> RateLimiter | None:
         """The model's rpm/tpm buckets, shared by the roles that use the same model at the
         same endpoint (an account's limits are per model)."""
@@ -302,7 +289,7 @@ class Runtime:
             return None
         price = role_price(self.task, "embedding", spec, self.options.caps)
         embedder = self._embedder or build_embedder(
-            spec, base_dir=self.task.path.parent, http_client=self._http(), env=self.env
+            spec, base_dir=self.task.path.parent, http_client=self.http_client, env=self.env
         )
         gate = self._gate(embedder.endpoint)
         self.embedding = EmbeddingClient(
@@ -397,8 +384,6 @@ class Runtime:
         try:
             for client in self.clients.values():
                 await client.aclose()
-            if self._owns_http and self.http_client is not None:
-                await self.http_client.aclose()
             if self.embedding is not None:
                 await self.embedding.aclose()
         finally:

@@ -166,8 +166,7 @@ class FakeOpenAIServer:
         ``rate_window_s``; a request over it gets a 429 with ``retry-after`` (until there is
         room) and ``x-ratelimit-*`` headers, which every answer carries too.
         ``max_concurrent`` refuses with a 429 (``retry_after_s``) any request arriving while
-        that many are being answered, as an overloaded server does.
-        context: every attempt at such a body gets the same 400. ``embed`` answers
+        that many are being answered, as an overloaded server does. ``embed`` answers
         ``/v1/embeddings`` (None: the server has no embeddings and answers 501, as llama.cpp's
         server does without ``--embeddings``).
         """

@@ -8,6 +8,8 @@ import yaml
 from promptopt.app.models import apply_default_models, override_models, override_models_from_config
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
+from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.wire import AiohttpWire
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.task.loader import load_task
 from promptopt.testing.fake_server import FakeOpenAIServer
@@ -71,21 +73,28 @@ async def test_a_role_without_a_model_says_how_to_set_it(tmp_path: Path) -> None
             runtime.client("target")
 
 
-async def test_the_models_of_a_command_share_one_connection_pool(tmp_path: Path) -> None:
+async def test_openai_compatible_models_get_a_lean_pool_that_closes_with_the_command(
+    tmp_path: Path,
+) -> None:
     path = write_task(tmp_path)
     spec = yaml.safe_load(path.read_text())
-    server = {"base_url": "http://127.0.0.1:9/v1"}
-    spec["models"]["target"] = {"model": "openai:small", **server}
-    spec["models"]["optimizer"] = {"model": "openai:large", **server}
-    path.write_text(yaml.safe_dump(spec))
-    runtime = Runtime(load_task(path), RuntimeOptions(), env={})
-    target, optimizer = runtime.client("target"), runtime.client("optimizer")
-    pool = runtime.http_client
-    assert pool is not None
-    assert getattr(target.provider, "_http", None) is pool
-    assert getattr(optimizer.provider, "_http", None) is pool
-    await runtime.aclose()
-    assert bool(getattr(pool, "is_closed", False))
+    with FakeOpenAIServer() as server:
+        endpoint = {"base_url": server.base_url}
+        spec["models"]["target"] = {"model": "openai:small", **endpoint}
+        spec["models"]["optimizer"] = {"model": "openai:large", **endpoint}
+        path.write_text(yaml.safe_dump(spec))
+        runtime = Runtime(load_task(path), RuntimeOptions(no_cache=True), env={})
+        target, optimizer = runtime.client("target"), runtime.client("optimizer")
+        wires = [getattr(c.provider, "_wire", None) for c in (target, optimizer)]
+        assert all(isinstance(w, AiohttpWire) for w in wires)
+        for client in (target, optimizer):
+            await client.provider.complete(
+                ChatRequest(messages=({"role": "user", "content": "hi"},))
+            )
+        sessions = [getattr(w, "_session", None) for w in wires]
+        assert all(s is not None and not s.closed for s in sessions)
+        await runtime.aclose()
+    assert all(s is not None and s.closed for s in sessions)
 
 
 def task_with_models(tmp_path: Path, **models: object) -> Path:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -27,6 +28,14 @@ from promptopt.llm.providers.http_errors import (
     without_userinfo,
 )
 from promptopt.llm.providers.openai_batch import OpenAIBatches
+from promptopt.llm.providers.wire import (
+    AiohttpWire,
+    HttpxWire,
+    JsonWire,
+    WireFailure,
+    WireResponse,
+    WireTimeout,
+)
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact, url_credentials
 
@@ -107,33 +116,46 @@ class OpenAIProvider(OpenAIBatches):
         # Everything a server could echo back: the key, and the URL's credentials in any form.
         self._secrets = [self._key, *url_credentials(written)]
         self._owns_http = http_client is None
-        self._label = f"{spec.model} at {safe_endpoint(self._base_url)}"
+        # Read for every request's cache key: worked out once.
+        self._endpoint = safe_endpoint(self._base_url)
+        self._label = f"{spec.model} at {self._endpoint}"
         self.lean = not self._official if lean is None else lean
-        self._client = openai.AsyncOpenAI(
-            api_key=self._key,
-            base_url=self._base_url,
-            max_retries=0,  # the scorer owns retries and counts every attempt
-            timeout=spec.timeout_s,
-            http_client=http_client,
-        )
-        self._http: httpx2.AsyncClient | None = None
+        self._http_client = http_client
+        self._sdk: openai.AsyncOpenAI | None = None
+        self._wire: JsonWire | None = None
         if self.lean:
-            self._http = http_client or httpx2.AsyncClient(
-                timeout=spec.timeout_s,
-                # The endpoint gate bounds what is in flight; the pool must not queue below it.
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=None),
-            )
+            # A lent client carries the caller's transport (a test's fake server); otherwise
+            # the lean path gets aiohttp's pool, which costs far less CPU per request.
+            self._wire = HttpxWire(http_client) if http_client is not None else AiohttpWire()
             self._url = self._base_url.rstrip("/") + "/chat/completions"
             self._headers = {
                 "authorization": f"Bearer {self._key}",
                 "content-type": "application/json",
                 "accept": "application/json",
             }
+            if urlsplit(self._base_url).username is not None:
+                # Kept only with url_credentials: the URL's own Basic auth is what the SDK's
+                # client sends then, in place of the key.
+                del self._headers["authorization"]
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        """The SDK's client, made on first use: the lean path never needs it, and making one
+        loads the TLS certificates (tens of milliseconds)."""
+        if self._sdk is None:
+            self._sdk = openai.AsyncOpenAI(
+                api_key=self._key,
+                base_url=self._base_url,
+                max_retries=0,  # the scorer owns retries and counts every attempt
+                timeout=self._spec.timeout_s,
+                http_client=self._http_client,
+            )
+        return self._sdk
 
     @property
     def endpoint(self) -> str:
         """The server's base URL, without credentials."""
-        return safe_endpoint(self._base_url)
+        return self._endpoint
 
     @property
     def model_id(self) -> str:
@@ -173,8 +195,8 @@ class OpenAIProvider(OpenAIBatches):
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one chat request; raise Transient/FatalProviderError on failure."""
-        if self._http is not None:
-            return await self._complete_lean(self._http, request)
+        if self._wire is not None:
+            return await self._complete_lean(self._wire, request)
         started = time.perf_counter()
 
         async def post() -> tuple[Any, Any]:
@@ -270,8 +292,8 @@ class OpenAIProvider(OpenAIBatches):
             more=tuple(more),
         )
 
-    async def _complete_lean(self, http: httpx2.AsyncClient, request: ChatRequest) -> Completion:
-        """The same request as the SDK path, as JSON bytes on the shared connection pool, and
+    async def _complete_lean(self, wire: JsonWire, request: ChatRequest) -> Completion:
+        """The same request as the SDK path, as JSON bytes on a plain connection pool, and
         only the fields promptopt uses read back: the SDK's typed request and response objects
         cost about a millisecond of CPU per request, which caps one process at a few hundred
         requests per second against a fast local server (bench/throughput.py). Errors are
@@ -280,25 +302,23 @@ class OpenAIProvider(OpenAIBatches):
         started = time.perf_counter()
         try:
             # The model's timeout on each request: the pool may be lent, with its own default.
-            response = await http.post(
-                self._url, content=content, headers=self._headers, timeout=self._spec.timeout_s
-            )
-            raw = await response.aread()
-        except httpx2.TimeoutException:
+            response = await wire.post(self._url, content, self._headers, self._spec.timeout_s)
+        except WireTimeout:
             raise TransientProviderError(
                 f"{self._label}: the request timed out", kind="timed out"
             ) from None
-        except httpx2.TransportError as error:
+        except WireFailure as error:
             detail = redact(str(error), self._secrets)
             raise TransientProviderError(
                 f"{self._label}: connection failed: {detail}", kind="connection failed"
             ) from None
+        raw = response.body
         latency = time.perf_counter() - started
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
             data = None
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise self._lean_status_error(response, data) from None
         if not isinstance(data, dict):
             raise self._malformed("the body is not a JSON object")
@@ -330,21 +350,21 @@ class OpenAIProvider(OpenAIBatches):
             more=tuple(more),
         )
 
-    def _lean_status_error(self, response: httpx2.Response, data: Any) -> ProviderError:
+    def _lean_status_error(self, response: WireResponse, data: Any) -> ProviderError:
         """The error an HTTP error status means, read from the body as the SDK reads it."""
         error = data.get("error", data) if isinstance(data, dict) else data
         fields = error if isinstance(error, dict) else {}
         message = fields.get("message") if fields else error
         if not isinstance(message, str) or not message:
-            message = f"Error code: {response.status_code}"
+            message = f"Error code: {response.status}"
         code = fields.get("code")
         kind = fields.get("type")
         return classify_status(
             label=self._label,
-            status=response.status_code,
+            status=response.status,
             message=redact(message, self._secrets),
             headers=response.headers,
-            quota_exhausted=response.status_code == 429 and "insufficient_quota" in (code, kind),
+            quota_exhausted=response.status == 429 and "insufficient_quota" in (code, kind),
             key_env=self._key_env or "the server's key (set api_key_env)",
             code=code if isinstance(code, str) else None,
         )
@@ -367,10 +387,11 @@ class OpenAIProvider(OpenAIBatches):
 
     async def aclose(self) -> None:
         """Close the connections, unless the caller lent the HTTP client."""
-        if self._owns_http:
-            await self._client.close()
-            if self._http is not None:
-                await self._http.aclose()
+        if self._owns_http and self._sdk is not None:
+            await self._sdk.close()
+        if self._wire is not None:
+            # A wire on a lent client leaves it open; aiohttp's own session always closes.
+            await self._wire.aclose()
 
 
 def _usage_of(usage: Any) -> Usage:

@@ -33,7 +33,10 @@ class OpenAIBatches:
     """The batch methods of `OpenAIProvider` (kept apart from the one-request path)."""
 
     if TYPE_CHECKING:
-        _client: openai.AsyncOpenAI
+
+        @property
+        def _client(self) -> openai.AsyncOpenAI: ...
+
         _label: str
         _key: str
         _secrets: list[str]

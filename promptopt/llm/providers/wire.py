@@ -1,0 +1,134 @@
+"""JSON over HTTP for the lean OpenAI-compatible path: bytes in, status, headers and bytes out.
+
+Two wires share one small contract (`JsonWire`). `AiohttpWire` is the default: aiohttp's
+connection pool hands a request an idle connection in constant time and parses responses in C,
+so one request costs a fraction of a millisecond of client CPU; httpx2's pool checks every
+connection it holds on each request, which caps one process at a few hundred requests per
+second against a fast local server (bench/throughput.py). `HttpxWire` runs the same requests
+on an httpx2 client the caller lends (tests fake a server with `httpx2.MockTransport`).
+
+Both raise `WireTimeout` or `WireFailure`, never their library's exceptions, so the provider
+classifies errors the same way whichever wire carried the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx2
+
+
+@dataclass(frozen=True)
+class WireResponse:
+    """An HTTP answer, whatever its status."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class WireTimeout(Exception):
+    """The request did not complete within its timeout."""
+
+
+class WireFailure(Exception):
+    """The connection failed, or broke before the whole answer arrived."""
+
+
+class JsonWire(Protocol):
+    """Sends one POST with a ready JSON body."""
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> WireResponse:
+        """The server's answer; raises WireTimeout or WireFailure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections this wire owns."""
+        ...
+
+
+class HttpxWire:
+    """A wire on an httpx2 client, lent by the caller (who closes it) or owned."""
+
+    def __init__(self, client: httpx2.AsyncClient, *, owned: bool = False) -> None:
+        self._client = client
+        self._owned = owned
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> WireResponse:
+        """POST `content` to `url`; raises WireTimeout or WireFailure."""
+        import httpx2
+
+        try:
+            # The request's own timeout: a lent client may have another default.
+            response = await self._client.post(
+                url, content=content, headers=dict(headers), timeout=timeout_s
+            )
+            body = await response.aread()
+        except httpx2.TimeoutException:
+            raise WireTimeout() from None
+        except httpx2.TransportError as error:
+            raise WireFailure(str(error)) from None
+        return WireResponse(response.status_code, response.headers, body)
+
+    async def aclose(self) -> None:
+        """Close the client when this wire owns it."""
+        if self._owned:
+            await self._client.aclose()
+
+
+class AiohttpWire:
+    """A wire on its own aiohttp session, opened on the first request (aiohttp wants a running
+    event loop) and closed by `aclose`."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None:
+            # No connection limit: the endpoint gates bound what is in flight, and the pool
+            # must not queue below them. trust_env honours HTTP(S)_PROXY and NO_PROXY as httpx2
+            # does.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=True, auto_decompress=True
+            )
+        return self._session
+
+    async def post(
+        self, url: str, content: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> WireResponse:
+        """POST `content` to `url`; raises WireTimeout or WireFailure."""
+        import aiohttp
+
+        session = self._open()
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        try:
+            async with session.post(
+                url, data=content, headers=headers, timeout=timeout, allow_redirects=True
+            ) as response:
+                body = await response.read()
+                # Copied: the response's headers go with it when the block ends.
+                return WireResponse(response.status, dict(response.headers), body)
+        except TimeoutError:
+            raise WireTimeout() from None
+        except aiohttp.ClientError as error:
+            raise WireFailure(str(error) or type(error).__name__) from None
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()

@@ -1,0 +1,122 @@
+"""The aiohttp wire of the lean OpenAI-compatible path, against a real loopback server: what it
+returns, and that its failures reach the provider as the same errors the SDK path raises."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from promptopt.errors import FatalProviderError, TransientProviderError
+from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.openai import OpenAIProvider
+from promptopt.llm.providers.wire import AiohttpWire, WireFailure, WireTimeout
+from promptopt.task.modelspec import ModelSpec
+from promptopt.testing.fake_server import FakeOpenAIServer
+
+BODY = json.dumps(
+    {"model": "fake-model", "messages": [{"role": "user", "content": "ping"}]}
+).encode()
+HEADERS = {"content-type": "application/json"}
+REQUEST = ChatRequest(messages=({"role": "user", "content": "ping"},))
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_answer_comes_back_whole_with_its_headers() -> None:
+    wire = AiohttpWire()
+    with FakeOpenAIServer(rpm=1000) as server:
+        try:
+            response = await wire.post(server.base_url + "/chat/completions", BODY, HEADERS, 5)
+        finally:
+            await wire.aclose()
+    assert response.status == 200
+    assert json.loads(response.body)["choices"][0]["message"]["content"]
+    lowered = {k.lower() for k in response.headers}
+    assert "x-ratelimit-remaining-requests" in lowered
+    assert server.requests_total == 1
+
+
+async def test_a_slow_server_is_a_wire_timeout() -> None:
+    wire = AiohttpWire()
+    with FakeOpenAIServer(mode="hang", hang_s=5) as server:
+        try:
+            with pytest.raises(WireTimeout):
+                await wire.post(server.base_url + "/chat/completions", BODY, HEADERS, 0.2)
+        finally:
+            await wire.aclose()
+
+
+async def test_nobody_listening_is_a_wire_failure() -> None:
+    wire = AiohttpWire()
+    try:
+        with pytest.raises(WireFailure):
+            await wire.post(f"http://127.0.0.1:{closed_port()}/v1/x", BODY, HEADERS, 5)
+    finally:
+        await wire.aclose()
+
+
+async def test_closing_an_unused_wire_is_harmless() -> None:
+    await AiohttpWire().aclose()
+
+
+def provider(base_url: str, **spec: object) -> OpenAIProvider:
+    return OpenAIProvider(
+        ModelSpec(model="openai:fake-model", base_url=base_url, **spec),  # type: ignore[arg-type]
+        env={},
+    )
+
+
+async def test_the_provider_on_aiohttp_reads_text_usage_and_rate_limits() -> None:
+    with FakeOpenAIServer(rpm=1000) as server:
+        model = provider(server.base_url)
+        try:
+            completion = await model.complete(REQUEST)
+        finally:
+            await model.aclose()
+    assert completion.text
+    assert completion.usage.input > 0 and completion.usage.output > 0
+    assert completion.rate_limit is not None
+
+
+@pytest.mark.parametrize(
+    ("mode", "error", "kind"),
+    [
+        ("quota", FatalProviderError, None),
+        ("unauthorized", FatalProviderError, None),
+        ("malformed", TransientProviderError, "malformed response"),
+    ],
+)
+async def test_the_provider_on_aiohttp_classifies_errors_as_the_sdk_path_does(
+    mode: str, error: type[Exception], kind: str | None
+) -> None:
+    with FakeOpenAIServer(mode=mode) as server:  # type: ignore[arg-type]
+        model = provider(server.base_url)
+        try:
+            with pytest.raises(error) as raised:
+                await model.complete(REQUEST)
+        finally:
+            await model.aclose()
+    if kind is not None:
+        assert getattr(raised.value, "kind", None) == kind
+
+
+async def test_the_provider_on_aiohttp_times_out_and_fails_to_connect_transiently() -> None:
+    with FakeOpenAIServer(mode="hang", hang_s=5) as server:
+        model = provider(server.base_url, timeout_s=0.2)
+        try:
+            with pytest.raises(TransientProviderError, match="timed out"):
+                await model.complete(REQUEST)
+        finally:
+            await model.aclose()
+    model = provider(f"http://127.0.0.1:{closed_port()}/v1")
+    try:
+        with pytest.raises(TransientProviderError, match="connection failed"):
+            await model.complete(REQUEST)
+    finally:
+        await model.aclose()
