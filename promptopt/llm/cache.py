@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,11 @@ from promptopt.errors import PromptoptError, UsageError
 from promptopt.util.hashing import content_hash
 
 CACHE_KEY_VERSION = 1
+# Answers are written in small transactions rather than one commit each: a commit per answer
+# blocks the event loop on the disk, which capped the scorer against fast servers. An answer
+# waits at most this long (or for this many others) before it is on disk.
+_FLUSH_AFTER_S = 0.05
+_FLUSH_AT = 256
 
 # A library reports what it did to the user's files through logging; the command line shows
 # warnings on stderr (Python's last-resort handler does when nothing else is configured).
@@ -130,6 +137,9 @@ class ResponseCache:
         self.directory = directory
         self.bad_rows = 0
         self.moved_to: Path | None = None
+        self._pending: dict[str, str] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._deferred_error: PromptoptError | None = None
         if not create and not directory.exists():
             raise PromptoptError(f"there is no response cache at {directory}")
         if directory.exists() and not directory.is_dir():
@@ -155,6 +165,9 @@ class ResponseCache:
                 raise self._open_error(again) from again
         except OSError as exc:
             raise self._open_error(exc) from exc
+        # A cache dropped without `close` (a script's own use of it) still writes what is
+        # pending when it is collected or the interpreter exits.
+        self._last_resort = weakref.finalize(self, _write_pending, self._cache, self._pending)
 
     def _open(self) -> diskcache.Cache:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -196,8 +209,10 @@ class ResponseCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored value, or None (also for an entry that cannot be read)."""
+        text = self._pending.get(key)
         try:
-            text = self._cache.get(key)
+            if text is None:
+                text = self._cache.get(key)
         except (PromptoptError, sqlite3.DatabaseError, OSError, UnicodeDecodeError) as exc:
             self._bad_row(key, str(exc))
             return None
@@ -214,14 +229,58 @@ class ResponseCache:
         return value
 
     def set(self, key: str, value: Mapping[str, Any]) -> None:
-        """Store a JSON-serializable mapping.
+        """Store a JSON-serializable mapping: on disk within `_FLUSH_AFTER_S` when called
+        from an event loop (in one transaction with the answers around it), at once otherwise;
+        `get` sees it at once either way, and `close` writes whatever is left.
 
         Raises:
             PromptoptError: the disk is full (one sentence; the answer is already in the run
                 folder's journal, so a resumed run does not pay for it again).
         """
+        self._raise_deferred()
+        self._pending[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if len(self._pending) >= _FLUSH_AT:
+            self.flush()
+            return
+        if self._flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_timer = loop.call_later(_FLUSH_AFTER_S, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
         try:
-            self._cache.set(key, json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+            self.flush()
+        except PromptoptError as exc:
+            # Nothing to raise into from a timer: the next `set` or `close` raises it.
+            self._deferred_error = exc
+
+    def _raise_deferred(self) -> None:
+        error, self._deferred_error = self._deferred_error, None
+        if error is not None:
+            raise error
+
+    def flush(self) -> None:
+        """Write the pending answers in one transaction.
+
+        Raises:
+            PromptoptError: as `set`; the answers that could not be written are dropped (a
+                run's journal holds them).
+        """
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._pending:
+            return
+        pending = dict(self._pending)
+        self._pending.clear()
+        try:
+            with self._cache.transact():
+                for key, text in pending.items():
+                    self._cache.set(key, text)
         except (sqlite3.OperationalError, OSError) as exc:
             full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc)
             if full:
@@ -235,15 +294,39 @@ class ResponseCache:
 
     def stats(self) -> CacheStats:
         """Entry count and size on disk."""
+        self.flush()
         return CacheStats(str(self.directory), len(self._cache), int(self._cache.volume()))
 
     def clear(self) -> int:
         """Remove every entry; returns how many were removed."""
+        self.flush()
         return int(self._cache.clear())
 
     def close(self) -> None:
-        """Release the sqlite connection."""
-        self._cache.close()
+        """Write what is pending and release the sqlite connection.
+
+        Raises:
+            PromptoptError: as `set` (the connection is released all the same).
+        """
+        try:
+            self._raise_deferred()
+            self.flush()
+        finally:
+            self._last_resort.detach()
+            self._cache.close()
+
+
+def _write_pending(cache: diskcache.Cache, pending: dict[str, str]) -> None:
+    """Best effort, for `ResponseCache`'s finalizer: nothing can be reported from there."""
+    if not pending:
+        return
+    try:
+        with cache.transact():
+            for key, text in pending.items():
+                cache.set(key, text)
+    except (sqlite3.Error, OSError):
+        log.debug("a dropped response cache could not write its last answers")
+    pending.clear()
 
 
 class NullCache:

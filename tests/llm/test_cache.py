@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import sqlite3
 import stat
@@ -185,3 +187,70 @@ def test_null_cache_keeps_nothing() -> None:
     null = NullCache()
     null.set("k", {"text": "x"})
     assert null.get("k") is None
+
+
+async def test_answers_set_in_an_event_loop_are_read_at_once_and_on_disk_soon(
+    tmp_path: Path,
+) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    other = ResponseCache(tmp_path / "c")
+    cache.set("a", {"text": "x"})
+    assert cache.get("a") == {"text": "x"}
+    assert other.get("a") is None  # in the same transaction as the answers around it
+    await asyncio.sleep(0.2)
+    assert other.get("a") == {"text": "x"}
+    cache.set("b", {"text": "y"})
+    cache.close()  # what is pending is written, not lost
+    assert other.get("b") == {"text": "y"}
+    other.close()
+
+
+def test_answers_set_outside_an_event_loop_are_on_disk_at_once(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    other = ResponseCache(tmp_path / "c")
+    cache.set("a", {"text": "x"})
+    assert other.get("a") == {"text": "x"}
+    cache.close()
+    other.close()
+
+
+async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ResponseCache(tmp_path / "c")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cache._cache, "set", full)
+    cache.set("k", {"text": "x"})
+    await asyncio.sleep(0.2)
+    with pytest.raises(PromptoptError, match="is full; free some space and resume"):
+        cache.set("k2", {"text": "y"})
+    cache.close()  # the error was reported once
+
+
+async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ResponseCache(tmp_path / "c")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cache._cache, "set", full)
+    cache.set("k", {"text": "x"})
+    await asyncio.sleep(0.2)
+    with pytest.raises(PromptoptError, match="is full"):
+        cache.close()
+
+
+def test_a_cache_dropped_without_close_still_writes_its_answers(tmp_path: Path) -> None:
+    async def answer() -> None:
+        ResponseCache(tmp_path / "c").set("a", {"text": "x"})
+
+    asyncio.run(answer())
+    gc.collect()  # or the interpreter's exit
+    reopened = ResponseCache(tmp_path / "c")
+    assert reopened.get("a") == {"text": "x"}
+    reopened.close()

@@ -93,7 +93,9 @@ def test_embeds_in_order_sending_each_new_text_once(tmp_path: Path) -> None:
 
 def test_a_second_run_on_the_same_cache_sends_nothing(tmp_path: Path) -> None:
     first = FakeEmbedder()
-    asyncio.run(client(first, ResponseCache(tmp_path / "cache")).embed(["one", "two"]))
+    cache = ResponseCache(tmp_path / "cache")
+    asyncio.run(client(first, cache).embed(["one", "two"]))
+    cache.close()
     second = FakeEmbedder()
     again = client(second, ResponseCache(tmp_path / "cache"))
     vectors = asyncio.run(again.embed(["two", "one", "three"]))

@@ -13,9 +13,11 @@ classifies errors the same way whichever wire carried the request.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import aiohttp
@@ -91,19 +93,32 @@ class AiohttpWire:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
 
         if self._session is None:
             # No connection limit: the endpoint gates bound what is in flight, and the pool
-            # must not queue below them. trust_env honours HTTP(S)_PROXY and NO_PROXY as httpx2
-            # does.
+            # must not queue below them. No trust_env: it looks up proxies and ~/.netrc in a
+            # thread on every request, and a netrc login next to our Authorization header
+            # makes aiohttp refuse the request; proxies are looked up once (`proxy_for`).
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=True, auto_decompress=True
-            )
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, in
+        either case, unless NO_PROXY covers its host), as httpx2 reads them; once per origin."""
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.hostname or "")
+        if origin not in self._proxies:
+            proxies = urllib.request.getproxies()
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            if proxy and urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
+                proxy = None
+            self._proxies[origin] = proxy or None
+        return self._proxies[origin]
 
     async def post(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout_s: float
@@ -117,7 +132,12 @@ class AiohttpWire:
             timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with session.post(
-                url, data=content, headers=headers, timeout=timeout, allow_redirects=True
+                url,
+                data=content,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=True,
+                proxy=self.proxy_for(url),
             ) as response:
                 body = await response.read()
                 # Copied: the response's headers go with it when the block ends.

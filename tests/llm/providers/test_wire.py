@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,36 @@ async def test_the_provider_on_aiohttp_times_out_and_fails_to_connect_transientl
             await model.complete(REQUEST)
     finally:
         await model.aclose()
+
+
+def test_proxies_come_from_the_environment_unless_no_proxy_covers_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    wire = AiohttpWire()
+    assert wire.proxy_for("https://api.example/v1/chat/completions") == (
+        "http://proxy.example:3128"
+    )
+    assert wire.proxy_for("https://internal.example/v1/chat/completions") is None
+    assert wire.proxy_for("http://api.example/v1/chat/completions") is None  # no HTTP_PROXY
+
+
+async def test_a_netrc_login_for_the_server_does_not_break_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with FakeOpenAIServer() as server:
+        model = provider(server.base_url)
+        try:
+            completion = await model.complete(REQUEST)
+        finally:
+            await model.aclose()
+    assert completion.text
