@@ -4,6 +4,7 @@ splits, budget and plain layout as `bench/quality.py`.
     bash ../shared/tools/local-llm-servers.sh          # with TARGET_PORT / OPTIMIZER_PORT set
     /work/anchors-venv/bin/python bench/anchors.py --tasks trec --anchors mipro mipro-demos gepa
     /work/anchors-venv/bin/python bench/anchors.py --report     # the table only
+    /work/anchors-venv/bin/python bench/anchors.py --report --compare bench/results/quality-v2.jsonl
 
 The anchors need `bench/requirements-anchors.txt` (dspy, gepa) in a separate environment with
 promptopt installed; they are never promptopt's own dependencies, so DSPy is imported lazily.
@@ -449,6 +450,54 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _quality_variant(row: dict[str, Any]) -> str:
+    demos = row.get("demos") or 0
+    name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    return f"{name} (served)" if row.get("endpoints") == "served" else name
+
+
+def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str, Any]]) -> str:
+    """promptopt against the anchors, one line per task that has both: the default strategy
+    (OPRO, chosen before these runs), promptopt's best strategy and the best anchor, each by
+    its mean final test score over the seeds it ran."""
+    out = [
+        "| task | initial test | promptopt default: opro (seeds, mean, significant gains) | "
+        "promptopt best (seeds, mean, significant gains) | best anchor (seeds, mean, "
+        "significant gains) | best promptopt - best anchor |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def groups(rows: list[dict[str, Any]], name: Any) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if "error" not in r:
+                found.setdefault(name(r), []).append(r)
+        return found
+
+    def cell(name: str, group: list[dict[str, Any]], final: str) -> str:
+        up = sum(1 for r in group if r["comparison"]["verdict"] == "improved")
+        return f"{name} ({len(group)}, {_mean(group, final):.2f}, {up} of {len(group)})"
+
+    tasks = sorted({r["task"] for r in anchor_rows if "error" not in r})
+    for task in tasks:
+        mine = groups([r for r in quality_rows if r["task"] == task], _quality_variant)
+        theirs = groups([r for r in anchor_rows if r["task"] == task], lambda r: r["anchor"])
+        if not mine or not theirs:
+            continue
+        best_name = max(mine, key=lambda k: _mean(mine[k], "best_test"))
+        anchor_name = max(theirs, key=lambda k: _mean(theirs[k], "final_test"))
+        default = mine.get("opro")
+        gap = _mean(mine[best_name], "best_test") - _mean(theirs[anchor_name], "final_test")
+        out.append(
+            f"| {task} | {mine[best_name][0]['initial_test']:.2f} (anchors' endpoint: "
+            f"{theirs[anchor_name][0]['initial_test']:.2f}) | "
+            f"{cell('opro', default, 'best_test') if default else 'not run'} | "
+            f"{cell(best_name, mine[best_name], 'best_test')} | "
+            f"{cell(anchor_name, theirs[anchor_name], 'final_test')} | {gap:+.2f} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     """Run the anchors (or print the table of earlier runs)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -478,6 +527,13 @@ def main() -> None:
     )
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/anchors-test-cache"))
     parser.add_argument("--report", action="store_true", help="print the table and exit")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="QUALITY_JSONL",
+        help="with --report: also promptopt's rows from bench/quality.py against the anchors",
+    )
     args = parser.parse_args()
     # The proxies and promptopt's client take the server's root; promptopt wants /v1 itself.
     args.target_url = args.target_url.rstrip("/").removesuffix("/v1")
@@ -516,6 +572,15 @@ def main() -> None:
                         flush=True,
                     )
     print(table(rows))
+    if args.compare:
+        quality = [
+            json.loads(line)
+            for path in args.compare
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
+        print()
+        print(head_to_head(rows, quality))
 
 
 if __name__ == "__main__":
