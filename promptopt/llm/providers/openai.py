@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import httpx2
-import openai
-from openai._types import RequestOptions
-from openai.resources.chat.completions import AsyncCompletions
-from openai.types.chat import ChatCompletion
 
 from promptopt.errors import FatalProviderError, ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion, Usage, normalize_finish_reason
@@ -39,12 +32,15 @@ from promptopt.llm.providers.wire import (
 from promptopt.task.modelspec import ModelSpec
 from promptopt.util.redact import redact, url_credentials
 
+if TYPE_CHECKING:
+    # The SDK is imported only when it is used: the lean path (every OpenAI-compatible
+    # server) never needs it, and importing it takes about a second.
+    import httpx2
+    import openai
+    from openai._types import RequestOptions
+
 # Local servers ignore the key but the SDK insists on one; a dummy keeps real keys at home.
 DUMMY_KEY = "not-needed"
-# Server-specific parameters (vLLM's top_k, repetition_penalty, ...) are not SDK arguments;
-# they travel in extra_body so the server decides what it accepts.
-_NOT_PARAMS = frozenset({"self", "stream", "timeout", "extra_body", "extra_headers", "extra_query"})
-_SDK_PARAMS = frozenset(inspect.signature(AsyncCompletions.create).parameters) - _NOT_PARAMS
 # Asks the SDK for the response with its headers (what `with_raw_response` sends), so that the
 # rate-limit headers of an answer reach the client's adaptive concurrency.
 _RAW_RESPONSE: RequestOptions = {"headers": {"X-Stainless-Raw-Response": "true"}}
@@ -143,6 +139,8 @@ class OpenAIProvider(OpenAIBatches):
         """The SDK's client, made on first use: the lean path never needs it, and making one
         loads the TLS certificates (tens of milliseconds)."""
         if self._sdk is None:
+            import openai
+
             self._sdk = openai.AsyncOpenAI(
                 api_key=self._key,
                 base_url=self._base_url,
@@ -170,7 +168,9 @@ class OpenAIProvider(OpenAIBatches):
             return self._spec.n_sampling
         return self._official
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def _wire_body(self, request: ChatRequest) -> dict[str, Any]:
+        """The request's JSON body. Server-specific parameters (vLLM's top_k,
+        repetition_penalty, ...) go in as they are: the server decides what it accepts."""
         params: dict[str, Any] = {**self._spec.sampling_params(), **request.params}
         # OpenAI's reasoning models reject max_tokens; its replacement works for every model
         # there, while compatible servers only reliably know the old name.
@@ -182,21 +182,15 @@ class OpenAIProvider(OpenAIBatches):
         }
         if request.n > 1:
             body["n"] = request.n
-        extra: dict[str, Any] = {}
-        for name, value in params.items():
-            (body if name in _SDK_PARAMS else extra)[name] = value
-        if extra:
-            body["extra_body"] = extra
+        body.update(params)
         return body
-
-    def _wire_body(self, request: ChatRequest) -> dict[str, Any]:
-        body = self._body(request)
-        return {**body, **body.pop("extra_body", {})}
 
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one chat request; raise Transient/FatalProviderError on failure."""
         if self._wire is not None:
             return await self._complete_lean(self._wire, request)
+        from openai.types.chat import ChatCompletion
+
         started = time.perf_counter()
 
         async def post() -> tuple[Any, Any]:
@@ -252,6 +246,8 @@ class OpenAIProvider(OpenAIBatches):
 
     async def _guarded(self, call: Awaitable[_T]) -> _T:
         """Await one SDK call, turning its errors into Transient/FatalProviderError."""
+        import openai
+
         try:
             return await call
         except openai.APIStatusError as error:

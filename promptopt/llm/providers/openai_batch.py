@@ -8,9 +8,6 @@ import json
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-import openai
-from openai.types.chat import ChatCompletion
-
 from promptopt.errors import ProviderError, TransientProviderError
 from promptopt.llm.messages import ChatRequest, Completion
 from promptopt.llm.providers.batching import (
@@ -20,6 +17,9 @@ from promptopt.llm.providers.batching import (
     BatchUnsupported,
 )
 from promptopt.util.redact import redact
+
+if TYPE_CHECKING:
+    import openai
 
 T = TypeVar("T")
 
@@ -48,6 +48,8 @@ class OpenAIBatches:
         def _status_error(self, error: openai.APIStatusError) -> ProviderError: ...
 
     async def _batch_call(self, what: str, call: Awaitable[T]) -> T:
+        import openai
+
         try:
             return await call
         except openai.APIStatusError as error:
@@ -140,6 +142,8 @@ class OpenAIBatches:
             message = detail.get("message") if isinstance(detail, dict) else None
             return custom_id, BatchItemFailure(f"HTTP {status}", str(message or "no answer"))
         try:
+            from openai.types.chat import ChatCompletion
+
             completion = self._completion(ChatCompletion.model_validate(body), 0.0)
         except (ValueError, TransientProviderError) as exc:
             return custom_id, BatchItemFailure("malformed response", str(exc))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from promptopt.llm.providers.openai import OpenAIProvider
 from promptopt.llm.providers.wire import AiohttpWire, WireFailure, WireTimeout
 from promptopt.task.modelspec import ModelSpec
 from promptopt.testing.fake_server import FakeOpenAIServer
+from tests.support import REPO
 
 BODY = json.dumps(
     {"model": "fake-model", "messages": [{"role": "user", "content": "ping"}]}
@@ -154,3 +157,27 @@ async def test_a_netrc_login_for_the_server_does_not_break_requests(
         finally:
             await model.aclose()
     assert completion.text
+
+
+def test_an_openai_compatible_server_is_called_without_importing_either_sdk() -> None:
+    # Importing the openai SDK takes about a second: a command against a local server
+    # should not pay for it.
+    with FakeOpenAIServer() as server:
+        probe = (
+            "import asyncio, sys\n"
+            "from promptopt.llm.messages import ChatRequest\n"
+            "from promptopt.llm.providers.openai import OpenAIProvider\n"
+            "from promptopt.task.modelspec import ModelSpec\n"
+            "async def main():\n"
+            f"    p = OpenAIProvider(ModelSpec(model='openai:m', base_url={server.base_url!r}),"
+            " env={})\n"
+            "    c = await p.complete(ChatRequest(messages=({'role': 'user', 'content': 'x'},)))\n"
+            "    await p.aclose()\n"
+            "    assert c.text\n"
+            "asyncio.run(main())\n"
+            "print(' '.join(m for m in ('openai', 'anthropic') if m in sys.modules))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+        )
+    assert done.stdout.split() == []
