@@ -214,9 +214,9 @@ def test_answers_set_outside_an_event_loop_are_on_disk_at_once(tmp_path: Path) -
     other.close()
 
 
-async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
+async def cache_whose_deferred_write_found_a_full_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> ResponseCache:
     cache = ResponseCache(tmp_path / "c")
 
     def full(*args: object, **kwargs: object) -> None:
@@ -225,6 +225,13 @@ async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
     monkeypatch.setattr(cache._cache, "set", full)
     cache.set("k", {"text": "x"})
     await asyncio.sleep(0.2)
+    return cache
+
+
+async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = await cache_whose_deferred_write_found_a_full_disk(tmp_path, monkeypatch)
     with pytest.raises(PromptoptError, match="is full; free some space and resume"):
         cache.set("k2", {"text": "y"})
     cache.close()  # the error was reported once
@@ -233,14 +240,7 @@ async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
 async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = ResponseCache(tmp_path / "c")
-
-    def full(*args: object, **kwargs: object) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
-
-    monkeypatch.setattr(cache._cache, "set", full)
-    cache.set("k", {"text": "x"})
-    await asyncio.sleep(0.2)
+    cache = await cache_whose_deferred_write_found_a_full_disk(tmp_path, monkeypatch)
     with pytest.raises(PromptoptError, match="is full"):
         cache.close()
 

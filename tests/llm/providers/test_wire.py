@@ -8,11 +8,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from promptopt.errors import FatalProviderError, TransientProviderError
-from promptopt.llm.messages import ChatRequest
+from promptopt.llm.messages import ChatRequest, Completion
 from promptopt.llm.providers.openai import OpenAIProvider
 from promptopt.llm.providers.wire import AiohttpWire, WireFailure, WireTimeout
 from promptopt.task.modelspec import ModelSpec
@@ -76,13 +77,17 @@ def provider(base_url: str, **spec: object) -> OpenAIProvider:
     )
 
 
-async def test_the_provider_on_aiohttp_reads_text_usage_and_rate_limits() -> None:
-    with FakeOpenAIServer(rpm=1000) as server:
+async def complete_once(**server_options: Any) -> Completion:
+    with FakeOpenAIServer(**server_options) as server:
         model = provider(server.base_url)
         try:
-            completion = await model.complete(REQUEST)
+            return await model.complete(REQUEST)
         finally:
             await model.aclose()
+
+
+async def test_the_provider_on_aiohttp_reads_text_usage_and_rate_limits() -> None:
+    completion = await complete_once(rpm=1000)
     assert completion.text
     assert completion.usage.input > 0 and completion.usage.output > 0
     assert completion.rate_limit is not None
@@ -150,13 +155,7 @@ async def test_a_netrc_login_for_the_server_does_not_break_requests(
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
     monkeypatch.setenv("HOME", str(tmp_path))
-    with FakeOpenAIServer() as server:
-        model = provider(server.base_url)
-        try:
-            completion = await model.complete(REQUEST)
-        finally:
-            await model.aclose()
-    assert completion.text
+    assert (await complete_once()).text
 
 
 def test_an_openai_compatible_server_is_called_without_importing_either_sdk() -> None:
