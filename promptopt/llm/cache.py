@@ -140,6 +140,7 @@ class ResponseCache:
         self._pending: dict[str, str] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
         self._deferred_error: PromptoptError | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         if not create and not directory.exists():
             raise PromptoptError(f"there is no response cache at {directory}")
         if directory.exists() and not directory.is_dir():
@@ -235,28 +236,36 @@ class ResponseCache:
 
         Raises:
             PromptoptError: the disk is full (one sentence; the answer is already in the run
-                folder's journal, so a resumed run does not pay for it again).
+                folder's journal, so a resumed run does not pay for it again), also when an
+                earlier deferred write found it so.
         """
-        self._raise_deferred()
         self._pending[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-        if len(self._pending) >= _FLUSH_AT:
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        # A timer of a loop that has ended never fires: write now rather than wait on it.
+        stale = self._flush_timer is not None and self._timer_loop is not loop
+        if loop is None or stale or len(self._pending) >= _FLUSH_AT:
             self.flush()
-            return
-        if self._flush_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self.flush()
-                return
+        elif self._flush_timer is None:
             self._flush_timer = loop.call_later(_FLUSH_AFTER_S, self._timed_flush)
+            self._timer_loop = loop
+        self._raise_deferred()
 
     def _timed_flush(self) -> None:
         self._flush_timer = None
         try:
             self.flush()
-        except PromptoptError as exc:
-            # Nothing to raise into from a timer: the next `set` or `close` raises it.
-            self._deferred_error = exc
+        except Exception as exc:
+            # The next `set` or `close` raises it.
+            self._deferred_error = (
+                exc
+                if isinstance(exc, PromptoptError)
+                else PromptoptError(
+                    f"cannot write to the response cache at {self.directory}: {exc}"
+                )
+            )
 
     def _raise_deferred(self) -> None:
         error, self._deferred_error = self._deferred_error, None
@@ -268,20 +277,22 @@ class ResponseCache:
 
         Raises:
             PromptoptError: as `set`; the answers that could not be written are dropped (a
-                run's journal holds them).
+                run's journal holds them). An interruption (Ctrl-C) keeps them pending, for
+                `close` to write.
         """
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
         if not self._pending:
             return
-        pending = dict(self._pending)
-        self._pending.clear()
+        batch = dict(self._pending)
         try:
             with self._cache.transact():
-                for key, text in pending.items():
+                for key, text in batch.items():
                     self._cache.set(key, text)
-        except (sqlite3.OperationalError, OSError) as exc:
+        except (sqlite3.Error, OSError, diskcache.Timeout) as exc:
+            for key in batch:
+                self._pending.pop(key, None)
             full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "full" in str(exc)
             if full:
                 raise PromptoptError(
@@ -291,6 +302,8 @@ class ResponseCache:
             raise PromptoptError(
                 f"cannot write to the response cache at {self.directory}: {exc}"
             ) from exc
+        for key in batch:
+            self._pending.pop(key, None)
 
     def stats(self) -> CacheStats:
         """Entry count and size on disk."""
@@ -309,10 +322,15 @@ class ResponseCache:
             PromptoptError: as `set` (the connection is released all the same).
         """
         try:
-            self._raise_deferred()
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                # An error found earlier by a deferred write comes first; it is reported here
+                # if no `set` came after it.
+                self._raise_deferred()
         finally:
-            self._last_resort.detach()
+            if not self._pending:
+                self._last_resort.detach()
             self._cache.close()
 
 

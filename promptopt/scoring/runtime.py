@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -380,12 +380,22 @@ class Runtime:
         return f"metric {spec.type}"
 
     async def aclose(self) -> None:
-        """Close providers and the cache (everything already answered stays cached)."""
+        """Close providers and the cache (everything already answered stays cached); the
+        first error any of them raised is raised once all are closed."""
+        errors: list[BaseException] = []
         try:
-            for client in self.clients.values():
-                await client.aclose()
+            closers: list[Callable[[], Awaitable[None]]] = [
+                client.aclose for client in self.clients.values()
+            ]
             if self.embedding is not None:
-                await self.embedding.aclose()
+                closers.append(self.embedding.aclose)
+            for close in closers:
+                try:
+                    await close()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
         finally:
             self.store.close()
             if self.journal is not None:

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -234,7 +235,66 @@ async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
     cache = await cache_whose_deferred_write_found_a_full_disk(tmp_path, monkeypatch)
     with pytest.raises(PromptoptError, match="is full; free some space and resume"):
         cache.set("k2", {"text": "y"})
+    monkeypatch.undo()  # space was freed
     cache.close()  # the error was reported once
+    reopened = ResponseCache(tmp_path / "c")
+    assert reopened.get("k2") == {"text": "y"}  # the answer that reported it was kept
+    reopened.close()
+
+
+async def test_an_interrupted_write_keeps_its_answers_for_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ResponseCache(tmp_path / "c")
+    cache.set("a", {"text": "x"})
+    cache.set("b", {"text": "y"})
+    real_set = cache._cache.set
+    calls = []
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_set(*args, **kwargs)
+
+    monkeypatch.setattr(cache._cache, "set", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.flush()
+    monkeypatch.undo()
+    cache.close()
+    reopened = ResponseCache(tmp_path / "c")
+    assert reopened.get("a") == {"text": "x"} and reopened.get("b") == {"text": "y"}
+    reopened.close()
+
+
+def test_a_timer_left_by_an_ended_loop_does_not_hold_later_answers(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path / "c")
+
+    async def answer() -> None:
+        cache.set("a", {"text": "x"})
+
+    asyncio.run(answer())  # ends before its timer fires
+    cache.set("b", {"text": "y"})  # no loop now: on disk at once, with what was pending
+    other = ResponseCache(tmp_path / "c")
+    assert other.get("a") == {"text": "x"} and other.get("b") == {"text": "y"}
+    other.close()
+    cache.close()
+
+
+async def test_any_failure_of_a_deferred_write_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = ResponseCache(tmp_path / "c")
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(cache._cache, "set", locked)
+    cache.set("k", {"text": "x"})
+    await asyncio.sleep(0.2)
+    monkeypatch.undo()
+    with pytest.raises(PromptoptError, match="cannot write to the response cache"):
+        cache.close()
 
 
 async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_close(

@@ -9,6 +9,7 @@ from promptopt.app.models import apply_default_models, override_models, override
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.messages import ChatRequest
+from promptopt.llm.providers.scripted import ScriptedProvider
 from promptopt.llm.providers.wire import AiohttpWire
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.task.loader import load_task
@@ -148,3 +149,31 @@ def test_an_unpriced_embedding_model_under_a_cost_cap_is_refused(tmp_path: Path)
     runtime = Runtime(task, options, env={})
     with pytest.raises(UsageError, match="embedding"):
         runtime.embedding_client()
+
+
+class ClosingProvider(ScriptedProvider):
+    """A scripted provider that records its closing, and may fail at it."""
+
+    def __init__(self, fails: bool) -> None:
+        super().__init__(["ok"])
+        self.fails = fails
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self.fails:
+            raise OSError("the socket was already gone")
+
+
+async def test_every_provider_is_closed_even_when_one_fails_to_close(tmp_path: Path) -> None:
+    failing, other = ClosingProvider(fails=True), ClosingProvider(fails=False)
+    runtime = Runtime(
+        load_task(write_task(tmp_path)),
+        RuntimeOptions(no_cache=True),
+        env={},
+        providers={"target": failing, "optimizer": other},
+    )
+    runtime.client("target"), runtime.client("optimizer")
+    with pytest.raises(OSError, match="already gone"):
+        await runtime.aclose()
+    assert failing.closed and other.closed

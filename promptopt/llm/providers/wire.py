@@ -13,10 +13,11 @@ classifies errors the same way whichever wire carried the request.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -88,23 +89,39 @@ class HttpxWire:
 
 class AiohttpWire:
     """A wire on its own aiohttp session, opened on the first request (aiohttp wants a running
-    event loop) and closed by `aclose`."""
+    event loop, and the session serves that loop only) and closed by `aclose`."""
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._proxies: dict[tuple[str, str], str | None] = {}
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self, url: str) -> aiohttp.ClientSession:
         import aiohttp
 
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            # Its connections can be neither used nor closed from another loop.
+            raise RuntimeError(
+                "an OpenAI-compatible provider serves the event loop of its first request; "
+                "make a new provider for each asyncio.run"
+            )
         if self._session is None:
+            ssl: Any = True
+            if url.startswith("https:"):
+                import httpx2
+
+                # httpx2's certificates (the system store, then certifi), so that a server
+                # the SDK path trusted is trusted here too.
+                ssl = httpx2.create_ssl_context()
             # No connection limit: the endpoint gates bound what is in flight, and the pool
             # must not queue below them. No trust_env: it looks up proxies and ~/.netrc in a
             # thread on every request, and a netrc login next to our Authorization header
             # makes aiohttp refuse the request; proxies are looked up once (`proxy_for`).
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=ssl)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            self._loop = loop
         return self._session
 
     def proxy_for(self, url: str) -> str | None:
@@ -120,22 +137,30 @@ class AiohttpWire:
             self._proxies[origin] = proxy or None
         return self._proxies[origin]
 
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        import aiohttp
+
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            # As httpx2 applies a timeout: to connecting and to each wait for data, not to
+            # the request as a whole.
+            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+            self._timeouts[seconds] = timeout
+        return timeout
+
     async def post(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout_s: float
     ) -> WireResponse:
         """POST `content` to `url`; raises WireTimeout or WireFailure."""
         import aiohttp
 
-        session = self._open()
-        timeout = self._timeouts.get(timeout_s)
-        if timeout is None:
-            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        session = self._open(url)
         try:
             async with session.post(
                 url,
                 data=content,
                 headers=headers,
-                timeout=timeout,
+                timeout=self._timeout(timeout_s),
                 allow_redirects=True,
                 proxy=self.proxy_for(url),
             ) as response:
@@ -145,6 +170,10 @@ class AiohttpWire:
         except TimeoutError:
             raise WireTimeout() from None
         except aiohttp.ClientError as error:
+            raise WireFailure(str(error) or type(error).__name__) from None
+        except ValueError as error:
+            # A header aiohttp will not send (a key with a newline from a .env file): the
+            # request never left, as httpx2 reports it.
             raise WireFailure(str(error) or type(error).__name__) from None
 
     async def aclose(self) -> None:

@@ -3,6 +3,7 @@ returns, and that its failures reach the provider as the same errors the SDK pat
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -180,3 +181,34 @@ def test_an_openai_compatible_server_is_called_without_importing_either_sdk() ->
             [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
         )
     assert done.stdout.split() == []
+
+
+async def test_a_key_with_a_newline_is_a_transient_failure_that_does_not_show_it() -> None:
+    with FakeOpenAIServer() as server:
+        model = OpenAIProvider(
+            ModelSpec(model="openai:m", base_url=server.base_url, api_key_env="K"),
+            env={"K": "sk-SECRET0123456789\n"},
+        )
+        try:
+            with pytest.raises(TransientProviderError, match="connection failed") as raised:
+                await model.complete(REQUEST)
+        finally:
+            await model.aclose()
+    assert "SECRET" not in str(raised.value)
+
+
+def test_a_provider_used_from_a_second_event_loop_says_what_to_do() -> None:
+    with FakeOpenAIServer() as server:
+        model = provider(server.base_url)
+
+        async def ask_and_close() -> None:
+            await model.complete(REQUEST)
+            with pytest.raises(RuntimeError, match="new provider for each asyncio"):
+                await asyncio.wait_for(other_loop_request(), 5)
+            await model.aclose()
+
+        async def other_loop_request() -> None:
+            # A request from another thread's loop, while the first loop is still running.
+            await asyncio.to_thread(asyncio.run, model.complete(REQUEST))
+
+        asyncio.run(ask_and_close())
