@@ -7,11 +7,17 @@ second checkout (`--other DIR`, e.g. a worktree of an older commit) the same way
 
     .venv/bin/python bench/startup.py --runs 15
     .venv/bin/python bench/startup.py --runs 15 --other /tmp/old-checkout
+    .venv/bin/python bench/startup.py --runs 15 --eval --other /tmp/old-checkout
+
+`--eval` adds `promptopt eval` of a 20-example task against a loopback OpenAI-compatible
+server, answered from a warmed response cache: a whole command against a local server, without
+the server's own time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -19,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from promptopt.testing.fake_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (["--version"], ["--help"], ["strategies"])
@@ -30,10 +38,29 @@ def timed(argv: list[str], env: dict[str, str], cwd: str) -> float:
     return time.perf_counter() - start
 
 
+def _eval_command(folder: Path, base_url: str) -> list[str]:
+    """`eval` of a small task against the server at `base_url`, with its cache folder."""
+    rows = [{"id": f"x{i}", "input": f"question {i}", "target": f"QUESTION {i}"} for i in range(20)]
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    target = {"model": "openai:fake-model", "base_url": base_url, "temperature": 0, "max_tokens": 8}
+    task = {
+        "name": "startup-eval",
+        "prompt": "Repeat the input.",
+        "data": {"dev": "data.jsonl"},
+        "metric": {"type": "contains"},
+        "models": {"target": target},
+    }
+    (folder / "task.yaml").write_text(json.dumps(task))  # JSON is YAML
+    return ["eval", str(folder / "task.yaml"), "--split", "dev", "--cache-dir", str(folder / "c")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--other", type=Path, help="another checkout to time the same way")
+    parser.add_argument(
+        "--eval", action="store_true", help="also a cached eval against a loopback server"
+    )
     args = parser.parse_args()
     checkouts = {"this": ROOT}
     if args.other is not None:
@@ -44,13 +71,17 @@ def main() -> None:
     cases: dict[str, tuple[list[str], dict[str, str]]] = {
         "python -c pass": ([sys.executable, "-c", "pass"], base)
     }
-    for name, checkout in checkouts.items():
-        env = {**base, "PYTHONPATH": str(checkout)}
-        for command in COMMANDS:
-            label = f"{name}: promptopt {' '.join(command)}"
-            cases[label] = ([sys.executable, "-m", "promptopt", *command], env)
     # A neutral folder: `python -m` puts the working folder first on sys.path.
-    with tempfile.TemporaryDirectory() as cwd:
+    with tempfile.TemporaryDirectory() as cwd, FakeOpenAIServer() as server:
+        commands = list(COMMANDS)
+        if args.eval:
+            commands.append(_eval_command(Path(cwd), server.base_url))
+        for name, checkout in checkouts.items():
+            env = {**base, "PYTHONPATH": str(checkout)}
+            for command in commands:
+                shown = "eval (cached, loopback server)" if command[0] == "eval" else command
+                label = f"{name}: promptopt {' '.join(shown) if shown is command else shown}"
+                cases[label] = ([sys.executable, "-m", "promptopt", *command], env)
         for argv, env in cases.values():  # warm-up: the file cache, .pyc files
             timed(argv, env, cwd)
         times: dict[str, list[float]] = {label: [] for label in cases}
