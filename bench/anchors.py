@@ -453,6 +453,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 def _quality_variant(row: dict[str, Any]) -> str:
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    if row.get("search_calls", 500) != 500:
+        # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
+        name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"
     return f"{name} (served)" if row.get("endpoints") == "served" else name
 
 
@@ -484,6 +487,7 @@ def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str,
         theirs = groups([r for r in anchor_rows if r["task"] == task], lambda r: r["anchor"])
         if not mine or not theirs:
             continue
+        mine = {k: v for k, v in mine.items() if "/" not in k} or mine
         best_name = max(mine, key=lambda k: _mean(mine[k], "best_test"))
         anchor_name = max(theirs, key=lambda k: _mean(theirs[k], "final_test"))
         default = mine.get("opro")
