@@ -215,15 +215,17 @@ def test_answers_set_outside_an_event_loop_are_on_disk_at_once(tmp_path: Path) -
     other.close()
 
 
-async def cache_whose_deferred_write_found_a_full_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def cache_whose_deferred_write_failed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception | None = None,
 ) -> ResponseCache:
     cache = ResponseCache(tmp_path / "c")
 
-    def full(*args: object, **kwargs: object) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+    def failing(*args: object, **kwargs: object) -> None:
+        raise error or sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(cache._cache, "set", full)
+    monkeypatch.setattr(cache._cache, "set", failing)
     cache.set("k", {"text": "x"})
     await asyncio.sleep(0.2)
     return cache
@@ -232,7 +234,7 @@ async def cache_whose_deferred_write_found_a_full_disk(
 async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_the_next_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = await cache_whose_deferred_write_found_a_full_disk(tmp_path, monkeypatch)
+    cache = await cache_whose_deferred_write_failed(tmp_path, monkeypatch)
     with pytest.raises(PromptoptError, match="is full; free some space and resume"):
         cache.set("k2", {"text": "y"})
     monkeypatch.undo()  # space was freed
@@ -284,14 +286,8 @@ def test_a_timer_left_by_an_ended_loop_does_not_hold_later_answers(tmp_path: Pat
 async def test_any_failure_of_a_deferred_write_is_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = ResponseCache(tmp_path / "c")
-
-    def locked(*args: object, **kwargs: object) -> None:
-        raise sqlite3.DatabaseError("database disk image is malformed")
-
-    monkeypatch.setattr(cache._cache, "set", locked)
-    cache.set("k", {"text": "x"})
-    await asyncio.sleep(0.2)
+    malformed = sqlite3.DatabaseError("database disk image is malformed")
+    cache = await cache_whose_deferred_write_failed(tmp_path, monkeypatch, malformed)
     monkeypatch.undo()
     with pytest.raises(PromptoptError, match="cannot write to the response cache"):
         cache.close()
@@ -300,7 +296,7 @@ async def test_any_failure_of_a_deferred_write_is_reported(
 async def test_a_full_disk_found_by_a_deferred_write_is_raised_by_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = await cache_whose_deferred_write_found_a_full_disk(tmp_path, monkeypatch)
+    cache = await cache_whose_deferred_write_failed(tmp_path, monkeypatch)
     with pytest.raises(PromptoptError, match="is full"):
         cache.close()
 
