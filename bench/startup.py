@@ -79,8 +79,10 @@ def main() -> None:
         for name, checkout in checkouts.items():
             env = {**base, "PYTHONPATH": str(checkout)}
             for command in commands:
-                shown = "eval (cached, loopback server)" if command[0] == "eval" else command
-                label = f"{name}: promptopt {' '.join(shown) if shown is command else shown}"
+                shown = (
+                    "eval (cached, loopback server)" if command[0] == "eval" else " ".join(command)
+                )
+                label = f"{name}: promptopt {shown}"
                 cases[label] = ([sys.executable, "-m", "promptopt", *command], env)
         for argv, env in cases.values():  # warm-up: the file cache, .pyc files
             timed(argv, env, cwd)

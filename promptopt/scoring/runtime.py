@@ -382,7 +382,7 @@ class Runtime:
     async def aclose(self) -> None:
         """Close providers and the cache (everything already answered stays cached); the
         first error any of them raised is raised once all are closed."""
-        errors: list[BaseException] = []
+        first: Exception | None = None
         try:
             closers: list[Callable[[], Awaitable[None]]] = [
                 client.aclose for client in self.clients.values()
@@ -393,9 +393,9 @@ class Runtime:
                 try:
                     await close()
                 except Exception as exc:
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
+                    first = first or exc
+            if first is not None:
+                raise first
         finally:
             self.store.close()
             if self.journal is not None:

@@ -57,11 +57,10 @@ class JsonWire(Protocol):
 
 
 class HttpxWire:
-    """A wire on an httpx2 client, lent by the caller (who closes it) or owned."""
+    """A wire on an httpx2 client the caller lends, and closes."""
 
-    def __init__(self, client: httpx2.AsyncClient, *, owned: bool = False) -> None:
+    def __init__(self, client: httpx2.AsyncClient) -> None:
         self._client = client
-        self._owned = owned
 
     async def post(
         self, url: str, content: bytes, headers: Mapping[str, str], timeout_s: float
@@ -82,9 +81,7 @@ class HttpxWire:
         return WireResponse(response.status_code, response.headers, body)
 
     async def aclose(self) -> None:
-        """Close the client when this wire owns it."""
-        if self._owned:
-            await self._client.aclose()
+        """Nothing to close: the client is the caller's."""
 
 
 class AiohttpWire:
