@@ -3,8 +3,10 @@
 The physical limit at concurrency C and latency L is C / L requests per second. The server runs
 in its own process, so that it does not share the client's interpreter lock. Each row measures
 promptopt on its lean path (the default for OpenAI-compatible servers) and, in the same run, on
-the SDK path (what every server got before), plus the bare SDK; "CPU" is the client process's CPU
-time per request, which a loaded machine distorts less than requests per second.
+the SDK path (what every server got before), plus the bare SDK and bare aiohttp (the HTTP library
+of the lean path, with nothing around it: the ceiling this server and machine allow a Python
+client); "CPU" is the client process's CPU time per request, which a loaded machine distorts less
+than requests per second.
 
 With ``--dspy-python PYTHON`` (the interpreter of the environment holding the anchors of
 bench/requirements-anchors.txt), the same requests also go through DSPy's ``Evaluate`` at the same
@@ -109,6 +111,36 @@ async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
     return n / elapsed
 
 
+async def _raw_aiohttp(base_url: str, n: int, concurrency: int) -> float:
+    """Requests per second of bare aiohttp (no promptopt, no SDK) at the same concurrency: what
+    any Python client on promptopt's HTTP library reaches against this server on this machine,
+    the ceiling the lean path is measured against."""
+    import aiohttp
+
+    gate = asyncio.Semaphore(concurrency)
+    headers = {"content-type": "application/json", "authorization": "Bearer not-needed"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one(i: int) -> None:
+            body = {
+                "model": "fake-model",
+                "messages": [
+                    {"role": "system", "content": "Repeat the input."},
+                    {"role": "user", "content": f"question {i}"},
+                ],
+                "temperature": 0,
+                "max_tokens": 8,
+            }
+            async with gate:
+                url = f"{base_url}/chat/completions"
+                async with session.post(url, data=json.dumps(body), headers=headers) as response:
+                    json.loads(await response.read())
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - start)
+
+
 def _dspy(python: str, base_url: str, n: int, concurrency: int) -> tuple[float, int]:
     """Requests per second and errors of DSPy's Evaluate, run by another interpreter."""
     script = Path(__file__).with_name("throughput_dspy.py")
@@ -140,11 +172,12 @@ def main() -> None:
         print(
             "| N | L | C | limit C/L | lean (req/s) | lean/limit | SDK path (req/s) | "
             "SDK path/limit | lean/SDK path | bare SDK (req/s) | lean/bare SDK | "
+            "bare aiohttp (req/s) | bare aiohttp/limit | lean/bare aiohttp | "
             "CPU lean / SDK path (ms/req) | cached rerun (s) | DSPy Evaluate (req/s) | "
             "lean/DSPy | errors |",
             flush=True,
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        print("|" + "---|" * 19, flush=True)
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
@@ -157,6 +190,7 @@ def main() -> None:
                 )
                 assert sent == sdk_sent == args.n and sent_again == 0, (sent, sdk_sent, sent_again)
                 bare = asyncio.run(_raw_sdk(base_url, args.n, concurrency))
+                bare_http = asyncio.run(_raw_aiohttp(base_url, args.n, concurrency))
                 limit = concurrency / args.latency
                 lean_rate, sdk_rate = args.n / cold, args.n / sdk
                 dspy_cells = "not run | not run"
@@ -168,7 +202,8 @@ def main() -> None:
                     f"| {args.n} | {args.latency * 1000:.0f} ms | {concurrency} | {limit:.0f} | "
                     f"{lean_rate:.0f} | {lean_rate / limit:.2f} | {sdk_rate:.0f} | "
                     f"{sdk_rate / limit:.2f} | {lean_rate / sdk_rate:.2f} | {bare:.0f} | "
-                    f"{lean_rate / bare:.2f} | {1000 * cpu / args.n:.2f} / "
+                    f"{lean_rate / bare:.2f} | {bare_http:.0f} | {bare_http / limit:.2f} | "
+                    f"{lean_rate / bare_http:.2f} | {1000 * cpu / args.n:.2f} / "
                     f"{1000 * sdk_cpu / args.n:.2f} | {warm:.3f} | {dspy_cells} | "
                     f"{errors + sdk_errors} |",
                     flush=True,

@@ -176,7 +176,9 @@ class ResponseCache:
         db = self.directory / "cache.db"
         if db.is_dir():
             raise IsADirectoryError(errno.EISDIR, "cache.db is a folder", str(db))
-        cache = diskcache.Cache(str(self.directory), disk=_JSONTextDisk)
+        # No culling inside each write (diskcache checks the size limit on every `set`, half of
+        # a write's statements): `flush` culls once per transaction instead.
+        cache = diskcache.Cache(str(self.directory), disk=_JSONTextDisk, cull_limit=0)
         # diskcache opens lazily: touch the database now, so damage shows here, not mid-run.
         len(cache)
         return cache
@@ -304,6 +306,11 @@ class ResponseCache:
             ) from exc
         for key in batch:
             self._pending.pop(key, None)
+        try:
+            # Past diskcache's size limit (1 GB), the oldest answers go.
+            self._cache.cull()
+        except (sqlite3.Error, OSError, diskcache.Timeout) as exc:
+            log.warning("the response cache at %s could not be trimmed: %s", self.directory, exc)
 
     def stats(self) -> CacheStats:
         """Entry count and size on disk."""

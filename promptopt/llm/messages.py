@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 Role = Literal["system", "user", "assistant"]
@@ -55,13 +55,22 @@ class Usage:
 
     def to_dict(self) -> dict[str, int]:
         """As a JSON-ready mapping."""
-        return asdict(self)
+        # Spelled out: `asdict` deep-copies field by field, a cost paid on every answer.
+        return {
+            "input": self.input,
+            "cache_read": self.cache_read,
+            "cache_write": self.cache_write,
+            "output": self.output,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """Inverse of `to_dict`, tolerant of missing keys."""
         return cls(
-            **{k: int(data.get(k, 0)) for k in ("input", "cache_read", "cache_write", "output")}
+            int(data.get("input", 0)),
+            int(data.get("cache_read", 0)),
+            int(data.get("cache_write", 0)),
+            int(data.get("output", 0)),
         )
 
 

@@ -7,9 +7,16 @@ import json
 from typing import Any
 
 
+# One encoder for every call: `json.dumps` with options builds a new one each time, a cost
+# paid on every cache key.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+)
+
+
 def canonical_json(value: Any) -> str:
     """`value` as JSON with sorted keys and no whitespace, so equal values give equal text."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(value)
 
 
 def content_hash(value: Any) -> str:

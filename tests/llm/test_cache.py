@@ -215,6 +215,21 @@ def test_answers_set_outside_an_event_loop_are_on_disk_at_once(tmp_path: Path) -
     other.close()
 
 
+def test_the_oldest_answers_go_past_the_size_limit(tmp_path: Path) -> None:
+    # Culling runs once per written batch rather than inside each write; the cache must
+    # still stay within its size limit.
+    cache = ResponseCache(tmp_path / "c")
+    limit = cache._cache.volume() + 60_000  # the empty database's own pages, and 60 kB
+    cache._cache.reset("size_limit", limit)
+    text = "x" * 2000
+    for i in range(60):
+        cache.set(f"k{i}", {"text": text})
+    assert cache.get("k0") is None  # stored first, evicted first
+    assert cache.get("k59") == {"text": text}
+    assert cache._cache.volume() <= limit
+    cache.close()
+
+
 async def cache_whose_deferred_write_failed(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -103,6 +103,8 @@ def parse_rate_limit(
     of vLLM ...) or Anthropic's `anthropic-ratelimit-*-remaining` / `-reset` (an RFC 3339 time).
     """
     lowered = {k.lower(): v for k, v in headers.items()}
+    if not any("ratelimit" in name for name in lowered):
+        return None  # most answers of a local server: nothing more to read
 
     def count(*names: str) -> int | None:
         for name in names:
