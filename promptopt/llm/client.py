@@ -24,7 +24,7 @@ from promptopt.errors import (
     TransientProviderError,
 )
 from promptopt.llm.budget import BudgetLedger, Reservation
-from promptopt.llm.cache import ResponseStore, request_key
+from promptopt.llm.cache import RequestKeys, ResponseStore
 from promptopt.llm.error_budget import ErrorBudget, ErrorLimits, TooManyErrors
 from promptopt.llm.journal import JournalEntry, ResponseJournal
 from promptopt.llm.messages import (
@@ -369,6 +369,7 @@ class ModelClient:
         self._rng = random.Random(seed)
         self._sleep = sleep
         self._in_flight: dict[str, asyncio.Task[CallResult]] = {}
+        self._keys: RequestKeys | None = None
         self.journal = journal
         self.stop = stop
         self.errors = ErrorBudget(
@@ -386,15 +387,13 @@ class ModelClient:
         sample_index: int = 0,
         overrides: Mapping[str, Any] | None = None,
     ) -> str:
-        """The cache key of a request."""
-        return request_key(
-            provider=self.spec.provider,
-            endpoint=self.provider.endpoint,
-            model=self.spec.name,
-            messages=messages,
-            params=self._params(overrides),
-            sample_index=sample_index,
-        )
+        """The cache key of a request (`promptopt.llm.cache.request_key`)."""
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = RequestKeys(
+                provider=self.spec.provider, endpoint=self.provider.endpoint, model=self.spec.name
+            )
+        return keys.key(messages, self._params(overrides), sample_index)
 
     def _params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """The model's sampling parameters with a request's own overrides applied."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import encode_basestring
 from typing import Any
-
 
 # One encoder for every call: `json.dumps` with options builds a new one each time, a cost
 # paid on every cache key.
@@ -17,6 +17,11 @@ _CANONICAL = json.JSONEncoder(
 def canonical_json(value: Any) -> str:
     """`value` as JSON with sorted keys and no whitespace, so equal values give equal text."""
     return _CANONICAL.encode(value)
+
+
+def json_text(text: str) -> str:
+    """`text` as a JSON string, exactly as `canonical_json` writes it."""
+    return encode_basestring(text)
 
 
 def content_hash(value: Any) -> str:

@@ -13,7 +13,13 @@ from typer.testing import CliRunner
 
 from promptopt.cli.main import app
 from promptopt.errors import PromptoptError
-from promptopt.llm.cache import NullCache, ResponseCache, default_cache_dir, request_key
+from promptopt.llm.cache import (
+    NullCache,
+    RequestKeys,
+    ResponseCache,
+    default_cache_dir,
+    request_key,
+)
 
 
 def key(**changes: object) -> str:
@@ -41,6 +47,49 @@ def test_key_changes_with_everything_that_changes_the_answer() -> None:
     }
     assert len(keys) == 7
     assert key() == key(params={"temperature": 0})  # stable
+
+
+def test_request_keys_are_request_key_exactly() -> None:
+    # Every cache a user holds was keyed by request_key: the faster maker must give the same
+    # keys, for repeated and changing first messages alike.
+    system = {"role": "system", "content": "Classify the question. Answer with one label: é, ü."}
+    shapes: list[list[dict[str, object]]] = [
+        [],
+        [system],
+        [system, {"role": "user", "content": "q1"}],
+        [system, {"role": "user", "content": "q1"}, {"role": "assistant", "content": "A"}],
+        [system, {"role": "user", "content": "q2"}],
+        [{"role": "user", "content": [{"type": "text", "text": "parts"}]}],
+        [{"role": "user", "content": 1}],
+        [{"role": "user", "content": 1.0}],
+        [{"role": "user", "content": True}],
+        [{"role": "system", "name": "x", "content": "named"}, {"role": "user", "content": "q"}],
+        [system, {"role": "user", "content": 'say "hi"\n\ttab \u2028 \x01 \\ /'}],
+    ]
+    # 0, 0.0 and False are one dict key but three different JSON values.
+    params: list[dict[str, object]] = [
+        {},
+        {"temperature": 0, "max_tokens": 8},
+        {"temperature": 0.0, "max_tokens": 8},
+        {"temperature": False, "max_tokens": 8},
+        {"n": 2, "stop": ["\n"]},
+        {"logit_bias": (1,)},
+        {"logit_bias": (1.0,)},
+    ]
+    for endpoint in ("https://api.openai.com/v1", "http://127.0.0.1:8765/v1"):
+        maker = RequestKeys(provider="openai", endpoint=endpoint, model="gpt-4o-mini")
+        for _ in range(2):  # the second pass answers from the remembered first messages
+            for messages in shapes:
+                for p in params:
+                    for sample in (0, 3):
+                        assert maker.key(messages, p, sample) == request_key(
+                            provider="openai",
+                            endpoint=endpoint,
+                            model="gpt-4o-mini",
+                            messages=messages,
+                            params=p,
+                            sample_index=sample,
+                        ), (messages, p, sample)
 
 
 def test_round_trip_stats_and_clear(tmp_path: Path) -> None:
