@@ -456,7 +456,10 @@ def _quality_variant(row: dict[str, Any]) -> str:
     if row.get("search_calls", 500) != 500:
         # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
         name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"
-    return f"{name} (served)" if row.get("endpoints") == "served" else name
+    notes = ["served"] if row.get("endpoints") == "served" else []
+    if not row.get("structured", True):
+        notes.append("whole prompt edited")  # no protected output format, as the anchors
+    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str, Any]]) -> str:

@@ -151,8 +151,12 @@ def variant(row: dict[str, Any]) -> str:
     reached."""
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
-    # Served rows reach the models over HTTP, as the anchors do: a separate setup.
-    return f"{name} (served)" if row.get("endpoints") == "served" else name
+    # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
+    # --structured the whole prompt is edited (no protected output format), as the anchors edit.
+    notes = ["served"] if row.get("endpoints") == "served" else []
+    if not row.get("structured", True):
+        notes.append("whole prompt edited")
+    return f"{name} ({', '.join(notes)})" if notes else name
 
 
 def table(rows: list[dict[str, Any]]) -> str:
