@@ -85,6 +85,19 @@ async def _evaluate(
     return elapsed, cpu, result.usage.requests, result.errors
 
 
+def _bare_body(i: int) -> dict[str, Any]:
+    """The request promptopt sends for example i of the task, for the clients without it."""
+    return {
+        "model": "fake-model",
+        "messages": [
+            {"role": "system", "content": "Repeat the input."},
+            {"role": "user", "content": f"question {i}"},
+        ],
+        "temperature": 0,
+        "max_tokens": 8,
+    }
+
+
 async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
     """Requests per second of the bare openai SDK (no promptopt) at the same concurrency: what
     the SDK path can reach at best on this machine."""
@@ -92,17 +105,8 @@ async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
-        body = {
-            "model": "fake-model",
-            "messages": [
-                {"role": "system", "content": "Repeat the input."},
-                {"role": "user", "content": f"question {i}"},
-            ],
-            "temperature": 0,
-            "max_tokens": 8,
-        }
         async with gate:
-            await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            await client.post("/chat/completions", body=_bare_body(i), cast_to=ChatCompletion)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
@@ -122,18 +126,10 @@ async def _raw_aiohttp(base_url: str, n: int, concurrency: int) -> float:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def one(i: int) -> None:
-            body = {
-                "model": "fake-model",
-                "messages": [
-                    {"role": "system", "content": "Repeat the input."},
-                    {"role": "user", "content": f"question {i}"},
-                ],
-                "temperature": 0,
-                "max_tokens": 8,
-            }
             async with gate:
                 url = f"{base_url}/chat/completions"
-                async with session.post(url, data=json.dumps(body), headers=headers) as response:
+                data = json.dumps(_bare_body(i))
+                async with session.post(url, data=data, headers=headers) as response:
                     json.loads(await response.read())
 
         start = time.perf_counter()
