@@ -130,6 +130,7 @@ async def _raw_aiohttp(base_url: str, n: int, concurrency: int) -> float:
                 url = f"{base_url}/chat/completions"
                 data = json.dumps(_bare_body(i))
                 async with session.post(url, data=data, headers=headers) as response:
+                    response.raise_for_status()  # an error answer must not count as a reply
                     json.loads(await response.read())
 
         start = time.perf_counter()

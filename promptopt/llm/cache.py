@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -128,7 +129,7 @@ class RequestKeys:
             digest = hashlib.sha256(self._head)
         else:
             digest = self._start(messages[0]).copy()
-            for message in messages[1:]:
+            for message in itertools.islice(messages, 1, None):
                 digest.update(b"," + _message_json(message).encode())
         digest.update(self._tail(params, sample_index))
         return digest.hexdigest()
@@ -150,12 +151,15 @@ class RequestKeys:
         """The payload after its messages: model, parameters, provider, sample, version."""
         memo: tuple[Any, ...] | None = None
         tail: bytes | None = None
-        if all(type(v) in _SCALARS for v in params.values()):
-            # Typed, as a dict key would take 0, 0.0 and False for the same value.
+        if type(sample_index) is int and all(type(v) in _SCALARS for v in params.values()):
+            # Typed, and floats by their repr: a dict key would take 0, 0.0 and False (or 0.0
+            # and -0.0) for the same value, which JSON writes differently.
             memo = (
-                type(sample_index),
                 sample_index,
-                *((k, type(v), v) for k, v in sorted(params.items())),
+                *(
+                    (k, type(v), repr(v) if type(v) is float else v)
+                    for k, v in sorted(params.items())
+                ),
             )
             tail = self._tails.get(memo)
         if tail is None:
@@ -235,6 +239,7 @@ class ResponseCache:
         """Open (and with `create`, make) the cache in `directory`."""
         self.directory = directory
         self.bad_rows = 0
+        self._trim_failed = False
         self.moved_to: Path | None = None
         self._pending: dict[str, str] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -275,9 +280,12 @@ class ResponseCache:
         db = self.directory / "cache.db"
         if db.is_dir():
             raise IsADirectoryError(errno.EISDIR, "cache.db is a folder", str(db))
+        cache = diskcache.Cache(str(self.directory), disk=_JSONTextDisk)
         # No culling inside each write (diskcache checks the size limit on every `set`, half of
-        # a write's statements): `flush` culls once per transaction instead.
-        cache = diskcache.Cache(str(self.directory), disk=_JSONTextDisk, cull_limit=0)
+        # a write's statements): `flush` culls once per transaction instead. For this process
+        # only: the database keeps diskcache's setting, so that other openers (an older
+        # promptopt sharing the user's cache) still cull.
+        cache.reset("cull_limit", 0, update=False)
         # diskcache opens lazily: touch the database now, so damage shows here, not mid-run.
         len(cache)
         return cache
@@ -406,10 +414,17 @@ class ResponseCache:
         for key in batch:
             self._pending.pop(key, None)
         try:
-            # Past diskcache's size limit (1 GB), the oldest answers go.
+            # Past the size limit (diskcache's, 1 GB unless changed), the oldest answers go.
             self._cache.cull()
         except (sqlite3.Error, OSError, diskcache.Timeout) as exc:
-            log.warning("the response cache at %s could not be trimmed: %s", self.directory, exc)
+            # Another process holding the database: the next batch tries again. Said once.
+            if not self._trim_failed:
+                self._trim_failed = True
+                log.warning(
+                    "the response cache at %s could not be trimmed to its size limit: %s",
+                    self.directory,
+                    exc,
+                )
 
     def stats(self) -> CacheStats:
         """Entry count and size on disk."""

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import diskcache
 import pytest
 from typer.testing import CliRunner
 
@@ -52,7 +53,10 @@ def test_key_changes_with_everything_that_changes_the_answer() -> None:
 def test_request_keys_are_request_key_exactly() -> None:
     # Every cache a user holds was keyed by request_key: the faster maker must give the same
     # keys, for repeated and changing first messages alike.
-    system = {"role": "system", "content": "Classify the question. Answer with one label: é, ü."}
+    system: dict[str, object] = {
+        "role": "system",
+        "content": "Classify the question. Answer with one label: é, ü.",
+    }
     shapes: list[list[dict[str, object]]] = [
         [],
         [system],
@@ -72,6 +76,7 @@ def test_request_keys_are_request_key_exactly() -> None:
         {"temperature": 0, "max_tokens": 8},
         {"temperature": 0.0, "max_tokens": 8},
         {"temperature": False, "max_tokens": 8},
+        {"temperature": -0.0, "max_tokens": 8},
         {"n": 2, "stop": ["\n"]},
         {"logit_bias": (1,)},
         {"logit_bias": (1.0,)},
@@ -261,6 +266,17 @@ def test_answers_set_outside_an_event_loop_are_on_disk_at_once(tmp_path: Path) -
     cache.set("a", {"text": "x"})
     assert other.get("a") == {"text": "x"}
     cache.close()
+    other.close()
+
+
+def test_other_openers_of_the_cache_still_cull_in_each_write(tmp_path: Path) -> None:
+    # promptopt culls once per batch in its own process; the database must keep diskcache's
+    # setting, or an older promptopt sharing the user's cache would never cull again.
+    cache = ResponseCache(tmp_path / "c")
+    cache.set("k", {"text": "x"})
+    cache.close()
+    other = diskcache.Cache(str(tmp_path / "c"))
+    assert other.cull_limit == diskcache.DEFAULT_SETTINGS["cull_limit"] > 0
     other.close()
 
 
