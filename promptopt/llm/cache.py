@@ -109,8 +109,6 @@ class RequestKeys:
     message (the system prompt, the same for every example of an evaluation).
     """
 
-    _MAX_MEMOS = 64
-
     def __init__(self, *, provider: str, endpoint: str, model: str) -> None:
         """Keys of requests to `model` of `provider` at `endpoint`."""
         # canonical_json sorts the payload's keys: endpoint, messages, model, params,
@@ -142,9 +140,7 @@ class RequestKeys:
             start = hashlib.sha256(self._head)
             start.update(_message_json(first).encode())
             if memo is not None:
-                if len(self._starts) >= self._MAX_MEMOS:
-                    self._starts.clear()
-                self._starts[memo] = start
+                _remember(self._starts, memo, start)
         return start
 
     def _tail(self, params: Mapping[str, Any], sample_index: int) -> bytes:
@@ -174,13 +170,20 @@ class RequestKeys:
             )
             tail = ("]," + text[1:]).encode()
             if memo is not None:
-                if len(self._tails) >= self._MAX_MEMOS:
-                    self._tails.clear()
-                self._tails[memo] = tail
+                _remember(self._tails, memo, tail)
         return tail
 
 
 _SCALARS = (str, int, float, bool, type(None))
+_MAX_MEMOS = 64
+
+
+def _remember(memos: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep `value` under `key`, starting over past `_MAX_MEMOS` entries (an evaluation uses
+    one or two; a run with many system prompts must not grow the memo without end)."""
+    if len(memos) >= _MAX_MEMOS:
+        memos.clear()
+    memos[key] = value
 
 
 def _usual(message: Mapping[str, Any]) -> tuple[str, str] | None:
