@@ -9,13 +9,18 @@ strategy. For one instruction (the base):
    dev and test are never touched (a strategy sees training data only).
 2. With `source: bootstrap` (as DSPy bootstraps), the target answers every pool example with the
    base instruction; those it answers with full marks become demonstrations, with the target's
-   own answer. When fewer than k are correct, sets are filled up with labelled pool examples
-   (their expected answer), and the event says how many. With `source: labelled`, demonstrations
-   are pool examples with their expected answer, and nothing is spent on bootstrapping.
+   own answer. With `source: labelled`, demonstrations are pool examples with their expected
+   answer, and nothing is spent on bootstrapping.
 3. `candidates` sets of `k` demonstrations are drawn from the pool; each becomes a candidate with
-   the base's text and the set. The base itself (no demonstrations) and every set are scored on
-   the same comparison examples (`evaluate_paired`) and ranked by their exact total, a tie
-   keeping the earlier arm (the base first): a set must help on the same examples to win.
+   the base's text and the set. Bootstrapped sets vary as DSPy's MIPROv2 varies them: the first
+   holds only bootstrapped demonstrations, the second only labelled ones, and each further set
+   a random number (1 to k) of bootstrapped ones filled up to k with labelled examples that
+   were not bootstrapped. A target whose right answers all share one label (a small model that
+   always says "No") thus still gets sets that show it the other labels. When fewer than k
+   answers are right, every set is filled up with labelled examples.
+4. The base itself (no demonstrations) and every set are scored on the same comparison
+   examples (`evaluate_paired`) and ranked by their exact total, a tie keeping the earlier arm
+   (the base first): a set must help on the same examples to win.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from random import Random
 from typing import Any
 
 from promptopt.search.context import Candidate, SearchContext, StepReport
@@ -139,36 +145,48 @@ async def _demonstrations(
     ctx: SearchContext, base: Candidate, pool: Sequence[Example], source: DemoSource
 ) -> tuple[list[Demo], list[Demo]]:
     """The bootstrapped demonstrations (correct answers of the base) and the labelled ones
-    (every other pool example with its expected answer)."""
-    labelled = {e.id: Demo(e.id, ctx.render_input(e), e.target) for e in pool}
+    (every pool example with its expected answer)."""
+    labelled = [Demo(e.id, ctx.render_input(e), e.target) for e in pool]
     if source == "labelled" or not pool:
-        return [], list(labelled.values())
+        return [], labelled
     results = await ctx.score(base, pool)
     boot = [
         Demo(e.id, ctx.render_input(e), r.output.strip())
         for e, r in zip(pool, results, strict=True)
         if r.error is None and r.score >= FULL_MARKS and r.output.strip()
     ]
-    taken = {d.id for d in boot}
-    return boot, [d for i, d in labelled.items() if i not in taken]
+    return boot, labelled
+
+
+def _bootstrapped_count(index: int, boot: int, k: int, rng: Random) -> int:
+    """How many bootstrapped demonstrations set `index` holds; the rest are labelled."""
+    if boot < k:
+        return boot  # too few right answers: every set takes them all and fills up
+    if index == 0:
+        return k
+    if index == 1:
+        return 0
+    return rng.randint(1, k)
 
 
 def _draw_sets(
     ctx: SearchContext, boot: Sequence[Demo], labelled: Sequence[Demo], k: int, n: int
 ) -> list[tuple[Demo, ...]]:
-    """Up to `n` distinct sets of `k` demonstrations: bootstrapped ones first, filled up with
-    labelled ones when there are too few. Each set is a random draw, in random order."""
+    """Up to `n` distinct sets of `k` demonstrations, each a random draw in random order: for
+    set i, `_bootstrapped_count` bootstrapped ones, filled up with labelled ones (the labelled
+    set from the whole pool, the others from examples not bootstrapped)."""
+    taken = {d.id for d in boot}
+    rest = [d for d in labelled if d.id not in taken]
     sets: list[tuple[Demo, ...]] = []
     seen: set[tuple[str, ...]] = set()
     tries = 0
     while len(sets) < n and tries < n * 10:
         tries += 1
-        if len(boot) >= k:
-            picked = ctx.rng.sample(list(boot), k)
-        else:
-            fill = ctx.rng.sample(list(labelled), min(k - len(boot), len(labelled)))
-            picked = list(boot) + fill
-            ctx.rng.shuffle(picked)
+        b = _bootstrapped_count(len(sets), len(boot), k, ctx.rng)
+        fill_from = labelled if b == 0 else rest
+        picked = ctx.rng.sample(list(boot), b)
+        picked += ctx.rng.sample(list(fill_from), min(k - b, len(fill_from)))
+        ctx.rng.shuffle(picked)
         ids = tuple(sorted(d.id for d in picked))
         if len(picked) < 1 or ids in seen:
             continue

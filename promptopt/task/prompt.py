@@ -50,7 +50,8 @@ class DemosSpec(BaseModel):
     source: DemoSource = Field(
         default="bootstrap",
         description="bootstrap: training examples the target answers correctly, with its "
-        "answer; labelled: training examples with their expected answer",
+        "answer (one set all labelled and others mixed with labelled ones, as MIPROv2 varies "
+        "them); labelled: training examples with their expected answer",
     )
 
     @model_serializer(mode="wrap")

@@ -175,15 +175,25 @@ async def test_bootstrapped_demos_come_from_train_answered_correctly(tmp_path: P
     (plan,) = s.events("demos_plan")
     sets = [c for c in s.state.candidates.values() if c.demos]
     assert len(sets) == 5 and all(len(c.demos) == 3 for c in sets)
+    boot = set(plan["bootstrapped"])
+    # The scripted target says "positive" to every review, so only positive reviews are
+    # answered right and bootstrapped.
+    assert boot and all(train[i].target == "positive" for i in boot)
     for cand in sets:
         assert cand.text == s.initial.text and cand.parents == (s.initial.id,)
         for demo in cand.demos:
-            # From train only, and answered right by the initial prompt: the scripted target
-            # says "positive" to every review, so only positive reviews qualify.
-            assert demo.id in train and demo.id not in held_out
-            assert demo.id in plan["bootstrapped"] and demo.id in plan["pool"]
-            assert train[demo.id].target == "positive" == demo.output
+            # From train's pool only, shown with its expected answer (which, for a bootstrapped
+            # one, is also the target's answer).
+            assert demo.id in train and demo.id not in held_out and demo.id in plan["pool"]
+            assert demo.output == train[demo.id].target
             assert demo.input == s.task.render_input(train[demo.id])
+    # As MIPROv2 varies its sets: all bootstrapped, then all labelled, then mixed, whose
+    # labelled part was not bootstrapped.
+    counts = [sum(d.id in boot for d in c.demos) for c in sets]
+    assert counts[0] == 3 and all(1 <= n <= 3 for n in counts[2:])
+    assert {d.id for d in sets[1].demos} <= set(plan["pool"])
+    for cand in sets[2:]:
+        assert all(d.output == "negative" for d in cand.demos if d.id not in boot)
     # Every arm, the instruction without demonstrations too, was compared on the same examples,
     # none of them inside any set.
     compared = plan["examples"]
@@ -195,6 +205,26 @@ async def test_bootstrapped_demos_come_from_train_answered_correctly(tmp_path: P
     assert set(report.ranking) == {s.initial.id, *(c.id for c in sets)}
     # Bootstrapping answered the pool once; then every arm answered the comparison examples.
     assert s.target.calls == sizing.pool + 6 * sizing.eval_examples
+
+
+async def test_a_target_biased_to_one_label_still_gets_sets_showing_the_others(
+    tmp_path: Path,
+) -> None:
+    # The scripted target says "positive" to every review, so every bootstrapped demonstration
+    # is positive; the labelled and mixed sets show "negative" too.
+    s = Search(tmp_path, Counter(target_answer), {"k": 4, "candidates": 6})
+    spec = s.ctx.demos_spec
+    assert spec is not None
+    sizing = size_demo_search(spec, len(s.ctx.train), None)
+    async with s.runtime:
+        await search_demos(s.ctx, s.initial, spec, sizing)
+    sets = [c for c in s.state.candidates.values() if c.demos]
+    assert len(sets) == 6
+    assert {d.output for d in sets[0].demos} == {"positive"}
+    showing_both = [c for c in sets if {d.output for d in c.demos} == {"positive", "negative"}]
+    assert len(showing_both) >= 3
+    (plan,) = s.events("demos_plan")
+    assert len(plan["sets"]) == 6
 
 
 async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
