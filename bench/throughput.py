@@ -5,8 +5,11 @@ in its own process, so that it does not share the client's interpreter lock. Eac
 promptopt on its lean path (the default for OpenAI-compatible servers) and, in the same run, on
 the SDK path (what every server got before), plus the bare SDK and bare aiohttp (the HTTP library
 of the lean path, with nothing around it: the ceiling this server and machine allow a Python
-client); "CPU" is the client process's CPU time per request, which a loaded machine distorts less
-than requests per second.
+client). The first measurement of each opens its connections as it goes; "open connections"
+repeats it, with another prompt, on the connections the first one left open, as a search's
+later evaluations find them. promptopt is measured with the collector as the command leaves it
+while scoring (the heap from before frozen). "CPU" is the client process's CPU time per
+request, which a loaded machine distorts less than requests per second.
 
 With ``--dspy-python PYTHON`` (the interpreter of the environment holding the anchors of
 bench/requirements-anchors.txt), the same requests also go through DSPy's ``Evaluate`` at the same
@@ -20,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,7 @@ from openai.types.chat import ChatCompletion
 
 from promptopt.llm.providers.openai import OpenAIProvider
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
-from promptopt.task.loader import load_task
+from promptopt.task.loader import LoadedTask, load_task
 from promptopt.testing.fake_server import FakeOpenAIServer
 
 
@@ -68,10 +74,12 @@ def _write_task(folder: Path, n: int, base_url: str, concurrency: int) -> Path:
 
 
 async def _evaluate(
-    task_path: Path, cache_dir: Path, concurrency: int, *, lean: bool = True
-) -> tuple[float, float, int, int]:
-    """Seconds and client CPU seconds of one evaluation, requests sent, errors."""
-    task = load_task(task_path)
+    task: LoadedTask, cache_dir: Path, concurrency: int, *, lean: bool = True, again: bool = False
+) -> tuple[float, float, int, int, float | None]:
+    """Seconds and client CPU seconds of one evaluation, requests sent, errors; with `again`,
+    also the seconds of a second evaluation of another prompt on the same examples and the
+    same connection pool (as a search's later evaluations find it: connections already open).
+    """
     options = RuntimeOptions(concurrency=concurrency, cache_dir=cache_dir)
     spec = task.spec.models.target
     assert spec is not None
@@ -82,7 +90,23 @@ async def _evaluate(
         start, cpu = time.perf_counter(), time.process_time()
         result = await scorer.evaluate(task.spec.system_prompt, examples, split="dev")
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return elapsed, cpu, result.usage.requests, result.errors
+        second = None
+        if again:
+            start = time.perf_counter()
+            await scorer.evaluate(task.spec.system_prompt + " Again.", examples, split="dev")
+            second = time.perf_counter() - start
+    return elapsed, cpu, result.usage.requests, result.errors, second
+
+
+@contextmanager
+def _as_the_command_scores() -> Iterator[None]:
+    """The collector's state while `promptopt eval` or `run` scores (cli.common.run_async):
+    what existed before (modules, the loaded task) frozen."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _bare_body(i: int) -> dict[str, Any]:
@@ -115,10 +139,11 @@ async def _raw_sdk(base_url: str, n: int, concurrency: int) -> float:
     return n / elapsed
 
 
-async def _raw_aiohttp(base_url: str, n: int, concurrency: int) -> float:
+async def _raw_aiohttp(base_url: str, n: int, concurrency: int) -> tuple[float, float]:
     """Requests per second of bare aiohttp (no promptopt, no SDK) at the same concurrency: what
     any Python client on promptopt's HTTP library reaches against this server on this machine,
-    the ceiling the lean path is measured against."""
+    the ceiling the lean path is measured against; first on new connections, then again on
+    the same session's open ones."""
     import aiohttp
 
     gate = asyncio.Semaphore(concurrency)
@@ -133,9 +158,12 @@ async def _raw_aiohttp(base_url: str, n: int, concurrency: int) -> float:
                     response.raise_for_status()  # an error answer must not count as a reply
                     json.loads(await response.read())
 
-        start = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - start)
+        rates = []
+        for _ in range(2):
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(n)))
+            rates.append(n / (time.perf_counter() - start))
+        return rates[0], rates[1]
 
 
 def _dspy(python: str, base_url: str, n: int, concurrency: int) -> tuple[float, int]:
@@ -170,24 +198,31 @@ def main() -> None:
             "| N | L | C | limit C/L | lean (req/s) | lean/limit | SDK path (req/s) | "
             "SDK path/limit | lean/SDK path | bare SDK (req/s) | lean/bare SDK | "
             "bare aiohttp (req/s) | bare aiohttp/limit | lean/bare aiohttp | "
+            "open connections: lean/limit | open connections: bare aiohttp/limit | "
             "CPU lean / SDK path (ms/req) | cached rerun (s) | DSPy Evaluate (req/s) | "
             "lean/DSPy | errors |",
             flush=True,
         )
-        print("|" + "---|" * 19, flush=True)
+        print("|" + "---|" * 21, flush=True)
         for concurrency in args.concurrency:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                task = _write_task(folder, args.n, base_url, concurrency)
+                task = load_task(_write_task(folder, args.n, base_url, concurrency))
                 cache = folder / "cache"
-                cold, cpu, sent, errors = asyncio.run(_evaluate(task, cache, concurrency))
-                warm, _, sent_again, _ = asyncio.run(_evaluate(task, cache, concurrency))
-                sdk, sdk_cpu, sdk_sent, sdk_errors = asyncio.run(
-                    _evaluate(task, folder / "sdk-cache", concurrency, lean=False)
-                )
+                with _as_the_command_scores():
+                    cold, cpu, sent, errors, second = asyncio.run(
+                        _evaluate(task, cache, concurrency, again=True)
+                    )
+                with _as_the_command_scores():
+                    cached, _, sent_again, _, _ = asyncio.run(_evaluate(task, cache, concurrency))
+                with _as_the_command_scores():
+                    sdk, sdk_cpu, sdk_sent, sdk_errors, _ = asyncio.run(
+                        _evaluate(task, folder / "sdk-cache", concurrency, lean=False)
+                    )
                 assert sent == sdk_sent == args.n and sent_again == 0, (sent, sdk_sent, sent_again)
+                assert second is not None
                 bare = asyncio.run(_raw_sdk(base_url, args.n, concurrency))
-                bare_http = asyncio.run(_raw_aiohttp(base_url, args.n, concurrency))
+                bare_http, bare_http_open = asyncio.run(_raw_aiohttp(base_url, args.n, concurrency))
                 limit = concurrency / args.latency
                 lean_rate, sdk_rate = args.n / cold, args.n / sdk
                 dspy_cells = "not run | not run"
@@ -200,8 +235,9 @@ def main() -> None:
                     f"{lean_rate:.0f} | {lean_rate / limit:.2f} | {sdk_rate:.0f} | "
                     f"{sdk_rate / limit:.2f} | {lean_rate / sdk_rate:.2f} | {bare:.0f} | "
                     f"{lean_rate / bare:.2f} | {bare_http:.0f} | {bare_http / limit:.2f} | "
-                    f"{lean_rate / bare_http:.2f} | {1000 * cpu / args.n:.2f} / "
-                    f"{1000 * sdk_cpu / args.n:.2f} | {warm:.3f} | {dspy_cells} | "
+                    f"{lean_rate / bare_http:.2f} | {args.n / second / limit:.2f} | "
+                    f"{bare_http_open / limit:.2f} | {1000 * cpu / args.n:.2f} / "
+                    f"{1000 * sdk_cpu / args.n:.2f} | {cached:.3f} | {dspy_cells} | "
                     f"{errors + sdk_errors} |",
                     flush=True,
                 )
