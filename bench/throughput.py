@@ -7,9 +7,8 @@ the SDK path (what every server got before), plus the bare SDK and bare aiohttp 
 of the lean path, with nothing around it: the ceiling this server and machine allow a Python
 client). The first measurement of each opens its connections as it goes; "open connections"
 repeats it, with another prompt, on the connections the first one left open, as a search's
-later evaluations find them. promptopt is measured with the collector as the command leaves it
-while scoring (the heap from before frozen). "CPU" is the client process's CPU time per
-request, which a loaded machine distorts less than requests per second.
+later evaluations find them. "CPU" is the client process's CPU time per request, which a
+loaded machine distorts less than requests per second.
 
 With ``--dspy-python PYTHON`` (the interpreter of the environment holding the anchors of
 bench/requirements-anchors.txt), the same requests also go through DSPy's ``Evaluate`` at the same
@@ -23,14 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import multiprocessing
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,17 +92,6 @@ async def _evaluate(
             await scorer.evaluate(task.spec.system_prompt + " Again.", examples, split="dev")
             second = time.perf_counter() - start
     return elapsed, cpu, result.usage.requests, result.errors, second
-
-
-@contextmanager
-def _as_the_command_scores() -> Iterator[None]:
-    """The collector's state while `promptopt eval` or `run` scores (cli.common.run_async):
-    what existed before (modules, the loaded task) frozen."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _bare_body(i: int) -> dict[str, Any]:
@@ -209,16 +194,13 @@ def main() -> None:
                 folder = Path(tmp)
                 task = load_task(_write_task(folder, args.n, base_url, concurrency))
                 cache = folder / "cache"
-                with _as_the_command_scores():
-                    cold, cpu, sent, errors, second = asyncio.run(
-                        _evaluate(task, cache, concurrency, again=True)
-                    )
-                with _as_the_command_scores():
-                    cached, _, sent_again, _, _ = asyncio.run(_evaluate(task, cache, concurrency))
-                with _as_the_command_scores():
-                    sdk, sdk_cpu, sdk_sent, sdk_errors, _ = asyncio.run(
-                        _evaluate(task, folder / "sdk-cache", concurrency, lean=False)
-                    )
+                cold, cpu, sent, errors, second = asyncio.run(
+                    _evaluate(task, cache, concurrency, again=True)
+                )
+                cached, _, sent_again, _, _ = asyncio.run(_evaluate(task, cache, concurrency))
+                sdk, sdk_cpu, sdk_sent, sdk_errors, _ = asyncio.run(
+                    _evaluate(task, folder / "sdk-cache", concurrency, lean=False)
+                )
                 assert sent == sdk_sent == args.n and sent_again == 0, (sent, sdk_sent, sent_again)
                 assert second is not None
                 bare = asyncio.run(_raw_sdk(base_url, args.n, concurrency))

@@ -188,12 +188,7 @@ def fail_on(exc: PromptoptError) -> NoReturn:
 def run_async(make: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine, turning user-facing errors and Ctrl-C into messages and exit codes."""
     import asyncio
-    import gc
 
-    # What exists by now (modules, the task, its examples) lives until the command ends, so
-    # the cyclic collector need not walk it again while answers stream in: a full collection
-    # over it took 20-90 ms and fell inside scoring at random (bench/throughput.py).
-    gc.freeze()
     try:
         return asyncio.run(make())  # type: ignore[arg-type]
     except KeyboardInterrupt:
@@ -207,8 +202,6 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
         )
     except PromptoptError as exc:
         fail_on(exc)
-    finally:
-        gc.unfreeze()
 
 
 def check_split(split: str) -> None:

@@ -263,20 +263,6 @@ def test_a_second_ctrl_c_is_an_abort_message_not_a_traceback() -> None:
     assert exit_info.value.exit_code == EXIT_INTERRUPTED
 
 
-def test_scoring_runs_with_the_startup_heap_frozen_and_releases_it_after() -> None:
-    import gc
-
-    from promptopt.cli.common import run_async as _run_async
-
-    async def frozen() -> int:
-        return gc.get_freeze_count()
-
-    # While the command scores, the cyclic collector does not walk what existed before; after
-    # it, nothing stays frozen.
-    assert _run_async(frozen) > 0
-    assert gc.get_freeze_count() == 0
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
