@@ -342,6 +342,44 @@ async def test_examples_are_scheduled_in_a_bounded_window(tmp_path: Path) -> Non
     assert peak <= 2 * window + 2  # the workers, their in-flight requests, this test
 
 
+async def test_answers_that_never_wait_are_taken_by_one_worker() -> None:
+    # Cached answers return without waiting: before, a full window of workers was made anyway
+    # (1,024 at a concurrency of 256, longer to make than 2,000 cached answers to score).
+    from promptopt.scoring.scorer import ExampleResult, in_windows
+
+    tasks: set[int] = set()
+
+    async def run(example: Example) -> ExampleResult:
+        tasks.add(len(asyncio.all_tasks()))
+        return ExampleResult(example.id, "", 1.0)
+
+    many = [Example(id=f"m{i}", fields={"input": "x"}, targets=("x",)) for i in range(300)]
+    results = await in_windows(run, many, 64)
+    assert [r.id for r in results] == [e.id for e in many]
+    assert tasks == {2}  # this test's task and one worker
+
+
+async def test_answers_that_wait_fill_the_whole_window_in_order() -> None:
+    from promptopt.scoring.scorer import ExampleResult, in_windows
+
+    running = peak = 0
+    started: list[str] = []
+
+    async def run(example: Example) -> ExampleResult:
+        nonlocal running, peak
+        started.append(example.id)
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return ExampleResult(example.id, "", 1.0)
+
+    many = [Example(id=f"m{i}", fields={"input": "x"}, targets=("x",)) for i in range(300)]
+    results = await in_windows(run, many, 64)
+    assert [r.id for r in results] == [e.id for e in many]
+    assert started == [e.id for e in many] and peak == 64
+
+
 async def test_the_first_failure_in_a_window_cancels_the_rest(tmp_path: Path) -> None:
     from promptopt.scoring.scorer import ExampleResult, in_windows
 
