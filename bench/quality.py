@@ -130,6 +130,7 @@ def run_one(
         "optimizer_budget": args.optimizer_calls,
         "structured": args.structured,
         "demos": args.demos,
+        "demo_sets": "mixed" if args.demos else None,
         "endpoints": "served" if args.target_url else "embedded",
         "rejected": summary.get("rejected"),
         "initial_test": summary["scores"]["initial"]["test"],
@@ -151,6 +152,10 @@ def variant(row: dict[str, Any]) -> str:
     reached."""
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    if demos and row.get("demo_sets") == "mixed":
+        # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
+        # commit 6c451f7 on; rows without the field drew every set from bootstrapped ones.
+        name += ", mixed sets"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
     notes = ["served"] if row.get("endpoints") == "served" else []
@@ -233,6 +238,7 @@ def main() -> None:
                         if any(
                             (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
                             and r.get("demos", 0) == args.demos
+                            and (not args.demos or r.get("demo_sets") == "mixed")
                             and r.get("structured", False) == args.structured
                             and "error" not in r
                             for r in done

@@ -86,12 +86,17 @@ async def _evaluate(
         start, cpu = time.perf_counter(), time.process_time()
         result = await scorer.evaluate(task.spec.system_prompt, examples, split="dev")
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-        second = None
+        second, errors = None, result.errors
         if again:
             start = time.perf_counter()
-            await scorer.evaluate(task.spec.system_prompt + " Again.", examples, split="dev")
+            repeat = await scorer.evaluate(
+                task.spec.system_prompt + " Again.", examples, split="dev"
+            )
             second = time.perf_counter() - start
-    return elapsed, cpu, result.usage.requests, result.errors, second
+            # Every answer must have crossed the network, or the rate would be flattered.
+            assert repeat.usage.requests == len(examples), repeat.usage.requests
+            errors += repeat.errors
+    return elapsed, cpu, result.usage.requests, errors, second
 
 
 def _bare_body(i: int) -> dict[str, Any]:

@@ -15,9 +15,10 @@ strategy. For one instruction (the base):
    the base's text and the set. Bootstrapped sets vary as DSPy's MIPROv2 varies them: the first
    holds only bootstrapped demonstrations, the second only labelled ones, and each further set
    a random number (1 to k) of bootstrapped ones filled up to k with labelled examples that
-   were not bootstrapped. A target whose right answers all share one label (a small model that
-   always says "No") thus still gets sets that show it the other labels. When fewer than k
-   answers are right, every set is filled up with labelled examples.
+   were not bootstrapped (with other bootstrapped ones when too few were not). A target whose
+   right answers all share one label (a small model that always says "No") thus still gets
+   sets that show it the other labels. When fewer than k answers are right, every set takes
+   them all and is filled up with labelled examples.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
    examples (`evaluate_paired`) and ranked by their exact total, a tie keeping the earlier arm
    (the base first): a set must help on the same examples to win.
@@ -158,13 +159,13 @@ async def _demonstrations(
     return boot, labelled
 
 
-def _bootstrapped_count(index: int, boot: int, k: int, rng: Random) -> int:
-    """How many bootstrapped demonstrations set `index` holds; the rest are labelled."""
+def _bootstrapped_count(draw: int, boot: int, k: int, rng: Random) -> int:
+    """How many bootstrapped demonstrations draw number `draw` takes; the rest are labelled."""
     if boot < k:
         return boot  # too few right answers: every set takes them all and fills up
-    if index == 0:
+    if draw == 0:
         return k
-    if index == 1:
+    if draw == 1:
         return 0
     return rng.randint(1, k)
 
@@ -173,19 +174,26 @@ def _draw_sets(
     ctx: SearchContext, boot: Sequence[Demo], labelled: Sequence[Demo], k: int, n: int
 ) -> list[tuple[Demo, ...]]:
     """Up to `n` distinct sets of `k` demonstrations, each a random draw in random order: for
-    set i, `_bootstrapped_count` bootstrapped ones, filled up with labelled ones (the labelled
-    set from the whole pool, the others from examples not bootstrapped)."""
+    draw i, `_bootstrapped_count` bootstrapped ones, filled up with labelled ones (the labelled
+    set from the whole pool, the others from examples not bootstrapped, then, when a strong
+    target left too few of those, from the bootstrapped ones not drawn yet). A draw that
+    repeats an earlier set is dropped and the next draw follows (draw 1, the labelled set,
+    is not retried)."""
     taken = {d.id for d in boot}
     rest = [d for d in labelled if d.id not in taken]
     sets: list[tuple[Demo, ...]] = []
     seen: set[tuple[str, ...]] = set()
-    tries = 0
-    while len(sets) < n and tries < n * 10:
-        tries += 1
-        b = _bootstrapped_count(len(sets), len(boot), k, ctx.rng)
-        fill_from = labelled if b == 0 else rest
+    for draw in range(n * 10):
+        if len(sets) >= n:
+            break
+        b = _bootstrapped_count(draw, len(boot), k, ctx.rng)
         picked = ctx.rng.sample(list(boot), b)
+        fill_from = labelled if b == 0 else rest
         picked += ctx.rng.sample(list(fill_from), min(k - b, len(fill_from)))
+        if len(picked) < k and b > 0:
+            drawn = {d.id for d in picked}
+            unused = [d for d in boot if d.id not in drawn]
+            picked += ctx.rng.sample(unused, min(k - len(picked), len(unused)))
         ctx.rng.shuffle(picked)
         ids = tuple(sorted(d.id for d in picked))
         if len(picked) < 1 or ids in seen:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -225,6 +226,31 @@ async def test_a_target_biased_to_one_label_still_gets_sets_showing_the_others(
     assert len(showing_both) >= 3
     (plan,) = s.events("demos_plan")
     assert len(plan["sets"]) == 6
+
+
+def _drawn(boot: int, pool: int, k: int, n: int, seed: int = 0) -> list[tuple[Demo, ...]]:
+    from promptopt.search.demos import _draw_sets
+
+    ctx = SimpleNamespace(rng=random.Random(seed))
+    demos = [Demo(f"e{i}", f"input {i}", "yes" if i < boot else "no") for i in range(pool)]
+    return _draw_sets(ctx, demos[:boot], demos, k, n)  # type: ignore[arg-type]
+
+
+def test_a_strong_target_still_gets_full_sets() -> None:
+    # 9 of 10 pool examples answered right leave one that was not: mixed sets are topped up
+    # with other bootstrapped demonstrations (before: sets of 2 or 3 beside sets of 4).
+    sets = _drawn(boot=9, pool=10, k=4, n=6)
+    assert len(sets) == 6 and all(len(s) == 4 for s in sets)
+    assert all(len({d.id for d in s}) == 4 for s in sets)
+
+
+def test_repeated_sets_are_dropped_and_the_draws_go_on() -> None:
+    # A pool of exactly k holds one set of k: it comes once, and no shorter set makes up the
+    # number; with one example more, the repeats are dropped and distinct sets follow.
+    sets = _drawn(boot=4, pool=4, k=4, n=3)
+    assert [len(s) for s in sets] == [4]
+    sets = _drawn(boot=5, pool=5, k=4, n=4)
+    assert len(sets) == 4 and len({tuple(sorted(d.id for d in s)) for s in sets}) == 4
 
 
 async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
