@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import quality  # bench/quality.py: its rows are named as its own table names them
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -451,6 +450,22 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _quality_variant(row: dict[str, Any]) -> str:
+    demos = row.get("demos") or 0
+    name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    if demos and row.get("demo_sets") == "mixed":
+        # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
+        # commit 6c451f7 on; rows without the field drew every set from bootstrapped ones.
+        name += ", mixed sets"
+    if row.get("search_calls", 500) != 500:
+        # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
+        name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"
+    notes = ["served"] if row.get("endpoints") == "served" else []
+    if not row.get("structured", True):
+        notes.append("whole prompt edited")  # no protected output format, as the anchors
+    return f"{name} ({', '.join(notes)})" if notes else name
+
+
 def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str, Any]]) -> str:
     """promptopt against the anchors, one line per task that has both: the default strategy
     (OPRO, chosen before these runs), promptopt's best strategy and the best anchor, each by
@@ -475,7 +490,7 @@ def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str,
 
     tasks = sorted({r["task"] for r in anchor_rows if "error" not in r})
     for task in tasks:
-        mine = groups([r for r in quality_rows if r["task"] == task], quality.variant)
+        mine = groups([r for r in quality_rows if r["task"] == task], _quality_variant)
         theirs = groups([r for r in anchor_rows if r["task"] == task], lambda r: r["anchor"])
         if not mine or not theirs:
             continue
@@ -569,14 +584,14 @@ def main() -> None:
                     )
     print(table(rows))
     if args.compare:
-        quality_rows = [
+        quality = [
             json.loads(line)
             for path in args.compare
             for line in path.read_text().splitlines()
             if line.strip()
         ]
         print()
-        print(head_to_head(rows, quality_rows))
+        print(head_to_head(rows, quality))
 
 
 if __name__ == "__main__":

@@ -156,9 +156,6 @@ def variant(row: dict[str, Any]) -> str:
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
         # commit 6c451f7 on; rows without the field drew every set from bootstrapped ones.
         name += ", mixed sets"
-    if row.get("search_calls", 500) != 500:
-        # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
-        name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
     notes = ["served"] if row.get("endpoints") == "served" else []
