@@ -168,11 +168,29 @@ def _preference_problems(
     task: LoadedTask, overrides: RunOverrides, where: _Locator
 ) -> list[Problem]:
     """What a task without a metric needs: a preference search whose preferences come from a
-    judge (with a rubric saying what makes an answer better) or from a person (--human)."""
-    from promptopt.search.strategies.registry import STRATEGIES
-
+    judge (with a rubric saying what makes an answer better) or from a person (--human), and
+    no few-shot demonstrations (they are bootstrapped and chosen by the metric's scores)."""
     if task.spec.metric is not None or task.metric_function is not None:
         return []
+    problems = _feedback_problems(task, overrides, where)
+    if task.spec.prompt_layout().demos is not None:
+        problems.append(
+            where.problem(
+                ("prompt", "demos"),
+                "needs a metric: demonstrations are bootstrapped from answers the metric "
+                "scores right and chosen by their scores, and the task has none; remove "
+                "prompt.demos (or set its k to 0), or give the task a metric and expected "
+                "answers",
+            )
+        )
+    return problems
+
+
+def _feedback_problems(task: LoadedTask, overrides: RunOverrides, where: _Locator) -> list[Problem]:
+    """The preference feedback of a task without a metric: a judge with a rubric, or a
+    person."""
+    from promptopt.search.strategies.registry import STRATEGIES
+
     name = overrides.strategy or task.spec.search.strategy
     info = STRATEGIES.get(name)
     if info is None:  # reported with the strategy

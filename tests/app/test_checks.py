@@ -244,6 +244,18 @@ def test_a_judged_task_without_a_metric_needs_a_rubric_and_a_person_needs_none(
     assert problems(path, RunOverrides(params={"feedback": "human"})) == []
 
 
+def test_a_task_without_a_metric_cannot_search_demonstrations(tmp_path: Path) -> None:
+    # They would be bootstrapped from scores that are all a placeholder 0, and labelled with
+    # empty expected answers; the run would set half its budget aside for nothing.
+    prompt = "prompt: Summarize the review.\n"
+    mapping = "prompt:\n  instruction: Summarize the review.\n  demos: {k: 2}\n"
+    text = LABEL_FREE.replace(prompt, mapping)
+    assert mapping in text
+    found = only(write(tmp_path, text))
+    assert found.field == "prompt.demos"
+    assert "needs a metric" in found.message and "remove prompt.demos" in found.message
+
+
 def test_rows_of_a_task_with_a_metric_still_need_targets(tmp_path: Path) -> None:
     from promptopt.errors import TaskFileError
 
