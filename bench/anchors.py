@@ -453,10 +453,15 @@ def table(rows: list[dict[str, Any]]) -> str:
 def _quality_variant(row: dict[str, Any]) -> str:
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
-    if demos and row.get("demo_sets") == "mixed":
+    sets = row.get("demo_sets")
+    if demos and sets == "mixed":
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
         # commit 6c451f7 on; rows without the field drew every set from bootstrapped ones.
         name += ", mixed sets"
+    elif demos and sets == "mipro":
+        # From session 8 on: the labelled set whatever bootstrapping found, and every set
+        # filled from all pool examples it did not take bootstrapped, as MIPROv2 fills them.
+        name += ", MIPROv2 sets"
     if row.get("search_calls", 500) != 500:
         # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
         name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"

@@ -130,7 +130,7 @@ def run_one(
         "optimizer_budget": args.optimizer_calls,
         "structured": args.structured,
         "demos": args.demos,
-        "demo_sets": "mixed" if args.demos else None,
+        "demo_sets": "mipro" if args.demos else None,
         "endpoints": "served" if args.target_url else "embedded",
         "rejected": summary.get("rejected"),
         "initial_test": summary["scores"]["initial"]["test"],
@@ -152,10 +152,15 @@ def variant(row: dict[str, Any]) -> str:
     reached."""
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
-    if demos and row.get("demo_sets") == "mixed":
+    sets = row.get("demo_sets")
+    if demos and sets == "mixed":
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
         # commit 6c451f7 on; rows without the field drew every set from bootstrapped ones.
         name += ", mixed sets"
+    elif demos and sets == "mipro":
+        # From session 8 on: the labelled set whatever bootstrapping found, and every set
+        # filled from all pool examples it did not take bootstrapped, as MIPROv2 fills them.
+        name += ", MIPROv2 sets"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
     notes = ["served"] if row.get("endpoints") == "served" else []
@@ -238,7 +243,7 @@ def main() -> None:
                         if any(
                             (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
                             and r.get("demos", 0) == args.demos
-                            and (not args.demos or r.get("demo_sets") == "mixed")
+                            and (not args.demos or r.get("demo_sets") == "mipro")
                             and r.get("structured", False) == args.structured
                             and "error" not in r
                             for r in done

@@ -254,10 +254,12 @@ class CandidatePool:
         demos: Sequence[Demo] = (),
     ) -> Candidate | None:
         """Register a new prompt; a duplicate of an existing one is recorded and returns None.
-        The same text with other demonstrations is another prompt."""
+        The same text with other demonstrations (or other answers in them) is another prompt."""
         key = normalize_prompt(text)
         if demos:
-            key += "\x00demos:" + "\x00".join(d.id for d in demos)
+            # By answer too: an example with the target's answer and with the expected one
+            # are two demonstrations.
+            key += "\x00demos:" + "\x00".join(f"{d.id}\x01{d.output}" for d in demos)
         if key in self._by_text:
             self._log.record(
                 "duplicate", operator=operator, of=self._by_text[key], parents=list(parents)

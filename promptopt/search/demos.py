@@ -13,12 +13,14 @@ strategy. For one instruction (the base):
    answer, and nothing is spent on bootstrapping.
 3. `candidates` sets of `k` demonstrations are drawn from the pool; each becomes a candidate with
    the base's text and the set. Bootstrapped sets vary as DSPy's MIPROv2 varies them: the first
-   holds only bootstrapped demonstrations, the second only labelled ones, and each further set
-   a random number (1 to k) of bootstrapped ones filled up to k with labelled examples that
-   were not bootstrapped (with other bootstrapped ones when too few were not). A target whose
-   right answers all share one label (a small model that always says "No") thus still gets
-   sets that show it the other labels. When fewer than k answers are right, every set takes
-   them all and is filled up with labelled examples.
+   takes the first k bootstrapped demonstrations in pool order, the second only labelled
+   examples (whatever bootstrapping found), and each further set a random number s (1 to k)
+   of them: s bootstrapped demonstrations at random (all of them when fewer were found). Every
+   set is then filled up to k with labelled pool examples that it did not take bootstrapped,
+   sent after the bootstrapped ones, as BootstrapFewShot fills its demos. A target whose right
+   answers all share one label (a small model that always says "No") thus still gets sets
+   that show it the other labels. A draw that repeats an earlier set (the same examples with
+   the same answers) is dropped, and no more sets are tried than the pool has subsets of k.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
    examples (`evaluate_paired`) and ranked by their exact total, a tie keeping the earlier arm
    (the base first): a set must help on the same examples to win.
@@ -92,7 +94,9 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
     if k <= 0 or train < k + 1:
         return NO_SEARCH
     pool = min(train - 1, max(k, train // 2))
-    sets = spec.candidates
+    # A pool of few more than k examples holds few distinct sets: no more are planned (and
+    # paid for) than can be drawn.
+    sets = min(spec.candidates, math.comb(pool, k))
     if target_left is None:
         boot = pool if spec.source == "bootstrap" else 0
         return DemoSizing(pool, boot, sets, train - pool)
@@ -100,6 +104,7 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
         # A quarter of the budget for bootstrapping (at least 2k examples to find k right
         # answers among): the comparison that decides between the sets needs the rest.
         pool = min(pool, max(2 * k, target_left // 4))
+        sets = min(sets, math.comb(pool, k))
         boot = pool
     else:
         boot = 0
@@ -159,10 +164,9 @@ async def _demonstrations(
     return boot, labelled
 
 
-def _bootstrapped_count(draw: int, boot: int, k: int, rng: Random) -> int:
-    """How many bootstrapped demonstrations draw number `draw` takes; the rest are labelled."""
-    if boot < k:
-        return boot  # too few right answers: every set takes them all and fills up
+def _bootstrapped_count(draw: int, k: int, rng: Random) -> int:
+    """How many bootstrapped demonstrations draw number `draw` asks for (MIPROv2's candidate
+    sets: its unshuffled bootstrapped set, its labelled-only set, then random sizes)."""
     if draw == 0:
         return k
     if draw == 1:
@@ -172,34 +176,28 @@ def _bootstrapped_count(draw: int, boot: int, k: int, rng: Random) -> int:
 
 def _draw_sets(
     ctx: SearchContext, boot: Sequence[Demo], labelled: Sequence[Demo], k: int, n: int
-) -> list[tuple[Demo, ...]]:
-    """Up to `n` distinct sets of `k` demonstrations, each a random draw in random order: for
-    draw i, `_bootstrapped_count` bootstrapped ones, filled up with labelled ones (the labelled
-    set from the whole pool, the others from examples not bootstrapped, then, when a strong
-    target left too few of those, from the bootstrapped ones not drawn yet). A draw that
-    repeats an earlier set is dropped and the next draw follows (draw 1, the labelled set,
-    is not retried)."""
-    taken = {d.id for d in boot}
-    rest = [d for d in labelled if d.id not in taken]
-    sets: list[tuple[Demo, ...]] = []
-    seen: set[tuple[str, ...]] = set()
+) -> list[tuple[tuple[Demo, ...], int]]:
+    """Up to `n` distinct sets of `k` demonstrations, each with how many of its first ones are
+    bootstrapped: for draw i, the bootstrapped ones
+    `_bootstrapped_count` asks for (the first ones in pool order for draw 0, a random sample
+    for later draws; all there are when fewer were found), then labelled pool examples the
+    set did not take bootstrapped, at random, up to k. A draw that repeats an earlier set is
+    dropped and the next draw follows (draw 1, the labelled set, is not retried)."""
+    sets: list[tuple[tuple[Demo, ...], int]] = []
+    seen: set[tuple[tuple[str, str], ...]] = set()
     for draw in range(n * 10):
         if len(sets) >= n:
             break
-        b = _bootstrapped_count(draw, len(boot), k, ctx.rng)
-        picked = ctx.rng.sample(list(boot), b)
-        fill_from = labelled if b == 0 else rest
-        picked += ctx.rng.sample(list(fill_from), min(k - b, len(fill_from)))
-        if len(picked) < k and b > 0:
-            drawn = {d.id for d in picked}
-            unused = [d for d in boot if d.id not in drawn]
-            picked += ctx.rng.sample(unused, min(k - len(picked), len(unused)))
-        ctx.rng.shuffle(picked)
-        ids = tuple(sorted(d.id for d in picked))
-        if len(picked) < 1 or ids in seen:
+        size = min(_bootstrapped_count(draw, k, ctx.rng), len(boot))
+        picked = list(boot[:size]) if draw == 0 else ctx.rng.sample(list(boot), size)
+        taken = {d.id for d in picked}
+        rest = [d for d in labelled if d.id not in taken]
+        picked += ctx.rng.sample(rest, min(k - len(picked), len(rest)))
+        same = tuple(sorted((d.id, d.output) for d in picked))
+        if not picked or same in seen:
             continue
-        seen.add(ids)
-        sets.append(tuple(picked))
+        seen.add(same)
+        sets.append((tuple(picked), size))
     return sets
 
 
@@ -227,7 +225,7 @@ async def search_demos(
     boot, labelled = await _demonstrations(ctx, base, pool, spec.source)
     sets = _draw_sets(ctx, boot, labelled, spec.k, sizing.sets)
     arms: list[Candidate] = [base]
-    for i, demos in enumerate(sets):
+    for i, (demos, bootstrapped) in enumerate(sets):
         cand = ctx.add_demo_candidate(
             base,
             demos,
@@ -235,7 +233,7 @@ async def search_demos(
             feedback={
                 "source": spec.source,
                 "set": i,
-                "bootstrapped": sum(1 for d in demos if d in boot),
+                "bootstrapped": bootstrapped,
             },
         )
         if cand is not None:

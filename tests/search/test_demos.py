@@ -5,6 +5,7 @@ instruction search, through whole runs with scripted models."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -228,7 +229,12 @@ async def test_a_target_biased_to_one_label_still_gets_sets_showing_the_others(
     assert len(plan["sets"]) == 6
 
 
-def _drawn(boot: int, pool: int, k: int, n: int, seed: int = 0) -> list[tuple[Demo, ...]]:
+def _draws(
+    boot: int, pool: int, k: int, n: int, seed: int = 0
+) -> list[tuple[tuple[Demo, ...], int]]:
+    """The sets drawn from a pool whose first `boot` examples the target answered right, each
+    with how many of its demonstrations are bootstrapped ("yes": the target's answer, "no":
+    an expected answer it missed)."""
     from promptopt.search.demos import _draw_sets
 
     ctx = SimpleNamespace(rng=random.Random(seed))
@@ -236,12 +242,35 @@ def _drawn(boot: int, pool: int, k: int, n: int, seed: int = 0) -> list[tuple[De
     return _draw_sets(ctx, demos[:boot], demos, k, n)  # type: ignore[arg-type]
 
 
+def _drawn(boot: int, pool: int, k: int, n: int, seed: int = 0) -> list[tuple[Demo, ...]]:
+    return [demos for demos, _ in _draws(boot, pool, k, n, seed)]
+
+
 def test_a_strong_target_still_gets_full_sets() -> None:
-    # 9 of 10 pool examples answered right leave one that was not: mixed sets are topped up
-    # with other bootstrapped demonstrations (before: sets of 2 or 3 beside sets of 4).
+    # 9 of 10 pool examples answered right leave one that was not: every set is filled up to k
+    # with labelled examples it did not take bootstrapped, whatever the target answered.
     sets = _drawn(boot=9, pool=10, k=4, n=6)
     assert len(sets) == 6 and all(len(s) == 4 for s in sets)
     assert all(len({d.id for d in s}) == 4 for s in sets)
+
+
+def test_the_sets_are_mipro_s_whatever_bootstrapping_found() -> None:
+    # Two right answers among ten, k = 4: the first set takes both and fills up, the second is
+    # labelled only (before, every set took both), later ones take one or both at random.
+    draws = _draws(boot=2, pool=10, k=4, n=6)
+    assert [b for _, b in draws[:2]] == [2, 0]
+    assert all(1 <= b <= 2 for _, b in draws[2:])
+    assert all(len(s) == 4 for s, _ in draws)
+    # The labelled fill comes from the whole pool but the set's own bootstrapped picks: with
+    # nine right answers, a set asking for one bootstrapped demonstration fills up with
+    # examples the target also answered right (before, only with the one it missed, then
+    # with bootstrapped ones).
+    draws = _draws(boot=9, pool=10, k=4, n=20, seed=3)
+    one = [s for s, b in draws if b == 1]
+    assert one and all(len({d.id for d in s[1:]}) == 3 for s in one)
+    # Bootstrapped demonstrations come first, as BootstrapFewShot sends them.
+    first, taken = draws[0]
+    assert taken == 4 and [d.id for d in first] == ["e0", "e1", "e2", "e3"]
 
 
 def test_repeated_sets_are_dropped_and_the_draws_go_on() -> None:
@@ -251,6 +280,16 @@ def test_repeated_sets_are_dropped_and_the_draws_go_on() -> None:
     assert [len(s) for s in sets] == [4]
     sets = _drawn(boot=5, pool=5, k=4, n=4)
     assert len(sets) == 4 and len({tuple(sorted(d.id for d in s)) for s in sets}) == 4
+
+
+def test_no_more_sets_are_planned_than_the_pool_holds() -> None:
+    # Nine training examples and k = 4: a pool of 4 holds one set, and the calls for five more
+    # were set aside for nothing (taken from the instruction search).
+    spec = DemosSpec(k=4, candidates=6)
+    assert size_demo_search(spec, 9, None).sets == 1
+    assert size_demo_search(spec, 9, 100).sets == 1
+    assert size_demo_search(DemosSpec(k=1, candidates=6), 40, 8).sets <= math.comb(4, 1)
+    assert size_demo_search(spec, 40, None).sets == 6
 
 
 async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
@@ -297,6 +336,18 @@ async def test_a_demonstration_must_be_a_training_example(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="training examples"):
         s.ctx.add_demo_candidate(s.initial, [Demo(dev.id, "x", "y")], operator="demos")
     assert len(s.state.candidates) == 1
+
+
+async def test_the_same_examples_with_other_answers_are_another_set(tmp_path: Path) -> None:
+    # A bootstrapped demonstration holds the target's answer, a labelled one the expected
+    # answer: the same examples with either are two prompts (before, the second was dropped as
+    # a duplicate of the first).
+    s = Search(tmp_path, Counter(target_answer))
+    example = s.ctx.train[0]
+    mine = s.ctx.add_demo_candidate(s.initial, [Demo(example.id, "x", "good")], operator="demos")
+    other = s.ctx.add_demo_candidate(s.initial, [Demo(example.id, "x", "Good.")], operator="demos")
+    again = s.ctx.add_demo_candidate(s.initial, [Demo(example.id, "x", "good")], operator="demos")
+    assert mine is not None and other is not None and again is None
 
 
 # --- whole runs ------------------------------------------------------------------------------
