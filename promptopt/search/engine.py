@@ -63,6 +63,7 @@ from promptopt.search.plan import (
     initial_system_prompt,
     run_judge_reserve,
     search_caps,
+    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.state import SearchState
@@ -173,6 +174,16 @@ class Engine:
         """What the final evaluation's target calls cost, by the prompt they score."""
         client = self.runtime.client("target")
         return final_eval_cost(self.task, client.spec, client.price, self.settings.finalists)
+
+    def _demo_reserve_usd(self, sizing: DemoSizing, left: float) -> float:
+        """Dollars kept back for the demonstration step out of the search's `left`: its calls
+        at their worst case (`target_call_max_cost_usd`), at most half of it, as its calls are
+        at most half of the search's."""
+        if not sizing.target_calls:
+            return 0.0
+        client = self.runtime.client("target")
+        worst = sizing.target_calls * target_call_max_cost_usd(self.task, client.spec, client.price)
+        return min(worst, left / 2)
 
     def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
         """The search's share of the cost cap once the final evaluation of its longest
@@ -390,11 +401,15 @@ class Engine:
             # that a search that spends all it may still leaves the demonstrations theirs.
             caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
         final_cost = self._final_cost() if caps.cost_usd is not None else None
+        demo_usd = 0.0
         if caps.cost_usd is not None and final_cost is not None:
             left = cost_left_for_search(
                 caps.cost_usd, final_cost.usd(initial_system_prompt(self.task))
             )
-            caps = replace(caps, cost_usd=left)
+            # Dollars too are set aside for the demonstration step, or a search that spends
+            # all it may leaves it nothing (with a cost cap alone, it always did).
+            demo_usd = self._demo_reserve_usd(demo_sizing, left)
+            caps = replace(caps, cost_usd=left - demo_usd)
             search_caps_all = replace(search_caps_all, cost_usd=left)
         ledger.caps = caps
         if resume:
@@ -453,7 +468,7 @@ class Engine:
                     state.step += 1
                     if final_cost is not None:
                         left = self._search_cost_cap(state, final_cost)
-                        ledger.caps = replace(ledger.caps, cost_usd=left)
+                        ledger.caps = replace(ledger.caps, cost_usd=max(0.0, left - demo_usd))
                         search_caps_all = replace(search_caps_all, cost_usd=left)
                     score = report.best_score
                     if score is not None and (best_score is None or score > best_score + 1e-12):

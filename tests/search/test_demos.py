@@ -37,7 +37,9 @@ from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import (
     RunSettings,
     StopRules,
+    final_eval_cost,
     final_reserve,
+    initial_system_prompt,
     plan_run,
     strategy_plan,
     task_demo_sizing,
@@ -454,6 +456,31 @@ async def test_with_an_instruction_strategy_the_demo_step_follows_within_budget(
     assert "best_demos" in summary and (folder.path / BEST_DEMOS).exists()
     assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
     assert len(summary["best_demos"]) == 2
+
+
+async def test_under_a_cost_cap_alone_the_demo_step_keeps_its_share(tmp_path: Path) -> None:
+    # With dollars capped and calls not, the instruction search spent every dollar it could,
+    # and the demonstration step that followed was refused its first call.
+    task = toy_task(tmp_path, {"k": 2, "candidates": 2})
+    spec = yaml.safe_load(task.path.read_text())
+    spec["models"]["target"]["price"] = {"input": 1.0, "output": 1.0}
+    task.path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    task = load_task(task.path)
+    probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
+    async with probe:
+        client = probe.client("target")
+        final = final_eval_cost(task, client.spec, client.price, 3)
+    cap = final.usd(initial_system_prompt(task)) + 0.003
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    target = Counter(helped_by_key_demo)
+    caps = BudgetCaps(cost_usd=cap)
+    summary = await run(task, folder, "opro", target, caps, steps=40, proposals_per_step=3)
+    events = folder.read_jsonl(EVENTS)
+    assert not [e for e in events if e["event"] == "budget_exhausted" and e.get("phase")]
+    assert [e for e in events if e["event"] == "demos_selection"]
+    assert summary["stop_reason"] == "budget"  # the instruction search did spend its share
+    assert summary["usage"]["target"]["cost_usd"] <= cap
+    assert summary["best_demos"] is not None
 
 
 async def test_a_task_without_demos_writes_nothing_about_them(tmp_path: Path) -> None:
