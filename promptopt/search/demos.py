@@ -94,9 +94,7 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
     if k <= 0 or train < k + 1:
         return NO_SEARCH
     pool = min(train - 1, max(k, train // 2))
-    # A pool of few more than k examples holds few distinct sets: no more are planned (and
-    # paid for) than can be drawn.
-    sets = min(spec.candidates, math.comb(pool, k))
+    sets = min(spec.candidates, _distinct_sets(pool, k, spec.source))
     if target_left is None:
         boot = pool if spec.source == "bootstrap" else 0
         return DemoSizing(pool, boot, sets, train - pool)
@@ -104,7 +102,7 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
         # A quarter of the budget for bootstrapping (at least 2k examples to find k right
         # answers among): the comparison that decides between the sets needs the rest.
         pool = min(pool, max(2 * k, target_left // 4))
-        sets = min(sets, math.comb(pool, k))
+        sets = min(sets, _distinct_sets(pool, k, spec.source))
         boot = pool
     else:
         boot = 0
@@ -116,6 +114,13 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
     if sets < 1:
         return NO_SEARCH
     return DemoSizing(pool, boot, sets, evals)
+
+
+def _distinct_sets(pool: int, k: int, source: DemoSource) -> int:
+    """About how many distinct sets a pool holds: its subsets of k, each also with expected
+    answers instead of the target's when bootstrapping; a pool of few more than k examples
+    holds few, and no more are planned (and paid for) than can be drawn."""
+    return math.comb(pool, k) * (2 if source == "bootstrap" else 1)
 
 
 def demo_step_sizing(

@@ -52,7 +52,13 @@ from promptopt.scoring.runtime import Runtime
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.scoring.stats import WinRate, compare, mean_ci, win_rate
 from promptopt.search.context import Candidate, SearchContext, StepReport, Strategy
-from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search_demos
+from promptopt.search.demos import (
+    DEMOS_STRATEGY,
+    NO_SEARCH,
+    DemoSizing,
+    search_demos,
+    size_demo_search,
+)
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
     FinalEvalCost,
@@ -175,15 +181,24 @@ class Engine:
         client = self.runtime.client("target")
         return final_eval_cost(self.task, client.spec, client.price, self.settings.finalists)
 
-    def _demo_reserve_usd(self, sizing: DemoSizing, left: float) -> float:
-        """Dollars kept back for the demonstration step out of the search's `left`: its calls
-        at their worst case (`target_call_max_cost_usd`), at most half of it, as its calls are
-        at most half of the search's."""
+    def _demo_share(self, sizing: DemoSizing, left: float) -> tuple[float, DemoSizing]:
+        """Dollars kept back for the demonstration step out of the search's `left`, and the
+        step those dollars pay for: its calls at their worst case (`target_call_max_cost_usd`),
+        at most half of `left`, as its calls are at most half of the search's. A step that
+        half cannot pay for is made smaller to fit (a step that runs out of money midway
+        proves nothing), or dropped."""
         if not sizing.target_calls:
-            return 0.0
+            return 0.0, sizing
         client = self.runtime.client("target")
-        worst = sizing.target_calls * target_call_max_cost_usd(self.task, client.spec, client.price)
-        return min(worst, left / 2)
+        per_call = target_call_max_cost_usd(self.task, client.spec, client.price)
+        if per_call <= 0 or sizing.target_calls * per_call <= left / 2:
+            return sizing.target_calls * per_call, sizing
+        spec = self.task.spec.prompt_layout().demos
+        assert spec is not None  # a sized step comes from the task's prompt.demos
+        train = len(self.task.splits.get("train", ()))
+        affordable = min(int(left / 2 // per_call), sizing.target_calls)
+        fitted = size_demo_search(spec, train, affordable)
+        return fitted.target_calls * per_call, fitted
 
     def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
         """The search's share of the cost cap once the final evaluation of its longest
@@ -396,10 +411,6 @@ class Engine:
         caps = search_caps(self.settings.caps, reserve, run_judge_reserve(self.task, self.settings))
         demo_sizing = task_demo_sizing(self.task, self.settings)
         search_caps_all = caps
-        if demo_sizing.target_calls and caps.target_calls is not None:
-            # The demonstration step after the instruction search has its calls set aside, so
-            # that a search that spends all it may still leaves the demonstrations theirs.
-            caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
         final_cost = self._final_cost() if caps.cost_usd is not None else None
         demo_usd = 0.0
         if caps.cost_usd is not None and final_cost is not None:
@@ -408,9 +419,13 @@ class Engine:
             )
             # Dollars too are set aside for the demonstration step, or a search that spends
             # all it may leaves it nothing (with a cost cap alone, it always did).
-            demo_usd = self._demo_reserve_usd(demo_sizing, left)
+            demo_usd, demo_sizing = self._demo_share(demo_sizing, left)
             caps = replace(caps, cost_usd=left - demo_usd)
             search_caps_all = replace(search_caps_all, cost_usd=left)
+        if demo_sizing.target_calls and caps.target_calls is not None:
+            # The demonstration step after the instruction search has its calls set aside, so
+            # that a search that spends all it may still leaves the demonstrations theirs.
+            caps = replace(caps, target_calls=caps.target_calls - demo_sizing.target_calls)
         ledger.caps = caps
         if resume:
             self._load_progress()

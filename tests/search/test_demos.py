@@ -42,6 +42,7 @@ from promptopt.search.plan import (
     initial_system_prompt,
     plan_run,
     strategy_plan,
+    target_call_max_cost_usd,
     task_demo_sizing,
 )
 from promptopt.search.state import SearchState
@@ -263,14 +264,15 @@ def test_the_sets_are_mipro_s_whatever_bootstrapping_found() -> None:
     assert [b for _, b in draws[:2]] == [2, 0]
     assert all(1 <= b <= 2 for _, b in draws[2:])
     assert all(len(s) == 4 for s, _ in draws)
+    # Bootstrapped demonstrations come first, as BootstrapFewShot sends them.
+    assert all({d.id for d in s[:b]} <= {"e0", "e1"} for s, b in draws)
     # The labelled fill comes from the whole pool but the set's own bootstrapped picks: with
     # nine right answers, a set asking for one bootstrapped demonstration fills up with
     # examples the target also answered right (before, only with the one it missed, then
     # with bootstrapped ones).
     draws = _draws(boot=9, pool=10, k=4, n=20, seed=3)
     one = [s for s, b in draws if b == 1]
-    assert one and all(len({d.id for d in s[1:]}) == 3 for s in one)
-    # Bootstrapped demonstrations come first, as BootstrapFewShot sends them.
+    assert one and any("e9" not in {d.id for d in s} for s in one)
     first, taken = draws[0]
     assert taken == 4 and [d.id for d in first] == ["e0", "e1", "e2", "e3"]
 
@@ -285,12 +287,15 @@ def test_repeated_sets_are_dropped_and_the_draws_go_on() -> None:
 
 
 def test_no_more_sets_are_planned_than_the_pool_holds() -> None:
-    # Nine training examples and k = 4: a pool of 4 holds one set, and the calls for five more
-    # were set aside for nothing (taken from the instruction search).
+    # Nine training examples and k = 4: a pool of 4 holds one set of examples (bootstrapped,
+    # or labelled when an expected answer differs from the target's), and the calls for four
+    # or five more were set aside for nothing (taken from the instruction search).
     spec = DemosSpec(k=4, candidates=6)
-    assert size_demo_search(spec, 9, None).sets == 1
-    assert size_demo_search(spec, 9, 100).sets == 1
-    assert size_demo_search(DemosSpec(k=1, candidates=6), 40, 8).sets <= math.comb(4, 1)
+    assert size_demo_search(spec, 9, None).sets == 2
+    assert size_demo_search(spec, 9, 100).sets == 2
+    assert size_demo_search(DemosSpec(k=4, candidates=6, source="labelled"), 9, None).sets == 1
+    small = size_demo_search(DemosSpec(k=1, candidates=6), 40, 8)
+    assert small.sets == min(6, 2 * math.comb(small.pool, 1)) < 6
     assert size_demo_search(spec, 40, None).sets == 6
 
 
@@ -460,23 +465,32 @@ async def test_with_an_instruction_strategy_the_demo_step_follows_within_budget(
 
 async def test_under_a_cost_cap_alone_the_demo_step_keeps_its_share(tmp_path: Path) -> None:
     # With dollars capped and calls not, the instruction search spent every dollar it could,
-    # and the demonstration step that followed was refused its first call.
+    # and the demonstration step that followed was refused its first call. Output tokens
+    # alone are priced and answers are one token of at most two, so that a call's worst case
+    # (what is set aside) is near what it costs.
     task = toy_task(tmp_path, {"k": 2, "candidates": 2})
     spec = yaml.safe_load(task.path.read_text())
-    spec["models"]["target"]["price"] = {"input": 1.0, "output": 1.0}
+    spec["models"]["target"].update(price={"input": 0.0, "output": 1.0}, max_tokens=2)
     task.path.write_text(yaml.safe_dump(spec, sort_keys=False))
     task = load_task(task.path)
     probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
     async with probe:
         client = probe.client("target")
         final = final_eval_cost(task, client.spec, client.price, 3)
-    cap = final.usd(initial_system_prompt(task)) + 0.003
+        per_call = target_call_max_cost_usd(task, client.spec, client.price)
+    sizing = task_demo_sizing(task, RunSettings(strategy="opro", params={}, seed=0))
+    # Less than the instruction search spends on its own, and too little for the whole
+    # demonstration step at its worst: the step is made smaller to fit half of it.
+    cap = final.usd(initial_system_prompt(task)) + sizing.target_calls * per_call / 2
     folder = RunFolder.create(tmp_path / "runs", "toy")
     target = Counter(helped_by_key_demo)
-    caps = BudgetCaps(cost_usd=cap)
-    summary = await run(task, folder, "opro", target, caps, steps=40, proposals_per_step=3)
+    summary = await run(
+        task, folder, "opro", target, BudgetCaps(cost_usd=cap), steps=60, proposals_per_step=3
+    )
     events = folder.read_jsonl(EVENTS)
     assert not [e for e in events if e["event"] == "budget_exhausted" and e.get("phase")]
+    (plan,) = [e for e in events if e["event"] == "demos_plan"]
+    assert plan["sets"] and len(plan["pool"]) < sizing.pool
     assert [e for e in events if e["event"] == "demos_selection"]
     assert summary["stop_reason"] == "budget"  # the instruction search did spend its share
     assert summary["usage"]["target"]["cost_usd"] <= cap
