@@ -20,7 +20,7 @@ strategy. For one instruction (the base):
    sent after the bootstrapped ones, as BootstrapFewShot fills its demos. A target whose right
    answers all share one label (a small model that always says "No") thus still gets sets
    that show it the other labels. A draw that repeats an earlier set (the same examples with
-   the same answers) is dropped, and no more sets are tried than the pool has subsets of k.
+   the same answers) is dropped, and no more sets are planned than a small pool can hold.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
    examples (`evaluate_paired`) and ranked by their exact total, a tie keeping the earlier arm
    (the base first): a set must help on the same examples to win.
