@@ -30,6 +30,7 @@ from promptopt.scoring.runtime import (
     priced_roles,
     unknown_cost_notes,
 )
+from promptopt.search.demos import DemoSizing
 from promptopt.search.engine import Engine, StepCallback
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
 from promptopt.search.plan import (
@@ -41,6 +42,7 @@ from promptopt.search.plan import (
     final_reserve,
     initial_system_prompt,
     plan_run,
+    planned_demo_sizing,
     run_judge_reserve,
     search_caps,
     strategy_plan,
@@ -244,18 +246,39 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
     sizes = {name: len(rows) for name, rows in task.splits.items()}
-    demos = task_demo_sizing(task, settings, sizes)
+    prices = prices_of(task, settings.caps)
+    # A cost cap can make the demonstration step smaller than the target budget does, as the
+    # run does before it starts; the instruction search then keeps the calls it gives back.
+    by_calls = task_demo_sizing(task, settings, sizes)
+    demos = planned_demo_sizing(task, settings, prices.get("target"), sizes)
     plan = plan_run(
         task,
         settings,
         strategy_plan(strategy, sizes, settings, demos.target_calls),
-        prices_of(task, settings.caps),
+        prices,
         demos,
     )
     search_caps(settings.caps, plan.final_eval_calls, plan.final_judge_calls)
     # What the run will say before it starts (a derived optimizer cap), the dry run says too.
     said = tuple(note for note in prepared.notes if note not in plan.notes)
+    if demos != by_calls:
+        said += (_demos_shrunk_note(settings.caps.cost_usd, by_calls, demos),)
     return dataclasses.replace(plan, notes=said + plan.notes)
+
+
+def _demos_shrunk_note(cap: float | None, by_calls: DemoSizing, by_cost: DemoSizing) -> str:
+    if not by_cost.target_calls:
+        return (
+            f"the cost cap (${cap}) leaves no room for the demonstration step "
+            f"({by_calls.target_calls} target calls at their worst case): no demonstrations "
+            "are searched; raise the cap to search them"
+        )
+    return (
+        f"the cost cap (${cap}) makes the demonstration step smaller: {by_cost.sets} sets, "
+        f"not {by_calls.sets}, each scored on {by_cost.eval_examples} examples, not "
+        f"{by_calls.eval_examples} ({by_cost.target_calls} target calls, not "
+        f"{by_calls.target_calls})"
+    )
 
 
 async def execute_run(

@@ -57,13 +57,13 @@ from promptopt.search.demos import (
     NO_SEARCH,
     DemoSizing,
     search_demos,
-    size_demo_search,
 )
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
     FinalEvalCost,
     RunSettings,
     cost_left_for_search,
+    demo_cost_share,
     final_eval_cost,
     final_reserve,
     initial_system_prompt,
@@ -183,22 +183,10 @@ class Engine:
 
     def _demo_share(self, sizing: DemoSizing, left: float) -> tuple[float, DemoSizing]:
         """Dollars kept back for the demonstration step out of the search's `left`, and the
-        step those dollars pay for: its calls at their worst case (`target_call_max_cost_usd`),
-        at most half of `left`, as its calls are at most half of the search's. A step that
-        half cannot pay for is made smaller to fit (a step that runs out of money midway
-        proves nothing), or dropped."""
-        if not sizing.target_calls:
-            return 0.0, sizing
+        step they pay for (`demo_cost_share`)."""
         client = self.runtime.client("target")
         per_call = target_call_max_cost_usd(self.task, client.spec, client.price)
-        if per_call <= 0 or sizing.target_calls * per_call <= left / 2:
-            return sizing.target_calls * per_call, sizing
-        spec = self.task.spec.prompt_layout().demos
-        assert spec is not None  # a sized step comes from the task's prompt.demos
-        train = len(self.task.splits.get("train", ()))
-        affordable = min(int(left / 2 // per_call), sizing.target_calls)
-        fitted = size_demo_search(spec, train, affordable)
-        return fitted.target_calls * per_call, fitted
+        return demo_cost_share(self.task, sizing, left, per_call)
 
     def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
         """The search's share of the cost cap once the final evaluation of its longest

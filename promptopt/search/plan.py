@@ -20,7 +20,7 @@ from promptopt.llm.pricing import (
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Plan, Strategy
-from promptopt.search.demos import DemoSizing, demo_step_sizing
+from promptopt.search.demos import DemoSizing, demo_step_sizing, size_demo_search
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec, Price
 from promptopt.task.prompt import Demo
@@ -136,6 +136,42 @@ def task_demo_sizing(
     return demo_step_sizing(
         task.spec.prompt_layout().demos, settings.strategy, sizes.get("train", 0), target
     )
+
+
+def demo_cost_share(
+    task: LoadedTask, sizing: DemoSizing, left_usd: float, per_call_usd: float
+) -> tuple[float, DemoSizing]:
+    """Dollars kept back for the demonstration step out of the search's `left_usd`, and the
+    step those dollars pay for: its calls at their worst case (`per_call_usd`, as
+    `target_call_max_cost_usd` counts one), at most half of `left_usd`, as its calls are at
+    most half of the search's. A step that half cannot pay for is made smaller to fit (a step
+    that runs out of money midway proves nothing), or dropped."""
+    if not sizing.target_calls or per_call_usd <= 0:
+        return 0.0, sizing
+    if sizing.target_calls * per_call_usd <= left_usd / 2:
+        return sizing.target_calls * per_call_usd, sizing
+    spec = task.spec.prompt_layout().demos
+    assert spec is not None  # a sized step comes from the task's prompt.demos
+    train = len(task.splits.get("train", ()))
+    affordable = min(int(left_usd / 2 // per_call_usd), sizing.target_calls)
+    fitted = size_demo_search(spec, train, affordable)
+    return fitted.target_calls * per_call_usd, fitted
+
+
+def planned_demo_sizing(
+    task: LoadedTask, settings: RunSettings, price: Price | None, sizes: Mapping[str, int]
+) -> DemoSizing:
+    """The demonstration step as a run will size it before it starts: to the target budget
+    (`task_demo_sizing`) and then, under a cost cap, to the dollars the run sets aside for it
+    (`demo_cost_share`), so that `run --dry-run` shows the step the run will take."""
+    sizing = task_demo_sizing(task, settings, sizes)
+    spec = model_for_role(task, "target")
+    cap = settings.caps.cost_usd
+    if cap is None or spec is None or price is None or not sizing.target_calls:
+        return sizing
+    final = final_eval_cost(task, spec, price, settings.finalists)
+    left = cost_left_for_search(cap, final.usd(initial_system_prompt(task)))
+    return demo_cost_share(task, sizing, left, target_call_max_cost_usd(task, spec, price))[1]
 
 
 def strategy_plan(

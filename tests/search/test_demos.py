@@ -16,6 +16,7 @@ import yaml
 
 from promptopt.app.compare import compare_prompts, prepare_diff
 from promptopt.app.evaluate import evaluate_prompt, read_demos_file
+from promptopt.app.run import dry_run_plan, prepare_run
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
@@ -482,6 +483,10 @@ async def test_under_a_cost_cap_alone_the_demo_step_keeps_its_share(tmp_path: Pa
     # Less than the instruction search spends on its own, and too little for the whole
     # demonstration step at its worst: the step is made smaller to fit half of it.
     cap = final.usd(initial_system_prompt(task)) + sizing.target_calls * per_call / 2
+    # The dry run shows the smaller step the run takes (it showed the step the calls allow).
+    dry = dry_run_plan(prepare_run(task, strategy="opro", max_cost=cap))
+    shown = dry.layout["demos"]
+    assert any("makes the demonstration step smaller" in note for note in dry.notes)
     folder = RunFolder.create(tmp_path / "runs", "toy")
     target = Counter(helped_by_key_demo)
     summary = await run(
@@ -491,10 +496,30 @@ async def test_under_a_cost_cap_alone_the_demo_step_keeps_its_share(tmp_path: Pa
     assert not [e for e in events if e["event"] == "budget_exhausted" and e.get("phase")]
     (plan,) = [e for e in events if e["event"] == "demos_plan"]
     assert plan["sets"] and len(plan["pool"]) < sizing.pool
+    assert (shown["pool"], shown["eval_examples"]) == (len(plan["pool"]), len(plan["examples"]))
+    assert shown["target_calls"] < sizing.target_calls
     assert [e for e in events if e["event"] == "demos_selection"]
     assert summary["stop_reason"] == "budget"  # the instruction search did spend its share
     assert summary["usage"]["target"]["cost_usd"] <= cap
     assert summary["best_demos"] is not None
+
+
+def test_the_dry_run_says_when_a_cost_cap_leaves_no_room_for_demos(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 2})
+    spec = yaml.safe_load(task.path.read_text())
+    spec["models"]["target"].update(price={"input": 0.0, "output": 1.0}, max_tokens=2)
+    task.path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    task = load_task(task.path)
+    target = task.spec.models.target
+    assert target is not None and target.price is not None
+    final = final_eval_cost(task, target, target.price, 3)
+    per_call = target_call_max_cost_usd(task, target, target.price)
+    # Half of what the search may spend pays for 4 calls: the bootstrapping alone needs 4
+    # (2k), so no set could be scored and the step is dropped.
+    cap = final.usd(initial_system_prompt(task)) + 9 * per_call
+    dry = dry_run_plan(prepare_run(task, strategy="opro", max_cost=cap))
+    assert "demos" not in dry.layout
+    assert any("leaves no room for the demonstration step" in note for note in dry.notes)
 
 
 async def test_a_task_without_demos_writes_nothing_about_them(tmp_path: Path) -> None:
