@@ -171,7 +171,9 @@ def _with_optimizer_cap(
     dev, test = sizes.get("dev", 0), sizes.get("test", 0)
     if caps.target_calls <= final_reserve(dev, test, settings.finalists):
         return settings, ()
-    demos = task_demo_sizing(task, settings, sizes)
+    # The demonstration step as the run sizes it: a cost cap can make it smaller, and the
+    # instruction search then plans (and proposes) for the calls it gives back.
+    demos = planned_demo_sizing(task, settings, priced_roles(task, caps).get("target"), sizes)
     planned = strategy_plan(strategy, sizes, settings, demos.target_calls).optimizer_calls
     if planned <= 0:
         return settings, ()
@@ -267,16 +269,23 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
 
 
 def _demos_shrunk_note(cap: float | None, by_calls: DemoSizing, by_cost: DemoSizing) -> str:
+    """What the cost cap did to the demonstration step, naming what changed."""
     if not by_cost.target_calls:
         return (
-            f"the cost cap (${cap}) leaves no room for the demonstration step "
-            f"({by_calls.target_calls} target calls at their worst case): no demonstrations "
-            "are searched; raise the cap to search them"
+            f"the cost cap (${cap:.4g}) leaves no room for the demonstration step "
+            f"({by_calls.target_calls} target calls): at most half of what the search may "
+            "spend is set aside for it, and that does not pay for one set at the calls' worst "
+            "case; no demonstrations are searched (raise the cap to search them)"
         )
+    fields = (
+        ("sets", by_calls.sets, by_cost.sets),
+        ("training examples in the pool", by_calls.pool, by_cost.pool),
+        ("examples each set is scored on", by_calls.eval_examples, by_cost.eval_examples),
+    )
+    changed = [f"{new} {name}, not {old}" for name, old, new in fields if old != new]
     return (
-        f"the cost cap (${cap}) makes the demonstration step smaller: {by_cost.sets} sets, "
-        f"not {by_calls.sets}, each scored on {by_cost.eval_examples} examples, not "
-        f"{by_calls.eval_examples} ({by_cost.target_calls} target calls, not "
+        f"the cost cap (${cap:.4g}) makes the demonstration step smaller: "
+        f"{'; '.join(changed)} ({by_cost.target_calls} target calls, not "
         f"{by_calls.target_calls})"
     )
 

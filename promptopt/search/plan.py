@@ -236,7 +236,7 @@ def plan_run(
     demos: DemoSizing | None = None,
 ) -> DryRunPlan:
     """The worst case of a run, without calling any model; `demos` is the demonstration step
-    after the instruction search, if the task has one (`task_demo_sizing`)."""
+    after the instruction search, if the task has one (`planned_demo_sizing`)."""
     dev_n, test_n = len(task.splits.get("dev", ())), len(task.splits.get("test", ()))
     reserve = final_reserve(dev_n, test_n, settings.finalists)
     caps = settings.caps

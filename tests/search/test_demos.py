@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,6 +43,7 @@ from promptopt.search.plan import (
     final_reserve,
     initial_system_prompt,
     plan_run,
+    planned_demo_sizing,
     strategy_plan,
     target_call_max_cost_usd,
     task_demo_sizing,
@@ -469,11 +471,7 @@ async def test_under_a_cost_cap_alone_the_demo_step_keeps_its_share(tmp_path: Pa
     # and the demonstration step that followed was refused its first call. Output tokens
     # alone are priced and answers are one token of at most two, so that a call's worst case
     # (what is set aside) is near what it costs.
-    task = toy_task(tmp_path, {"k": 2, "candidates": 2})
-    spec = yaml.safe_load(task.path.read_text())
-    spec["models"]["target"].update(price={"input": 0.0, "output": 1.0}, max_tokens=2)
-    task.path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    task = load_task(task.path)
+    task = priced_toy_task(tmp_path, {"k": 2, "candidates": 2})
     probe = Runtime(task, RuntimeOptions(), store=NullCache(), providers=providers())
     async with probe:
         client = probe.client("target")
@@ -504,12 +502,47 @@ async def test_under_a_cost_cap_alone_the_demo_step_keeps_its_share(tmp_path: Pa
     assert summary["best_demos"] is not None
 
 
-def test_the_dry_run_says_when_a_cost_cap_leaves_no_room_for_demos(tmp_path: Path) -> None:
-    task = toy_task(tmp_path, {"k": 2, "candidates": 2})
+def priced_toy_task(tmp: Path, demos: dict[str, Any]) -> LoadedTask:
+    """The toy task with only output tokens priced, at most two of them an answer."""
+    task = toy_task(tmp, demos)
     spec = yaml.safe_load(task.path.read_text())
     spec["models"]["target"].update(price={"input": 0.0, "output": 1.0}, max_tokens=2)
     task.path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    task = load_task(task.path)
+    return load_task(task.path)
+
+
+def test_a_derived_optimizer_cap_plans_for_the_calls_a_cost_cap_gives_back(
+    tmp_path: Path,
+) -> None:
+    # The instruction search gets back the target calls that a cost cap takes from the
+    # demonstration step; the optimizer cap derived from its plan was sized without them.
+    task = priced_toy_task(tmp_path, {"k": 2, "candidates": 4})
+    target = task.spec.models.target
+    assert target is not None and target.price is not None
+    final = final_eval_cost(task, target, target.price, 3)
+    per_call = target_call_max_cost_usd(task, target, target.price)
+    budget = RESERVE + 400
+    uncapped = RunSettings(strategy="ape", params={}, seed=0, caps=BudgetCaps(target_calls=budget))
+    by_calls = task_demo_sizing(task, uncapped)
+    cap = final.usd(initial_system_prompt(task)) + by_calls.target_calls * per_call / 2
+    prepared = prepare_run(task, strategy="ape", target_calls=budget, max_cost=cap)
+    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    demos = planned_demo_sizing(task, prepared.settings, target.price, sizes)
+    assert 0 < demos.target_calls < by_calls.target_calls
+    strategy, _ = make_strategy("ape", {})
+    settings = replace(
+        prepared.settings, caps=replace(prepared.settings.caps, optimizer_calls=None)
+    )
+    planned = strategy_plan(strategy, sizes, settings, demos.target_calls).optimizer_calls
+    assert (
+        planned != strategy_plan(strategy, sizes, settings, by_calls.target_calls).optimizer_calls
+    )
+    assert prepared.settings.caps.optimizer_calls == planned
+    assert any(f"capped at {planned}" in note for note in prepared.notes)
+
+
+def test_the_dry_run_says_when_a_cost_cap_leaves_no_room_for_demos(tmp_path: Path) -> None:
+    task = priced_toy_task(tmp_path, {"k": 2, "candidates": 2})
     target = task.spec.models.target
     assert target is not None and target.price is not None
     final = final_eval_cost(task, target, target.price, 3)
