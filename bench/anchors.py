@@ -248,7 +248,7 @@ def run_anchor(
     program = Plain()
     log_dir = tempfile.mkdtemp(prefix=f"anchors-{anchor}-")
     if anchor in ("mipro", "mipro-demos"):
-        demos = 4 if anchor == "mipro-demos" else 0
+        demos = args.demos if anchor == "mipro-demos" else 0
         optimizer = dspy.MIPROv2(
             metric=metric,
             prompt_model=optimizer_lm,
@@ -394,8 +394,18 @@ def run_one(task_name: str, anchor: str, seed: int, args: argparse.Namespace) ->
         "wall_s": round(wall, 1),
         "best_instruction": found.instruction,
         "demos": scored["demos"],
+        "demos_k": args.demos if anchor == "mipro-demos" else 0,
         "versions": {p: _version(p) for p in ("dspy", "gepa", "litellm")},
     }
+
+
+def anchor_label(row: dict[str, Any]) -> str:
+    """The anchor as tables group it: mipro-demos with another k than the first runs' 4 is
+    another anchor (rows from before `--demos` existed all had 4)."""
+    k = row.get("demos_k", 4)
+    if row["anchor"] == "mipro-demos" and k != 4:
+        return f"mipro-demos (k={k})"
+    return str(row["anchor"])
 
 
 def _version(package: str) -> str | None:
@@ -418,9 +428,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ok = [r for r in rows if "error" not in r]
-    for task, anchor in sorted({(r["task"], r["anchor"]) for r in ok}):
+    for task, anchor in sorted({(r["task"], anchor_label(r)) for r in ok}):
         group = sorted(
-            (r for r in ok if (r["task"], r["anchor"]) == (task, anchor)), key=lambda r: r["seed"]
+            (r for r in ok if (r["task"], anchor_label(r)) == (task, anchor)),
+            key=lambda r: r["seed"],
         )
         finals = [r["final_test"] for r in group]
         gains = "; ".join(
@@ -496,7 +507,7 @@ def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str,
     tasks = sorted({r["task"] for r in anchor_rows if "error" not in r})
     for task in tasks:
         mine = groups([r for r in quality_rows if r["task"] == task], _quality_variant)
-        theirs = groups([r for r in anchor_rows if r["task"] == task], lambda r: r["anchor"])
+        theirs = groups([r for r in anchor_rows if r["task"] == task], anchor_label)
         if not mine or not theirs:
             continue
         mine = {k: v for k, v in mine.items() if "/" not in k} or mine
@@ -528,6 +539,12 @@ def main() -> None:
         "(GEPA's max_metric_calls; MIPROv2 light has no such knob, see BENCHMARKS.md)",
     )
     parser.add_argument("--optimizer-calls", type=int, default=40)
+    parser.add_argument(
+        "--demos",
+        type=int,
+        default=4,
+        help="mipro-demos: MIPROv2's max_bootstrapped_demos and max_labeled_demos",
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument(
         "--max-search-minutes",
@@ -568,8 +585,8 @@ def main() -> None:
         for seed in args.seeds:
             for task in args.tasks:
                 for anchor in args.anchors:
-                    key = (task, anchor, seed)
-                    if any((r["task"], r["anchor"], r["seed"]) == key for r in rows):
+                    key = (task, anchor_label({"anchor": anchor, "demos_k": args.demos}), seed)
+                    if any((r["task"], anchor_label(r), r["seed"]) == key for r in rows):
                         continue
                     try:
                         row = run_one(task, anchor, seed, args)
