@@ -86,3 +86,17 @@ def test_the_table_groups_seeds_and_says_what_stopped_a_search() -> None:
     assert "1 up, 0 down | 1 of 2 | 700 (500 + 200) | 40 | 100 |" in line
     assert "trec gepa seed 0: search stopped early by the time limit" in text
     assert "failed: sst2 mipro seed 0: RuntimeError('boom')" in text
+
+
+def test_mipro_with_another_number_of_demos_is_its_own_line() -> None:
+    # Rows from before --demos existed have no demos_k: they had 4.
+    rows = [
+        _row(0, 0.40, "improved", anchor="mipro-demos"),
+        _row(1, 0.42, "improved", anchor="mipro-demos", demos_k=4),
+        _row(0, 0.50, "improved", anchor="mipro-demos", demos_k=8),
+    ]
+    lines = table(rows).splitlines()
+    four = next(x for x in lines if x.startswith("| trec | mipro-demos |"))
+    eight = next(x for x in lines if x.startswith("| trec | mipro-demos (k=8) |"))
+    assert "| 2 | 0.33 | 0.41 (0.40, 0.42) |" in four
+    assert "| 1 | 0.33 | 0.50 (0.50) |" in eight
