@@ -109,10 +109,12 @@ def print_run_result(summary: SummaryRecord, as_json: bool) -> None:
         out.print(summary_table(summary))
     comparison = summary.test_comparison
     if comparison is not None:
+        from promptopt.reporting.view import verdict_with_errors
+
         lo, hi = comparison.ci95
+        shown = verdict_with_errors(comparison.verdict, summary.test_errors)
         out.print(
-            f"test delta {comparison.delta:+.3f} [{lo:+.3f}, {hi:+.3f}]: {comparison.verdict}",
-            highlight=False,
+            f"test delta {comparison.delta:+.3f} [{lo:+.3f}, {hi:+.3f}]: {shown}", highlight=False
         )
     if summary.test_preference is not None:
         from promptopt.reporting.view import preference_sentence

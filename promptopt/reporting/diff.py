@@ -25,7 +25,8 @@ never renamed or removed::
         "name": str, "binary": bool, "confidence": float,
         "old": float, "new": float, "old_ci95": [lo, hi], "new_ci95": [lo, hi],
         "delta": float, "delta_ci95": [lo, hi],   # new - old, paired bootstrap
-        "mcnemar": {"b": int, "c": int, "p_value": float} | null   # 0/1 scores only
+        "mcnemar": {"b": int, "c": int, "p_value": float} | null,  # 0/1 scores only
+        "sign_test": {"worse": int, "better": int, "p_value": float} | null  # graded only
       },
       "verdict": "improved" | "regressed" | "no significant change",
       "counts": {"regressions": int, "improvements": int, "unchanged": int},
@@ -96,6 +97,15 @@ class Segment:
 
     op: Op
     text: str
+
+
+def sign_json(comparison: Comparison) -> dict[str, Any] | None:
+    """The sign test of a graded comparison as the JSON documents hold it (null for 0/1
+    scores, which McNemar's test covers)."""
+    sign = comparison.sign
+    if sign is None:
+        return None
+    return {"worse": sign.worse, "better": sign.better, "p_value": sign.p_value}
 
 
 def word_diff(old: str, new: str) -> tuple[Segment, ...]:
@@ -362,6 +372,7 @@ class DiffReport:
                     if mcnemar is None
                     else {"b": mcnemar.b, "c": mcnemar.c, "p_value": mcnemar.p_value}
                 ),
+                "sign_test": sign_json(self.comparison),
             },
             "verdict": self.verdict,
             "counts": self.counts(),

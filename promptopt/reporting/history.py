@@ -33,6 +33,7 @@ added, never renamed or removed::
 where COMMIT is {"hash", "author", "date", "subject"} (as in promptopt.diff/1) and STEP is
 {"from": hash, "to": hash, "delta": float, "delta_ci95": [lo, hi],
 "mcnemar": {"b": int, "c": int, "p_value": float} | null,
+"sign_test": {"worse": int, "better": int, "p_value": float} | null,
 "verdict": "improved" | "regressed" | "no significant change",
 "word_diff": [{"op": "equal" | "insert" | "delete", "text": str}, ...]}.
 """
@@ -45,7 +46,7 @@ from itertools import pairwise
 from typing import Any
 
 from promptopt.errors import UsageError
-from promptopt.reporting.diff import CONFIDENCE, Commit, Segment, word_diff
+from promptopt.reporting.diff import CONFIDENCE, Commit, Segment, sign_json, word_diff
 from promptopt.run.records import ModelUsed
 from promptopt.scoring.stats import Comparison, Verdict, compare, mean_ci
 from promptopt.version import __version__
@@ -111,6 +112,7 @@ class Step:
                 if mcnemar is None
                 else {"b": mcnemar.b, "c": mcnemar.c, "p_value": mcnemar.p_value}
             ),
+            "sign_test": sign_json(self.comparison),
             "verdict": self.verdict,
             "word_diff": [{"op": s.op, "text": s.text} for s in self.segments],
         }

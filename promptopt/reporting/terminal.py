@@ -126,8 +126,8 @@ def diff_renderable(
         word_diff_text(view),
         score,
     ]
-    if view.mcnemar is not None:
-        parts.append(Text(view.mcnemar))
+    if view.changed_test is not None:
+        parts.append(Text(view.changed_test))
     parts.append(flips)
     if view.flips_omitted:
         parts.append(
@@ -187,7 +187,9 @@ def history_renderable(report: HistoryReport | HistoryView) -> RenderableType:
     parts: list[RenderableType] = [Rule(escape(view.title)), table, commits]
     parts.append(
         Text(
-            "★ best revision; p: exact McNemar test; verdict -: no significant change", style="dim"
+            "★ best revision; p: exact McNemar test (sign test for graded scores); "
+            "verdict -: no significant change",
+            style="dim",
         )
     )
     parts += [Text(line) for line in view.summary]

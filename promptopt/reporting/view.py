@@ -26,6 +26,7 @@ from promptopt.run.records import (
     PreferenceEvalRecord,
     SummaryRecord,
 )
+from promptopt.scoring.stats import Comparison
 
 SECTION_PROVENANCE = "Provenance"
 SECTION_PROMPT = "Prompt changes"
@@ -156,7 +157,7 @@ class DiffView:
     new_prompt: str
     metric_name: str
     scores: tuple[ScoreRow, ...]
-    mcnemar: str | None
+    changed_test: str | None
     counts: str
     flips: tuple[FlipRow, ...]
     usage: tuple[UsageRow, ...]
@@ -178,7 +179,7 @@ class DiffView:
         for side, label in (("old", p.old_label), ("new", p.new_label)):
             mean, lo, hi = report.mean_ci(side)  # type: ignore[arg-type]
             scores.append(ScoreRow(f"{side}: {label}", f"{mean:.3f}", f"[{lo:.3f}, {hi:.3f}]"))
-        paired, mcnemar = report.comparison.paired, report.comparison.mcnemar
+        paired = report.comparison.paired
         scores.append(
             ScoreRow(
                 "new - old",
@@ -198,12 +199,7 @@ class DiffView:
             new_prompt=report.new_prompt,
             metric_name=report.metric_name,
             scores=tuple(scores),
-            mcnemar=(
-                None
-                if mcnemar is None
-                else f"Exact McNemar test on the flips: {mcnemar.b} regressions, {mcnemar.c} "
-                f"improvements, p = {mcnemar.p_value:.4g}"
-            ),
+            changed_test=_second_test(report.comparison),
             counts=f"{counts['regressions']} regressions, {counts['improvements']} improvements, "
             f"{counts['unchanged']} unchanged",
             flips=tuple(
@@ -277,10 +273,16 @@ def _verdict_sentence(report: DiffReport) -> str:
         f"(n = {report.n}; paired bootstrap {paired.confidence:.0%} CI "
         f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
     )
+    sign = report.comparison.sign
     if mcnemar is not None:
         text += (
             f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
             f"and {mcnemar.c} improvements"
+        )
+    elif sign is not None:
+        text += (
+            f"; exact sign test p = {sign.p_value:.4g} on {sign.worse} lower and "
+            f"{sign.better} higher scores"
         )
     text += ")"
     old_errors = sum(1 for o in report.outcomes if o.old_error)
@@ -493,10 +495,24 @@ def _test_comparison(summary: SummaryRecord) -> TestComparison | None:
     n = summary.n["test"] if summary.n is not None and "test" in summary.n else None
     lo, hi = c.ci95
     mcnemar = "" if c.mcnemar_p is None else f"; exact McNemar p = {c.mcnemar_p:.4g}"
+    if c.sign_p is not None:
+        mcnemar = f"; exact sign test p = {c.sign_p:.4g}"
     return TestComparison(
         sentence=f"On held-out test (n = {n}), best - initial = {c.delta:+.3f} "
         f"(paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}]{mcnemar})",
-        verdict=c.verdict,
+        verdict=verdict_with_errors(c.verdict, summary.test_errors),
+    )
+
+
+def verdict_with_errors(verdict: str, test_errors: int | None) -> str:
+    """The test verdict as reports and the terminal show it: a significant change that failed
+    examples (each scored 0) could have made says so beside it, as `run --write-if-better`
+    refuses to act on it."""
+    if not test_errors or verdict == "no significant change":
+        return verdict
+    return (
+        f"{verdict}, but {test_errors} test example(s) failed and were scored 0, so errors, "
+        "not the prompts, may have decided it"
     )
 
 
@@ -820,8 +836,26 @@ def _step_ci(step: Step) -> str:
 
 
 def _mcnemar_p(step: Step) -> str:
-    mcnemar = step.comparison.mcnemar
-    return "-" if mcnemar is None else f"{mcnemar.p_value:.2g}"
+    """The p-value of the step's test on changed examples (McNemar's, or the sign test's)."""
+    test = step.comparison.mcnemar or step.comparison.sign
+    return "-" if test is None else f"{test.p_value:.2g}"
+
+
+def _second_test(comparison: Comparison) -> str | None:
+    """The sentence on the test of the changed examples, beside the bootstrap interval."""
+    if comparison.mcnemar is not None:
+        m = comparison.mcnemar
+        return (
+            f"Exact McNemar test on the flips: {m.b} regressions, {m.c} improvements, "
+            f"p = {m.p_value:.4g}"
+        )
+    if comparison.sign is not None:
+        s = comparison.sign
+        return (
+            f"Exact sign test on the changed examples: {s.worse} scored lower, {s.better} "
+            f"higher, p = {s.p_value:.4g}"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,8 @@ class ComparisonRecord(Record):
     delta: float
     ci95: tuple[float, float]
     mcnemar_p: float | None = None
+    sign_p: float | None = None
+    """The exact sign test's p-value, for a graded (not 0/1) metric, as McNemar's for 0/1."""
     verdict: str
 
 

@@ -1,7 +1,10 @@
 """Statistics for scores: confidence intervals and paired comparisons of two prompts.
 
 Every interval is a seeded percentile bootstrap, so reports are reproducible and one method
-serves binary and graded metrics alike. Binary (0/1) comparisons also get McNemar's exact test.
+serves binary and graded metrics alike. A paired comparison is also tested on the examples
+that changed: binary (0/1) scores with McNemar's exact test, graded ones with the exact sign
+test (of which McNemar's is the 0/1 case), so that a handful of changed examples, which the
+bootstrap alone can call significant, never is.
 """
 
 from __future__ import annotations
@@ -45,12 +48,24 @@ class McNemarResult:
 
 
 @dataclass(frozen=True)
+class SignResult:
+    """The exact sign test on paired graded scores: `worse` counts examples the new prompt
+    scored lower on, `better` higher; equal scores are left out."""
+
+    worse: int
+    better: int
+    p_value: float
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Everything a report says about old versus new on the same examples."""
 
     paired: PairedResult
     mcnemar: McNemarResult | None
     verdict: Verdict
+    sign: SignResult | None = None
+    """The sign test, for graded (not 0/1) scores; None when `mcnemar` is given."""
 
 
 def _as_array(scores: Sequence[float], name: str) -> npt.NDArray[np.float64]:
@@ -150,13 +165,28 @@ def mcnemar_exact(old: Sequence[float], new: Sequence[float]) -> McNemarResult:
     return McNemarResult(b, c, float(p))
 
 
-def verdict(paired: PairedResult, mcnemar: McNemarResult | None, alpha: float = 0.05) -> Verdict:
+def paired_sign_test(old: Sequence[float], new: Sequence[float]) -> SignResult:
+    """The exact sign test on paired scores: how many examples new scored lower and higher
+    on, and the two-sided p-value of that split (`sign_test`)."""
+    if len(old) != len(new):
+        raise ValueError(f"paired scores need equal lengths, got {len(old)} and {len(new)}")
+    worse = sum(1 for o, n in zip(old, new, strict=True) if n < o)
+    better = sum(1 for o, n in zip(old, new, strict=True) if n > o)
+    return SignResult(worse, better, sign_test(better, worse))
+
+
+def verdict(
+    paired: PairedResult,
+    mcnemar: McNemarResult | None,
+    alpha: float = 0.05,
+    sign: SignResult | None = None,
+) -> Verdict:
     """Whether new is better, worse, or indistinguishable from old.
 
     Rule: a change is significant when the bootstrap interval excludes 0 (its sign gives the
-    direction) and, when a McNemar result is given (binary scores), its p-value is also below
-    `alpha`. If the two tests disagree the answer is "no significant change": a CI gate should
-    not fire on evidence only one test sees.
+    direction) and the test on the changed examples given (McNemar's for binary scores, the
+    sign test for graded ones) is below `alpha` too. If they disagree the answer is "no
+    significant change": a CI gate should not fire on evidence only one test sees.
     """
     if paired.ci_low > 0:
         direction: Verdict = "improved"
@@ -164,8 +194,9 @@ def verdict(paired: PairedResult, mcnemar: McNemarResult | None, alpha: float = 
         direction = "regressed"
     else:
         return "no significant change"
-    if mcnemar is not None and not mcnemar.p_value < alpha:
-        return "no significant change"
+    for test in (mcnemar, sign):
+        if test is not None and not test.p_value < alpha:
+            return "no significant change"
     return direction
 
 
@@ -177,14 +208,18 @@ def compare(
     n_boot: int = 10000,
     seed: int = 0,
 ) -> Comparison:
-    """Paired bootstrap, McNemar's test when both score lists are 0/1, and the verdict.
+    """Paired bootstrap, McNemar's test when both score lists are 0/1 (the sign test
+    otherwise), and the verdict.
 
-    The McNemar threshold is 1 - confidence, so both tests work at the same level.
+    The second test's threshold is 1 - confidence, so both tests work at the same level.
     """
     paired = paired_bootstrap(old, new, confidence=confidence, n_boot=n_boot, seed=seed)
-    binary = is_binary(old) and is_binary(new)
-    test = mcnemar_exact(old, new) if binary else None
-    return Comparison(paired, test, verdict(paired, test, alpha=1 - confidence))
+    alpha = 1 - confidence
+    if is_binary(old) and is_binary(new):
+        test = mcnemar_exact(old, new)
+        return Comparison(paired, test, verdict(paired, test, alpha=alpha))
+    sign = paired_sign_test(old, new)
+    return Comparison(paired, None, verdict(paired, None, alpha=alpha, sign=sign), sign)
 
 
 @dataclass(frozen=True)

@@ -760,6 +760,7 @@ class Engine:
                 delta=comparison.paired.delta,
                 ci95=(comparison.paired.ci_low, comparison.paired.ci_high),
                 mcnemar_p=comparison.mcnemar.p_value if comparison.mcnemar else None,
+                sign_p=comparison.sign.p_value if comparison.sign else None,
                 verdict=comparison.verdict,
             ),
             **judged_records,

@@ -109,6 +109,7 @@ def test_json_schema_flips_and_statistics(env: dict[str, Path]) -> None:
     assert metric["delta_ci95"][0] > 0
     # 2 regressions and 10 improvements: p = 2 * (1 + 12 + 66) / 2**12
     assert metric["mcnemar"] == {"b": 2, "c": 10, "p_value": pytest.approx(158 / 4096)}
+    assert metric["sign_test"] is None  # 0/1 scores: McNemar's test is the sign test
     assert data["verdict"] == "improved"
     assert data["counts"] == {"regressions": 2, "improvements": 10, "unchanged": 8}
     flips = data["flips"]

@@ -20,7 +20,7 @@ from promptopt.reporting.diff import ExampleOutcome, Provenance, build_diff
 from promptopt.reporting.html import diff_html, run_html
 from promptopt.reporting.markdown import MAX_MD_FLIPS, diff_markdown, run_markdown
 from promptopt.reporting.terminal import diff_renderable
-from promptopt.reporting.view import DiffView, RunView
+from promptopt.reporting.view import DiffView, RunView, verdict_with_errors
 from promptopt.run.folder import RunFolder
 from tests.support import FIXTURES, REPO
 
@@ -207,3 +207,40 @@ def test_the_terminal_view_caps_flips_and_says_how_many_more() -> None:
     assert terminal.count("improvement 0.00→1.00") == 20
     assert "… and 30 more" in terminal
     assert "e019" in terminal and "e020" not in terminal
+
+
+def test_a_graded_diff_names_the_sign_test_in_every_format() -> None:
+    # Partial credit on four examples: the bootstrap interval excludes 0, the sign test
+    # (p = 0.125) does not agree, and the reports say which test held the verdict back.
+    outcomes = [
+        ExampleOutcome(f"e{i:03d}", "x", ("y",), "n", "y-ish", 0.0, 0.5) for i in range(4)
+    ] + [ExampleOutcome(f"s{i:03d}", "x", ("y",), "n", "n", 0.0, 0.0) for i in range(96)]
+    provenance = Provenance("t", "th", "dh", "test", 0, {}, "a", "b", "a.txt", "b.txt")
+    report = build_diff(provenance, "Say no.", "Say yes.", outcomes)
+    assert report.verdict == "no significant change"
+    data = report.to_json()["metric"]
+    assert data["mcnemar"] is None and data["binary"] is False
+    assert data["sign_test"] == {"worse": 0, "better": 4, "p_value": 0.125}
+    view = DiffView.of(report)
+    assert "exact sign test p = 0.125 on 0 lower and 4 higher scores" in view.verdict_sentence
+    assert view.changed_test is not None
+    assert "Exact sign test on the changed examples" in view.changed_test
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(diff_renderable(view))
+    for text in (diff_markdown(view), html_text(diff_html(view)), console.export_text()):
+        assert view.verdict_sentence in text
+
+
+def test_a_significant_test_verdict_that_errors_could_have_made_says_so(tmp_path: Path) -> None:
+    # The headline said "**improved**" though two test answers of the initial prompt had
+    # failed and were scored 0 (the errors note sat elsewhere in the report).
+    run = _run_with_lineage(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["test_errors"] = 2
+    (run / "summary.json").write_text(json.dumps(summary))
+    view = RunView.from_folder(RunFolder.open(run))
+    assert view.test_comparison is not None
+    assert view.test_comparison.verdict.startswith("improved, but 2 test example(s) failed")
+    assert "may have decided it" in run_markdown(view)
+    assert verdict_with_errors("no significant change", 2) == "no significant change"
+    assert verdict_with_errors("improved", 0) == "improved"

@@ -10,11 +10,13 @@ import pytest
 from promptopt.scoring.stats import (
     McNemarResult,
     PairedResult,
+    SignResult,
     compare,
     is_binary,
     mcnemar_exact,
     mean_ci,
     paired_bootstrap,
+    paired_sign_test,
     sign_test,
     verdict,
     win_rate,
@@ -198,7 +200,40 @@ def test_compare_graded_scores_skip_mcnemar() -> None:
     new = [0.9, 0.8, 0.95] * 20
     result = compare(old, new)
     assert result.mcnemar is None
+    assert result.sign is not None and (result.sign.worse, result.sign.better) == (0, 60)
+    assert result.sign.p_value == pytest.approx(2 / 2**60)
     assert result.verdict == "improved"
+    assert compare(new, old).verdict == "regressed"
+
+
+def test_a_few_changed_graded_examples_are_not_a_significant_change() -> None:
+    # Four partial-credit gains out of 100: the bootstrap alone called it improved (its
+    # interval excludes 0), though 4 wins and no loss have a sign test p of 0.125, as 4
+    # binary flips have a McNemar p of 0.125 and are not significant either.
+    old = [0.0] * 100
+    new = [0.5] * 4 + [0.0] * 96
+    result = compare(old, new)
+    assert result.paired.ci_low > 0
+    assert result.sign == SignResult(0, 4, 0.125)
+    assert result.verdict == "no significant change"
+    assert compare(old, [1.0] * 4 + [0.0] * 96).verdict == "no significant change"
+
+
+def test_a_tiny_graded_sample_is_never_significant() -> None:
+    # n = 1 and a constant gain at n = 3 had a zero-width interval above 0: "improved".
+    assert compare([0.0], [0.1]).verdict == "no significant change"
+    result = compare([0.2, 0.3, 0.1], [0.3, 0.4, 0.2])
+    assert result.paired.ci_low > 0
+    assert result.verdict == "no significant change"
+    assert result.sign is not None and result.sign.p_value == pytest.approx(0.25)
+
+
+def test_the_sign_test_leaves_equal_scores_out() -> None:
+    old = [0.5] * 30 + [0.2] * 3
+    new = [0.5] * 30 + [0.8] * 3
+    assert paired_sign_test(old, new) == SignResult(0, 3, 0.25)
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_sign_test([0.1], [0.1, 0.2])
 
 
 @pytest.mark.parametrize(
