@@ -479,6 +479,8 @@ def _quality_variant(row: dict[str, Any]) -> str:
     notes = ["served"] if row.get("endpoints") == "served" else []
     if not row.get("structured", True):
         notes.append("whole prompt edited")  # no protected output format, as the anchors
+    if row.get("optimizer_max_tokens", 96) != 96:
+        notes.append(f"optimizer {row['optimizer_max_tokens']} tokens")  # the anchors': 512
     return f"{name} ({', '.join(notes)})" if notes else name
 
 

@@ -51,6 +51,7 @@ def local_task(
     structured: bool = False,
     demos: int = 0,
     urls: tuple[str | None, str | None] = (None, None),
+    optimizer_tokens: int = 96,
 ) -> Path:
     """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths;
     `urls` (target, optimizer) serve the same GGUF files over HTTP instead, as the anchors
@@ -68,7 +69,11 @@ def local_task(
         spec["data"][split] = str((source.parent / spec["data"][split]).resolve())
     spec["models"] = {
         "target": {"model": "local:target", "temperature": 0, "max_tokens": 8},
-        "optimizer": {"model": "local:optimizer", "temperature": 0.7, "max_tokens": 96},
+        "optimizer": {
+            "model": "local:optimizer",
+            "temperature": 0.7,
+            "max_tokens": optimizer_tokens,
+        },
     }
     for role, url in zip(("target", "optimizer"), urls, strict=True):
         if url:
@@ -95,7 +100,12 @@ def run_one(
         "run",
         str(
             local_task(
-                task, work, args.structured, args.demos, (args.target_url, args.optimizer_url)
+                task,
+                work,
+                args.structured,
+                args.demos,
+                (args.target_url, args.optimizer_url),
+                args.optimizer_max_tokens,
             )
         ),
         "--strategy",
@@ -132,6 +142,7 @@ def run_one(
         "demos": args.demos,
         "demo_sets": "mipro" if args.demos else None,
         "endpoints": "served" if args.target_url else "embedded",
+        "optimizer_max_tokens": args.optimizer_max_tokens,
         "rejected": summary.get("rejected"),
         "initial_test": summary["scores"]["initial"]["test"],
         "best_test": summary["scores"]["best"]["test"],
@@ -166,6 +177,9 @@ def variant(row: dict[str, Any]) -> str:
     notes = ["served"] if row.get("endpoints") == "served" else []
     if not row.get("structured", True):
         notes.append("whole prompt edited")
+    if row.get("optimizer_max_tokens", 96) != 96:
+        # Rows before the option gave the optimizer 96 tokens a reply; the anchors get 512.
+        notes.append(f"optimizer {row['optimizer_max_tokens']} tokens")
     return f"{name} ({', '.join(notes)})" if notes else name
 
 
@@ -216,6 +230,12 @@ def main() -> None:
     parser.add_argument("--structured", action="store_true")
     parser.add_argument("--demos", type=int, default=0, help="prompt.demos.k (0: none)")
     parser.add_argument(
+        "--optimizer-max-tokens",
+        type=int,
+        default=96,
+        help="the optimizer's max_tokens (bench/anchors.py gives its proposer 512)",
+    )
+    parser.add_argument(
         "--results", type=Path, default=ROOT / "bench" / "results" / "quality-v2.jsonl"
     )
     parser.add_argument("--cache-dir", type=Path, default=None)
@@ -245,6 +265,7 @@ def main() -> None:
                             and r.get("demos", 0) == args.demos
                             and (not args.demos or r.get("demo_sets") == "mipro")
                             and r.get("structured", False) == args.structured
+                            and r.get("optimizer_max_tokens", 96) == args.optimizer_max_tokens
                             and "error" not in r
                             for r in done
                         ):

@@ -100,3 +100,10 @@ def test_mipro_with_another_number_of_demos_is_its_own_line() -> None:
     eight = next(x for x in lines if x.startswith("| trec | mipro-demos (k=8) |"))
     assert "| 2 | 0.33 | 0.41 (0.40, 0.42) |" in four
     assert "| 1 | 0.33 | 0.50 (0.50) |" in eight
+
+
+def test_promptopt_rows_with_another_optimizer_token_limit_are_another_variant() -> None:
+    row = {"strategy": "opro", "endpoints": "served", "structured": False}
+    assert anchors._quality_variant(row) == "opro (served, whole prompt edited)"
+    wider = anchors._quality_variant(row | {"optimizer_max_tokens": 512})
+    assert wider == "opro (served, whole prompt edited, optimizer 512 tokens)"
