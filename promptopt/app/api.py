@@ -436,7 +436,8 @@ def compare(
     with its demonstrations). `old_demos` and `new_demos` send few-shot demonstrations with a
     side (a best_demos.json Path, or `Demo` objects), replacing a run folder's own.
     The report has the `verdict`, the paired delta with its CI, McNemar's test for 0/1 scores
-    and every example whose score changed; `to_json()` gives the documented schema.
+    (the sign test for graded ones) and every example whose score changed; `to_json()` gives
+    the documented schema.
     """
     return _sync(
         lambda: compare_async(

@@ -105,7 +105,8 @@ def diff_command(
     max_retries: MaxRetriesOpt = None,
 ) -> None:
     """Compare two prompt revisions on the same examples: word diff, score delta with a paired
-    95% CI (and McNemar's test for 0/1 scores), flips, tokens, cost, latency and a verdict.
+    95% CI (and McNemar's test for 0/1 scores, the sign test for graded ones), flips, tokens,
+    cost, latency and a verdict.
 
     A side can be a git revision of a prompt file: HEAD~3:prompts/support.txt, or --rev main.
     Works as an external diff tool: git difftool -x 'promptopt diff --task task.yaml'.

@@ -110,7 +110,8 @@ def history_command(
     max_cost: MaxCostOpt = None,
 ) -> None:
     """Score every commit of a prompt file on the same examples: each revision's score with its
-    95% CI, the paired comparison with the revision before it (bootstrap CI, McNemar), the
+    95% CI, the paired comparison with the revision before it (bootstrap CI, McNemar or the
+    sign test), the
     significant improvements and regressions, and the best revision.
 
     Exit codes: 0 done; 1 runtime error; 2 usage error (not a git repository, unknown

@@ -2,7 +2,8 @@
 
 A `HistoryReport` is built by `promptopt.app.history` (used by `promptopt history`): every
 revision's score with its 95% CI, the paired comparison of each revision with the one before
-it (bootstrap CI of the difference, McNemar's exact test on the flips for 0/1 scores), the
+it (bootstrap CI of the difference, and McNemar's exact test on the flips for 0/1 scores or the
+exact sign test for graded ones), the
 significant improvements and regressions, the best revision, and optionally the newest
 revision against a baseline revision.
 
@@ -227,7 +228,8 @@ def score_revision(
 
 
 def compare_revisions(old: RevisionScore, new: RevisionScore, seed: int) -> Step:
-    """`new` against `old`: paired bootstrap, McNemar for 0/1 scores, verdict."""
+    """`new` against `old`: paired bootstrap, McNemar for 0/1 scores (the sign test for
+    graded ones), verdict."""
     return Step(old, new, compare(old.scores, new.scores, confidence=CONFIDENCE, seed=seed))
 
 

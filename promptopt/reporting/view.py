@@ -267,24 +267,13 @@ class DiffView:
 
 
 def _verdict_sentence(report: DiffReport) -> str:
-    paired, mcnemar = report.comparison.paired, report.comparison.mcnemar
+    paired = report.comparison.paired
     text = (
         f"new - old = {paired.delta:+.3f} on {report.provenance.split} "
         f"(n = {report.n}; paired bootstrap {paired.confidence:.0%} CI "
         f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
     )
-    sign = report.comparison.sign
-    if mcnemar is not None:
-        text += (
-            f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
-            f"and {mcnemar.c} improvements"
-        )
-    elif sign is not None:
-        text += (
-            f"; exact sign test p = {sign.p_value:.4g} on {sign.worse} lower and "
-            f"{sign.better} higher scores"
-        )
-    text += ")"
+    text += _changed_clause(report.comparison) + ")"
     old_errors = sum(1 for o in report.outcomes if o.old_error)
     new_errors = sum(1 for o in report.outcomes if o.new_error)
     if old_errors or new_errors:
@@ -488,7 +477,9 @@ def _trajectory_rows(points: Sequence[TrajectoryPoint]) -> tuple[TrajectoryRow, 
     )
 
 
-def _test_comparison(summary: SummaryRecord) -> TestComparison | None:
+def _test_comparison(
+    summary: SummaryRecord, recomputed: DiffReport | None
+) -> TestComparison | None:
     c = summary.test_comparison
     if c is None:
         return None
@@ -497,10 +488,19 @@ def _test_comparison(summary: SummaryRecord) -> TestComparison | None:
     mcnemar = "" if c.mcnemar_p is None else f"; exact McNemar p = {c.mcnemar_p:.4g}"
     if c.sign_p is not None:
         mcnemar = f"; exact sign test p = {c.sign_p:.4g}"
+    verdict = c.verdict
+    if c.mcnemar_p is None and c.sign_p is None and recomputed is not None:
+        # A graded metric's run from before the sign test: its stored verdict rests on the
+        # bootstrap alone, while the report's own comparison of final_eval.json has both.
+        verdict = recomputed.verdict
+        if recomputed.comparison.sign is not None:
+            mcnemar = f"; exact sign test p = {recomputed.comparison.sign.p_value:.4g}"
+        if verdict != c.verdict:
+            mcnemar += f"; summary.json, written before the sign test, says {c.verdict}"
     return TestComparison(
         sentence=f"On held-out test (n = {n}), best - initial = {c.delta:+.3f} "
         f"(paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}]{mcnemar})",
-        verdict=verdict_with_errors(c.verdict, summary.test_errors),
+        verdict=verdict_with_errors(verdict, summary.test_errors),
     )
 
 
@@ -780,7 +780,7 @@ class RunView:
                     "best", str(summary.best_id), score_text(best.dev), score_text(best.test)
                 ),
             ),
-            test_comparison=_test_comparison(summary),
+            test_comparison=_test_comparison(summary, report.test_diff),
             points=report.trajectory,
             trajectory=_trajectory_rows(report.trajectory),
             best_prompt=summary.best_prompt.strip(),
@@ -918,18 +918,26 @@ def _mark(verdict: str) -> Literal["improved", "regressed", "same"]:
 
 
 def _step_sentence(step: Step, split: str, n: int) -> str:
-    paired, mcnemar = step.comparison.paired, step.comparison.mcnemar
+    paired = step.comparison.paired
     text = (
         f"{step.new.commit.short} - {step.old.commit.short} = {paired.delta:+.3f} on {split} "
         f"(n = {n}; paired bootstrap {paired.confidence:.0%} CI "
         f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
     )
-    if mcnemar is not None:
-        text += (
-            f"; exact McNemar p = {mcnemar.p_value:.4g} on {mcnemar.b} regressions "
-            f"and {mcnemar.c} improvements"
+    return text + _changed_clause(step.comparison) + ")"
+
+
+def _changed_clause(comparison: Comparison) -> str:
+    """The clause on the test of the changed examples (McNemar's, or the sign test's)."""
+    if comparison.mcnemar is not None:
+        m = comparison.mcnemar
+        return f"; exact McNemar p = {m.p_value:.4g} on {m.b} regressions and {m.c} improvements"
+    if comparison.sign is not None:
+        s = comparison.sign
+        return (
+            f"; exact sign test p = {s.p_value:.4g} on {s.worse} lower and {s.better} higher scores"
         )
-    return text + ")"
+    return ""
 
 
 def _step_view(step: Step, split: str, n: int) -> StepView:

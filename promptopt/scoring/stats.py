@@ -185,8 +185,10 @@ def verdict(
 
     Rule: a change is significant when the bootstrap interval excludes 0 (its sign gives the
     direction) and the test on the changed examples given (McNemar's for binary scores, the
-    sign test for graded ones) is below `alpha` too. If they disagree the answer is "no
-    significant change": a CI gate should not fire on evidence only one test sees.
+    sign test for graded ones) is below `alpha` too, with more changes that way than the
+    other (graded scores can gain on the mean while most changed examples lose). If they
+    disagree the answer is "no significant change": a CI gate should not fire on evidence
+    only one test sees.
     """
     if paired.ci_low > 0:
         direction: Verdict = "improved"
@@ -194,8 +196,11 @@ def verdict(
         direction = "regressed"
     else:
         return "no significant change"
-    for test in (mcnemar, sign):
-        if test is not None and not test.p_value < alpha:
+    counts = [(t.p_value, t.c, t.b) for t in (mcnemar,) if t is not None]
+    counts += [(t.p_value, t.better, t.worse) for t in (sign,) if t is not None]
+    for p_value, up, down in counts:
+        agrees = up > down if direction == "improved" else down > up
+        if not (p_value < alpha and agrees):
             return "no significant change"
     return direction
 

@@ -39,3 +39,19 @@ def test_ties_pick_the_newest_and_commit_text_is_escaped() -> None:
     html = history_html(report)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert external_references(html) == []
+
+
+def test_a_graded_step_is_held_by_the_sign_test_and_says_so() -> None:
+    # Four partial-credit gains in 100 examples: the interval alone called the step improved.
+    revisions = [
+        score_revision(_commit(1), "a", [0.0] * 100, seed=0),
+        score_revision(_commit(2), "b", [0.5] * 4 + [0.0] * 96, seed=0),
+    ]
+    report = build_history(PROVENANCE, revisions)
+    step = report.to_json()["steps"][0]
+    assert step["mcnemar"] is None
+    assert step["sign_test"] == {"worse": 0, "better": 4, "p_value": 0.125}
+    assert step["verdict"] == "no significant change"
+    md = history_markdown(report)
+    assert "exact sign test p = 0.125 on 0 lower and 4 higher scores" in md
+    assert "| p | verdict |" in md and "McNemar p" not in md

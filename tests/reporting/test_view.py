@@ -244,3 +244,26 @@ def test_a_significant_test_verdict_that_errors_could_have_made_says_so(tmp_path
     assert "may have decided it" in run_markdown(view)
     assert verdict_with_errors("no significant change", 2) == "no significant change"
     assert verdict_with_errors("improved", 0) == "improved"
+
+
+def test_a_graded_run_from_before_the_sign_test_is_reported_with_it(tmp_path: Path) -> None:
+    # Its summary.json says "improved" on the bootstrap alone; the report's own comparison of
+    # final_eval.json (4 of 20 examples up by 0.5: sign test p = 0.125) says otherwise, and
+    # the headline now agrees with it, saying what the old record said.
+    run = _run_with_lineage(tmp_path)
+    final = json.loads((run / "final_eval.json").read_text())
+    for i, (old, new) in enumerate(
+        zip(final["initial"]["test"], final["best"]["test"], strict=True)
+    ):
+        old["score"], new["score"] = 0.0, (0.5 if i < 4 else 0.0)
+    (run / "final_eval.json").write_text(json.dumps(final))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["test_comparison"] = {"delta": 0.1, "ci95": [0.02, 0.2], "verdict": "improved"}
+    (run / "summary.json").write_text(json.dumps(summary))
+    view = RunView.from_folder(RunFolder.open(run))
+    assert view.test_comparison is not None
+    assert view.test_comparison.verdict == "no significant change"
+    assert "summary.json, written before the sign test, says improved" in (
+        view.test_comparison.sentence
+    )
+    assert view.test_diff is not None and view.test_diff.verdict == "no significant change"

@@ -173,7 +173,9 @@ def test_verdict_rule() -> None:
     assert verdict(down, None) == "regressed"
     assert verdict(straddle, None) == "no significant change"
     assert verdict(up, McNemarResult(1, 9, 0.021484375)) == "improved"
-    # the tests disagree: no claim
+    # the tests disagree: no claim (on p, or on the direction)
+    assert verdict(up, McNemarResult(9, 1, 0.021484375)) == "no significant change"
+    assert verdict(down, McNemarResult(9, 1, 0.021484375)) == "regressed"
     assert verdict(up, McNemarResult(2, 8, 0.072265625)) == "no significant change"
     assert verdict(straddle, McNemarResult(1, 9, 0.021484375)) == "no significant change"
     assert verdict(down, McNemarResult(9, 1, 0.021484375), alpha=0.01) == "no significant change"
@@ -217,6 +219,19 @@ def test_a_few_changed_graded_examples_are_not_a_significant_change() -> None:
     assert result.sign == SignResult(0, 4, 0.125)
     assert result.verdict == "no significant change"
     assert compare(old, [1.0] * 4 + [0.0] * 96).verdict == "no significant change"
+
+
+def test_a_graded_gain_on_the_mean_that_most_examples_lose_is_not_improved() -> None:
+    # 20 examples from 0 to 1, 60 from 0.5 to 0.4: the mean gains (+0.14, interval above 0)
+    # while the sign test says, as significantly, that most changed examples got worse.
+    old = [0.0] * 20 + [0.5] * 60
+    new = [1.0] * 20 + [0.4] * 60
+    result = compare(old, new)
+    assert result.paired.ci_low > 0
+    assert result.sign is not None and result.sign.p_value < 0.001
+    assert (result.sign.worse, result.sign.better) == (60, 20)
+    assert result.verdict == "no significant change"
+    assert compare(new, old).verdict == "no significant change"
 
 
 def test_a_tiny_graded_sample_is_never_significant() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from promptopt.errors import TransientProviderError
 from promptopt.llm.budget import BudgetCaps
@@ -67,8 +68,14 @@ async def run_once(
     optimizer: Counter | None = None,
     resume: bool = False,
     stop: asyncio.Event | None = None,
+    metric: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    task = load_task(write_task(tmp))
+    path = write_task(tmp)
+    if metric is not None:
+        spec = yaml.safe_load(path.read_text())
+        spec["metric"] = metric
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    task = load_task(path)
     strategy, _ = make_strategy(settings.strategy, settings.params)
     runtime = Runtime(
         task,
@@ -103,6 +110,26 @@ async def test_ape_finds_the_instruction_property_and_proves_it_on_test(tmp_path
     events = folder.read_jsonl(EVENTS)
     reasons = {e["reason"] for e in events if e["event"] == "rejected"}
     assert reasons, "the refusal and the empty answer must be recorded as rejections"
+
+
+def wordy_target(request: ChatRequest) -> str:
+    """The toy target, whose answers under the right instruction have a word too many."""
+    answer = target_answer(request)
+    return answer + " film" if PROPERTY in request.messages[0]["content"].lower() else answer
+
+
+async def test_a_graded_metric_gets_the_sign_test_in_the_summary(tmp_path: Path) -> None:
+    # Token F1 scores the wordy answers 2/3: graded scores, which McNemar's test cannot take.
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run_once(
+        tmp_path, folder, settings_for(), target=Counter(wordy_target), metric={"type": "f1"}
+    )
+    comparison = summary["test_comparison"]
+    assert summary["scores"]["best"]["test"] == pytest.approx(2 / 3)
+    assert comparison["mcnemar_p"] is None
+    # 10 test examples fell from 1 to 2/3 and 10 rose from 0 to 2/3: p = 1.
+    assert comparison["sign_p"] == pytest.approx(1.0)
+    assert comparison["verdict"] == "no significant change"
 
 
 def cut_first_sample(request: ChatRequest) -> Reply:
