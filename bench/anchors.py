@@ -464,6 +464,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def _quality_variant(row: dict[str, Any]) -> str:
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    if row["strategy"] == "demos":
+        name = f"demos alone, k = {demos}"  # no instruction search, as in bench/quality.py
     sets = row.get("demo_sets")
     if demos and sets == "mixed":
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from

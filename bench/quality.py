@@ -163,6 +163,9 @@ def variant(row: dict[str, Any]) -> str:
     reached."""
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
+    if row["strategy"] == "demos":
+        # The demonstration search alone, for the initial instruction (no optimizer calls).
+        name = f"demos alone, k = {demos}"
     sets = row.get("demo_sets")
     if demos and sets == "mixed":
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from

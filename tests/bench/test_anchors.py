@@ -107,3 +107,10 @@ def test_promptopt_rows_with_another_optimizer_token_limit_are_another_variant()
     assert anchors._quality_variant(row) == "opro (served, whole prompt edited)"
     wider = anchors._quality_variant(row | {"optimizer_max_tokens": 512})
     assert wider == "opro (served, whole prompt edited, optimizer 512 tokens)"
+
+
+def test_the_demonstration_search_alone_is_named_so() -> None:
+    row = {"strategy": "demos", "demos": 4, "demo_sets": "mipro", "endpoints": "served"}
+    assert anchors._quality_variant(row | {"structured": False}) == (
+        "demos alone, k = 4, MIPROv2 sets (served, whole prompt edited)"
+    )
