@@ -465,7 +465,7 @@ def _quality_variant(row: dict[str, Any]) -> str:
     demos = row.get("demos") or 0
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
     if row["strategy"] == "demos":
-        name = f"demos alone, k = {demos}"  # no instruction search, as in bench/quality.py
+        name = f"demos alone, k = {demos or 4}"  # no instruction search: bench/quality.py
     sets = row.get("demo_sets")
     if demos and sets == "mixed":
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
@@ -481,7 +481,7 @@ def _quality_variant(row: dict[str, Any]) -> str:
     notes = ["served"] if row.get("endpoints") == "served" else []
     if not row.get("structured", True):
         notes.append("whole prompt edited")  # no protected output format, as the anchors
-    if row.get("optimizer_max_tokens", 96) != 96:
+    if row.get("optimizer_max_tokens", 96) != 96 and row["strategy"] != "demos":
         notes.append(f"optimizer {row['optimizer_max_tokens']} tokens")  # the anchors': 512
     return f"{name} ({', '.join(notes)})" if notes else name
 
@@ -572,6 +572,8 @@ def main() -> None:
         help="with --report: also promptopt's rows from bench/quality.py against the anchors",
     )
     args = parser.parse_args()
+    if args.demos < 1:
+        parser.error("--demos must be at least 1 (mipro is MIPROv2 without demos)")
     # The proxies and promptopt's client take the server's root; promptopt wants /v1 itself.
     args.target_url = args.target_url.rstrip("/").removesuffix("/v1")
     args.optimizer_url = args.optimizer_url.rstrip("/").removesuffix("/v1")

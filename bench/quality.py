@@ -165,7 +165,7 @@ def variant(row: dict[str, Any]) -> str:
     name = f"{row['strategy']} + {demos} demos" if demos else str(row["strategy"])
     if row["strategy"] == "demos":
         # The demonstration search alone, for the initial instruction (no optimizer calls).
-        name = f"demos alone, k = {demos}"
+        name = f"demos alone, k = {demos or 4}"  # the strategy's own k without prompt.demos
     sets = row.get("demo_sets")
     if demos and sets == "mixed":
         # Sets drawn as MIPROv2 draws them (all bootstrapped, all labelled, mixed), from
@@ -180,7 +180,7 @@ def variant(row: dict[str, Any]) -> str:
     notes = ["served"] if row.get("endpoints") == "served" else []
     if not row.get("structured", True):
         notes.append("whole prompt edited")
-    if row.get("optimizer_max_tokens", 96) != 96:
+    if row.get("optimizer_max_tokens", 96) != 96 and row["strategy"] != "demos":
         # Rows before the option gave the optimizer 96 tokens a reply; the anchors get 512.
         notes.append(f"optimizer {row['optimizer_max_tokens']} tokens")
     return f"{name} ({', '.join(notes)})" if notes else name

@@ -177,10 +177,12 @@ def _with_optimizer_cap(
     planned = strategy_plan(strategy, sizes, settings, demos.target_calls).optimizer_calls
     if planned <= 0:
         return settings, ()
+    shrunk = demos != task_demo_sizing(task, settings, sizes)
     note = (
         f"no optimizer budget is set: optimizer calls are capped at {planned}, what the "
-        f"{settings.strategy} plan for {caps.target_calls} target calls uses "
-        "(set --optimizer-budget or search.budget.optimizer_calls to choose another)"
+        f"{settings.strategy} plan for {caps.target_calls} target calls uses"
+        + (" (with the demonstration step the cost cap makes smaller)" if shrunk else "")
+        + " (set --optimizer-budget or search.budget.optimizer_calls to choose another)"
     )
     return dataclasses.replace(settings, caps=dataclasses.replace(caps, optimizer_calls=planned)), (
         note,

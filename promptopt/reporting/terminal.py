@@ -187,8 +187,7 @@ def history_renderable(report: HistoryReport | HistoryView) -> RenderableType:
     parts: list[RenderableType] = [Rule(escape(view.title)), table, commits]
     parts.append(
         Text(
-            "★ best revision; p: exact McNemar test (sign test for graded scores); "
-            "verdict -: no significant change",
+            "★ best revision; p: McNemar or sign test; verdict -: no significant change",
             style="dim",
         )
     )

@@ -489,9 +489,10 @@ def _test_comparison(
     if c.sign_p is not None:
         mcnemar = f"; exact sign test p = {c.sign_p:.4g}"
     verdict = c.verdict
-    if c.mcnemar_p is None and c.sign_p is None and recomputed is not None:
+    if c.mcnemar_p is None and c.sign_p is None and recomputed is not None and recomputed.n == n:
         # A graded metric's run from before the sign test: its stored verdict rests on the
-        # bootstrap alone, while the report's own comparison of final_eval.json has both.
+        # bootstrap alone, while the report's own comparison of final_eval.json (of the same
+        # examples) has both.
         verdict = recomputed.verdict
         if recomputed.comparison.sign is not None:
             mcnemar = f"; exact sign test p = {recomputed.comparison.sign.p_value:.4g}"

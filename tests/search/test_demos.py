@@ -538,7 +538,10 @@ def test_a_derived_optimizer_cap_plans_for_the_calls_a_cost_cap_gives_back(
         planned != strategy_plan(strategy, sizes, settings, by_calls.target_calls).optimizer_calls
     )
     assert prepared.settings.caps.optimizer_calls == planned
-    assert any(f"capped at {planned}" in note for note in prepared.notes)
+    assert any(
+        f"capped at {planned}" in note and "the cost cap makes smaller" in note
+        for note in prepared.notes
+    )
 
 
 def test_the_dry_run_says_when_a_cost_cap_leaves_no_room_for_demos(tmp_path: Path) -> None:
