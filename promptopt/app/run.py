@@ -173,11 +173,12 @@ def _with_optimizer_cap(
         return settings, ()
     # The demonstration step as the run sizes it: a cost cap can make it smaller, and the
     # instruction search then plans (and proposes) for the calls it gives back.
-    demos = planned_demo_sizing(task, settings, priced_roles(task, caps).get("target"), sizes)
+    by_calls = task_demo_sizing(task, settings, sizes)
+    demos = planned_demo_sizing(task, settings, priced_roles(task, caps).get("target"), by_calls)
     planned = strategy_plan(strategy, sizes, settings, demos.target_calls).optimizer_calls
     if planned <= 0:
         return settings, ()
-    shrunk = demos != task_demo_sizing(task, settings, sizes)
+    shrunk = demos != by_calls
     note = (
         f"no optimizer budget is set: optimizer calls are capped at {planned}, what the "
         f"{settings.strategy} plan for {caps.target_calls} target calls uses"
@@ -254,7 +255,7 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
     # A cost cap can make the demonstration step smaller than the target budget does, as the
     # run does before it starts; the instruction search then keeps the calls it gives back.
     by_calls = task_demo_sizing(task, settings, sizes)
-    demos = planned_demo_sizing(task, settings, prices.get("target"), sizes)
+    demos = planned_demo_sizing(task, settings, prices.get("target"), by_calls)
     plan = plan_run(
         task,
         settings,

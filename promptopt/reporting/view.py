@@ -485,9 +485,9 @@ def _test_comparison(
         return None
     n = summary.n["test"] if summary.n is not None and "test" in summary.n else None
     lo, hi = c.ci95
-    mcnemar = "" if c.mcnemar_p is None else f"; exact McNemar p = {c.mcnemar_p:.4g}"
+    clause = "" if c.mcnemar_p is None else f"; exact McNemar p = {c.mcnemar_p:.4g}"
     if c.sign_p is not None:
-        mcnemar = f"; exact sign test p = {c.sign_p:.4g}"
+        clause = f"; exact sign test p = {c.sign_p:.4g}"
     verdict = c.verdict
     if c.mcnemar_p is None and c.sign_p is None and recomputed is not None and recomputed.n == n:
         # A graded metric's run from before the sign test: its stored verdict rests on the
@@ -495,12 +495,12 @@ def _test_comparison(
         # examples) has both.
         verdict = recomputed.verdict
         if recomputed.comparison.sign is not None:
-            mcnemar = f"; exact sign test p = {recomputed.comparison.sign.p_value:.4g}"
+            clause = f"; exact sign test p = {recomputed.comparison.sign.p_value:.4g}"
         if verdict != c.verdict:
-            mcnemar += f"; summary.json, written before the sign test, says {c.verdict}"
+            clause += f"; summary.json, written before the sign test, says {c.verdict}"
     return TestComparison(
         sentence=f"On held-out test (n = {n}), best - initial = {c.delta:+.3f} "
-        f"(paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}]{mcnemar})",
+        f"(paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}]{clause})",
         verdict=verdict_with_errors(verdict, summary.test_errors),
     )
 
@@ -836,7 +836,7 @@ def _step_ci(step: Step) -> str:
     return f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]"
 
 
-def _mcnemar_p(step: Step) -> str:
+def _changed_p(step: Step) -> str:
     """The p-value of the step's test on changed examples (McNemar's, or the sign test's)."""
     test = step.comparison.mcnemar or step.comparison.sign
     return "-" if test is None else f"{test.p_value:.2g}"
@@ -994,7 +994,7 @@ class HistoryView:
                     ci=f"[{rev.ci_low:.3f}, {rev.ci_high:.3f}]",
                     delta="-" if step is None else f"{step.comparison.paired.delta:+.3f}",
                     delta_ci="-" if step is None else _step_ci(step),
-                    mcnemar_p="-" if step is None else _mcnemar_p(step),
+                    mcnemar_p="-" if step is None else _changed_p(step),
                     verdict="first" if step is None else step.verdict,
                     mark="first" if step is None else _mark(step.verdict),
                     best=rev is best,

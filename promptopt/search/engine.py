@@ -52,12 +52,7 @@ from promptopt.scoring.runtime import Runtime
 from promptopt.scoring.scorer import ExampleResult
 from promptopt.scoring.stats import WinRate, compare, mean_ci, win_rate
 from promptopt.search.context import Candidate, SearchContext, StepReport, Strategy
-from promptopt.search.demos import (
-    DEMOS_STRATEGY,
-    NO_SEARCH,
-    DemoSizing,
-    search_demos,
-)
+from promptopt.search.demos import DEMOS_STRATEGY, NO_SEARCH, DemoSizing, search_demos
 from promptopt.search.meta_prompts import MetaPromptSet
 from promptopt.search.plan import (
     FinalEvalCost,

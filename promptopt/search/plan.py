@@ -159,12 +159,12 @@ def demo_cost_share(
 
 
 def planned_demo_sizing(
-    task: LoadedTask, settings: RunSettings, price: Price | None, sizes: Mapping[str, int]
+    task: LoadedTask, settings: RunSettings, price: Price | None, sizing: DemoSizing
 ) -> DemoSizing:
-    """The demonstration step as a run will size it before it starts: to the target budget
-    (`task_demo_sizing`) and then, under a cost cap, to the dollars the run sets aside for it
-    (`demo_cost_share`), so that `run --dry-run` shows the step the run will take."""
-    sizing = task_demo_sizing(task, settings, sizes)
+    """The demonstration step as a run will size it before it starts: `sizing`, the step the
+    target budget allows (`task_demo_sizing`), fitted under a cost cap to the dollars the run
+    sets aside for it (`demo_cost_share`), so that `run --dry-run` shows the step the run
+    will take."""
     spec = model_for_role(task, "target")
     cap = settings.caps.cost_usd
     if cap is None or spec is None or price is None or not sizing.target_calls:

@@ -527,7 +527,8 @@ def test_a_derived_optimizer_cap_plans_for_the_calls_a_cost_cap_gives_back(
     cap = final.usd(initial_system_prompt(task)) + by_calls.target_calls * per_call / 2
     prepared = prepare_run(task, strategy="ape", target_calls=budget, max_cost=cap)
     sizes = {name: len(rows) for name, rows in task.splits.items()}
-    demos = planned_demo_sizing(task, prepared.settings, target.price, sizes)
+    by_budget = task_demo_sizing(task, prepared.settings, sizes)
+    demos = planned_demo_sizing(task, prepared.settings, target.price, by_budget)
     assert 0 < demos.target_calls < by_calls.target_calls
     strategy, _ = make_strategy("ape", {})
     settings = replace(
