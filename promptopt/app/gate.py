@@ -3,13 +3,14 @@ proven better on held-out data."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from promptopt.errors import PromptoptError, UsageError
 from promptopt.reporting.markdown import ci_summary_markdown
-from promptopt.run.folder import RunFolder
+from promptopt.run.folder import BEST_DEMOS, RunFolder
 from promptopt.run.records import SummaryRecord
 from promptopt.util.files import write_atomic
 
@@ -24,11 +25,14 @@ class GateDecision:
     ci95: tuple[float, float] | None = None
 
 
-def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecision:
+def ci_gate(
+    summary: SummaryRecord, min_improvement: float = 0.0, *, writes_demos: bool = False
+) -> GateDecision:
     """Pass only when the held-out test comparison says "improved" and the lower end of the
     paired 95% interval of best - initial is above `min_improvement`. A task without a metric
     passes on its judged win rate instead (its interval's lower end above 0.5 plus
-    `min_improvement`).
+    `min_improvement`). A best prompt sent with few-shot demonstrations passes only when they
+    are written too (`writes_demos`, `--demos-file`): a prompt file cannot hold them.
 
     Raises UsageError when the run has no test comparison (it ran out of budget before the
     final evaluation), and PromptoptError when requests or the metric failed on test examples:
@@ -50,16 +54,17 @@ def ci_gate(summary: SummaryRecord, min_improvement: float = 0.0) -> GateDecisio
         )
     delta = comparison.delta
     lo, hi = comparison.ci95
-    if summary.best_demos:
+    if summary.best_demos and not writes_demos:
         # A prompt file holds the system prompt only: writing it without the demonstrations
         # would ship a prompt whose measured gain came from something left behind.
         reason = (
             f"the best prompt scores with {len(summary.best_demos)} few-shot demonstration(s) "
-            "(best_demos.json) that a prompt file cannot hold; use them from the run folder, or "
-            "set prompt.demos.k to 0 for CI mode"
+            "(best_demos.json) that a prompt file cannot hold; add --demos-file PATH to write "
+            "them too, or set prompt.demos.k to 0 for CI mode"
         )
         return GateDecision(False, reason, delta, (lo, hi))
-    if summary.best_prompt == summary.initial_prompt:
+    same_demos = (summary.best_demos or []) == (summary.initial_demos or [])
+    if summary.best_prompt == summary.initial_prompt and same_demos:
         reason = "the search found no prompt better than the baseline on dev"
         return GateDecision(False, reason, delta, (lo, hi))
     if comparison.verdict != "improved":
@@ -96,6 +101,18 @@ def _preference_gate(summary: SummaryRecord, min_improvement: float) -> GateDeci
     return GateDecision(True, f"preferred by the judge: {rate}", margin, interval)
 
 
+def _write_demos(run_dir: Path, path: Path) -> None:
+    """Copy the run's best_demos.json to `path` (first: the prompt file, written next, is the
+    one a reader takes as the change)."""
+    demos = RunFolder(run_dir).read_json(BEST_DEMOS)
+    if demos is None:
+        raise PromptoptError(f"{run_dir} has no {BEST_DEMOS}; nothing was written")
+    try:
+        write_atomic(path, json.dumps(demos, indent=2, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise PromptoptError(f"--demos-file: cannot write {path}: {exc.strerror}") from exc
+
+
 @dataclass(frozen=True)
 class CiOutcome:
     """What CI mode did after a run: the gate's decision and the files it wrote."""
@@ -103,6 +120,7 @@ class CiOutcome:
     decision: GateDecision
     written_to: Path | None
     summary_markdown: str
+    demos_written_to: Path | None = None
 
 
 def finish_ci(
@@ -110,14 +128,17 @@ def finish_ci(
     *,
     write_if_better: Path | None,
     min_improvement: float,
+    demos_file: Path | None = None,
     summary_md: Path | None,
     env: Mapping[str, str],
 ) -> CiOutcome:
     """Apply the gate to a finished run: write the best prompt to `write_if_better` only when
-    it passed; write the Markdown summary to `summary_md` and append it to the file named by
-    GITHUB_STEP_SUMMARY in `env`. Raises UsageError naming the option whose file cannot be
-    written."""
-    decision = ci_gate(summary, min_improvement)
+    it passed, and its few-shot demonstrations (as best_demos.json holds them) to `demos_file`
+    when the run has any to write; write the Markdown summary to `summary_md` and append it to
+    the file named by GITHUB_STEP_SUMMARY in `env`. Raises UsageError naming the option whose
+    file cannot be written."""
+    writes_demos = demos_file is not None and write_if_better is not None
+    decision = ci_gate(summary, min_improvement, writes_demos=writes_demos)
     if not decision.passed and summary.dev_errors:
         # Finalists scored 0 on failed dev examples may have lost to the baseline for that.
         raise PromptoptError(
@@ -126,7 +147,11 @@ def finish_ci(
             f"{summary.run_dir}/final_eval.json, fix the endpoint or the metric, and run again"
         )
     written: Path | None = None
+    demos_written: Path | None = None
     if decision.passed and write_if_better is not None:
+        if demos_file is not None and summary.best_demos is not None:
+            _write_demos(Path(summary.run_dir), demos_file)
+            demos_written = demos_file
         try:
             write_atomic(write_if_better, summary.best_prompt + "\n")
         except OSError as exc:
@@ -135,7 +160,7 @@ def finish_ci(
             ) from exc
         written = write_if_better
     text = ci_summary_markdown(
-        RunFolder(Path(summary.run_dir)), decision.passed, decision.reason, written
+        RunFolder(Path(summary.run_dir)), decision.passed, decision.reason, written, demos_written
     )
     step_summary = env.get("GITHUB_STEP_SUMMARY")
     try:
@@ -146,4 +171,4 @@ def finish_ci(
                 handle.write(text)
     except OSError as exc:
         raise PromptoptError(f"--summary-md: cannot write the summary: {exc.strerror}") from exc
-    return CiOutcome(decision, written, text)
+    return CiOutcome(decision, written, text, demos_written)

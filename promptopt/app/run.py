@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from promptopt.search.plan import (
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import LoadedTask, load_task
 from promptopt.task.modelspec import Price
-from promptopt.task.prompt import PromptSpec, prompt_from_file
+from promptopt.task.prompt import Demo, PromptSpec, prompt_from_file
 
 
 @dataclass(frozen=True)
@@ -127,12 +127,16 @@ def prepare_run(
     finalists: int = 3,
     concurrency: int = 8,
     meta_prompts_dir: Path | None = None,
+    initial_demos: Sequence[Demo] = (),
 ) -> PreparedRun:
     """Settle a new run: options given here override the task file's `search` section.
 
+    `initial_demos` are the initial prompt's own few-shot demonstrations (`--demos-file`):
+    training examples, sent with every candidate that has none of its own.
+
     Raises UsageError (or TaskFileError) for anything that would otherwise fail after a run
     folder was made: an unknown strategy or parameter, a budget too small for the final
-    evaluation, missing meta-prompts.
+    evaluation, missing meta-prompts, demonstrations that are not training examples.
     """
     search = task.spec.search
     caps = BudgetCaps(
@@ -151,9 +155,45 @@ def prepare_run(
         stop=stop or StopRules(),
         finalists=finalists,
         concurrency=concurrency,
+        initial_demos=_checked_initial_demos(task, initial_demos, caps),
     )
     settings, notes = _with_optimizer_cap(task, settings)
     return _checked(PreparedRun(task, settings, load_meta_prompts(meta_prompts_dir), notes=notes))
+
+
+def _checked_initial_demos(
+    task: LoadedTask, demos: Sequence[Demo], caps: BudgetCaps
+) -> tuple[Demo, ...]:
+    """The initial prompt's demonstrations, refused (UsageError naming --demos-file) where
+    they would make the run's evidence or its cost estimates wrong."""
+    if not demos:
+        return ()
+    if task.spec.metric is None and task.metric_function is None:
+        raise UsageError(
+            "--demos-file needs a task with a metric: demonstrations are chosen by the "
+            "metric's scores, and the task has none"
+        )
+    if caps.cost_usd is not None:
+        raise UsageError(
+            "--demos-file cannot be combined with a cost cap yet: the cost estimates do not "
+            "count the initial prompt's demonstrations; cap target calls (--budget) instead"
+        )
+    train = {e.id for e in task.splits.get("train", ())}
+    held_out = {e.id: split for split in ("dev", "test") for e in task.splits.get(split, ())}
+    for demo in demos:
+        if demo.id in held_out:
+            raise UsageError(
+                f"--demos-file: demonstration {demo.id!r} is a {held_out[demo.id]} example of "
+                f"{task.path}; demonstrations must come from train, or the held-out scores "
+                "would see their own answers"
+            )
+        if demo.id not in train:
+            raise UsageError(
+                f"--demos-file: demonstration {demo.id!r} is not a training example of "
+                f"{task.path} (the file is from another task, or the data changed); delete "
+                "the file to start without demonstrations"
+            )
+    return tuple(demos)
 
 
 def _with_optimizer_cap(

@@ -240,7 +240,11 @@ def _print_plan(prepared: PreparedRun, as_json: bool) -> None:
 
 
 def _ci_finish(
-    summary: SummaryRecord, path: Path | None, min_improvement: float, summary_md: Path | None
+    summary: SummaryRecord,
+    path: Path | None,
+    min_improvement: float,
+    summary_md: Path | None,
+    demos_file: Path | None,
 ) -> None:
     """CI mode after a run: the gate, the prompt file, the Markdown summary, the exit code."""
     import os
@@ -254,6 +258,7 @@ def _ci_finish(
             summary,
             write_if_better=path,
             min_improvement=min_improvement,
+            demos_file=demos_file,
             summary_md=summary_md,
             env=os.environ,
         )
@@ -271,16 +276,29 @@ def _ci_finish(
         )
     if outcome.written_to is not None:
         err.print(f"wrote the best prompt to {outcome.written_to}", highlight=False)
+    if outcome.demos_written_to is not None:
+        err.print(
+            f"wrote its few-shot demonstrations to {outcome.demos_written_to}", highlight=False
+        )
     if path is not None and not decision.passed:
         err.print(f"{path} left untouched", highlight=False)
         raise typer.Exit(EXIT_NO_GAIN)
 
 
 def _check_output_paths(
-    write_if_better: Path | None, cache_dir: Path | None, no_cache: bool
+    write_if_better: Path | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    demos_file: Path | None = None,
 ) -> None:
     """Refuse paths that would fail only after the whole run: a folder where the prompt file
-    goes, a file where the cache folder goes."""
+    or the demonstrations file goes, a file where the cache folder goes."""
+    if demos_file is not None and demos_file.is_dir():
+        fail(
+            f"--demos-file: {demos_file} is a folder; give the path of the demonstrations "
+            "file (best_demos.json)",
+            EXIT_USAGE,
+        )
     if write_if_better is not None and write_if_better.is_dir():
         fail(
             f"--write-if-better: {write_if_better} is a folder; give the path of the prompt "
@@ -382,6 +400,15 @@ def run_command(
             "best_prompt.txt does: a structured task's output format at its end is split off.",
         ),
     ] = None,
+    demos_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--demos-file",
+            help="CI mode: the few-shot demonstrations that go with the prompt file (a "
+            "best_demos.json). A new run starts from them when the file exists; "
+            "--write-if-better writes the best prompt's there with it.",
+        ),
+    ] = None,
     write_if_better: Annotated[
         Path | None,
         typer.Option(
@@ -416,10 +443,11 @@ def run_command(
 
     from promptopt.app.checks import RunOverrides, run_problems
     from promptopt.app.compare import read_prompt_file
+    from promptopt.app.evaluate import read_demos_file
     from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_baseline
     from promptopt.search.plan import StopRules
 
-    _check_output_paths(write_if_better, cache_dir, no_cache)
+    _check_output_paths(write_if_better, cache_dir, no_cache, demos_file)
     try:
         if resume is not None:
             if baseline is not None:
@@ -440,6 +468,11 @@ def run_command(
             )
             if baseline is not None:
                 task = with_baseline(task, read_prompt_file(baseline))
+            initial_demos = (
+                read_demos_file(demos_file)
+                if demos_file is not None and demos_file.exists()
+                else ()
+            )
             params = parse_params(param or [])
             if human:
                 chosen = strategy or task.spec.search.strategy
@@ -476,6 +509,7 @@ def run_command(
                 finalists=finalists,
                 concurrency=concurrency,
                 meta_prompts_dir=meta_prompts_dir,
+                initial_demos=initial_demos,
             )
     except PromptoptError as exc:
         fail_on(exc)
@@ -525,4 +559,4 @@ def run_command(
     summary = run_async(go)
     print_run_result(summary, as_json)
     if write_if_better is not None or summary_md is not None:
-        _ci_finish(summary, write_if_better, min_improvement, summary_md)
+        _ci_finish(summary, write_if_better, min_improvement, summary_md, demos_file)

@@ -55,7 +55,11 @@ def render_run_markdown(folder: RunFolder) -> str:
 
 
 def ci_summary_markdown(
-    folder: RunFolder, passed: bool, reason: str, written_to: Path | None
+    folder: RunFolder,
+    passed: bool,
+    reason: str,
+    written_to: Path | None,
+    demos_written_to: Path | None = None,
 ) -> str:
     """The Markdown summary of a CI-mode run: the gate's decision, then initial vs best.
 
@@ -65,6 +69,8 @@ def ci_summary_markdown(
         reason: Why it passed or not, as one clause.
         written_to: Where the best prompt was written, or None when the prompt file was left
             alone.
+        demos_written_to: Where its few-shot demonstrations were written (`--demos-file`), or
+            None.
 
     Returns:
         The Markdown, ending with a line break.
@@ -75,6 +81,8 @@ def ci_summary_markdown(
         if written_to is not None
         else "left the prompt file untouched"
     )
+    if written_to is not None and demos_written_to is not None:
+        outcome += f" and its few-shot demonstrations to `{demos_written_to}`"
     return render("ci_summary.md.j2", run=view, passed=passed, reason=reason, outcome=outcome)
 
 

@@ -567,17 +567,27 @@ def tokens_in(total: int, cache_read: int, cache_write: int) -> str:
     return f"{total} ({cache_read} cache read, {cache_write} written)"
 
 
-def _demos_note(ids: Sequence[str] | None) -> str | None:
-    """What the report says about the best prompt's demonstrations (None: none searched)."""
+def _demos_note(ids: Sequence[str] | None, initial: Sequence[str] | None = None) -> str | None:
+    """What the report says about the best prompt's demonstrations (None: none searched), and
+    the initial prompt's own (`run --demos-file`) when it had any."""
     if ids is None:
         return None
     if not ids:
         return "No few-shot demonstrations: they did not help on the same training examples."
-    return (
+    note = (
         f"Sent with {len(ids)} few-shot demonstrations before the input (best_demos.json): "
         + ", ".join(ids)
         + "."
     )
+    if initial and list(initial) == list(ids):
+        return note + " They are the initial prompt's (--demos-file): no set tried beat them."
+    if initial:
+        note += (
+            f" The initial prompt was sent with {len(initial)} of its own (--demos-file): "
+            + ", ".join(initial)
+            + "."
+        )
+    return note
 
 
 def errors_note(summary: SummaryRecord) -> str | None:
@@ -789,7 +799,7 @@ class RunView:
             test_diff=None if report.test_diff is None else DiffView.of(report.test_diff),
             usage=_run_usage(summary, config),
             rejected=_rejected(report.rejected),
-            best_demos=_demos_note(summary.best_demos),
+            best_demos=_demos_note(summary.best_demos, summary.initial_demos),
             preferences=None
             if report.preferences is None
             else PreferenceView.of(report.preferences),

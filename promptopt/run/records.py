@@ -152,6 +152,9 @@ class SummaryRecord(Record):
     best_demos: list[str] | None = None
     """The training-example ids of the best prompt's few-shot demonstrations, in order (their
     text is in best_demos.json); absent when the run searched no demonstrations."""
+    initial_demos: list[str] | None = None
+    """The training-example ids of the initial prompt's own demonstrations (`run
+    --demos-file`), in order; absent when it had none."""
     metric_errors: int | None = None
     """Examples whose metric raised or returned a value outside [0, 1] (each scored 0)."""
     test_errors: int | None = None
@@ -175,6 +178,7 @@ class SummaryRecord(Record):
         "dev_preference",
         "rejected",
         "best_demos",
+        "initial_demos",
     )
 
     def model_of(self, role: str) -> ModelUsed | None:
@@ -200,7 +204,12 @@ class StopRecord(Record):
 
 
 class SettingsRecord(Record):
-    """Everything about a run besides the task."""
+    """Everything about a run besides the task.
+
+    A run started with `--demos-file` also has `initial_demos` (a list of demonstrations, as
+    best_demos.json holds them); it is kept as an extra field so that other runs' config.json
+    stays as it was.
+    """
 
     strategy: str
     params: dict[str, Any] = Field(default_factory=dict)

@@ -451,7 +451,10 @@ class SearchContext:
                     f"a strategy scores on training examples only; {example.id!r} is not one"
                 )
         result = await self._scorer.evaluate(
-            self._layout.render(cand.text), examples, split="train", demos=cand.demos
+            self._layout.render(cand.text),
+            examples,
+            split="train",
+            demos=self._layout.sent_demos(cand.demos),
         )
         if self._scorer.scored:
             self._pool.record_scores(cand, "train", examples, result.examples)

@@ -369,7 +369,12 @@ class Engine:
             models=self._models_used(),
             promptopt_version=__version__,
             rejected=dict(sorted(self._rejected.items())),
-            best_demos=[d.id for d in best.demos] if self._searches_demos(state) else None,
+            best_demos=(
+                [d.id for d in layout.sent_demos(best.demos)]
+                if self._searches_demos(state)
+                else None
+            ),
+            initial_demos=[d.id for d in layout.fixed_demos] or None,
             metric_errors=self.runtime.scorer.metric_errors.failed,
         )
         if final is not None:
@@ -414,8 +419,11 @@ class Engine:
             self._load_progress()
         else:
             self.write_config()
+        # The initial prompt's own demonstrations carry their answers: no candidate is scored
+        # on them, or every prompt sent with them would look right there.
+        shown = {d.id for d in self.settings.initial_demos}
         state = SearchState(
-            train=self.task.splits.get("train", ()),
+            train=[e for e in self.task.splits.get("train", ()) if e.id not in shown],
             dev=dev,
             test=test,
             scorer=self.runtime.scorer,
@@ -425,7 +433,7 @@ class Engine:
             rng=random.Random(self.settings.seed),
             render_input=self.task.render_input,
             task_description=self.task.spec.description or "",
-            layout=self.task.spec.prompt_layout(),
+            layout=replace(self.task.spec.prompt_layout(), fixed_demos=self.settings.initial_demos),
             judge=self.runtime.judge,
             comparator=self.comparator,
             embedder=self.runtime.embedding_client,
@@ -545,9 +553,14 @@ class Engine:
 
     def _searches_demos(self, state: SearchState) -> bool:
         """Whether the run searches few-shot demonstrations (the task's `prompt.demos`, or the
-        `demos` strategy); only then do its files mention them, so that other runs' files stay
-        as they were."""
-        return state.layout.demos is not None or self.settings.strategy == DEMOS_STRATEGY
+        `demos` strategy) or starts from demonstrations (`--demos-file`); only then do its files
+        mention them, so that other runs' files stay as they were."""
+        layout = state.layout
+        return (
+            layout.demos is not None
+            or bool(layout.fixed_demos)
+            or self.settings.strategy == DEMOS_STRATEGY
+        )
 
     def _write_best(self, state: SearchState, best: Candidate) -> None:
         """best_prompt.txt (the system message) and, when demonstrations were searched,
@@ -555,7 +568,11 @@ class Engine:
         self.folder.write_text(BEST_PROMPT, state.layout.render(best.text) + "\n")
         if self._searches_demos(state):
             self.folder.write_json(
-                BEST_DEMOS, {"id": best.id, "demos": [d.to_json() for d in best.demos]}
+                BEST_DEMOS,
+                {
+                    "id": best.id,
+                    "demos": [d.to_json() for d in state.layout.sent_demos(best.demos)],
+                },
             )
 
     async def _demo_step(

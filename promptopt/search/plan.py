@@ -51,10 +51,17 @@ class RunSettings:
     stop: StopRules = field(default_factory=StopRules)
     finalists: int = 3
     concurrency: int = 8
+    initial_demos: tuple[Demo, ...] = ()
+    """The initial prompt's own demonstrations (`run --demos-file`), sent with every candidate
+    that has none of its own."""
 
     def to_json(self) -> dict[str, Any]:
-        """As stored in config.json."""
-        return asdict(self)
+        """As stored in config.json (without `initial_demos` when there are none, as before
+        the option existed)."""
+        data = asdict(self)
+        if not self.initial_demos:
+            data.pop("initial_demos")
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunSettings:
@@ -67,6 +74,10 @@ class RunSettings:
             stop=StopRules(**data.get("stop", {})),
             finalists=int(data.get("finalists", 3)),
             concurrency=int(data.get("concurrency", 8)),
+            initial_demos=tuple(
+                Demo(str(d["id"]), str(d["input"]), str(d["output"]))
+                for d in data.get("initial_demos") or ()
+            ),
         )
 
 

@@ -134,7 +134,7 @@ class SearchState:
         batch, before they are scored one after the other; does nothing otherwise."""
         examples = self._held_out[split]
         await self._scorer.prefetch(
-            [(self.layout.render(c.text), examples, c.demos) for c in cands]
+            [(self.layout.render(c.text), examples, self.layout.sent_demos(c.demos)) for c in cands]
         )
 
     async def score_held_out(self, cand: Candidate, split: HeldOut) -> list[ExampleResult]:
@@ -142,7 +142,10 @@ class SearchState:
         the task has a metric: otherwise these are its answers only)."""
         examples = self._held_out[split]
         result = await self._scorer.evaluate(
-            self.layout.render(cand.text), examples, split=split, demos=cand.demos
+            self.layout.render(cand.text),
+            examples,
+            split=split,
+            demos=self.layout.sent_demos(cand.demos),
         )
         if self._scorer.scored:
             self._pool.record_scores(cand, split, examples, result.examples)

@@ -186,6 +186,14 @@ class PromptLayout:
     """Whether the task's prompt is a mapping (its summary then names the instruction too)."""
     demos: DemosSpec | None = None
     """The task's `prompt.demos`, when it asks for demonstrations (k > 0)."""
+    fixed_demos: tuple[Demo, ...] = ()
+    """The starting prompt's own demonstrations (`run --demos-file`): sent with every
+    candidate that has none of its own, so that instructions are compared as they will be
+    used, and a demonstration set must beat them to replace them."""
+
+    def sent_demos(self, own: Sequence[Demo]) -> tuple[Demo, ...]:
+        """The demonstrations sent with a candidate: its own, else the starting prompt's."""
+        return tuple(own) or self.fixed_demos
 
     @classmethod
     def build(

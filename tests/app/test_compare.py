@@ -278,6 +278,14 @@ def test_ci_gate_rules() -> None:
     # A gain that needs demonstrations is not written to a prompt file, which cannot hold them.
     with_demos = ci_gate(summary(**base, best_demos=["t1", "t2"]))
     assert not with_demos.passed and "demonstration" in with_demos.reason
+    assert "--demos-file" in with_demos.reason
+    # Unless they are written too (--demos-file): then the same text with other
+    # demonstrations is a new prompt, and the same text with the same ones is not.
+    assert ci_gate(summary(**base, best_demos=["t1", "t2"]), writes_demos=True).passed
+    same_text = {**base, "best_prompt": "a", "best_demos": ["t1"]}
+    assert ci_gate(summary(**same_text, initial_demos=["t2"]), writes_demos=True).passed
+    kept = ci_gate(summary(**same_text, initial_demos=["t1"]), writes_demos=True)
+    assert not kept.passed and "no prompt better" in kept.reason
 
 
 def test_ci_gate_of_a_task_without_a_metric_uses_the_judged_win_rate() -> None:

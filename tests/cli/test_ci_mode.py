@@ -168,6 +168,65 @@ def test_a_structured_prompt_round_trips_through_the_prompt_file(
     }
 
 
+KEYED_TARGET = """
+
+def keyed(request):
+    # Right on every review once a demonstration's review says "superb"; else always positive.
+    shown = [m["content"] for m in request.messages[1:-1] if m["role"] == "user"]
+    review = request.messages[-1]["content"]
+    if any("superb" in text for text in shown):
+        return "positive" if any(w in review for w in WORDS_GOOD) else "negative"
+    return "positive"
+"""
+
+
+def test_demonstrations_round_trip_through_the_demos_file(tmp_path: Path) -> None:
+    # Night one finds demonstrations and writes them with the prompt; night two starts from
+    # both, finds nothing better and leaves both files alone.
+    task = make_task(tmp_path / "task", target="keyed")
+    with (task.parent / "script.py").open("a") as script:
+        script.write(KEYED_TARGET)
+    spec = yaml.safe_load(task.read_text())
+    spec["prompt"] = {"instruction": OLD_PROMPT, "demos": {"k": 2}}
+    task.write_text(yaml.safe_dump(spec, sort_keys=False))
+    prompt, demos = tmp_path / "prompt.txt", tmp_path / "prompt.demos.json"
+    prompt.write_text(OLD_PROMPT + "\n")
+    strategy = ("--strategy", "demos")
+
+    refused = ci_run(task, prompt, *strategy)
+    assert refused.exit_code == 3, refused.output  # type: ignore[attr-defined]
+    assert "--demos-file" in " ".join(refused.output.split())  # type: ignore[attr-defined]
+
+    first = ci_run(task, prompt, *strategy, "--demos-file", str(demos))
+    assert first.exit_code == 0, first.output  # type: ignore[attr-defined]
+    summary = json.loads(first.stdout)  # type: ignore[attr-defined]
+    assert summary["scores"]["best"]["test"] == 1.0 and "initial_demos" not in summary
+    assert prompt.read_text() == OLD_PROMPT + "\n"  # the same text: the demos made the gain
+    written = json.loads(demos.read_text())
+    assert written == json.loads((Path(summary["run_dir"]) / "best_demos.json").read_text())
+    assert [d["id"] for d in written["demos"]] == summary["best_demos"]
+    assert "few-shot demonstrations to" in " ".join(first.output.split())  # type: ignore[attr-defined]
+
+    before = demos.read_bytes()
+    second = ci_run(task, prompt, *strategy, "--demos-file", str(demos))
+    assert second.exit_code == 3, second.output  # type: ignore[attr-defined]
+    again = json.loads(second.stdout)  # type: ignore[attr-defined]
+    assert again["initial_demos"] == summary["best_demos"]
+    assert again["scores"]["initial"]["test"] == 1.0
+    assert demos.read_bytes() == before and prompt.read_text() == OLD_PROMPT + "\n"
+
+
+def test_a_demos_file_of_held_out_examples_is_a_usage_error(task: Path, tmp_path: Path) -> None:
+    prompt, demos = tmp_path / "prompt.txt", tmp_path / "demos.json"
+    prompt.write_text(OLD_PROMPT + "\n")
+    demos.write_text(json.dumps([{"id": "r205", "input": "review 205", "output": "negative"}]))
+    result = ci_run(task, prompt, "--demos-file", str(demos))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    text = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert "--demos-file" in text and "'r205' is a test example" in text
+    assert "Traceback" not in text
+
+
 def test_written_files_keep_normal_modes(task: Path, tmp_path: Path) -> None:
     import os
     import stat

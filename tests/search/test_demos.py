@@ -371,6 +371,7 @@ async def run(
     caps: BudgetCaps | None = None,
     *,
     resume: bool = False,
+    initial_demos: tuple[Demo, ...] = (),
     **params: Any,
 ) -> dict[str, Any]:
     strategy, validated = make_strategy(strategy_name, params)
@@ -381,6 +382,7 @@ async def run(
         caps=caps or BudgetCaps(),
         stop=StopRules(),
         concurrency=4,
+        initial_demos=initial_demos,
     )
     runtime = Runtime(
         task,
@@ -660,3 +662,104 @@ def test_dry_run_shows_the_demo_step_within_the_budget(tmp_path: Path) -> None:
     assert plan.target_calls <= RESERVE + 200
     assert plan.layout["demos"]["target_calls"] == demos.target_calls
     assert any("demonstrations" in note for note in plan.notes)
+
+
+# --- an initial prompt with demonstrations of its own (run --demos-file) ------------------------
+
+
+def train_demos(task: LoadedTask, *, key: bool, n: int = 2) -> tuple[Demo, ...]:
+    """`n` training examples as demonstrations with their expected answers: reviews saying KEY,
+    or reviews that do not."""
+    chosen = [e for e in task.splits["train"] if (KEY in task.render_input(e)) == key][:n]
+    return tuple(Demo(e.id, task.render_input(e), e.target) for e in chosen)
+
+
+async def test_a_run_starting_from_demos_sends_them_until_a_set_beats_them(
+    tmp_path: Path,
+) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 6})
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    target = Counter(helped_by_key_demo)
+    start = train_demos(task, key=False)
+    summary = await run(task, folder, "demos", target, initial_demos=start)
+
+    assert summary["initial_demos"] == [d.id for d in start]
+    # The initial prompt was scored with its demonstrations, which do not help the target.
+    assert summary["scores"]["initial"]["test"] == pytest.approx(0.5)
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert summary["test_comparison"]["verdict"] == "improved"
+    assert summary["best_demos"] != summary["initial_demos"]
+    best = folder.read_json(BEST_DEMOS)
+    assert best is not None and any(KEY in d["input"] for d in best["demos"])
+    # Every request carried demonstrations: the initial prompt's, or a set's in their place.
+    requests = [json.loads(raw) for raw in target.requests]
+    assert all(len(r) == 2 + 2 * 2 for r in requests)
+    shown = [d.input for d in start]
+    tests = {task.render_input(e) for e in task.split("test")}
+    initial_tests = [
+        r for r in requests if r[-1]["content"] in tests and r[1]["content"] == shown[0]
+    ]
+    assert len(initial_tests) == len(tests)
+    # No prompt is scored on an example its demonstrations answer.
+    assert not any(r[-1]["content"] in shown for r in requests)
+    # config.json keeps them, so a resumed run starts from the same prompt.
+    config = folder.config()
+    assert config is not None
+    settings = RunSettings.from_json(config.settings.model_dump())
+    assert settings.initial_demos == start
+    markdown = render_run_markdown(folder)
+    assert "The initial prompt was sent with 2 of its own (--demos-file)" in markdown
+
+
+async def test_instructions_are_compared_with_the_initial_prompt_s_demos(tmp_path: Path) -> None:
+    # A task that searches no demonstrations: every instruction is sent with the initial
+    # prompt's, and the best prompt keeps them (best_demos.json says so).
+    task = toy_task(tmp_path, None)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    target = Counter(helped_by_key_demo)
+    start = train_demos(task, key=True, n=1)
+    summary = await run(
+        task,
+        folder,
+        "opro",
+        target,
+        BudgetCaps(target_calls=RESERVE + 60),
+        initial_demos=start,
+        steps=1,
+    )
+    assert all(len(json.loads(raw)) == 4 for raw in target.requests)
+    assert summary["scores"]["initial"]["test"] == pytest.approx(1.0)
+    assert summary["initial_demos"] == summary["best_demos"] == [start[0].id]
+    best = folder.read_json(BEST_DEMOS)
+    assert best is not None and [d["id"] for d in best["demos"]] == [start[0].id]
+    assert "They are the initial prompt's (--demos-file)" in render_run_markdown(folder)
+
+
+def test_a_run_without_initial_demos_keeps_its_config_as_it_was() -> None:
+    settings = RunSettings(strategy="ape", params={}, seed=0)
+    assert "initial_demos" not in settings.to_json()
+    assert RunSettings.from_json(settings.to_json()) == settings
+
+
+@pytest.mark.parametrize(
+    ("demo_id", "caps", "message"),
+    [
+        ("r105", BudgetCaps(), "is a dev example"),
+        ("r203", BudgetCaps(), "is a test example"),
+        ("elsewhere-1", BudgetCaps(), "not a training example"),
+        ("r1", BudgetCaps(cost_usd=1.0), "cost cap"),
+    ],
+)
+def test_initial_demos_must_be_training_examples_and_uncosted(
+    tmp_path: Path, demo_id: str, caps: BudgetCaps, message: str
+) -> None:
+    task = toy_task(tmp_path, None)
+    demo = Demo(demo_id, "review: a film", "positive")
+    with pytest.raises(UsageError, match=message) as raised:
+        prepare_run(
+            task,
+            target_calls=caps.target_calls,
+            max_cost=caps.cost_usd,
+            initial_demos=(demo,),
+        )
+    assert "--demos-file" in str(raised.value)
