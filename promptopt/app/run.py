@@ -155,28 +155,21 @@ def prepare_run(
         stop=stop or StopRules(),
         finalists=finalists,
         concurrency=concurrency,
-        initial_demos=_checked_initial_demos(task, initial_demos, caps),
+        initial_demos=_checked_initial_demos(task, initial_demos),
     )
     settings, notes = _with_optimizer_cap(task, settings)
     return _checked(PreparedRun(task, settings, load_meta_prompts(meta_prompts_dir), notes=notes))
 
 
-def _checked_initial_demos(
-    task: LoadedTask, demos: Sequence[Demo], caps: BudgetCaps
-) -> tuple[Demo, ...]:
+def _checked_initial_demos(task: LoadedTask, demos: Sequence[Demo]) -> tuple[Demo, ...]:
     """The initial prompt's demonstrations, refused (UsageError naming --demos-file) where
-    they would make the run's evidence or its cost estimates wrong."""
+    they would make the run's evidence wrong."""
     if not demos:
         return ()
     if task.spec.metric is None and task.metric_function is None:
         raise UsageError(
             "--demos-file needs a task with a metric: demonstrations are chosen by the "
             "metric's scores, and the task has none"
-        )
-    if caps.cost_usd is not None:
-        raise UsageError(
-            "--demos-file cannot be combined with a cost cap yet: the cost estimates do not "
-            "count the initial prompt's demonstrations; cap target calls (--budget) instead"
         )
     train = {e.id for e in task.splits.get("train", ())}
     held_out = {e.id: split for split in ("dev", "test") for e in task.splits.get(split, ())}
@@ -271,7 +264,13 @@ def _checked(prepared: PreparedRun) -> PreparedRun:
     target = prepared.task.spec.models.target
     if settings.caps.cost_usd is not None and target is not None:
         # The run checks this too, once its folder exists; a dry run must refuse it as well.
-        final = final_eval_cost(prepared.task, target, prices.get("target"), settings.finalists)
+        final = final_eval_cost(
+            prepared.task,
+            target,
+            prices.get("target"),
+            settings.finalists,
+            settings.initial_demos,
+        )
         cost_left_for_search(
             settings.caps.cost_usd, final.usd(initial_system_prompt(prepared.task))
         )

@@ -174,13 +174,21 @@ class Engine:
     def _final_cost(self) -> FinalEvalCost:
         """What the final evaluation's target calls cost, by the prompt they score."""
         client = self.runtime.client("target")
-        return final_eval_cost(self.task, client.spec, client.price, self.settings.finalists)
+        return final_eval_cost(
+            self.task,
+            client.spec,
+            client.price,
+            self.settings.finalists,
+            self.settings.initial_demos,
+        )
 
     def _demo_share(self, sizing: DemoSizing, left: float) -> tuple[float, DemoSizing]:
         """Dollars kept back for the demonstration step out of the search's `left`, and the
         step they pay for (`demo_cost_share`)."""
         client = self.runtime.client("target")
-        per_call = target_call_max_cost_usd(self.task, client.spec, client.price)
+        per_call = target_call_max_cost_usd(
+            self.task, client.spec, client.price, self.settings.initial_demos
+        )
         return demo_cost_share(self.task, sizing, left, per_call)
 
     def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
@@ -214,7 +222,9 @@ class Engine:
         for cand in finalists:
             prompts = [state.layout.render(c.text) for c in (initial, *kept, cand)]
             longest = max(prompts, key=lambda text: len(text.encode("utf-8")))
-            cost = final_eval_cost(self.task, client.spec, client.price, len(kept) + 1)
+            cost = final_eval_cost(
+                self.task, client.spec, client.price, len(kept) + 1, self.settings.initial_demos
+            )
             if cost.usd(longest) <= left:
                 kept.append(cand)
         if len(kept) < len(finalists):

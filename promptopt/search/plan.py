@@ -3,7 +3,7 @@ under, and the worst case `run --dry-run` shows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -180,9 +180,11 @@ def planned_demo_sizing(
     cap = settings.caps.cost_usd
     if cap is None or spec is None or price is None or not sizing.target_calls:
         return sizing
-    final = final_eval_cost(task, spec, price, settings.finalists)
+    fixed = settings.initial_demos
+    final = final_eval_cost(task, spec, price, settings.finalists, fixed)
     left = cost_left_for_search(cap, final.usd(initial_system_prompt(task)))
-    return demo_cost_share(task, sizing, left, target_call_max_cost_usd(task, spec, price))[1]
+    per_call = target_call_max_cost_usd(task, spec, price, fixed)
+    return demo_cost_share(task, sizing, left, per_call)[1]
 
 
 def strategy_plan(
@@ -291,10 +293,11 @@ def plan_run(
         if role == "target":
             # The search's calls at their hard worst case (any proposal, the longest input);
             # the final evaluation's as the run sets them aside.
-            final_usd = final_eval_cost(task, spec, price, settings.finalists).usd(
+            fixed = settings.initial_demos
+            final_usd = final_eval_cost(task, spec, price, settings.finalists, fixed).usd(
                 initial_system_prompt(task)
             )
-            cost += search * target_call_max_cost_usd(task, spec, price) + final_usd
+            cost += search * target_call_max_cost_usd(task, spec, price, fixed) + final_usd
         else:
             cost += calls * optimizer_call_max_cost_usd(spec, price)
     if caps.cost_usd is not None and cost is not None:
@@ -345,9 +348,14 @@ class FinalEvalCost:
 
 
 def final_eval_cost(
-    task: LoadedTask, spec: ModelSpec, price: Price | None, finalists: int
+    task: LoadedTask,
+    spec: ModelSpec,
+    price: Price | None,
+    finalists: int,
+    initial_demos: Sequence[Demo] = (),
 ) -> FinalEvalCost:
-    """The final evaluation's calls (`final_reserve`) priced by `FinalEvalCost`."""
+    """The final evaluation's calls (`final_reserve`) priced by `FinalEvalCost`; with the
+    initial prompt's own demonstrations (`RunSettings.initial_demos`) when it has any."""
     dev = [task.render_input(e) for e in task.splits.get("dev", ())]
     test = [task.render_input(e) for e in task.splits.get("test", ())]
 
@@ -364,7 +372,7 @@ def final_eval_cost(
         input_tokens=(finalists + 1) * sum(map(tokens, dev)) + 2 * sum(map(tokens, test)),
         output_tokens=calls * max_output_tokens(params),
         longest_input=longest,
-        demos=tuple(_worst_demos(task, spec, longest)),
+        demos=tuple(_worst_demos(task, spec, longest, initial_demos)),
         params=params,
         price=price,
     )
@@ -376,24 +384,36 @@ def initial_system_prompt(task: LoadedTask) -> str:
     return layout.render(layout.initial)
 
 
-def _worst_demos(task: LoadedTask, spec: ModelSpec, longest: str) -> list[Demo]:
-    """The k demonstrations of the longest input, each answered at length: a bootstrapped answer
-    is cut at the output limit (assumed 4 bytes a token), a labelled one is a target."""
+def _worst_demos(
+    task: LoadedTask, spec: ModelSpec, longest: str, initial_demos: Sequence[Demo] = ()
+) -> list[Demo]:
+    """The longest demonstrations a call may send: the initial prompt's own, or k of the
+    longest input, each answered at length (a bootstrapped answer is cut at the output limit,
+    assumed 4 bytes a token; a labelled one is a target), whichever is longer."""
     layout = task.spec.prompt_layout()
+    fixed = list(initial_demos)
     if layout.demos is None:
-        return []
+        return fixed
     answer_bytes = max(
         [len(t.encode("utf-8")) for split in task.splits.values() for e in split for t in e.targets]
         + [4 * (spec.max_tokens or 1024)]
     )
-    return [Demo("x", longest, "x" * answer_bytes)] * layout.demos.k
+    drawn = [Demo("x", longest, "x" * answer_bytes)] * layout.demos.k
+
+    def size(demos: Sequence[Demo]) -> int:
+        return sum(len(d.input.encode("utf-8")) + len(d.output.encode("utf-8")) for d in demos)
+
+    return max(drawn, fixed, key=lambda demos: (size(demos), len(demos)))
 
 
-def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | None) -> float:
+def target_call_max_cost_usd(
+    task: LoadedTask, spec: ModelSpec, price: Price | None, initial_demos: Sequence[Demo] = ()
+) -> float:
     """The worst case of one target call of a run: a prompt as long as an accepted proposal may
-    be, the longest input of the task, and the model's whole output limit. The final
-    evaluation's reserve and `run --dry-run` both count this per call, and it is never less
-    than what the client reserves for any such call."""
+    be, the longest input of the task, the longest demonstrations it may send (the initial
+    prompt's own among them), and the model's whole output limit. The final evaluation's
+    reserve and `run --dry-run` both count this per call, and it is never less than what the
+    client reserves for any such call."""
     examples = [e for split in task.splits.values() for e in split]
     # By UTF-8 bytes, as the client counts them: a shorter multibyte input can cost more.
     longest = max(
@@ -406,7 +426,7 @@ def target_call_max_cost_usd(task: LoadedTask, spec: ModelSpec, price: Price | N
         proposal += len(layout.render("").encode("utf-8"))
     prompt = "x" * max(len(task.spec.system_prompt.encode("utf-8")), proposal)
     return request_max_cost_usd(
-        build_messages(prompt, longest, _worst_demos(task, spec, longest)),
+        build_messages(prompt, longest, _worst_demos(task, spec, longest, initial_demos)),
         spec.sampling_params(),
         price,
     )

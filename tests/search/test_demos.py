@@ -747,19 +747,51 @@ def test_a_run_without_initial_demos_keeps_its_config_as_it_was() -> None:
         ("r105", BudgetCaps(), "is a dev example"),
         ("r203", BudgetCaps(), "is a test example"),
         ("elsewhere-1", BudgetCaps(), "not a training example"),
-        ("r1", BudgetCaps(cost_usd=1.0), "cost cap"),
     ],
 )
-def test_initial_demos_must_be_training_examples_and_uncosted(
+def test_initial_demos_must_be_training_examples(
     tmp_path: Path, demo_id: str, caps: BudgetCaps, message: str
 ) -> None:
     task = toy_task(tmp_path, None)
     demo = Demo(demo_id, "review: a film", "positive")
     with pytest.raises(UsageError, match=message) as raised:
-        prepare_run(
-            task,
-            target_calls=caps.target_calls,
-            max_cost=caps.cost_usd,
-            initial_demos=(demo,),
-        )
+        prepare_run(task, target_calls=caps.target_calls, initial_demos=(demo,))
     assert "--demos-file" in str(raised.value)
+
+
+async def test_a_cost_cap_counts_the_initial_prompt_s_demos(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, None)
+    spec = yaml.safe_load(task.path.read_text())
+    spec["models"]["target"].update(price={"input": 1.0, "output": 1.0}, max_tokens=2)
+    task.path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    task = load_task(task.path)
+    target = task.spec.models.target
+    assert target is not None and target.price is not None
+    # Long demonstrations: every call sends them, so they dominate what a call costs.
+    key = train_demos(task, key=True, n=1)[0]
+    start = (replace(key, input=key.input + " (a long aside)" * 200),)
+    plain = final_eval_cost(task, target, target.price, 3).usd(initial_system_prompt(task))
+    final = final_eval_cost(task, target, target.price, 3, start).usd(initial_system_prompt(task))
+    assert final > 2 * plain
+    per_call = target_call_max_cost_usd(task, target, target.price, start)
+    assert per_call > target_call_max_cost_usd(task, target, target.price)
+    # A cap that covers the final evaluation without them does not cover it with them.
+    with pytest.raises(UsageError, match="does not cover the worst case of the final"):
+        prepare_run(task, strategy="opro", max_cost=(plain + final) / 2, initial_demos=start)
+    # One that covers it with them is kept, and the run stays within it.
+    cap = final + 20 * per_call
+    prepared = prepare_run(task, strategy="opro", max_cost=cap, initial_demos=start)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    summary = await run(
+        task,
+        folder,
+        "opro",
+        Counter(helped_by_key_demo),
+        prepared.settings.caps,
+        initial_demos=start,
+        steps=60,
+        proposals_per_step=3,
+    )
+    assert summary["usage"]["target"]["cost_usd"] <= cap
+    assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
+    assert summary["test_comparison"] is not None
