@@ -27,6 +27,7 @@ from promptopt.app.models import apply_default_models
 from promptopt.app.run import execute_run, prepare_run
 from promptopt.errors import TaskFileError, UsageError
 from promptopt.reporting.diff import DiffReport
+from promptopt.run.folder import BEST_DEMOS
 from promptopt.run.records import SummaryRecord
 from promptopt.scoring.runtime import RuntimeOptions
 from promptopt.search.plan import StopRules
@@ -90,6 +91,13 @@ class RunResult:
         """The paired 95% confidence interval of best - initial on test."""
         comparison = self.summary.test_comparison
         return comparison.ci95 if comparison is not None else None
+
+    @property
+    def best_demos(self) -> tuple[Demo, ...]:
+        """The few-shot demonstrations the best prompt is sent with, in order (the run folder's
+        best_demos.json); empty when it has none."""
+        path = self.run_dir / BEST_DEMOS
+        return read_demos_file(path) if self.summary.best_demos and path.exists() else ()
 
     def to_json(self) -> dict[str, Any]:
         """The summary as `promptopt run --json` prints it."""

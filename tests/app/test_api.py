@@ -221,3 +221,45 @@ def test_optimize_makes_the_checks_validate_makes_before_calling_a_model(tmp_pat
     assert "unknown strategy 'apex'" in message and "did you mean 'ape'" in message
     assert "metric.function" in message and "(output, example)" in message
     assert not (tmp_path / "runs").exists()
+
+
+PARITY_SCRIPT = """
+def target(request):
+    # Right on every number once a demonstration was shown before it; "even" otherwise.
+    if len(request.messages) <= 2:
+        return "even"
+    number = int(request.messages[-1]["content"].split()[-1])
+    return "odd" if number % 2 else "even"
+"""
+
+
+def test_a_run_result_carries_its_best_demos(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(PARITY_SCRIPT)
+    task = promptopt.make_task(
+        name="parity",
+        prompt={"instruction": "Say even or odd.", "demos": {"k": 2}},
+        train=rows(20, 0),
+        dev=rows(10, 100),
+        test=rows(10, 200),
+        target="scripted:script.py:target",
+        optimizer="scripted:script.py:target",
+        base_dir=tmp_path,
+        metric={"type": "exact"},
+    )
+    result = promptopt.optimize(task, strategy="demos", out=tmp_path / "runs", no_cache=True)
+    assert result.best_test == 1.0
+    assert [d.id for d in result.best_demos] == result.summary.best_demos
+    assert len(result.best_demos) == 2 and all(d.input for d in result.best_demos)
+    plain = promptopt.make_task(
+        name="parity",
+        prompt="Say even or odd.",
+        train=rows(20, 0),
+        dev=rows(10, 100),
+        test=rows(10, 200),
+        target="scripted:script.py:target",
+        optimizer="scripted:script.py:target",
+        base_dir=tmp_path,
+        metric={"type": "exact"},
+    )
+    without = promptopt.optimize(plain, strategy="ape", out=tmp_path / "runs", no_cache=True)
+    assert without.best_demos == ()
