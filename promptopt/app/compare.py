@@ -30,6 +30,7 @@ from promptopt.run.folder import BEST_DEMOS, RunFolder
 from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
+from promptopt.search.plan import RunSettings
 from promptopt.task.example import Example
 from promptopt.task.loader import LoadedTask, load_task
 from promptopt.task.prompt import Demo
@@ -88,9 +89,12 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     demos: tuple[Demo, ...] = ()
     if which == "best" and folder.file(BEST_DEMOS).is_file():
         demos = read_demos_file(folder.file(BEST_DEMOS))
-        if demos:
-            # The word diff shows system prompts only; the label says what else is sent.
-            label += f" + {len(demos)} demos ({', '.join(d.id for d in demos)})"
+    if which == "initial" and config is not None:
+        # A run started from demonstrations (--demos-file) scored its initial prompt with them.
+        demos = RunSettings.from_json(config.settings.model_dump()).initial_demos
+    if demos:
+        # The word diff shows system prompts only; the label says what else is sent.
+        label += f" + {len(demos)} demos ({', '.join(d.id for d in demos)})"
     return PromptSource(label, str(path), str(text), config, demos)
 
 

@@ -3,6 +3,7 @@ proven better on held-out data."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,16 +102,28 @@ def _preference_gate(summary: SummaryRecord, min_improvement: float) -> GateDeci
     return GateDecision(True, f"preferred by the judge: {rate}", margin, interval)
 
 
-def _write_demos(run_dir: Path, path: Path) -> None:
-    """Copy the run's best_demos.json to `path` (first: the prompt file, written next, is the
-    one a reader takes as the change)."""
+def _write_demos(run_dir: Path, path: Path) -> str | None:
+    """Copy the run's best_demos.json to `path`; returns what the file held before (None: it
+    did not exist), so that a failure to write the prompt file next can put it back."""
     demos = RunFolder(run_dir).read_json(BEST_DEMOS)
     if demos is None:
         raise PromptoptError(f"{run_dir} has no {BEST_DEMOS}; nothing was written")
     try:
+        before = path.read_text(encoding="utf-8") if path.exists() else None
         write_atomic(path, json.dumps(demos, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise PromptoptError(f"--demos-file: cannot write {path}: {exc.strerror}") from exc
+    return before
+
+
+def _undo(path: Path, before: str | None) -> None:
+    """Put back what `path` held before (remove it if it did not exist), as far as possible:
+    the error that led here is the one to report."""
+    with contextlib.suppress(OSError):
+        if before is None:
+            path.unlink()
+        else:
+            write_atomic(path, before)
 
 
 @dataclass(frozen=True)
@@ -137,8 +150,7 @@ def finish_ci(
     when the run has any to write; write the Markdown summary to `summary_md` and append it to
     the file named by GITHUB_STEP_SUMMARY in `env`. Raises UsageError naming the option whose
     file cannot be written."""
-    writes_demos = demos_file is not None and write_if_better is not None
-    decision = ci_gate(summary, min_improvement, writes_demos=writes_demos)
+    decision = ci_gate(summary, min_improvement, writes_demos=demos_file is not None)
     if not decision.passed and summary.dev_errors:
         # Finalists scored 0 on failed dev examples may have lost to the baseline for that.
         raise PromptoptError(
@@ -149,12 +161,17 @@ def finish_ci(
     written: Path | None = None
     demos_written: Path | None = None
     if decision.passed and write_if_better is not None:
+        restore: str | None = None
         if demos_file is not None and summary.best_demos is not None:
-            _write_demos(Path(summary.run_dir), demos_file)
+            restore = _write_demos(Path(summary.run_dir), demos_file)
             demos_written = demos_file
         try:
             write_atomic(write_if_better, summary.best_prompt + "\n")
         except OSError as exc:
+            if demos_written is not None:
+                # The pair stays as it was: new demonstrations beside the old prompt would
+                # be a prompt nobody scored.
+                _undo(demos_written, restore)
             raise PromptoptError(
                 f"--write-if-better: cannot write {write_if_better}: {exc.strerror}"
             ) from exc

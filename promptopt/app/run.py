@@ -173,7 +173,13 @@ def _checked_initial_demos(task: LoadedTask, demos: Sequence[Demo]) -> tuple[Dem
         )
     train = {e.id for e in task.splits.get("train", ())}
     held_out = {e.id: split for split in ("dev", "test") for e in task.splits.get(split, ())}
+    seen: set[str] = set()
     for demo in demos:
+        if demo.id in seen:
+            raise UsageError(
+                f"--demos-file: demonstration {demo.id!r} is there twice; keep one of them"
+            )
+        seen.add(demo.id)
         if demo.id in held_out:
             raise UsageError(
                 f"--demos-file: demonstration {demo.id!r} is a {held_out[demo.id]} example of "
@@ -186,6 +192,11 @@ def _checked_initial_demos(task: LoadedTask, demos: Sequence[Demo]) -> tuple[Dem
                 f"{task.path} (the file is from another task, or the data changed); delete "
                 "the file to start without demonstrations"
             )
+    if len(train) - len(seen) < 1:
+        raise UsageError(
+            "--demos-file: the demonstrations are every training example of "
+            f"{task.path}, and the search would have none left to score prompts on"
+        )
     return tuple(demos)
 
 

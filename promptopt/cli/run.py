@@ -40,10 +40,11 @@ from promptopt.cli.common import (
     with_models,
     with_rate_limits,
 )
-from promptopt.errors import PromptoptError
+from promptopt.errors import PromptoptError, UsageError
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from rich.console import Console
     from rich.table import Table
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from promptopt.scoring.runtime import Runtime
     from promptopt.search.context import SearchContext, StepReport
     from promptopt.search.engine import StepCallback
+    from promptopt.task.prompt import Demo
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives run folders.")]
 
@@ -285,6 +287,26 @@ def _ci_finish(
         raise typer.Exit(EXIT_NO_GAIN)
 
 
+def _flagged(read: Callable[[Path], tuple[Demo, ...]], path: Path) -> tuple[Demo, ...]:
+    """A demonstrations file read for --demos-file; its errors name the flag."""
+    try:
+        return read(path)
+    except UsageError as exc:
+        raise UsageError(f"--demos-file: {exc}") from exc
+
+
+def _same_initial_demos(demos: tuple[Demo, ...], prepared: PreparedRun, path: Path) -> None:
+    """A resumed run keeps the demonstrations it started from; a --demos-file holding others
+    would be written over with a result they were never scored with, so it is refused."""
+    if demos != prepared.settings.initial_demos:
+        fail(
+            f"--demos-file: {path} holds other demonstrations than the run started from, and "
+            "a resumed run keeps its initial prompt; resume without --demos-file, or start a "
+            "new run",
+            EXIT_USAGE,
+        )
+
+
 def _check_output_paths(
     write_if_better: Path | None,
     cache_dir: Path | None,
@@ -299,6 +321,23 @@ def _check_output_paths(
             "file (best_demos.json)",
             EXIT_USAGE,
         )
+    if (
+        demos_file is not None
+        and write_if_better is not None
+        and demos_file.resolve() == write_if_better.resolve()
+    ):
+        fail(
+            "--demos-file and --write-if-better name the same file; the demonstrations need "
+            "a file of their own (prompt.demos.json, say)",
+            EXIT_USAGE,
+        )
+    for flag, path in (("--write-if-better", write_if_better), ("--demos-file", demos_file)):
+        if path is not None and not path.resolve().parent.is_dir():
+            fail(
+                f"{flag}: the folder of {path} does not exist; create it first, so that the "
+                "result of the run has somewhere to go",
+                EXIT_USAGE,
+            )
     if write_if_better is not None and write_if_better.is_dir():
         fail(
             f"--write-if-better: {write_if_better} is a folder; give the path of the prompt "
@@ -453,6 +492,8 @@ def run_command(
             if baseline is not None:
                 fail("--baseline: a resumed run keeps its initial prompt", EXIT_USAGE)
             prepared = prepare_resume(resume, meta_prompts_dir=meta_prompts_dir)
+            if demos_file is not None and demos_file.exists():
+                _same_initial_demos(_flagged(read_demos_file, demos_file), prepared, demos_file)
             if task_path is not None and task_path.resolve() != prepared.task.path.resolve():
                 fail(
                     f"--resume: {resume} is a run of {prepared.task.path}, not {task_path}; "
@@ -469,7 +510,7 @@ def run_command(
             if baseline is not None:
                 task = with_baseline(task, read_prompt_file(baseline))
             initial_demos = (
-                read_demos_file(demos_file)
+                _flagged(read_demos_file, demos_file)
                 if demos_file is not None and demos_file.exists()
                 else ()
             )

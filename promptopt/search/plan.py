@@ -139,7 +139,12 @@ def task_demo_sizing(
 ) -> DemoSizing:
     """The demonstration step after the instruction search (`prompt.demos.k` > 0), sized to
     the search's target budget; `NO_SEARCH` when there is none."""
-    sizes = sizes or {split: len(examples) for split, examples in task.splits.items()}
+    sizes = dict(sizes or {split: len(examples) for split, examples in task.splits.items()})
+    if settings.initial_demos:
+        # The examples the initial prompt's demonstrations show are not the search's to use.
+        shown = {d.id for d in settings.initial_demos}
+        in_train = sum(1 for e in task.splits.get("train", ()) if e.id in shown)
+        sizes["train"] = max(0, sizes.get("train", 0) - in_train)
     target = None
     if settings.caps.target_calls is not None:
         reserve = final_reserve(sizes.get("dev", 0), sizes.get("test", 0), settings.finalists)

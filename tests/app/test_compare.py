@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from promptopt.app.compare import comparability_problems, prepare_diff, read_prompt_file
-from promptopt.app.gate import ci_gate
-from promptopt.errors import UsageError
+from promptopt.app.gate import ci_gate, finish_ci
+from promptopt.errors import PromptoptError, UsageError
 from promptopt.reporting.diff import ExampleOutcome, Provenance, build_diff, word_diff
 from promptopt.reporting.html import diff_html
 from promptopt.reporting.markdown import diff_markdown
@@ -286,6 +286,45 @@ def test_ci_gate_rules() -> None:
     assert ci_gate(summary(**same_text, initial_demos=["t2"]), writes_demos=True).passed
     kept = ci_gate(summary(**same_text, initial_demos=["t1"]), writes_demos=True)
     assert not kept.passed and "no prompt better" in kept.reason
+
+
+@pytest.mark.parametrize("existed", [True, False])
+def test_a_failed_prompt_write_puts_the_demos_file_back(tmp_path: Path, existed: bool) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    new = {"id": "c1", "demos": [{"id": "t1", "input": "x", "output": "y"}]}
+    (run_dir / "best_demos.json").write_text(json.dumps(new))
+    summary = SummaryRecord.model_validate(
+        {
+            "run_dir": str(run_dir),
+            "task": "t",
+            "strategy": "demos",
+            "seed": 0,
+            "initial_prompt": "a",
+            "best_prompt": "a",
+            "best_demos": ["t1"],
+            "test_comparison": {"delta": 0.3, "ci95": [0.1, 0.5], "verdict": "improved"},
+        }
+    )
+    demos = tmp_path / "prompt.demos.json"
+    if existed:
+        demos.write_text('{"id": "c0", "demos": []}\n')
+    unwritable = tmp_path / "prompt.txt"
+    unwritable.mkdir()  # the prompt file cannot be written over a folder
+    with pytest.raises(PromptoptError, match="--write-if-better: cannot write"):
+        finish_ci(
+            summary,
+            write_if_better=unwritable,
+            min_improvement=0.0,
+            demos_file=demos,
+            summary_md=None,
+            env={},
+        )
+    # The old pair stays: new demonstrations beside the old prompt were never scored.
+    if existed:
+        assert demos.read_text() == '{"id": "c0", "demos": []}\n'
+    else:
+        assert not demos.exists()
 
 
 def test_ci_gate_of_a_task_without_a_metric_uses_the_judged_win_rate() -> None:

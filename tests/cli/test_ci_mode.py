@@ -207,6 +207,24 @@ def test_demonstrations_round_trip_through_the_demos_file(tmp_path: Path) -> Non
     assert [d["id"] for d in written["demos"]] == summary["best_demos"]
     assert "few-shot demonstrations to" in " ".join(first.output.split())  # type: ignore[attr-defined]
 
+    # A summary alone (no --write-if-better) says the gain, since the demos file carries the
+    # demonstrations.
+    summary_md = tmp_path / "summary.md"
+    other = tmp_path / "other.demos.json"
+    alone = run_cli(
+        "run",
+        str(task),
+        "--out",
+        str(task.parent / "runs"),
+        *strategy,
+        "--demos-file",
+        str(other),
+        "--summary-md",
+        str(summary_md),
+    )
+    assert alone.exit_code == 0, alone.output  # type: ignore[attr-defined]
+    assert "**Improved**" in summary_md.read_text() and not other.exists()
+
     before = demos.read_bytes()
     second = ci_run(task, prompt, *strategy, "--demos-file", str(demos))
     assert second.exit_code == 3, second.output  # type: ignore[attr-defined]
@@ -225,6 +243,49 @@ def test_a_demos_file_of_held_out_examples_is_a_usage_error(task: Path, tmp_path
     text = " ".join(result.output.split())  # type: ignore[attr-defined]
     assert "--demos-file" in text and "'r205' is a test example" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "--demos-file: cannot read the demonstrations file"),
+        ('[{"id": "r1"}]', "--demos-file:"),
+        (
+            json.dumps([{"id": "r1", "input": "a", "output": "b"}] * 2),
+            "'r1' is there twice",
+        ),
+    ],
+)
+def test_a_bad_demos_file_is_a_usage_error_naming_the_flag(
+    task: Path, tmp_path: Path, content: str, message: str
+) -> None:
+    prompt, demos = tmp_path / "prompt.txt", tmp_path / "demos.json"
+    prompt.write_text(OLD_PROMPT + "\n")
+    demos.write_text(content)
+    result = ci_run(task, prompt, "--demos-file", str(demos))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    text = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert message in text and "Traceback" not in text
+    assert not (task.parent / "runs").exists()  # refused before any run folder
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("same", "name the same file"),
+        ("missing/demos.json", "does not exist"),
+    ],
+)
+def test_demos_file_paths_are_checked_before_the_run(
+    task: Path, tmp_path: Path, where: str, message: str
+) -> None:
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text(OLD_PROMPT + "\n")
+    demos = prompt if where == "same" else tmp_path / where
+    result = ci_run(task, prompt, "--demos-file", str(demos))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert message in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert not (task.parent / "runs").exists()
 
 
 def test_written_files_keep_normal_modes(task: Path, tmp_path: Path) -> None:
@@ -292,3 +353,18 @@ def test_errors_in_the_final_evaluation_fail_the_gate_not_no_gain(
     assert "no significant gain" not in result.output  # type: ignore[attr-defined]
     assert message in result.stderr  # type: ignore[attr-defined]
     assert prompt.read_text() == BEST_PROMPT + "\n"
+
+
+def test_a_resumed_run_refuses_a_demos_file_it_did_not_start_from(
+    task: Path, tmp_path: Path
+) -> None:
+    run = run_cli("run", str(task), "--out", str(tmp_path / "runs"), "--json")
+    assert run.exit_code == 0, run.output  # type: ignore[attr-defined]
+    run_dir = json.loads(run.stdout)["run_dir"]  # type: ignore[attr-defined]
+    demos = tmp_path / "demos.json"
+    demos.write_text('[{"id": "r1", "input": "review 1", "output": "negative"}]')
+    resumed = run_cli("run", "--resume", run_dir, "--demos-file", str(demos))
+    assert resumed.exit_code == 2, resumed.output  # type: ignore[attr-defined]
+    assert "holds other demonstrations than the run started from" in " ".join(
+        resumed.output.split()  # type: ignore[attr-defined]
+    )

@@ -795,3 +795,49 @@ async def test_a_cost_cap_counts_the_initial_prompt_s_demos(tmp_path: Path) -> N
     assert summary["usage"]["target"]["cost_usd"] <= cap
     assert summary["scores"]["best"]["test"] == pytest.approx(1.0)
     assert summary["test_comparison"] is not None
+
+
+async def test_diff_of_a_run_sends_the_initial_prompt_s_demos_too(tmp_path: Path) -> None:
+    # The run scored its initial prompt with its demonstrations; a diff of the run folder that
+    # left them out would report a gain the run never measured.
+    task = toy_task(tmp_path, None)
+    folder = RunFolder.create(tmp_path / "runs", "toy")
+    start = train_demos(task, key=True, n=1)
+    summary = await run(
+        task,
+        folder,
+        "opro",
+        Counter(helped_by_key_demo),
+        BudgetCaps(target_calls=RESERVE + 60),
+        initial_demos=start,
+        steps=1,
+    )
+    assert summary["test_comparison"]["verdict"] == "no significant change"
+    plan = prepare_diff(folder.path, None, task)
+    assert plan.old.demos == start and plan.new.demos == start
+    assert f"+ 1 demos ({start[0].id})" in plan.old.label
+    report = await compare_prompts(
+        plan, providers=providers(Counter(helped_by_key_demo)), store=NullCache()
+    )
+    assert report.verdict == "no significant change"
+
+
+def test_the_demo_step_is_sized_without_the_initial_prompt_s_demos(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, {"k": 2, "candidates": 4})
+    settings = RunSettings(strategy="opro", params={}, seed=0)
+    start = train_demos(task, key=False, n=4)
+    full = task_demo_sizing(task, settings)
+    less = task_demo_sizing(task, replace(settings, initial_demos=start))
+    # 40 training examples, 4 of them shown: the pool and comparison share the other 36.
+    assert full.pool + full.eval_examples == 40
+    assert less.pool + less.eval_examples == 36
+
+
+def test_initial_demos_may_not_repeat_or_use_up_train(tmp_path: Path) -> None:
+    task = toy_task(tmp_path, None)
+    twice = train_demos(task, key=True, n=1) * 2
+    with pytest.raises(UsageError, match="there twice"):
+        prepare_run(task, initial_demos=twice)
+    every = tuple(Demo(e.id, task.render_input(e), e.target) for e in task.splits["train"])
+    with pytest.raises(UsageError, match="none left"):
+        prepare_run(task, initial_demos=every)
