@@ -222,7 +222,7 @@ def test_demonstrations_round_trip_through_the_demos_file(tmp_path: Path) -> Non
         "--summary-md",
         str(summary_md),
     )
-    assert alone.exit_code == 0, alone.output  # type: ignore[attr-defined]
+    assert alone.exit_code == 0, alone.output
     assert "**Improved**" in summary_md.read_text() and not other.exists()
 
     before = demos.read_bytes()
@@ -359,12 +359,12 @@ def test_a_resumed_run_refuses_a_demos_file_it_did_not_start_from(
     task: Path, tmp_path: Path
 ) -> None:
     run = run_cli("run", str(task), "--out", str(tmp_path / "runs"), "--json")
-    assert run.exit_code == 0, run.output  # type: ignore[attr-defined]
-    run_dir = json.loads(run.stdout)["run_dir"]  # type: ignore[attr-defined]
+    assert run.exit_code == 0, run.output
+    run_dir = json.loads(run.stdout)["run_dir"]
     demos = tmp_path / "demos.json"
     demos.write_text('[{"id": "r1", "input": "review 1", "output": "negative"}]')
     resumed = run_cli("run", "--resume", run_dir, "--demos-file", str(demos))
-    assert resumed.exit_code == 2, resumed.output  # type: ignore[attr-defined]
+    assert resumed.exit_code == 2, resumed.output
     assert "holds other demonstrations than the run started from" in " ".join(
-        resumed.output.split()  # type: ignore[attr-defined]
+        resumed.output.split()
     )
