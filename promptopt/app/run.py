@@ -45,6 +45,7 @@ from promptopt.search.plan import (
     planned_demo_sizing,
     run_judge_reserve,
     search_caps,
+    search_sizes,
     strategy_plan,
     task_demo_sizing,
 )
@@ -210,7 +211,7 @@ def _with_optimizer_cap(
     if caps.target_calls is None or caps.optimizer_calls is not None:
         return settings, ()
     strategy, _ = make_strategy(settings.strategy, settings.params)
-    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    sizes = search_sizes(task, settings)
     # A budget too small for the final evaluation is refused by `_checked`, with its message.
     dev, test = sizes.get("dev", 0), sizes.get("test", 0)
     if caps.target_calls <= final_reserve(dev, test, settings.finalists):
@@ -300,7 +301,7 @@ def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
     """The most calls and dollars the run can spend, without calling any model."""
     task, settings = prepared.task, prepared.settings
     strategy, _ = make_strategy(settings.strategy, settings.params)
-    sizes = {name: len(rows) for name, rows in task.splits.items()}
+    sizes = search_sizes(task, settings)
     prices = prices_of(task, settings.caps)
     # A cost cap can make the demonstration step smaller than the target budget does, as the
     # run does before it starts; the instruction search then keeps the calls it gives back.

@@ -332,7 +332,7 @@ def _check_output_paths(
             EXIT_USAGE,
         )
     for flag, path in (("--write-if-better", write_if_better), ("--demos-file", demos_file)):
-        if path is not None and not path.resolve().parent.is_dir():
+        if path is not None and not path.parent.is_dir():
             fail(
                 f"{flag}: the folder of {path} does not exist; create it first, so that the "
                 "result of the run has somewhere to go",

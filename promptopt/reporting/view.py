@@ -580,7 +580,7 @@ def _demos_note(ids: Sequence[str] | None, initial: Sequence[str] | None = None)
         + "."
     )
     if initial and list(initial) == list(ids):
-        return note + " They are the initial prompt's (--demos-file): no set tried beat them."
+        return note + " They are the initial prompt's own (--demos-file)."
     if initial:
         note += (
             f" The initial prompt was sent with {len(initial)} of its own (--demos-file): "

@@ -64,6 +64,7 @@ from promptopt.search.plan import (
     initial_system_prompt,
     run_judge_reserve,
     search_caps,
+    search_sizes,
     target_call_max_cost_usd,
     task_demo_sizing,
 )
@@ -189,7 +190,8 @@ class Engine:
         per_call = target_call_max_cost_usd(
             self.task, client.spec, client.price, self.settings.initial_demos
         )
-        return demo_cost_share(self.task, sizing, left, per_call)
+        train = search_sizes(self.task, self.settings)["train"]
+        return demo_cost_share(self.task, sizing, left, per_call, train)
 
     def _search_cost_cap(self, state: SearchState, final: FinalEvalCost) -> float:
         """The search's share of the cost cap once the final evaluation of its longest

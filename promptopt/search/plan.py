@@ -134,17 +134,25 @@ def cost_left_for_search(cost_cap_usd: float, final_cost_usd: float) -> float:
     return left
 
 
+def search_sizes(task: LoadedTask, settings: RunSettings) -> dict[str, int]:
+    """How many examples each split has for the run: train without the examples the initial
+    prompt's demonstrations show (`RunSettings.initial_demos`), which the search never
+    scores on."""
+    sizes = {split: len(examples) for split, examples in task.splits.items()}
+    if settings.initial_demos:
+        shown = {d.id for d in settings.initial_demos}
+        in_train = sum(1 for e in task.splits.get("train", ()) if e.id in shown)
+        sizes["train"] = max(0, sizes.get("train", 0) - in_train)
+    return sizes
+
+
 def task_demo_sizing(
     task: LoadedTask, settings: RunSettings, sizes: Mapping[str, int] | None = None
 ) -> DemoSizing:
     """The demonstration step after the instruction search (`prompt.demos.k` > 0), sized to
-    the search's target budget; `NO_SEARCH` when there is none."""
-    sizes = dict(sizes or {split: len(examples) for split, examples in task.splits.items()})
-    if settings.initial_demos:
-        # The examples the initial prompt's demonstrations show are not the search's to use.
-        shown = {d.id for d in settings.initial_demos}
-        in_train = sum(1 for e in task.splits.get("train", ()) if e.id in shown)
-        sizes["train"] = max(0, sizes.get("train", 0) - in_train)
+    the search's target budget; `NO_SEARCH` when there is none. `sizes` default to
+    `search_sizes`."""
+    sizes = sizes or search_sizes(task, settings)
     target = None
     if settings.caps.target_calls is not None:
         reserve = final_reserve(sizes.get("dev", 0), sizes.get("test", 0), settings.finalists)
@@ -155,20 +163,20 @@ def task_demo_sizing(
 
 
 def demo_cost_share(
-    task: LoadedTask, sizing: DemoSizing, left_usd: float, per_call_usd: float
+    task: LoadedTask, sizing: DemoSizing, left_usd: float, per_call_usd: float, train: int
 ) -> tuple[float, DemoSizing]:
     """Dollars kept back for the demonstration step out of the search's `left_usd`, and the
     step those dollars pay for: its calls at their worst case (`per_call_usd`, as
     `target_call_max_cost_usd` counts one), at most half of `left_usd`, as its calls are at
     most half of the search's. A step that half cannot pay for is made smaller to fit (a step
-    that runs out of money midway proves nothing), or dropped."""
+    that runs out of money midway proves nothing), or dropped; `train` is how many training
+    examples the search has (`search_sizes`)."""
     if not sizing.target_calls or per_call_usd <= 0:
         return 0.0, sizing
     if sizing.target_calls * per_call_usd <= left_usd / 2:
         return sizing.target_calls * per_call_usd, sizing
     spec = task.spec.prompt_layout().demos
     assert spec is not None  # a sized step comes from the task's prompt.demos
-    train = len(task.splits.get("train", ()))
     affordable = min(int(left_usd / 2 // per_call_usd), sizing.target_calls)
     fitted = size_demo_search(spec, train, affordable)
     return fitted.target_calls * per_call_usd, fitted
@@ -189,7 +197,7 @@ def planned_demo_sizing(
     final = final_eval_cost(task, spec, price, settings.finalists, fixed)
     left = cost_left_for_search(cap, final.usd(initial_system_prompt(task)))
     per_call = target_call_max_cost_usd(task, spec, price, fixed)
-    return demo_cost_share(task, sizing, left, per_call)[1]
+    return demo_cost_share(task, sizing, left, per_call, search_sizes(task, settings)["train"])[1]
 
 
 def strategy_plan(
@@ -405,10 +413,9 @@ def _worst_demos(
     )
     drawn = [Demo("x", longest, "x" * answer_bytes)] * layout.demos.k
 
-    def size(demos: Sequence[Demo]) -> int:
-        return sum(len(d.input.encode("utf-8")) + len(d.output.encode("utf-8")) for d in demos)
-
-    return max(drawn, fixed, key=lambda demos: (size(demos), len(demos)))
+    # By the tokens an estimate counts (messages carry their own overhead), as the client
+    # reserves them: more, shorter demonstrations can cost more than fewer, longer ones.
+    return max(drawn, fixed, key=lambda demos: likely_tokens(build_messages("", "", demos)))
 
 
 def target_call_max_cost_usd(

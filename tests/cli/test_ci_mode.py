@@ -249,7 +249,7 @@ def test_a_demos_file_of_held_out_examples_is_a_usage_error(task: Path, tmp_path
     ("content", "message"),
     [
         ("{not json", "--demos-file: cannot read the demonstrations file"),
-        ('[{"id": "r1"}]', "--demos-file:"),
+        ('[{"id": "r1"}]', "a demonstration needs id, input and output"),
         (
             json.dumps([{"id": "r1", "input": "a", "output": "b"}] * 2),
             "'r1' is there twice",
@@ -368,3 +368,17 @@ def test_a_resumed_run_refuses_a_demos_file_it_did_not_start_from(
     assert "holds other demonstrations than the run started from" in " ".join(
         resumed.output.split()
     )
+    # The demonstrations it did start from (none: an empty list) are accepted.
+    demos.write_text("[]")
+    same = run_cli("run", "--resume", run_dir, "--demos-file", str(demos))
+    assert same.exit_code == 0, same.output
+
+
+def test_a_relative_prompt_path_in_the_working_folder_is_written(
+    task: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("prompt.txt").write_text(OLD_PROMPT + "\n")
+    result = ci_run(task, Path("prompt.txt"))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "label only" in Path("prompt.txt").read_text()

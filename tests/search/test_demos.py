@@ -39,11 +39,13 @@ from promptopt.search.meta_prompts import load_meta_prompts
 from promptopt.search.plan import (
     RunSettings,
     StopRules,
+    demo_cost_share,
     final_eval_cost,
     final_reserve,
     initial_system_prompt,
     plan_run,
     planned_demo_sizing,
+    search_sizes,
     strategy_plan,
     target_call_max_cost_usd,
     task_demo_sizing,
@@ -732,7 +734,7 @@ async def test_instructions_are_compared_with_the_initial_prompt_s_demos(tmp_pat
     assert summary["initial_demos"] == summary["best_demos"] == [start[0].id]
     best = folder.read_json(BEST_DEMOS)
     assert best is not None and [d["id"] for d in best["demos"]] == [start[0].id]
-    assert "They are the initial prompt's (--demos-file)" in render_run_markdown(folder)
+    assert "They are the initial prompt's own (--demos-file)." in render_run_markdown(folder)
 
 
 def test_a_run_without_initial_demos_keeps_its_config_as_it_was() -> None:
@@ -742,20 +744,20 @@ def test_a_run_without_initial_demos_keeps_its_config_as_it_was() -> None:
 
 
 @pytest.mark.parametrize(
-    ("demo_id", "caps", "message"),
+    ("demo_id", "message"),
     [
-        ("r105", BudgetCaps(), "is a dev example"),
-        ("r203", BudgetCaps(), "is a test example"),
-        ("elsewhere-1", BudgetCaps(), "not a training example"),
+        ("r105", "is a dev example"),
+        ("r203", "is a test example"),
+        ("elsewhere-1", "not a training example"),
     ],
 )
 def test_initial_demos_must_be_training_examples(
-    tmp_path: Path, demo_id: str, caps: BudgetCaps, message: str
+    tmp_path: Path, demo_id: str, message: str
 ) -> None:
     task = toy_task(tmp_path, None)
     demo = Demo(demo_id, "review: a film", "positive")
     with pytest.raises(UsageError, match=message) as raised:
-        prepare_run(task, target_calls=caps.target_calls, initial_demos=(demo,))
+        prepare_run(task, initial_demos=(demo,))
     assert "--demos-file" in str(raised.value)
 
 
@@ -831,6 +833,13 @@ def test_the_demo_step_is_sized_without_the_initial_prompt_s_demos(tmp_path: Pat
     # 40 training examples, 4 of them shown: the pool and comparison share the other 36.
     assert full.pool + full.eval_examples == 40
     assert less.pool + less.eval_examples == 36
+    # So does the step a cost cap makes one call smaller (a dollar a call, half of what is
+    # left for the step): counting the 40 would plan a pool of 20 and 17 examples to compare.
+    shown = search_sizes(task, replace(settings, initial_demos=start))["train"]
+    assert shown == 36
+    _, fitted = demo_cost_share(task, less, 2.0 * (less.target_calls - 1), 1.0, shown)
+    assert fitted.target_calls < less.target_calls
+    assert fitted.pool + fitted.eval_examples <= 36
 
 
 def test_initial_demos_may_not_repeat_or_use_up_train(tmp_path: Path) -> None:
