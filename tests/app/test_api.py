@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,31 +236,25 @@ def target(request):
 
 def test_a_run_result_carries_its_best_demos(tmp_path: Path) -> None:
     (tmp_path / "script.py").write_text(PARITY_SCRIPT)
-    task = promptopt.make_task(
-        name="parity",
-        prompt={"instruction": "Say even or odd.", "demos": {"k": 2}},
-        train=rows(20, 0),
-        dev=rows(10, 100),
-        test=rows(10, 200),
-        target="scripted:script.py:target",
-        optimizer="scripted:script.py:target",
-        base_dir=tmp_path,
-        metric={"type": "exact"},
-    )
-    result = promptopt.optimize(task, strategy="demos", out=tmp_path / "runs", no_cache=True)
+
+    def parity(prompt: str | dict[str, Any]) -> promptopt.Task:
+        return promptopt.make_task(
+            name="parity",
+            prompt=prompt,
+            train=rows(20, 0),
+            dev=rows(10, 100),
+            test=rows(10, 200),
+            target="scripted:script.py:target",
+            optimizer="scripted:script.py:target",
+            base_dir=tmp_path,
+            metric={"type": "exact"},
+        )
+
+    with_demos = parity({"instruction": "Say even or odd.", "demos": {"k": 2}})
+    result = promptopt.optimize(with_demos, strategy="demos", out=tmp_path / "runs", no_cache=True)
     assert result.best_test == 1.0
     assert [d.id for d in result.best_demos] == result.summary.best_demos
     assert len(result.best_demos) == 2 and all(d.input for d in result.best_demos)
-    plain = promptopt.make_task(
-        name="parity",
-        prompt="Say even or odd.",
-        train=rows(20, 0),
-        dev=rows(10, 100),
-        test=rows(10, 200),
-        target="scripted:script.py:target",
-        optimizer="scripted:script.py:target",
-        base_dir=tmp_path,
-        metric={"type": "exact"},
-    )
+    plain = parity("Say even or odd.")
     without = promptopt.optimize(plain, strategy="ape", out=tmp_path / "runs", no_cache=True)
     assert without.best_demos == ()
