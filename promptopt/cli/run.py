@@ -44,7 +44,6 @@ from promptopt.errors import PromptoptError, UsageError
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
 
     from rich.console import Console
     from rich.table import Table
@@ -287,10 +286,12 @@ def _ci_finish(
         raise typer.Exit(EXIT_NO_GAIN)
 
 
-def _flagged(read: Callable[[Path], tuple[Demo, ...]], path: Path) -> tuple[Demo, ...]:
-    """A demonstrations file read for --demos-file; its errors name the flag."""
+def _read_demos_flag(path: Path) -> tuple[Demo, ...]:
+    """The demonstrations of the --demos-file; its errors name the flag."""
+    from promptopt.app.evaluate import read_demos_file
+
     try:
-        return read(path)
+        return read_demos_file(path)
     except UsageError as exc:
         raise UsageError(f"--demos-file: {exc}") from exc
 
@@ -482,7 +483,6 @@ def run_command(
 
     from promptopt.app.checks import RunOverrides, run_problems
     from promptopt.app.compare import read_prompt_file
-    from promptopt.app.evaluate import read_demos_file
     from promptopt.app.run import execute_run, prepare_resume, prepare_run, with_baseline
     from promptopt.search.plan import StopRules
 
@@ -493,7 +493,7 @@ def run_command(
                 fail("--baseline: a resumed run keeps its initial prompt", EXIT_USAGE)
             prepared = prepare_resume(resume, meta_prompts_dir=meta_prompts_dir)
             if demos_file is not None and demos_file.exists():
-                _same_initial_demos(_flagged(read_demos_file, demos_file), prepared, demos_file)
+                _same_initial_demos(_read_demos_flag(demos_file), prepared, demos_file)
             if task_path is not None and task_path.resolve() != prepared.task.path.resolve():
                 fail(
                     f"--resume: {resume} is a run of {prepared.task.path}, not {task_path}; "
@@ -510,7 +510,7 @@ def run_command(
             if baseline is not None:
                 task = with_baseline(task, read_prompt_file(baseline))
             initial_demos = (
-                _flagged(read_demos_file, demos_file)
+                _read_demos_flag(demos_file)
                 if demos_file is not None and demos_file.exists()
                 else ()
             )
