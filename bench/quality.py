@@ -52,6 +52,7 @@ def local_task(
     demos: int = 0,
     urls: tuple[str | None, str | None] = (None, None),
     optimizer_tokens: int = 96,
+    demo_candidates: int | None = None,
 ) -> Path:
     """A copy of tasks/<task>.yaml that uses the local models, with absolute data paths;
     `urls` (target, optimizer) serve the same GGUF files over HTTP instead, as the anchors
@@ -65,6 +66,8 @@ def local_task(
         if not isinstance(spec["prompt"], dict):
             spec["prompt"] = {"instruction": str(spec["prompt"]).strip()}
         spec["prompt"]["demos"] = {"k": demos}
+        if demo_candidates is not None:
+            spec["prompt"]["demos"]["candidates"] = demo_candidates
     for split in ("train", "dev", "test"):
         spec["data"][split] = str((source.parent / spec["data"][split]).resolve())
     spec["models"] = {
@@ -106,6 +109,7 @@ def run_one(
                 args.demos,
                 (args.target_url, args.optimizer_url),
                 args.optimizer_max_tokens,
+                args.demo_candidates,
             )
         ),
         "--strategy",
@@ -141,6 +145,7 @@ def run_one(
         "structured": args.structured,
         "demos": args.demos,
         "demo_sets": "mipro" if args.demos else None,
+        **({"demo_candidates": args.demo_candidates} if args.demo_candidates else {}),
         "endpoints": "served" if args.target_url else "embedded",
         "optimizer_max_tokens": args.optimizer_max_tokens,
         "rejected": summary.get("rejected"),
@@ -175,6 +180,8 @@ def variant(row: dict[str, Any]) -> str:
         # From session 8 on: the labelled set whatever bootstrapping found, and every set
         # filled from all pool examples it did not take bootstrapped, as MIPROv2 fills them.
         name += ", MIPROv2 sets"
+    if demos and row.get("demo_candidates"):
+        name += f", {row['demo_candidates']} sets tried"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
     notes = ["served"] if row.get("endpoints") == "served" else []
@@ -233,6 +240,18 @@ def main() -> None:
     parser.add_argument("--structured", action="store_true")
     parser.add_argument("--demos", type=int, default=0, help="prompt.demos.k (0: none)")
     parser.add_argument(
+        "--demo-candidates",
+        type=int,
+        default=None,
+        help="prompt.demos.candidates (default: the task file's default)",
+    )
+    parser.add_argument(
+        "--keep-runs",
+        type=Path,
+        default=None,
+        help="a folder to keep every run folder in (default: a temporary one, removed)",
+    )
+    parser.add_argument(
         "--optimizer-max-tokens",
         type=int,
         default=96,
@@ -258,7 +277,8 @@ def main() -> None:
     )
     if not args.report:
         with tempfile.TemporaryDirectory() as tmp:
-            work = Path(tmp)
+            work = args.keep_runs or Path(tmp)
+            work.mkdir(parents=True, exist_ok=True)
             cache = args.cache_dir or work / "cache"
             for seed in args.seeds:
                 for task in args.tasks:
@@ -266,6 +286,7 @@ def main() -> None:
                         if any(
                             (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
                             and r.get("demos", 0) == args.demos
+                            and r.get("demo_candidates") == args.demo_candidates
                             and (not args.demos or r.get("demo_sets") == "mipro")
                             and r.get("structured", False) == args.structured
                             and r.get("optimizer_max_tokens", 96) == args.optimizer_max_tokens
@@ -274,7 +295,8 @@ def main() -> None:
                         ):
                             continue
                         row = run_one(task, strategy, seed, work, cache, args)
-                        row.pop("run_dir", None)
+                        if args.keep_runs is None:
+                            row.pop("run_dir", None)
                         done.append(row)
                         with args.results.open("a") as handle:
                             handle.write(json.dumps(row) + "\n")
