@@ -37,7 +37,7 @@ from typing import Any
 from promptopt.search.context import Candidate, SearchContext, StepReport
 from promptopt.search.selection import evaluate_paired
 from promptopt.task.example import Example
-from promptopt.task.prompt import Demo, DemoSource, DemosSpec
+from promptopt.task.prompt import FEW_DEMO_SETS, MANY_DEMO_SETS, Demo, DemoSource, DemosSpec
 
 OPERATOR = "demos"
 DEMOS_STRATEGY = "demos"
@@ -77,7 +77,9 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
 
     Half of train (at least k examples, leaving at least one) is the pool; the rest are the
     comparison examples. Under a budget, bootstrapping answers at most a quarter of it (or 2k
-    examples), and the
+    examples). A spec that leaves `candidates` unset then tries as many sets as the rest pays
+    for on every comparison example (at least `FEW_DEMO_SETS`, at most `MANY_DEMO_SETS`, as
+    MIPROv2's light and heavy presets try); without a budget it tries `FEW_DEMO_SETS`. The
     comparison shrinks to what the rest can pay for every arm; when not even one comparison
     example fits, fewer sets are tried, and when not one set fits, nothing is searched.
 
@@ -94,7 +96,8 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
     if k <= 0 or train < k + 1:
         return NO_SEARCH
     pool = min(train - 1, max(k, train // 2))
-    sets = min(spec.candidates, _distinct_sets(pool, k, spec.source))
+    wanted = spec.candidates or (FEW_DEMO_SETS if target_left is None else MANY_DEMO_SETS)
+    sets = min(wanted, _distinct_sets(pool, k, spec.source))
     if target_left is None:
         boot = pool if spec.source == "bootstrap" else 0
         return DemoSizing(pool, boot, sets, train - pool)
@@ -107,6 +110,11 @@ def size_demo_search(spec: DemosSpec, train: int, target_left: int | None) -> De
     else:
         boot = 0
     left = target_left - boot
+    if spec.candidates is None:
+        # More sets give the selection more to choose from, but only while every one is still
+        # compared on all the examples: a smaller comparison would decide by noise.
+        affordable = left // (train - pool) - 1
+        sets = min(sets, max(FEW_DEMO_SETS, affordable))
     evals = min(train - pool, left // (sets + 1)) if left > 0 else 0
     if evals < 1:
         sets = min(sets, left - 1)
@@ -141,7 +149,17 @@ def demo_step_sizing(
     """
     if spec is None or strategy == DEMOS_STRATEGY:
         return NO_SEARCH
-    return size_demo_search(spec, train, None if search_target is None else search_target // 2)
+    target = None if search_target is None else search_target // 2
+    return size_demo_search(step_spec(spec), train, target)
+
+
+def step_spec(spec: DemosSpec) -> DemosSpec:
+    """`spec` as the step after an instruction search sizes itself: an unset `candidates` is
+    `FEW_DEMO_SETS`, not as many as the budget pays for, because the step shares the search's
+    budget and what it leaves goes to the instruction search."""
+    if spec.candidates is not None:
+        return spec
+    return spec.model_copy(update={"candidates": FEW_DEMO_SETS})
 
 
 def _split(ctx: SearchContext, sizing: DemoSizing) -> tuple[list[Example], list[Example]]:

@@ -20,7 +20,7 @@ from promptopt.llm.pricing import (
 from promptopt.scoring.runtime import model_for_role
 from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Plan, Strategy
-from promptopt.search.demos import DemoSizing, demo_step_sizing, size_demo_search
+from promptopt.search.demos import DemoSizing, demo_step_sizing, size_demo_search, step_spec
 from promptopt.task.loader import LoadedTask
 from promptopt.task.modelspec import ModelSpec, Price
 from promptopt.task.prompt import Demo
@@ -178,7 +178,7 @@ def demo_cost_share(
     spec = task.spec.prompt_layout().demos
     assert spec is not None  # a sized step comes from the task's prompt.demos
     affordable = min(int(left_usd / 2 // per_call_usd), sizing.target_calls)
-    fitted = size_demo_search(spec, train, affordable)
+    fitted = size_demo_search(step_spec(spec), train, affordable)
     return fitted.target_calls * per_call_usd, fitted
 
 

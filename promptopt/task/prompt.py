@@ -33,6 +33,12 @@ from promptopt.task.metricspec import MetricSpec
 from promptopt.util.prompt import render_system_prompt, split_system_prompt
 
 MAX_DEMOS = 8
+FEW_DEMO_SETS = 6
+"""Demonstration sets tried when the task leaves `candidates` unset (DSPy MIPROv2's light
+preset), unless the `demos` strategy's budget pays for more."""
+MANY_DEMO_SETS = 18
+"""The most sets an unset `candidates` grows to with the `demos` strategy under a target budget
+(MIPROv2's heavy preset)."""
 
 
 DemoSource = Literal["bootstrap", "labelled"]
@@ -46,7 +52,13 @@ class DemosSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     k: int = Field(default=0, ge=0, le=MAX_DEMOS, description="demonstrations per prompt")
-    candidates: int = Field(default=6, ge=1, description="demonstration sets tried")
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"demonstration sets tried (unset: {FEW_DEMO_SETS}; the demos strategy "
+        "under a target budget tries as many as the budget scores on every comparison "
+        f"example, up to {MANY_DEMO_SETS})",
+    )
     source: DemoSource = Field(
         default="bootstrap",
         description="bootstrap: training examples the target answers correctly, with its "

@@ -27,7 +27,7 @@ from promptopt.reporting.markdown import render_run_markdown
 from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import build_messages
-from promptopt.search.context import Candidate, SearchContext
+from promptopt.search.context import BudgetedPlanner, Candidate, SearchContext
 from promptopt.search.demos import (
     NO_SEARCH,
     demo_step_sizing,
@@ -53,7 +53,7 @@ from promptopt.search.plan import (
 from promptopt.search.state import SearchState
 from promptopt.search.strategies.registry import make_strategy
 from promptopt.task.loader import LoadedTask, load_task
-from promptopt.task.prompt import Demo, DemosSpec
+from promptopt.task.prompt import FEW_DEMO_SETS, MANY_DEMO_SETS, Demo, DemosSpec
 from tests.support.search import (
     WORDS_GOOD,
     Counter,
@@ -302,6 +302,42 @@ def test_no_more_sets_are_planned_than_the_pool_holds() -> None:
     small = size_demo_search(DemosSpec(k=1, candidates=6), 40, 8)
     assert small.sets == min(6, 2 * math.comb(small.pool, 1)) < 6
     assert size_demo_search(spec, 40, None).sets == 6
+
+
+def test_an_unset_set_count_grows_with_the_budget_while_every_set_sees_every_example() -> None:
+    # Fifty training examples, k = 4: a pool of 25 (bootstrapped for 25 calls) and 25
+    # comparison examples, each costing 25 calls per arm (the base is one arm).
+    unset = DemosSpec(k=4)
+    assert size_demo_search(unset, 50, None).sets == FEW_DEMO_SETS
+    wide = size_demo_search(unset, 50, 500)
+    assert (wide.sets, wide.eval_examples) == (MANY_DEMO_SETS, 25)
+    assert wide.target_calls == 25 + 19 * 25 <= 500
+    assert size_demo_search(unset, 50, 250).sets == 8  # (250 - 25) // 25 arms, one the base
+    assert size_demo_search(unset, 50, 10_000).sets == MANY_DEMO_SETS
+    # Too little for six sets on every example: six, compared on fewer, as a set count does.
+    tight = size_demo_search(unset, 50, 100)
+    assert tight == size_demo_search(DemosSpec(k=4, candidates=FEW_DEMO_SETS), 50, 100)
+    assert (tight.sets, tight.eval_examples) == (FEW_DEMO_SETS, 10)
+    # A count the task sets is kept whatever the budget.
+    assert size_demo_search(DemosSpec(k=4, candidates=6), 50, 500).sets == 6
+    assert size_demo_search(DemosSpec(k=4, candidates=30), 50, None).sets == 30
+
+
+def test_the_step_after_an_instruction_search_keeps_to_six_sets_when_unset() -> None:
+    # The step shares the search's budget: what it does not spend goes to the instructions.
+    step = demo_step_sizing(DemosSpec(k=4), "opro", 50, 1000)
+    assert step.sets == FEW_DEMO_SETS and step.eval_examples == 25
+    assert step == demo_step_sizing(DemosSpec(k=4, candidates=FEW_DEMO_SETS), "opro", 50, 1000)
+
+
+def test_the_demos_strategy_plans_the_sets_its_budget_pays_for() -> None:
+    strategy, _ = make_strategy("demos", {})
+    assert isinstance(strategy, BudgetedPlanner)
+    plan = strategy.plan_for_budget({"train": 50, "dev": 50, "test": 100}, 500, None)
+    assert plan.layout["sets"] == MANY_DEMO_SETS and plan.target_calls == 500
+    pinned, _ = make_strategy("demos", {"candidates": 6})
+    assert isinstance(pinned, BudgetedPlanner)
+    assert pinned.plan_for_budget({"train": 50}, 500, None).layout["sets"] == 6
 
 
 async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(

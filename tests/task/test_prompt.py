@@ -12,6 +12,7 @@ from promptopt.errors import UsageError
 from promptopt.task.loader import load_task, validate_task
 from promptopt.task.metricspec import MetricSpec
 from promptopt.task.prompt import (
+    DemosSpec,
     PromptLayout,
     PromptSpec,
     mentioned_labels,
@@ -248,7 +249,15 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
 def test_a_default_demo_source_leaves_the_task_hash_as_it_was(tmp_path: Path) -> None:
     path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 0}\n")
     dumped = load_task(path).spec.model_dump(mode="json")["prompt"]["demos"]
-    assert dumped == {"k": 0, "candidates": 6}
+    assert dumped == {"k": 0, "candidates": None}
     path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 2, source: labelled}\n")
     dumped = load_task(path).spec.model_dump(mode="json")["prompt"]["demos"]
-    assert dumped == {"k": 2, "candidates": 6, "source": "labelled"}
+    assert dumped == {"k": 2, "candidates": None, "source": "labelled"}
+
+
+def test_an_unset_demo_set_count_stays_unset_through_config_json() -> None:
+    # A resumed run validates the prompt its config.json recorded: an unset count must come
+    # back unset (the budget decides it), and a run that recorded 6 must get 6 again.
+    unset = DemosSpec(k=4)
+    assert DemosSpec.model_validate(unset.model_dump(mode="json")).candidates is None
+    assert DemosSpec.model_validate({"k": 4, "candidates": 6}).candidates == 6

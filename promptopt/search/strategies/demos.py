@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptopt.errors import UsageError
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
 from promptopt.search.demos import DEMOS_STRATEGY, search_demos, size_demo_search
-from promptopt.task.prompt import MAX_DEMOS, DemoSource, DemosSpec
+from promptopt.task.prompt import FEW_DEMO_SETS, MANY_DEMO_SETS, MAX_DEMOS, DemoSource, DemosSpec
 
 NAME = DEMOS_STRATEGY
 DEFAULT_K = 4
@@ -32,7 +32,10 @@ class DemosParams(BaseModel):
         description=f"demonstrations per prompt (null: prompt.demos.k, else {DEFAULT_K})",
     )
     candidates: int | None = Field(
-        default=None, ge=1, description="demonstration sets tried (null: prompt.demos, else 6)"
+        default=None,
+        ge=1,
+        description="demonstration sets tried (null: prompt.demos.candidates, else as many as "
+        f"the budget scores on every comparison example, {FEW_DEMO_SETS} to {MANY_DEMO_SETS})",
     )
     source: DemoSource | None = Field(
         default=None,
