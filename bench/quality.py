@@ -85,6 +85,7 @@ def local_task(
             spec["models"][role].update(model=f"openai:{role}", base_url=url, timeout_s=3600)
     spec["search"].pop("budget", None)
     spec["search"].pop("params", None)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{task}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -104,7 +105,8 @@ def run_one(
         str(
             local_task(
                 task,
-                work,
+                # Kept run folders point at their task file: one per run, not one per task.
+                work / "tasks" / f"{strategy}-seed{seed}" if args.keep_runs else work,
                 args.structured,
                 args.demos,
                 (args.target_url, args.optimizer_url),
@@ -136,6 +138,7 @@ def run_one(
     if proc.returncode != 0:
         return {"task": task, "strategy": strategy, "seed": seed, "error": proc.stderr[-2000:]}
     summary = json.loads(proc.stdout)
+    sets = demo_sets_tried(Path(summary["run_dir"]))
     return {
         "task": task,
         "strategy": strategy,
@@ -146,6 +149,7 @@ def run_one(
         "demos": args.demos,
         "demo_sets": "mipro" if args.demos else None,
         **({"demo_candidates": args.demo_candidates} if args.demo_candidates else {}),
+        **({"demo_sets_tried": sets} if sets is not None else {}),
         "endpoints": "served" if args.target_url else "embedded",
         "optimizer_max_tokens": args.optimizer_max_tokens,
         "rejected": summary.get("rejected"),
@@ -161,6 +165,15 @@ def run_one(
         "best_prompt": summary["best_prompt"],
         "run_dir": summary["run_dir"],
     }
+
+
+def demo_sets_tried(run_dir: Path) -> int | None:
+    """How many demonstration sets the run tried (its `demos_plan` event), None without one."""
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == "demos_plan":
+            return len(event["sets"])
+    return None
 
 
 def variant(row: dict[str, Any]) -> str:
@@ -180,8 +193,10 @@ def variant(row: dict[str, Any]) -> str:
         # From session 8 on: the labelled set whatever bootstrapping found, and every set
         # filled from all pool examples it did not take bootstrapped, as MIPROv2 fills them.
         name += ", MIPROv2 sets"
-    if demos and row.get("demo_candidates"):
-        name += f", {row['demo_candidates']} sets tried"
+    # Rows from before the count was recorded tried prompt.demos.candidates, 6 unless set.
+    tried = row.get("demo_sets_tried") or row.get("demo_candidates")
+    if demos and tried and tried != 6:
+        name += f", {tried} sets tried"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
     notes = ["served"] if row.get("endpoints") == "served" else []
@@ -269,6 +284,8 @@ def main() -> None:
     parser.add_argument("--optimizer-url", help="likewise for the optimizer")
     parser.add_argument("--report", action="store_true", help="print the table and exit")
     args = parser.parse_args()
+    if args.demo_candidates is not None and (args.demos < 1 or args.demo_candidates < 1):
+        parser.error("--demo-candidates needs --demos K (K >= 1) and a count of at least 1")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     done = (
         [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
@@ -287,6 +304,13 @@ def main() -> None:
                             (r["task"], r["strategy"], r["seed"]) == (task, strategy, seed)
                             and r.get("demos", 0) == args.demos
                             and r.get("demo_candidates") == args.demo_candidates
+                            # The demos strategy's unset count follows the budget since
+                            # 7d74483; rows without the count it tried came from before.
+                            and (
+                                strategy != "demos"
+                                or args.demo_candidates is not None
+                                or "demo_sets_tried" in r
+                            )
                             and (not args.demos or r.get("demo_sets") == "mipro")
                             and r.get("structured", False) == args.structured
                             and r.get("optimizer_max_tokens", 96) == args.optimizer_max_tokens

@@ -30,6 +30,7 @@ from promptopt.scoring.runtime import (
     priced_roles,
     unknown_cost_notes,
 )
+from promptopt.search.context import RunFitted, Strategy
 from promptopt.search.demos import DemoSizing
 from promptopt.search.engine import Engine, StepCallback
 from promptopt.search.meta_prompts import MetaPromptSet, load_meta_prompts
@@ -210,7 +211,7 @@ def _with_optimizer_cap(
     caps = settings.caps
     if caps.target_calls is None or caps.optimizer_calls is not None:
         return settings, ()
-    strategy, _ = make_strategy(settings.strategy, settings.params)
+    strategy = _strategy(task, settings)
     sizes = search_sizes(task, settings)
     # A budget too small for the final evaluation is refused by `_checked`, with its message.
     dev, test = sizes.get("dev", 0), sizes.get("test", 0)
@@ -297,10 +298,19 @@ def prices_of(task: LoadedTask, caps: BudgetCaps | None = None) -> dict[str, Pri
     return priced_roles(task, caps or BudgetCaps())
 
 
+def _strategy(task: LoadedTask, settings: RunSettings) -> Strategy:
+    """The run's strategy, handed what its plan depends on beyond the budgets (`RunFitted`)."""
+    strategy, _ = make_strategy(settings.strategy, settings.params)
+    if isinstance(strategy, RunFitted):
+        demos = task.spec.prompt_layout().demos
+        return strategy.for_run(demos, settings.caps.cost_usd is not None)
+    return strategy
+
+
 def dry_run_plan(prepared: PreparedRun) -> DryRunPlan:
     """The most calls and dollars the run can spend, without calling any model."""
     task, settings = prepared.task, prepared.settings
-    strategy, _ = make_strategy(settings.strategy, settings.params)
+    strategy = _strategy(task, settings)
     sizes = search_sizes(task, settings)
     prices = prices_of(task, settings.caps)
     # A cost cap can make the demonstration step smaller than the target budget does, as the
@@ -377,7 +387,7 @@ async def execute_run(
     without `batch`), telling `on_batch_progress` how they stand.
     """
     task, settings = prepared.task, prepared.settings
-    strategy, _ = make_strategy(settings.strategy, settings.params)
+    strategy = _strategy(task, settings)
     human = settings.params.get("feedback") == "human"
     if human and ask_human is None:
         raise UsageError(

@@ -683,6 +683,17 @@ class BudgetedPlanner(Protocol):
         ...
 
 
+@runtime_checkable
+class RunFitted(Protocol):
+    """A strategy whose plan depends on more of the run than its budgets (the `demos` strategy:
+    the task's `prompt.demos`, and whether dollars are capped); the run hands it over before
+    planning or searching, so that `run --dry-run` and the search agree."""
+
+    def for_run(self, demos: DemosSpec | None, cost_capped: bool) -> Strategy:
+        """The strategy for a run of a task with these demonstration settings."""
+        ...
+
+
 @dataclass(frozen=True)
 class StrategyInfo:
     """A registry entry: how to build a strategy and what parameters it takes."""

@@ -56,8 +56,8 @@ class DemosSpec(BaseModel):
         default=None,
         ge=1,
         description=f"demonstration sets tried (unset: {FEW_DEMO_SETS}; the demos strategy "
-        "under a target budget tries as many as the budget scores on every comparison "
-        f"example, up to {MANY_DEMO_SETS})",
+        "under a target budget and no cost cap tries as many as the calls left after "
+        f"bootstrapping score on every comparison example, up to {MANY_DEMO_SETS})",
     )
     source: DemoSource = Field(
         default="bootstrap",

@@ -17,7 +17,7 @@ import yaml
 
 from promptopt.app.compare import compare_prompts, prepare_diff
 from promptopt.app.evaluate import evaluate_prompt, read_demos_file
-from promptopt.app.run import dry_run_plan, prepare_run
+from promptopt.app.run import dry_run_plan, execute_run, prepare_run
 from promptopt.errors import UsageError
 from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
@@ -432,6 +432,44 @@ async def run(
     async with runtime:
         engine = Engine(task, runtime, folder, settings, strategy, load_meta_prompts())
         return (await engine.run(resume=resume)).to_json()
+
+
+def test_the_demos_strategy_s_dry_run_plans_the_task_s_sets(tmp_path: Path) -> None:
+    # The plan follows the task's prompt.demos as the search will: an explicit count, an
+    # unset one grown to the target budget, and an unset one kept at 6 under a cost cap.
+    # 40 training examples: 20 bootstrapped, then 20 comparison examples per arm, the base
+    # and 18 sets (20 + 19 * 20 = 400).
+    budget = RESERVE + 400
+
+    def planned(demos: dict[str, Any], **caps: Any) -> Any:
+        task = toy_task(tmp_path, demos)
+        return dry_run_plan(prepare_run(task, strategy="demos", target_calls=budget, **caps))
+
+    pinned = planned({"k": 2, "candidates": 3})
+    assert (pinned.layout["sets"], pinned.layout["eval_examples"]) == (3, 20)
+    assert planned({"k": 2}).layout["sets"] == MANY_DEMO_SETS
+    assert planned({"k": 2}, max_cost=100.0).layout["sets"] == FEW_DEMO_SETS
+
+
+async def test_the_demos_strategy_tries_the_sets_the_run_planned(tmp_path: Path) -> None:
+    async def sets_tried(demos: dict[str, Any], **caps: Any) -> int:
+        task = toy_task(tmp_path, demos)
+        prepared = prepare_run(task, strategy="demos", target_calls=RESERVE + 400, **caps)
+        shown = dry_run_plan(prepared).layout["sets"]
+        folders: list[RunFolder] = []
+        await execute_run(
+            prepared,
+            out=tmp_path / "runs",
+            no_cache=True,
+            on_folder=folders.append,
+            providers=providers(Counter(target_answer)),
+        )
+        (plan,) = [e for e in folders[0].read_jsonl(EVENTS) if e["event"] == "demos_plan"]
+        assert len(plan["sets"]) == shown
+        return len(plan["sets"])
+
+    assert await sets_tried({"k": 2}) == MANY_DEMO_SETS
+    assert await sets_tried({"k": 2}, max_cost=100.0) == FEW_DEMO_SETS
 
 
 def final_requests(target: Counter, prefix: str) -> list[list[dict[str, str]]]:

@@ -246,7 +246,7 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     )
 
 
-def test_a_default_demo_source_leaves_the_task_hash_as_it_was(tmp_path: Path) -> None:
+def test_a_default_demo_source_is_left_out_of_the_task_hash(tmp_path: Path) -> None:
     path = write(tmp_path, "prompt:\n  instruction: Classify.\n  demos: {k: 0}\n")
     dumped = load_task(path).spec.model_dump(mode="json")["prompt"]["demos"]
     assert dumped == {"k": 0, "candidates": None}

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from promptopt.errors import UsageError
 from promptopt.search.context import Candidate, Plan, SearchContext, StepReport, StrategyInfo
-from promptopt.search.demos import DEMOS_STRATEGY, search_demos, size_demo_search
+from promptopt.search.demos import DEMOS_STRATEGY, search_demos, size_demo_search, step_spec
 from promptopt.task.prompt import FEW_DEMO_SETS, MANY_DEMO_SETS, MAX_DEMOS, DemoSource, DemosSpec
 
 NAME = DEMOS_STRATEGY
@@ -34,8 +34,9 @@ class DemosParams(BaseModel):
     candidates: int | None = Field(
         default=None,
         ge=1,
-        description="demonstration sets tried (null: prompt.demos.candidates, else as many as "
-        f"the budget scores on every comparison example, {FEW_DEMO_SETS} to {MANY_DEMO_SETS})",
+        description="demonstration sets tried (null: prompt.demos.candidates, else "
+        f"{FEW_DEMO_SETS}, or under a target budget and no cost cap as many as the calls left "
+        f"after bootstrapping score on every comparison example, up to {MANY_DEMO_SETS})",
     )
     source: DemoSource | None = Field(
         default=None,
@@ -53,8 +54,24 @@ def resolve_spec(params: DemosParams, task: DemosSpec | None) -> DemosSpec:
 class DemosStrategy:
     """Searches demonstration sets for the initial instruction."""
 
-    def __init__(self, params: DemosParams) -> None:
+    def __init__(
+        self, params: DemosParams, task: DemosSpec | None = None, cost_capped: bool = False
+    ) -> None:
         self.params = params
+        self.task = task
+        self.cost_capped = cost_capped
+
+    def for_run(self, demos: DemosSpec | None, cost_capped: bool) -> DemosStrategy:
+        """The strategy for a run whose task has these `prompt.demos`, with or without a cost
+        cap."""
+        return DemosStrategy(self.params, demos, cost_capped)
+
+    def spec(self, task: DemosSpec | None) -> DemosSpec:
+        """The settings the search uses (`resolve_spec`). Under a cost cap an unset number of
+        sets stays `FEW_DEMO_SETS`: the count grows with target calls, and dollars can run out
+        before calls do, midway through the one comparison that decides."""
+        spec = resolve_spec(self.params, task)
+        return step_spec(spec) if self.cost_capped else spec
 
     def plan(self, sizes: Mapping[str, int]) -> Plan:
         """The most calls the search makes for these split sizes, before any cap."""
@@ -63,11 +80,9 @@ class DemosStrategy:
     def plan_for_budget(
         self, sizes: Mapping[str, int], target_calls: int | None, optimizer_calls: int | None
     ) -> Plan:
-        """The plan within a target budget (the optimizer is never called). Without k in its
-        parameters, the plan assumes the defaults; the search itself uses the task's."""
-        sizing = size_demo_search(
-            resolve_spec(self.params, None), sizes.get("train", 0), target_calls
-        )
+        """The plan within a target budget (the optimizer is never called), for the task's
+        `prompt.demos` when the run handed them over (`for_run`), else for the defaults."""
+        sizing = size_demo_search(self.spec(self.task), sizes.get("train", 0), target_calls)
         return Plan(target_calls=sizing.target_calls, optimizer_calls=0, layout=sizing.to_json())
 
     async def search(
@@ -76,7 +91,7 @@ class DemosStrategy:
         """One step: demonstration sets for the initial instruction, ranked with it."""
         if not ctx.train:
             raise UsageError("demos needs training examples: give the task a data.train split")
-        spec = resolve_spec(self.params, ctx.demos_spec)
+        spec = self.spec(ctx.demos_spec)
         sizing = size_demo_search(spec, len(ctx.train), ctx.remaining_target_calls())
         report = await search_demos(ctx, initial, spec, sizing)
         if report is not None:
