@@ -475,6 +475,10 @@ def _quality_variant(row: dict[str, Any]) -> str:
         # From session 8 on: the labelled set whatever bootstrapping found, and every set
         # filled from all pool examples it did not take bootstrapped, as MIPROv2 fills them.
         name += ", MIPROv2 sets"
+    # Rows from before bench/quality.py recorded the count tried prompt.demos.candidates: 6.
+    tried = row.get("demo_sets_tried") or row.get("demo_candidates")
+    if (demos or row["strategy"] == "demos") and tried and tried != 6:
+        name += f", {tried} sets tried"
     if row.get("search_calls", 500) != 500:
         # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
         name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"
@@ -498,11 +502,13 @@ def head_to_head(anchor_rows: list[dict[str, Any]], quality_rows: list[dict[str,
     ]
 
     def groups(rows: list[dict[str, Any]], name: Any) -> dict[str, list[dict[str, Any]]]:
-        found: dict[str, list[dict[str, Any]]] = {}
+        # One row per seed: the same run recorded twice (a pinned count, then the same count
+        # an unset one grew to) is not two seeds.
+        found: dict[str, dict[int, dict[str, Any]]] = {}
         for r in rows:
             if "error" not in r:
-                found.setdefault(name(r), []).append(r)
-        return found
+                found.setdefault(name(r), {}).setdefault(r["seed"], r)
+        return {key: list(seeds.values()) for key, seeds in found.items()}
 
     def cell(name: str, group: list[dict[str, Any]], final: str) -> str:
         up = sum(1 for r in group if r["comparison"]["verdict"] == "improved")

@@ -106,7 +106,7 @@ def run_one(
             local_task(
                 task,
                 # Kept run folders point at their task file: one per run, not one per task.
-                work / "tasks" / f"{strategy}-seed{seed}" if args.keep_runs else work,
+                Path(tempfile.mkdtemp(dir=work)) if args.keep_runs else work,
                 args.structured,
                 args.demos,
                 (args.target_url, args.optimizer_url),
@@ -138,7 +138,8 @@ def run_one(
     if proc.returncode != 0:
         return {"task": task, "strategy": strategy, "seed": seed, "error": proc.stderr[-2000:]}
     summary = json.loads(proc.stdout)
-    sets = demo_sets_tried(Path(summary["run_dir"]))
+    searched = bool(args.demos) or strategy == "demos"
+    sets = demo_sets_tried(Path(summary["run_dir"])) if searched else None
     return {
         "task": task,
         "strategy": strategy,
@@ -167,13 +168,14 @@ def run_one(
     }
 
 
-def demo_sets_tried(run_dir: Path) -> int | None:
-    """How many demonstration sets the run tried (its `demos_plan` event), None without one."""
+def demo_sets_tried(run_dir: Path) -> int:
+    """How many demonstration sets the run tried (its `demos_plan` event; 0 when the search
+    was skipped)."""
     for line in (run_dir / "events.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event.get("event") == "demos_plan":
             return len(event["sets"])
-    return None
+    return 0
 
 
 def variant(row: dict[str, Any]) -> str:
@@ -195,7 +197,7 @@ def variant(row: dict[str, Any]) -> str:
         name += ", MIPROv2 sets"
     # Rows from before the count was recorded tried prompt.demos.candidates, 6 unless set.
     tried = row.get("demo_sets_tried") or row.get("demo_candidates")
-    if demos and tried and tried != 6:
+    if (demos or row["strategy"] == "demos") and tried and tried != 6:
         name += f", {tried} sets tried"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
@@ -217,10 +219,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     keys = sorted({(r["task"], variant(r)) for r in rows if "error" not in r})
     for task, strategy in keys:
-        group = sorted(
-            (r for r in rows if r["task"] == task and variant(r) == strategy and "error" not in r),
-            key=lambda r: r["seed"],
-        )
+        # One row per seed: a run recorded twice (a count pinned with --demo-candidates, and
+        # later the same count an unset one grew to) is one run, not two seeds.
+        by_seed = {
+            r["seed"]: r
+            for r in reversed(rows)
+            if r["task"] == task and variant(r) == strategy and "error" not in r
+        }
+        group = sorted(by_seed.values(), key=lambda r: r["seed"])
         finals = [r["best_test"] for r in group]
         gains = []
         for r in group:

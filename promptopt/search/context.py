@@ -690,7 +690,8 @@ class RunFitted(Protocol):
     planning or searching, so that `run --dry-run` and the search agree."""
 
     def for_run(self, demos: DemosSpec | None, cost_capped: bool) -> Strategy:
-        """The strategy for a run of a task with these demonstration settings."""
+        """The strategy for a run of a task with these demonstration settings (`demos`, the
+        task's `prompt.demos`), under a dollar cap or not (`cost_capped`)."""
         ...
 
 

@@ -448,6 +448,8 @@ def test_the_demos_strategy_s_dry_run_plans_the_task_s_sets(tmp_path: Path) -> N
     pinned = planned({"k": 2, "candidates": 3})
     assert (pinned.layout["sets"], pinned.layout["eval_examples"]) == (3, 20)
     assert planned({"k": 2}).layout["sets"] == MANY_DEMO_SETS
+    labelled = planned({"k": 2, "source": "labelled"}).layout
+    assert labelled["bootstrap"] == 0 and labelled["sets"] == MANY_DEMO_SETS
     assert planned({"k": 2}, max_cost=100.0).layout["sets"] == FEW_DEMO_SETS
 
 
@@ -469,6 +471,7 @@ async def test_the_demos_strategy_tries_the_sets_the_run_planned(tmp_path: Path)
         return len(plan["sets"])
 
     assert await sets_tried({"k": 2}) == MANY_DEMO_SETS
+    assert await sets_tried({"k": 2, "candidates": 3}) == 3
     assert await sets_tried({"k": 2}, max_cost=100.0) == FEW_DEMO_SETS
 
 

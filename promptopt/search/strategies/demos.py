@@ -91,7 +91,8 @@ class DemosStrategy:
         """One step: demonstration sets for the initial instruction, ranked with it."""
         if not ctx.train:
             raise UsageError("demos needs training examples: give the task a data.train split")
-        spec = self.spec(ctx.demos_spec)
+        # The task's prompt.demos as the run handed them over (and planned with), if it did.
+        spec = self.spec(self.task if self.task is not None else ctx.demos_spec)
         sizing = size_demo_search(spec, len(ctx.train), ctx.remaining_target_calls())
         report = await search_demos(ctx, initial, spec, sizing)
         if report is not None:
