@@ -55,10 +55,10 @@ class DemosStrategy:
     """Searches demonstration sets for the initial instruction."""
 
     def __init__(
-        self, params: DemosParams, task: DemosSpec | None = None, cost_capped: bool = False
+        self, params: DemosParams, task_demos: DemosSpec | None = None, cost_capped: bool = False
     ) -> None:
         self.params = params
-        self.task = task
+        self.task_demos = task_demos
         self.cost_capped = cost_capped
 
     def for_run(self, demos: DemosSpec | None, cost_capped: bool) -> DemosStrategy:
@@ -82,7 +82,7 @@ class DemosStrategy:
     ) -> Plan:
         """The plan within a target budget (the optimizer is never called), for the task's
         `prompt.demos` when the run handed them over (`for_run`), else for the defaults."""
-        sizing = size_demo_search(self.spec(self.task), sizes.get("train", 0), target_calls)
+        sizing = size_demo_search(self.spec(self.task_demos), sizes.get("train", 0), target_calls)
         return Plan(target_calls=sizing.target_calls, optimizer_calls=0, layout=sizing.to_json())
 
     async def search(
@@ -92,7 +92,7 @@ class DemosStrategy:
         if not ctx.train:
             raise UsageError("demos needs training examples: give the task a data.train split")
         # The task's prompt.demos as the run handed them over (and planned with), if it did.
-        spec = self.spec(self.task if self.task is not None else ctx.demos_spec)
+        spec = self.spec(self.task_demos if self.task_demos is not None else ctx.demos_spec)
         sizing = size_demo_search(spec, len(ctx.train), ctx.remaining_target_calls())
         report = await search_demos(ctx, initial, spec, sizing)
         if report is not None:
