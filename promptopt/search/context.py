@@ -409,6 +409,11 @@ class SearchContext:
         return self._pool.add(text, parents=parents, operator=operator, feedback=feedback)
 
     @property
+    def labels(self) -> tuple[str, ...]:
+        """A label metric's labels (empty for other metrics)."""
+        return self._layout.labels
+
+    @property
     def demos_spec(self) -> DemosSpec | None:
         """The task's `prompt.demos` when it asks for demonstrations (k > 0), else None."""
         return self._layout.demos

@@ -19,8 +19,14 @@ strategy. For one instruction (the base):
    set is then filled up to k with labelled pool examples that it did not take bootstrapped,
    sent after the bootstrapped ones, as BootstrapFewShot fills its demos. A target whose right
    answers all share one label (a small model that always says "No") thus still gets sets
-   that show it the other labels. A draw that repeats an earlier set (the same examples with
-   the same answers) is dropped, and no more sets are planned than a small pool can hold.
+   that show it the other labels. With a label metric, each label that no bootstrapped
+   demonstration shows (the target never answered it right) also gets a set of its own: k
+   labelled pool examples of that label alone, in place of a random draw (at most a third of
+   them, the label the pool holds most of first). Such a target keeps to its one answer as
+   long as any demonstration shows it, so a set of the other label alone is the only set that
+   can move it; the comparison decides whether it helps. A draw that repeats an earlier set
+   (the same examples with the same answers) is dropped, and no more sets are planned than a
+   small pool can hold.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
    examples (`evaluate_paired`) and ranked by their exact total, a tie keeping the earlier arm
    (the base first): a set must help on the same examples to win.
@@ -32,7 +38,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from random import Random
-from typing import Any
+from typing import Any, NamedTuple
 
 from promptopt.search.context import Candidate, SearchContext, StepReport
 from promptopt.search.selection import evaluate_paired
@@ -197,30 +203,95 @@ def _bootstrapped_count(draw: int, k: int, rng: Random) -> int:
     return rng.randint(1, k)
 
 
+class DrawnSet(NamedTuple):
+    """One candidate set of demonstrations and how it was drawn."""
+
+    demos: tuple[Demo, ...]
+    bootstrapped: int
+    """How many of its first demonstrations are bootstrapped."""
+    label: str | None = None
+    """The one label its demonstrations all show, for a set of a label bootstrapping missed."""
+
+
+UNSHOWN_LABEL_SHARE = 3
+"""Sets of a label bootstrapping missed replace at most one random draw in this many."""
+
+
+def _label_key(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def _unshown_label_sets(
+    boot: Sequence[Demo],
+    labelled: Sequence[Demo],
+    labels: Sequence[str],
+    k: int,
+    limit: int,
+    rng: Random,
+) -> list[DrawnSet]:
+    """For each label no bootstrapped demonstration shows, up to k labelled pool examples of
+    that label alone, the label the pool holds most of first (the task's order on ties), at
+    most `limit` sets."""
+    if not labels or limit < 1:
+        return []
+    expected = {d.id: _label_key(d.output) for d in labelled}
+    shown = {expected.get(d.id) for d in boot}
+    by_label: dict[str, list[Demo]] = {}
+    for demo in labelled:
+        by_label.setdefault(expected[demo.id], []).append(demo)
+    unshown = [
+        label
+        for label in labels
+        if _label_key(label) not in shown and _label_key(label) in by_label
+    ]
+    unshown.sort(key=lambda label: -len(by_label[_label_key(label)]))
+    sets = []
+    for label in unshown[:limit]:
+        of_label = by_label[_label_key(label)]
+        sets.append(DrawnSet(tuple(rng.sample(of_label, min(k, len(of_label)))), 0, label))
+    return sets
+
+
 def _draw_sets(
-    ctx: SearchContext, boot: Sequence[Demo], labelled: Sequence[Demo], k: int, n: int
-) -> list[tuple[tuple[Demo, ...], int]]:
-    """Up to `n` distinct sets of `k` demonstrations, each with how many of its first ones are
-    bootstrapped: for draw i, the bootstrapped ones
+    ctx: SearchContext,
+    boot: Sequence[Demo],
+    labelled: Sequence[Demo],
+    k: int,
+    n: int,
+    labels: Sequence[str] = (),
+) -> list[DrawnSet]:
+    """Up to `n` distinct sets of `k` demonstrations: for draw i, the bootstrapped ones
     `_bootstrapped_count` asks for (the first ones in pool order for draw 0, a random sample
     for later draws; all there are when fewer were found), then labelled pool examples the
-    set did not take bootstrapped, at random, up to k. A draw that repeats an earlier set is
-    dropped and the next draw follows (draw 1, the labelled set, is not retried)."""
-    sets: list[tuple[tuple[Demo, ...], int]] = []
+    set did not take bootstrapped, at random, up to k. After the first two draws come the sets
+    of the `labels` bootstrapping missed (`_unshown_label_sets`), in place of later draws. A
+    draw that repeats an earlier set is dropped and the next draw follows (draw 1, the
+    labelled set, is not retried)."""
+    focused = _unshown_label_sets(boot, labelled, labels, k, n // UNSHOWN_LABEL_SHARE, ctx.rng)
     seen: set[tuple[tuple[str, str], ...]] = set()
+
+    def fresh(demos: Sequence[Demo]) -> bool:
+        same = tuple(sorted((d.id, d.output) for d in demos))
+        if not demos or same in seen:
+            return False
+        seen.add(same)
+        return True
+
+    sets: list[DrawnSet] = []
     for draw in range(n * 10):
         if len(sets) >= n:
             break
+        if draw == 2:
+            sets += [s for s in focused if fresh(s.demos)][: n - len(sets)]
+            if len(sets) >= n:
+                break
         size = min(_bootstrapped_count(draw, k, ctx.rng), len(boot))
         picked = list(boot[:size]) if draw == 0 else ctx.rng.sample(list(boot), size)
         taken = {d.id for d in picked}
         rest = [d for d in labelled if d.id not in taken]
         picked += ctx.rng.sample(rest, min(k - len(picked), len(rest)))
-        same = tuple(sorted((d.id, d.output) for d in picked))
-        if not picked or same in seen:
-            continue
-        seen.add(same)
-        sets.append((tuple(picked), size))
+        if fresh(picked):
+            sets.append(DrawnSet(tuple(picked), size))
     return sets
 
 
@@ -246,17 +317,19 @@ async def search_demos(
         return None
     pool, compare_on = _split(ctx, sizing)
     boot, labelled = await _demonstrations(ctx, base, pool, spec.source)
-    sets = _draw_sets(ctx, boot, labelled, spec.k, sizing.sets)
+    labels = ctx.labels if spec.source == "bootstrap" else ()
+    sets = _draw_sets(ctx, boot, labelled, spec.k, sizing.sets, labels)
     arms: list[Candidate] = [base]
-    for i, (demos, bootstrapped) in enumerate(sets):
+    for i, drawn in enumerate(sets):
         cand = ctx.add_demo_candidate(
             base,
-            demos,
+            drawn.demos,
             operator=OPERATOR,
             feedback={
                 "source": spec.source,
                 "set": i,
-                "bootstrapped": bootstrapped,
+                "bootstrapped": drawn.bootstrapped,
+                **({"label": drawn.label} if drawn.label is not None else {}),
             },
         )
         if cand is not None:

@@ -30,6 +30,8 @@ from promptopt.scoring.scorer import build_messages
 from promptopt.search.context import BudgetedPlanner, Candidate, SearchContext
 from promptopt.search.demos import (
     NO_SEARCH,
+    DrawnSet,
+    _draw_sets,
     demo_step_sizing,
     search_demos,
     size_demo_search,
@@ -198,11 +200,13 @@ async def test_bootstrapped_demos_come_from_train_answered_correctly(tmp_path: P
             assert demo.output == train[demo.id].target
             assert demo.input == s.task.render_input(train[demo.id])
     # As MIPROv2 varies its sets: all bootstrapped, then all labelled, then mixed, whose
-    # labelled part was not bootstrapped.
+    # labelled part was not bootstrapped; the third set shows "negative" alone, which the
+    # target never answered right.
     counts = [sum(d.id in boot for d in c.demos) for c in sets]
-    assert counts[0] == 3 and all(1 <= n <= 3 for n in counts[2:])
+    assert counts[0] == 3 and counts[2] == 0 and all(1 <= n <= 3 for n in counts[3:])
     assert {d.id for d in sets[1].demos} <= set(plan["pool"])
-    for cand in sets[2:]:
+    assert {d.output for d in sets[2].demos} == {"negative"}
+    for cand in sets[3:]:
         assert all(d.output == "negative" for d in cand.demos if d.id not in boot)
     # Every arm, the instruction without demonstrations too, was compared on the same examples,
     # none of them inside any set.
@@ -233,21 +237,57 @@ async def test_a_target_biased_to_one_label_still_gets_sets_showing_the_others(
     assert {d.output for d in sets[0].demos} == {"positive"}
     showing_both = [c for c in sets if {d.output for d in c.demos} == {"positive", "negative"}]
     assert len(showing_both) >= 3
+    # The label it never answered right also comes alone, as the third set.
+    assert {d.output for d in sets[2].demos} == {"negative"} and len(sets[2].demos) == 4
+    assert sets[2].feedback is not None
+    assert sets[2].feedback["label"] == "negative" and sets[2].feedback["bootstrapped"] == 0
+    assert all("label" not in (c.feedback or {}) for c in sets if c is not sets[2])
     (plan,) = s.events("demos_plan")
     assert len(plan["sets"]) == 6
+
+
+def sticks_to_positive(request: ChatRequest) -> str:
+    """A target that answers "positive" while any demonstration shows it (or none is sent), and
+    reads the review once every demonstration is negative."""
+    outputs = [m["content"] for m in request.messages[1:-1] if m["role"] == "assistant"]
+    review = request.messages[-1]["content"]
+    if outputs and all(o == "negative" for o in outputs):
+        return "positive" if any(w in review for w in WORDS_GOOD) else "negative"
+    return "positive"
+
+
+async def test_a_set_of_the_label_a_target_never_gives_can_win(tmp_path: Path) -> None:
+    s = Search(tmp_path, Counter(sticks_to_positive), {"k": 4, "candidates": 6})
+    spec = s.ctx.demos_spec
+    assert spec is not None
+    sizing = size_demo_search(spec, len(s.ctx.train), None)
+    async with s.runtime:
+        report = await search_demos(s.ctx, s.initial, spec, sizing)
+    assert report is not None
+    best = s.state.candidates[report.ranking[0]]
+    assert {d.output for d in best.demos} == {"negative"}
+    assert best.feedback is not None and best.feedback["label"] == "negative"
+    assert report.best_score == pytest.approx(1.0)
+    # Every other set shows "positive" at least once, and so did no better than the instruction.
+    assert report.ranking[1] == s.initial.id
+
+
+def _labelled_draws(
+    boot: int, pool: int, k: int, n: int, seed: int = 0, labels: tuple[str, ...] = ()
+) -> list[DrawnSet]:
+    """The sets drawn from a pool whose first `boot` examples the target answered right ("yes":
+    the target's answer, "no": an expected answer it missed), for a label metric's `labels`."""
+    ctx = SimpleNamespace(rng=random.Random(seed))
+    demos = [Demo(f"e{i}", f"input {i}", "yes" if i < boot else "no") for i in range(pool)]
+    return _draw_sets(ctx, demos[:boot], demos, k, n, labels)  # type: ignore[arg-type]
 
 
 def _draws(
     boot: int, pool: int, k: int, n: int, seed: int = 0
 ) -> list[tuple[tuple[Demo, ...], int]]:
-    """The sets drawn from a pool whose first `boot` examples the target answered right, each
-    with how many of its demonstrations are bootstrapped ("yes": the target's answer, "no":
-    an expected answer it missed)."""
-    from promptopt.search.demos import _draw_sets
-
-    ctx = SimpleNamespace(rng=random.Random(seed))
-    demos = [Demo(f"e{i}", f"input {i}", "yes" if i < boot else "no") for i in range(pool)]
-    return _draw_sets(ctx, demos[:boot], demos, k, n)  # type: ignore[arg-type]
+    """The sets drawn without a label metric, each with how many of its demonstrations are
+    bootstrapped."""
+    return [(d.demos, d.bootstrapped) for d in _labelled_draws(boot, pool, k, n, seed)]
 
 
 def _drawn(boot: int, pool: int, k: int, n: int, seed: int = 0) -> list[tuple[Demo, ...]]:
@@ -280,6 +320,43 @@ def test_the_sets_are_mipro_s_whatever_bootstrapping_found() -> None:
     assert one and any("e9" not in {d.id for d in s} for s in one)
     first, taken = draws[0]
     assert taken == 4 and [d.id for d in first] == ["e0", "e1", "e2", "e3"]
+
+
+def test_each_label_bootstrapping_missed_gets_a_set_of_its_own() -> None:
+    # Every right answer is "yes": the pool's "no" examples come alone as the third set, in
+    # place of a random draw.
+    draws = _labelled_draws(boot=3, pool=12, k=4, n=6, labels=("yes", "no"))
+    assert len(draws) == 6 and [d.bootstrapped for d in draws[:2]] == [3, 0]
+    focused = [d for d in draws if d.label is not None]
+    assert [d.label for d in focused] == ["no"] and focused[0] is draws[2]
+    assert focused[0].bootstrapped == 0 and len(focused[0].demos) == 4
+    assert {d.output for d in focused[0].demos} == {"no"}
+    # A target that answered both labels right somewhere gets only MIPROv2's sets.
+    ctx = SimpleNamespace(rng=random.Random(0))
+    both = [Demo("a", "x", "yes"), Demo("b", "y", "no")]
+    pool = [*both, *(Demo(f"e{i}", "z", ("yes", "no")[i % 2]) for i in range(10))]
+    labels = ("yes", "no")
+    assert all(d.label is None for d in _draw_sets(ctx, both, pool, 4, 6, labels))  # type: ignore[arg-type]
+    # A label the pool does not hold gets no set; case and spacing do not make a label missing.
+    draws = _labelled_draws(boot=3, pool=12, k=4, n=6, labels=("YES ", "maybe"))
+    assert all(d.label is None for d in draws)
+
+
+def test_sets_of_missed_labels_take_at_most_a_third_most_frequent_first() -> None:
+    ctx = SimpleNamespace(rng=random.Random(0))
+    # Nothing right: every label is missed. The pool holds 6 "c", 4 "b" and 2 "a".
+    pool = [Demo(f"e{i}", "x", "c" if i < 6 else "b" if i < 10 else "a") for i in range(12)]
+    draws = _draw_sets(ctx, [], pool, 2, 6, ("a", "b", "c"))  # type: ignore[arg-type]
+    assert len(draws) == 6
+    assert [d.label for d in draws if d.label is not None] == ["c", "b"]
+    # Fewer than k of a label: all there are.
+    ctx = SimpleNamespace(rng=random.Random(0))
+    draws = _draw_sets(ctx, [], pool, 3, 6, ("a",))  # type: ignore[arg-type]
+    (alone,) = [d for d in draws if d.label == "a"]
+    assert sorted(d.id for d in alone.demos) == ["e10", "e11"]
+    # Too few sets to spare one (n // 3 is 0).
+    ctx = SimpleNamespace(rng=random.Random(0))
+    assert all(d.label is None for d in _draw_sets(ctx, [], pool, 2, 2, ("a",)))  # type: ignore[arg-type]
 
 
 def test_repeated_sets_are_dropped_and_the_draws_go_on() -> None:
@@ -354,6 +431,8 @@ async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
     assert len(demos) == 12
     assert all(d.output == train[d.id].target for d in demos)
     assert {d.output for d in demos} == {"positive", "negative"}
+    # Nothing was bootstrapped, so no label was missed: no set of one label alone.
+    assert all("label" not in (c.feedback or {}) for c in s.state.candidates.values())
     assert s.target.calls == 4 * sizing.eval_examples
 
 
