@@ -55,6 +55,7 @@ SURFACE = {
     "add_candidate",
     "add_demo_candidate",
     "demos_spec",
+    "labels",
     "reject",
     "accept_proposal",
     "score",
