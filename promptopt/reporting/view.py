@@ -409,6 +409,16 @@ class LineageEntry:
 
 
 @dataclass(frozen=True)
+class DemoRow:
+    """One few-shot demonstration of the best prompt, in the order it is sent."""
+
+    number: int
+    id: str
+    input: str
+    output: str
+
+
+@dataclass(frozen=True)
 class RunUsageRow:
     """Usage and cost of one model role; `model` names what the API reported as well."""
 
@@ -567,6 +577,19 @@ def tokens_in(total: int, cache_read: int, cache_write: int) -> str:
     return f"{total} ({cache_read} cache read, {cache_write} written)"
 
 
+def _demo_rows(
+    best_id: str | None, ids: Sequence[str] | None, lineage: Sequence[CandidateRecord]
+) -> tuple[DemoRow, ...]:
+    """The best prompt's demonstrations as its candidate record holds them (the last of its
+    lineage), when they are the ones the summary names."""
+    best = lineage[-1] if lineage else None
+    if not ids or best is None or best.id != best_id or not best.demos:
+        return ()
+    if [d.id for d in best.demos] != list(ids):
+        return ()
+    return tuple(DemoRow(i, d.id, d.input, d.output) for i, d in enumerate(best.demos, 1))
+
+
 def _demos_note(ids: Sequence[str] | None, initial: Sequence[str] | None = None) -> str | None:
     """What the report says about the best prompt's demonstrations (None: none searched), and
     the initial prompt's own (`run --demos-file`) when it had any."""
@@ -709,6 +732,8 @@ class RunView:
     best_demos: str | None = None
     """The best prompt's few-shot demonstrations, by training-example id; None when the run
     searched none."""
+    best_demo_rows: tuple[DemoRow, ...] = ()
+    """The same demonstrations with what they show the target (its input and answer)."""
     preferences: PreferenceView | None = None
     """A preference search's comparisons and learned utilities; None for other strategies."""
     errors: str | None = None
@@ -800,6 +825,7 @@ class RunView:
             usage=_run_usage(summary, config),
             rejected=_rejected(report.rejected),
             best_demos=_demos_note(summary.best_demos, summary.initial_demos),
+            best_demo_rows=_demo_rows(summary.best_id, summary.best_demos, report.lineage),
             preferences=None
             if report.preferences is None
             else PreferenceView.of(report.preferences),

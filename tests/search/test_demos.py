@@ -23,7 +23,10 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
+from promptopt.reporting.html import run_html
 from promptopt.reporting.markdown import render_run_markdown
+from promptopt.reporting.templating import md_cell
+from promptopt.reporting.view import RunView
 from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import build_messages
@@ -596,6 +599,12 @@ async def test_the_demos_strategy_end_to_end(tmp_path: Path) -> None:
     markdown = render_run_markdown(folder)
     ids = ", ".join(summary["best_demos"])
     assert f"few-shot demonstrations before the input (best_demos.json): {ids}" in markdown
+    # And shows what each one tells the target, in the order they are sent.
+    for number, demo in enumerate(best_demos["demos"], 1):
+        row = f"| {number} | {demo['id']} | {md_cell(demo['input'])} | {demo['output']} |"
+        assert row in markdown
+    html = run_html(RunView.from_folder(folder))
+    assert all(f"<pre>{d['input']}</pre>" in html for d in best_demos["demos"])
 
 
 async def test_with_an_instruction_strategy_the_demo_step_follows_within_budget(
