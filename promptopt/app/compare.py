@@ -50,6 +50,14 @@ class PromptSource:
     commit: Commit | None = None
     """The git commit the prompt was read at (REV:path, --rev)."""
 
+    @property
+    def described(self) -> str:
+        """The label with the demonstrations sent besides the prompt, which the word diff of
+        system prompts does not show."""
+        if not self.demos:
+            return self.label
+        return f"{self.label} + {len(self.demos)} demos ({', '.join(d.id for d in self.demos)})"
+
 
 def _strip_final_newlines(text: str) -> str:
     # Files written by promptopt (best_prompt.txt, --write-if-better) end with one newline that
@@ -91,9 +99,6 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     if which == "initial" and config is not None:
         # A run started from demonstrations (--demos-file) scored its initial prompt with them.
         demos = _initial_demos(config, path)
-    if demos:
-        # The word diff shows system prompts only; the label says what else is sent.
-        label += f" + {len(demos)} demos ({', '.join(d.id for d in demos)})"
     return PromptSource(label, str(path), str(text), config, demos)
 
 
@@ -291,6 +296,19 @@ def read_sides(
     return read_source(old), read_source(new)
 
 
+def with_demos_file(side: PromptSource, path: Path | None, flag: str) -> PromptSource:
+    """`side` sent with the demonstrations of the file at `path` (a best_demos.json), in place
+    of its own; unchanged without a path. UsageError naming `flag` when the file is unreadable.
+    """
+    if path is None:
+        return side
+    try:
+        demos = read_demos_file(path)
+    except UsageError as exc:
+        raise UsageError(f"{flag}: {exc}") from exc
+    return replace(side, demos=demos)
+
+
 def default_task(old: PromptSource, new: PromptSource) -> LoadedTask:
     """The task of the first run folder among the two sides; UsageError for two prompt files."""
     config = old.config or new.config
@@ -379,7 +397,7 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
         # "same" nor "regressed" may come out of it.
         problem = errors_decided(runtime, result)
         if problem is not None:
-            raise TooManyErrors(f"{problem} (the {side.label} side of the diff)")
+            raise TooManyErrors(f"{problem} (the {side.described} side of the diff)")
     old_usage = _side_usage(runtime, old, examples, plan.old.demos)
     new_usage = _side_usage(runtime, new, examples, plan.new.demos)
     outcomes = [
@@ -409,8 +427,8 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
         split=split,
         seed=runtime.options.seed,
         models=models,
-        old_label=plan.old.label,
-        new_label=plan.new.label,
+        old_label=plan.old.described,
+        new_label=plan.new.described,
         old_source=plan.old.source,
         new_source=plan.new.source,
         mismatches=plan.mismatches,
@@ -425,6 +443,8 @@ async def score_diff(plan: DiffPlan, runtime: Runtime, split: str = "test") -> D
         old_usage=old_usage,
         new_usage=new_usage,
         metric_name=task.require_metric("diff").type,
+        old_demos=plan.old.demos,
+        new_demos=plan.new.demos,
     )
 
 

@@ -72,6 +72,18 @@ def diff_command(
         Path | None,
         typer.Option("--task", help="Task to score on [default: the run folder's task]."),
     ] = None,
+    old_demos: Annotated[
+        Path | None,
+        typer.Option(
+            "--old-demos",
+            help="Send the few-shot demonstrations of this file (a run's best_demos.json, or "
+            "a --demos-file) with OLD, in place of a run folder's own.",
+        ),
+    ] = None,
+    new_demos: Annotated[
+        Path | None,
+        typer.Option("--new-demos", help="Likewise with NEW."),
+    ] = None,
     split: SplitOpt = "test",
     fmt: FormatOpt = None,
     output: OutputOpt = None,
@@ -116,7 +128,13 @@ def diff_command(
     """
     from rich.console import Console
 
-    from promptopt.app.compare import check_diff, compare_prompts, default_task, read_sides
+    from promptopt.app.compare import (
+        check_diff,
+        compare_prompts,
+        default_task,
+        read_sides,
+        with_demos_file,
+    )
     from promptopt.reporting.html import diff_html
     from promptopt.reporting.markdown import diff_markdown
     from promptopt.reporting.terminal import diff_renderable
@@ -125,6 +143,8 @@ def diff_command(
     kind = report_format(fmt, output, ("terminal", "md", "html", "json"))
     try:
         old_side, new_side = read_sides(old, new, rev)
+        old_side = with_demos_file(old_side, old_demos, "--old-demos")
+        new_side = with_demos_file(new_side, new_demos, "--new-demos")
         task = load(task_path) if task_path is not None else default_task(old_side, new_side)
         task = with_models(task, target, None, base_url)
         plan = check_diff(task, old_side, new_side, force=force)

@@ -39,6 +39,9 @@ never renamed or removed::
       "usage": {                                  # null where a value was not recorded
         "old": USAGE, "new": USAGE,
         "delta": {"input_tokens", "output_tokens", "cost_usd", "mean_latency_s"}  # new - old
+      },
+      "demos": {                                  # few-shot demonstrations sent with each side,
+        "old": [DEMO, ...], "new": [DEMO, ...]    # in order; [] for none
       }
     }
 
@@ -48,7 +51,10 @@ was read from a git revision, REV:path or --rev), COMMIT is {"hash": str, "autho
 "output_tokens": int|null, "cost_usd": float|null, "mean_latency_s": float|null,
 "requests": int|null, "cache_hits": int|null}: tokens, cost and latency are what one evaluation
 of the prompt on these examples takes at list price (cached answers count at the price they
-were first paid), `requests` and `cache_hits` what this diff actually sent.
+were first paid), `requests` and `cache_hits` what this diff actually sent. DEMO is {"id": str,
+"input": str, "output": str}: a training example's id, its input and the answer it shows, as
+best_demos.json holds them. The word diff compares the system prompts; "demos" is what else each
+side sends.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from typing import Any, Literal
 from promptopt.errors import UsageError
 from promptopt.run.records import ModelUsed
 from promptopt.scoring.stats import Comparison, Verdict, compare, mean_ci
+from promptopt.task.prompt import Demo
 from promptopt.version import __version__
 
 _DIGITS = re.compile(r"(\d+)")
@@ -268,6 +275,10 @@ class DiffReport:
     old_usage: SideUsage = field(default_factory=SideUsage)
     new_usage: SideUsage = field(default_factory=SideUsage)
     metric_name: str = "score"
+    old_demos: tuple[Demo, ...] = ()
+    """Few-shot demonstrations sent with the old prompt, in order."""
+    new_demos: tuple[Demo, ...] = ()
+    """Few-shot demonstrations sent with the new prompt, in order."""
 
     @property
     def verdict(self) -> Verdict:
@@ -382,6 +393,10 @@ class DiffReport:
                 "new": self.new_usage.to_json(),
                 "delta": self.usage_delta(),
             },
+            "demos": {
+                "old": [d.to_json() for d in self.old_demos],
+                "new": [d.to_json() for d in self.new_demos],
+            },
         }
 
 
@@ -402,6 +417,8 @@ def build_diff(
     old_usage: SideUsage | None = None,
     new_usage: SideUsage | None = None,
     metric_name: str = "score",
+    old_demos: Sequence[Demo] = (),
+    new_demos: Sequence[Demo] = (),
 ) -> DiffReport:
     """A diff report from per-example outcomes; the statistics use `provenance.seed`."""
     if not outcomes:
@@ -418,4 +435,6 @@ def build_diff(
         old_usage or SideUsage(),
         new_usage or SideUsage(),
         metric_name,
+        tuple(old_demos),
+        tuple(new_demos),
     )

@@ -27,6 +27,7 @@ from promptopt.run.records import (
     SummaryRecord,
 )
 from promptopt.scoring.stats import Comparison
+from promptopt.task.prompt import Demo
 
 SECTION_PROVENANCE = "Provenance"
 SECTION_PROMPT = "Prompt changes"
@@ -163,6 +164,10 @@ class DiffView:
     usage: tuple[UsageRow, ...]
     usage_known: bool
     flips_omitted: int = 0
+    demos_note: str | None = None
+    """What each side sends besides its system prompt; None when neither sends demonstrations."""
+    demos: tuple[DemoRow, ...] = ()
+    """Each side's demonstrations (once, as "both", when they are the same)."""
 
     @classmethod
     def of(cls, report: DiffReport) -> DiffView:
@@ -219,6 +224,8 @@ class DiffView:
             ),
             usage=_usage_rows(report),
             usage_known=_usage_is_known(report.old_usage) or _usage_is_known(report.new_usage),
+            demos_note=_diff_demos_note(report.old_demos, report.new_demos),
+            demos=_diff_demo_rows(report.old_demos, report.new_demos),
         )
 
     @property
@@ -410,12 +417,14 @@ class LineageEntry:
 
 @dataclass(frozen=True)
 class DemoRow:
-    """One few-shot demonstration of the best prompt, in the order it is sent."""
+    """One few-shot demonstration of a prompt, in the order it is sent."""
 
     number: int
     id: str
     input: str
     output: str
+    side: str = ""
+    """In a diff: old, new, or both (the same demonstrations on both sides)."""
 
 
 @dataclass(frozen=True)
@@ -575,6 +584,39 @@ def tokens_in(total: int, cache_read: int, cache_write: int) -> str:
     if not (cache_read or cache_write):
         return str(total)
     return f"{total} ({cache_read} cache read, {cache_write} written)"
+
+
+def _count_demos(demos: Sequence[Demo]) -> str:
+    if not demos:
+        return "no demonstrations"
+    return f"{len(demos)} demonstration{'s' if len(demos) != 1 else ''}"
+
+
+def _diff_demos_note(old: Sequence[Demo], new: Sequence[Demo]) -> str | None:
+    """What the two sides of a diff send besides their system prompts."""
+    if not old and not new:
+        return None
+    if tuple(old) == tuple(new):
+        return (
+            f"Both prompts are sent with the same {_count_demos(old)}, as user and assistant "
+            "turns before the input."
+        )
+    return (
+        f"Few-shot demonstrations, sent as user and assistant turns before the input: the old "
+        f"prompt has {_count_demos(old)}, the new one {_count_demos(new)}."
+    )
+
+
+def _diff_demo_rows(old: Sequence[Demo], new: Sequence[Demo]) -> tuple[DemoRow, ...]:
+    if tuple(old) == tuple(new):
+        sides: tuple[tuple[str, Sequence[Demo]], ...] = (("both", old),)
+    else:
+        sides = (("old", old), ("new", new))
+    return tuple(
+        DemoRow(i, d.id, d.input, d.output, side)
+        for side, demos in sides
+        for i, d in enumerate(demos, 1)
+    )
 
 
 def _demo_rows(

@@ -1,8 +1,9 @@
-"""`promptopt diff` on the terminal: --max-flips caps the flips; a refused comparison names
-what differs."""
+"""`promptopt diff` on the command line: --max-flips caps the flips; a refused comparison names
+what differs; --old-demos and --new-demos send demos files with a side."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,46 @@ def test_a_refused_comparison_names_the_metric(env: dict[str, Path]) -> None:
     assert "cannot be compared" in text and "differs from" in text
     assert text.count(f"{other} in its metric") == 2
     assert "input template" not in text and "data," not in text
+
+
+def test_demos_files_are_sent_with_a_prompt_file_side(env: dict[str, Path]) -> None:
+    root = env["root"]
+    demos = [{"id": "r1", "input": "review 1: a dull film", "output": "negative"}]
+    (root / "demos.json").write_text(json.dumps({"id": "c0003", "demos": demos}))
+    result = run_cli(
+        "diff",
+        str(root / "old.txt"),
+        str(root / "old.txt"),
+        "--task",
+        str(env["task"]),
+        "--cache-dir",
+        str(env["cache"]),
+        "--new-demos",
+        str(root / "demos.json"),
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["demos"] == {"old": [], "new": demos}
+    assert report["provenance"]["new"]["label"].endswith("+ 1 demos (r1)")
+    # The same system prompt, but the new side's requests carried the demonstration.
+    assert report["prompts"]["old"] == report["prompts"]["new"]
+    assert report["usage"]["delta"]["input_tokens"] > 0
+
+
+def test_an_unreadable_demos_file_names_the_flag(env: dict[str, Path]) -> None:
+    root = env["root"]
+    (root / "bad-demos.json").write_text('{"demos": [{"id": "r1"}]}')
+    result = run_cli(
+        "diff",
+        str(root / "old.txt"),
+        str(root / "new.txt"),
+        "--task",
+        str(env["task"]),
+        "--old-demos",
+        str(root / "bad-demos.json"),
+    )
+    assert result.exit_code == 2
+    assert "--old-demos" in result.output and "id, input and output" in result.output
+    assert "Traceback" not in result.output

@@ -23,8 +23,8 @@ from promptopt.llm.budget import BudgetCaps
 from promptopt.llm.cache import NullCache
 from promptopt.llm.journal import ResponseJournal
 from promptopt.llm.messages import ChatRequest
-from promptopt.reporting.html import run_html
-from promptopt.reporting.markdown import render_run_markdown
+from promptopt.reporting.html import diff_html, run_html
+from promptopt.reporting.markdown import diff_markdown, render_run_markdown
 from promptopt.reporting.templating import md_cell
 from promptopt.reporting.view import RunView
 from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RESPONSES, RunFolder
@@ -764,11 +764,19 @@ async def test_eval_and_diff_of_a_run_send_its_best_demos(tmp_path: Path) -> Non
 
     plan = prepare_diff(folder.path, None, task)
     assert not plan.old.demos and plan.new.demos == demos
-    assert "+ 2 demos" in plan.new.label
+    assert "+ 2 demos" in plan.new.described and "demos" not in plan.old.described
     report = await compare_prompts(
         plan, providers=providers(Counter(helped_by_key_demo)), store=NullCache()
     )
     assert report.verdict == "improved"
+    # The system prompts are the same; the report says what else each side sends.
+    assert report.old_prompt == report.new_prompt
+    assert report.to_json()["demos"] == {"old": [], "new": [d.to_json() for d in demos]}
+    markdown = diff_markdown(report)
+    assert "the old prompt has no demonstrations, the new one 2 demonstrations" in markdown
+    for number, demo in enumerate(demos, 1):
+        assert f"| new | {number} | {demo.id} | {md_cell(demo.input)} | {demo.output} |" in markdown
+    assert "<td>new</td>" in diff_html(report)
 
 
 def test_a_damaged_demos_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -982,11 +990,14 @@ async def test_diff_of_a_run_sends_the_initial_prompt_s_demos_too(tmp_path: Path
     assert summary["test_comparison"]["verdict"] == "no significant change"
     plan = prepare_diff(folder.path, None, task)
     assert plan.old.demos == start and plan.new.demos == start
-    assert f"+ 1 demos ({start[0].id})" in plan.old.label
+    assert f"+ 1 demos ({start[0].id})" in plan.old.described
     report = await compare_prompts(
         plan, providers=providers(Counter(helped_by_key_demo)), store=NullCache()
     )
     assert report.verdict == "no significant change"
+    markdown = diff_markdown(report)
+    assert "Both prompts are sent with the same 1 demonstration," in markdown
+    assert f"| both | 1 | {start[0].id} |" in markdown and "| old | 1 |" not in markdown
 
 
 def test_the_demo_step_is_sized_without_the_initial_prompt_s_demos(tmp_path: Path) -> None:
