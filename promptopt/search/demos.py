@@ -19,12 +19,13 @@ strategy. For one instruction (the base):
    set is then filled up to k with labelled pool examples that it did not take bootstrapped,
    sent after the bootstrapped ones, as BootstrapFewShot fills its demos. A target whose right
    answers all share one label (a small model that always says "No") thus still gets sets
-   that show it the other labels. With a label metric, each label that no bootstrapped
-   demonstration shows (the target never answered it right) also gets a set of its own: k
+   that show it the other labels. With a label metric, when every bootstrapped demonstration
+   shows the same label (or none was found), each other label also gets a set of its own: k
    labelled pool examples of that label alone, in place of a random draw (at most a third of
    them, the label the pool holds most of first). Such a target keeps to its one answer as
-   long as any demonstration shows it, so a set of the other label alone is the only set that
-   can move it; the comparison decides whether it helps. A draw that repeats an earlier set
+   long as any demonstration shows it, so a set of another label alone is the only set that
+   can move it; the comparison decides whether it helps. A target that answers several labels
+   right is not stuck, and gets MIPROv2's sets only. A draw that repeats an earlier set
    (the same examples with the same answers) is dropped, and no more sets are planned than a
    small pool can hold.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
@@ -229,13 +230,15 @@ def _unshown_label_sets(
     limit: int,
     rng: Random,
 ) -> list[DrawnSet]:
-    """For each label no bootstrapped demonstration shows, up to k labelled pool examples of
-    that label alone, the label the pool holds most of first (the task's order on ties), at
-    most `limit` sets."""
+    """When the bootstrapped demonstrations show one label at most (the target is stuck on
+    it), for each label they do not show, up to k labelled pool examples of that label alone,
+    the label the pool holds most of first (the task's order on ties), at most `limit` sets."""
     if not labels or limit < 1:
         return []
     expected = {d.id: _label_key(d.output) for d in labelled}
     shown = {expected.get(d.id) for d in boot}
+    if len(shown) > 1:
+        return []
     by_label: dict[str, list[Demo]] = {}
     for demo in labelled:
         by_label.setdefault(expected[demo.id], []).append(demo)
@@ -264,7 +267,7 @@ def _draw_sets(
     `_bootstrapped_count` asks for (the first ones in pool order for draw 0, a random sample
     for later draws; all there are when fewer were found), then labelled pool examples the
     set did not take bootstrapped, at random, up to k. After the first two draws come the sets
-    of the `labels` bootstrapping missed (`_unshown_label_sets`), in place of later draws. A
+    of the `labels` a stuck target missed (`_unshown_label_sets`), in place of later draws. A
     draw that repeats an earlier set is dropped and the next draw follows (draw 1, the
     labelled set, is not retried)."""
     focused = _unshown_label_sets(boot, labelled, labels, k, n // UNSHOWN_LABEL_SHARE, ctx.rng)

@@ -334,7 +334,7 @@ def test_each_label_bootstrapping_missed_gets_a_set_of_its_own() -> None:
     assert [d.label for d in focused] == ["no"] and focused[0] is draws[2]
     assert focused[0].bootstrapped == 0 and len(focused[0].demos) == 4
     assert {d.output for d in focused[0].demos} == {"no"}
-    # A target that answered both labels right somewhere gets only MIPROv2's sets.
+    # A target that answered both labels right somewhere is not stuck: only MIPROv2's sets.
     ctx = SimpleNamespace(rng=random.Random(0))
     both = [Demo("a", "x", "yes"), Demo("b", "y", "no")]
     pool = [*both, *(Demo(f"e{i}", "z", ("yes", "no")[i % 2]) for i in range(10))]
@@ -352,6 +352,10 @@ def test_sets_of_missed_labels_take_at_most_a_third_most_frequent_first() -> Non
     draws = _draw_sets(ctx, [], pool, 2, 6, ("a", "b", "c"))  # type: ignore[arg-type]
     assert len(draws) == 6
     assert [d.label for d in draws if d.label is not None] == ["c", "b"]
+    # Right answers of two labels of three: the third gets no set of its own.
+    ctx = SimpleNamespace(rng=random.Random(0))
+    right = [Demo("e0", "x", "c"), Demo("e6", "x", "b")]
+    assert all(d.label is None for d in _draw_sets(ctx, right, pool, 2, 6, ("a", "b", "c")))  # type: ignore[arg-type]
     # Fewer than k of a label: all there are.
     ctx = SimpleNamespace(rng=random.Random(0))
     draws = _draw_sets(ctx, [], pool, 3, 6, ("a",))  # type: ignore[arg-type]
