@@ -222,17 +222,12 @@ def _label_key(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _unshown_label_sets(
-    boot: Sequence[Demo],
-    labelled: Sequence[Demo],
-    labels: Sequence[str],
-    k: int,
-    limit: int,
-    rng: Random,
-) -> list[DrawnSet]:
+def _missed_labels(
+    boot: Sequence[Demo], labelled: Sequence[Demo], labels: Sequence[str], limit: int
+) -> list[tuple[str, list[Demo]]]:
     """When the bootstrapped demonstrations show one label at most (the target is stuck on
-    it), for each label they do not show, up to k labelled pool examples of that label alone,
-    the label the pool holds most of first (the task's order on ties), at most `limit` sets."""
+    it), each label they do not show with the pool examples of it, the label the pool holds
+    most of first (the task's order on ties), at most `limit` of them."""
     if not labels or limit < 1:
         return []
     expected = {d.id: _label_key(d.output) for d in labelled}
@@ -242,17 +237,13 @@ def _unshown_label_sets(
     by_label: dict[str, list[Demo]] = {}
     for demo in labelled:
         by_label.setdefault(expected[demo.id], []).append(demo)
-    unshown = [
-        label
+    missed = [
+        (label, by_label[_label_key(label)])
         for label in labels
         if _label_key(label) not in shown and _label_key(label) in by_label
     ]
-    unshown.sort(key=lambda label: -len(by_label[_label_key(label)]))
-    sets = []
-    for label in unshown[:limit]:
-        of_label = by_label[_label_key(label)]
-        sets.append(DrawnSet(tuple(rng.sample(of_label, min(k, len(of_label)))), 0, label))
-    return sets
+    missed.sort(key=lambda item: -len(item[1]))
+    return missed[:limit]
 
 
 def _draw_sets(
@@ -266,11 +257,13 @@ def _draw_sets(
     """Up to `n` distinct sets of `k` demonstrations: for draw i, the bootstrapped ones
     `_bootstrapped_count` asks for (the first ones in pool order for draw 0, a random sample
     for later draws; all there are when fewer were found), then labelled pool examples the
-    set did not take bootstrapped, at random, up to k. After the first two draws come the sets
-    of the `labels` a stuck target missed (`_unshown_label_sets`), in place of later draws. A
-    draw that repeats an earlier set is dropped and the next draw follows (draw 1, the
-    labelled set, is not retried)."""
-    focused = _unshown_label_sets(boot, labelled, labels, k, n // UNSHOWN_LABEL_SHARE, ctx.rng)
+    set did not take bootstrapped, at random, up to k. A draw that repeats an earlier set is
+    dropped and the next draw follows (draw 1, the labelled set, is not retried).
+
+    The `labels` a stuck target missed (`_missed_labels`) then get a set each, up to k pool
+    examples of that label alone, in place of the last draws and placed after the first two;
+    the draws before them are the ones a search without them makes."""
+    missed = _missed_labels(boot, labelled, labels, n // UNSHOWN_LABEL_SHARE)
     seen: set[tuple[tuple[str, str], ...]] = set()
 
     def fresh(demos: Sequence[Demo]) -> bool:
@@ -282,12 +275,8 @@ def _draw_sets(
 
     sets: list[DrawnSet] = []
     for draw in range(n * 10):
-        if len(sets) >= n:
+        if len(sets) >= n - len(missed):
             break
-        if draw == 2:
-            sets += [s for s in focused if fresh(s.demos)][: n - len(sets)]
-            if len(sets) >= n:
-                break
         size = min(_bootstrapped_count(draw, k, ctx.rng), len(boot))
         picked = list(boot[:size]) if draw == 0 else ctx.rng.sample(list(boot), size)
         taken = {d.id for d in picked}
@@ -295,6 +284,11 @@ def _draw_sets(
         picked += ctx.rng.sample(rest, min(k - len(picked), len(rest)))
         if fresh(picked):
             sets.append(DrawnSet(tuple(picked), size))
+    alone = [
+        DrawnSet(tuple(ctx.rng.sample(of_label, min(k, len(of_label)))), 0, label)
+        for label, of_label in missed
+    ]
+    sets[2:2] = [s for s in alone if fresh(s.demos)]
     return sets
 
 
