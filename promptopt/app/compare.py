@@ -27,7 +27,7 @@ from promptopt.reporting.diff import (
     build_diff,
 )
 from promptopt.run.folder import BEST_DEMOS, RunFolder
-from promptopt.run.records import ConfigRecord, DemoRecord, ModelUsed
+from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
 from promptopt.task.example import Example
@@ -96,20 +96,10 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     demos: tuple[Demo, ...] = ()
     if which == "best" and folder.file(BEST_DEMOS).is_file():
         demos = read_demos_file(folder.file(BEST_DEMOS))
-    if which == "initial" and config is not None:
+    if which == "initial":
         # A run started from demonstrations (--demos-file) scored its initial prompt with them.
-        demos = _initial_demos(config, path)
+        demos = tuple(Demo(r.id, r.input, r.output) for r in folder.initial_demos())
     return PromptSource(label, str(path), str(text), config, demos)
-
-
-def _initial_demos(config: ConfigRecord, path: Path) -> tuple[Demo, ...]:
-    """The initial prompt's own demonstrations, as config.json's settings keep them."""
-    raw = (config.settings.model_extra or {}).get("initial_demos") or []
-    try:
-        records = [DemoRecord.model_validate(item) for item in raw]
-    except ValidationError as exc:
-        raise UsageError(f"{path}: config.json has damaged initial_demos ({exc})") from exc
-    return tuple(Demo(r.id, r.input, r.output) for r in records)
 
 
 def prompt_text(text: str, where: str) -> str:

@@ -16,10 +16,12 @@ from promptopt.run.folder import RunFolder
 from promptopt.run.records import (
     CandidateRecord,
     ConfigRecord,
+    DemoRecord,
     EventRecord,
     ModelUsed,
     SummaryRecord,
 )
+from promptopt.task.prompt import Demo
 from promptopt.version import __version__
 
 
@@ -165,6 +167,21 @@ class RunReport:
     test_diff: DiffReport | None
     rejected: Mapping[str, int]
     preferences: Preferences | None = None
+    best_demos: tuple[Demo, ...] = ()
+    """The few-shot demonstrations sent with the best prompt (best_demos.json), in order."""
+
+
+def _demos(records: Sequence[DemoRecord]) -> tuple[Demo, ...]:
+    return tuple(Demo(r.id, r.input, r.output) for r in records)
+
+
+def _best_demos(folder: RunFolder, best_id: str | None) -> tuple[Demo, ...]:
+    """best_demos.json's demonstrations when they go with `best_id` (the file is written with
+    the best prompt, so an interrupted run's may be a step behind its summary)."""
+    record = folder.best_demos()
+    if record is None or best_id is None or record.id != best_id:
+        return ()
+    return _demos(record.demos)
 
 
 def build_run_report(folder: RunFolder) -> RunReport:
@@ -191,6 +208,7 @@ def build_run_report(folder: RunFolder) -> RunReport:
         # The events say it for every run; summary.json carries the same counts.
         rejected=rejected_counts(events) or dict((summary.rejected if summary else None) or {}),
         preferences=preferences(events),
+        best_demos=_best_demos(folder, best_id),
     )
 
 
@@ -288,4 +306,6 @@ def diff_from_final_eval(folder: RunFolder, split: str = "test") -> DiffReport |
         old_usage=_latency_only([o.old_latency_s for o in outcomes]),
         new_usage=_latency_only([o.new_latency_s for o in outcomes]),
         metric_name=(config.metric_type if config is not None else None) or "score",
+        old_demos=_demos(folder.initial_demos()),
+        new_demos=_best_demos(folder, final.best.id),
     )

@@ -619,17 +619,12 @@ def _diff_demo_rows(old: Sequence[Demo], new: Sequence[Demo]) -> tuple[DemoRow, 
     )
 
 
-def _demo_rows(
-    best_id: str | None, ids: Sequence[str] | None, lineage: Sequence[CandidateRecord]
-) -> tuple[DemoRow, ...]:
-    """The best prompt's demonstrations as its candidate record holds them (the last of its
-    lineage), when they are the ones the summary names."""
-    best = lineage[-1] if lineage else None
-    if not ids or best is None or best.id != best_id or not best.demos:
+def _demo_rows(ids: Sequence[str] | None, demos: Sequence[Demo]) -> tuple[DemoRow, ...]:
+    """The best prompt's demonstrations as best_demos.json holds them, when they are the ones
+    the summary names."""
+    if not ids or [d.id for d in demos] != list(ids):
         return ()
-    if [d.id for d in best.demos] != list(ids):
-        return ()
-    return tuple(DemoRow(i, d.id, d.input, d.output) for i, d in enumerate(best.demos, 1))
+    return tuple(DemoRow(i, d.id, d.input, d.output) for i, d in enumerate(demos, 1))
 
 
 def _demos_note(ids: Sequence[str] | None, initial: Sequence[str] | None = None) -> str | None:
@@ -867,7 +862,7 @@ class RunView:
             usage=_run_usage(summary, config),
             rejected=_rejected(report.rejected),
             best_demos=_demos_note(summary.best_demos, summary.initial_demos),
-            best_demo_rows=_demo_rows(summary.best_id, summary.best_demos, report.lineage),
+            best_demo_rows=_demo_rows(summary.best_demos, report.best_demos),
             preferences=None
             if report.preferences is None
             else PreferenceView.of(report.preferences),

@@ -13,8 +13,10 @@ from pydantic import ValidationError
 
 from promptopt.errors import UsageError
 from promptopt.run.records import (
+    BestDemosRecord,
     CandidateRecord,
     ConfigRecord,
+    DemoRecord,
     EventRecord,
     FinalEvalRecord,
     Record,
@@ -149,6 +151,17 @@ class RunFolder:
     def final_eval(self) -> FinalEvalRecord | None:
         """final_eval.json, or None when the run has not reached its final evaluation."""
         return self._read_record(FINAL_EVAL, FinalEvalRecord)
+
+    def best_demos(self) -> BestDemosRecord | None:
+        """best_demos.json, or None when the run searched no demonstrations (or has not ended)."""
+        return self._read_record(BEST_DEMOS, BestDemosRecord)
+
+    def initial_demos(self) -> list[DemoRecord]:
+        """The initial prompt's own demonstrations (`run --demos-file`), as config.json keeps
+        them, in the order they are sent; empty for a run without."""
+        config = self.config()
+        raw = (config.settings.model_extra or {}).get("initial_demos") if config else None
+        return [self._parse(CONFIG, DemoRecord, item) for item in raw or []]
 
     def events(self) -> list[EventRecord]:
         """events.jsonl in order."""

@@ -286,6 +286,13 @@ class DemoRecord(Record):
     output: str
 
 
+class BestDemosRecord(Record):
+    """best_demos.json: the best prompt's candidate id and the demonstrations sent with it."""
+
+    id: str | None = None
+    demos: list[DemoRecord] = Field(default_factory=list)
+
+
 class CandidateRecord(Record):
     """One line of candidates.jsonl; a later line for the same id supersedes an earlier one."""
 

@@ -74,6 +74,23 @@ def test_a_damaged_summary_names_the_file_and_field(tmp_path: Path) -> None:
     assert "summary.json" in result.output
 
 
+def test_damaged_demonstrations_name_the_file(tmp_path: Path) -> None:
+    run = tmp_path / "old"
+    shutil.copytree(OLD_RUN, run)
+    folder = RunFolder.open(run)
+    assert folder.best_demos() is None and folder.initial_demos() == []
+    (run / "best_demos.json").write_text('{"id": "c0001", "demos": [{"id": "r1"}]}')
+    with pytest.raises(UsageError, match=r"best_demos\.json: demos\.0\.input"):
+        folder.best_demos()
+    result = run_cli("report", str(run))
+    assert result.exit_code == 2 and "best_demos.json" in result.output
+    config = json.loads((run / "config.json").read_text())
+    config["settings"]["initial_demos"] = [{"id": "r1", "input": "x"}]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match=r"config\.json: output"):
+        folder.initial_demos()
+
+
 def test_the_task_prompt_of_a_structured_task_is_its_system_message() -> None:
     config = json.loads((OLD_RUN / "config.json").read_text())
     record = ConfigRecord.model_validate(config)

@@ -1004,6 +1004,11 @@ async def test_diff_of_a_run_sends_the_initial_prompt_s_demos_too(tmp_path: Path
     markdown = diff_markdown(report)
     assert "Both prompts are sent with the same 1 demonstration," in markdown
     assert f"| both | 1 | {start[0].id} |" in markdown and "| old | 1 |" not in markdown
+    # The run's own report lists them under the best prompt (its candidate has none of its
+    # own) and in its test diff, from the run folder alone.
+    report_md = render_run_markdown(folder)
+    assert f"| 1 | {start[0].id} | {md_cell(start[0].input)} | {start[0].output} |" in report_md
+    assert f"| both | 1 | {start[0].id} |" in report_md
 
 
 def test_the_demo_step_is_sized_without_the_initial_prompt_s_demos(tmp_path: Path) -> None:
