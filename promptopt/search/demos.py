@@ -20,12 +20,13 @@ strategy. For one instruction (the base):
    sent after the bootstrapped ones, as BootstrapFewShot fills its demos. A target whose right
    answers all share one label (a small model that always says "No") thus still gets sets
    that show it the other labels. With a label metric, when every bootstrapped demonstration
-   shows the same label (or none was found), each other label also gets a set of its own: k
-   labelled pool examples of that label alone, in place of a random draw (at most a third of
-   them, the label the pool holds most of first). Such a target keeps to its one answer as
-   long as any demonstration shows it, so a set of another label alone is the only set that
-   can move it; the comparison decides whether it helps. A target that answers several labels
-   right is not stuck, and gets MIPROv2's sets only. A draw that repeats an earlier set
+   shows the same label (or none was found), a third of the sets instead show one other
+   label alone: up to k labelled pool examples of it, a fresh sample each, the other labels
+   taking turns (the one the pool holds most of first). Such a target keeps to its one answer
+   as long as any demonstration shows it, so every set that shows it ties, and only a set of
+   another label alone can move it; which examples do differs from sample to sample, and the
+   comparison decides. A target that answers several labels right is not stuck, and gets
+   MIPROv2's sets only. A draw that repeats an earlier set
    (the same examples with the same answers) is dropped, and no more sets are planned than a
    small pool can hold.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
@@ -215,7 +216,7 @@ class DrawnSet(NamedTuple):
 
 
 UNSHOWN_LABEL_SHARE = 3
-"""Sets of a label bootstrapping missed replace at most one random draw in this many."""
+"""For a target stuck on one label, one set in this many shows another label alone."""
 
 
 def _label_key(text: str) -> str:
@@ -223,12 +224,12 @@ def _label_key(text: str) -> str:
 
 
 def _missed_labels(
-    boot: Sequence[Demo], labelled: Sequence[Demo], labels: Sequence[str], limit: int
+    boot: Sequence[Demo], labelled: Sequence[Demo], labels: Sequence[str]
 ) -> list[tuple[str, list[Demo]]]:
     """When the bootstrapped demonstrations show one label at most (the target is stuck on
     it), each label they do not show with the pool examples of it, the label the pool holds
-    most of first (the task's order on ties), at most `limit` of them."""
-    if not labels or limit < 1:
+    most of first (the task's order on ties)."""
+    if not labels:
         return []
     expected = {d.id: _label_key(d.output) for d in labelled}
     shown = {expected.get(d.id) for d in boot}
@@ -243,7 +244,7 @@ def _missed_labels(
         if _label_key(label) not in shown and _label_key(label) in by_label
     ]
     missed.sort(key=lambda item: -len(item[1]))
-    return missed[:limit]
+    return missed
 
 
 def _draw_sets(
@@ -260,10 +261,14 @@ def _draw_sets(
     set did not take bootstrapped, at random, up to k. A draw that repeats an earlier set is
     dropped and the next draw follows (draw 1, the labelled set, is not retried).
 
-    The `labels` a stuck target missed (`_missed_labels`) then get a set each, up to k pool
-    examples of that label alone, in place of the last draws and placed after the first two;
-    the draws before them are the ones a search without them makes."""
-    missed = _missed_labels(boot, labelled, labels, n // UNSHOWN_LABEL_SHARE)
+    When the target is stuck on one label, the labels it missed (`_missed_labels`) then get a
+    third of the sets, in place of the last draws and placed after the first two: each up to
+    k pool examples of one label alone, a fresh sample each time, the labels taking turns. The
+    draws before them are the ones a search without them makes; for a stuck target they all
+    show its label and tie, and which examples of another label move it differs from sample to
+    sample."""
+    missed = _missed_labels(boot, labelled, labels)
+    planned = n // UNSHOWN_LABEL_SHARE if missed else 0
     seen: set[tuple[tuple[str, str], ...]] = set()
 
     def fresh(demos: Sequence[Demo]) -> bool:
@@ -275,7 +280,7 @@ def _draw_sets(
 
     sets: list[DrawnSet] = []
     for draw in range(n * 10):
-        if len(sets) >= n - len(missed):
+        if len(sets) >= n - planned:
             break
         size = min(_bootstrapped_count(draw, k, ctx.rng), len(boot))
         picked = list(boot[:size]) if draw == 0 else ctx.rng.sample(list(boot), size)
@@ -284,11 +289,15 @@ def _draw_sets(
         picked += ctx.rng.sample(rest, min(k - len(picked), len(rest)))
         if fresh(picked):
             sets.append(DrawnSet(tuple(picked), size))
-    alone = [
-        DrawnSet(tuple(ctx.rng.sample(of_label, min(k, len(of_label)))), 0, label)
-        for label, of_label in missed
-    ]
-    sets[2:2] = [s for s in alone if fresh(s.demos)]
+    alone: list[DrawnSet] = []
+    for attempt in range(planned * 10):
+        if len(alone) >= planned:
+            break
+        label, of_label = missed[attempt % len(missed)]
+        demos = tuple(ctx.rng.sample(of_label, min(k, len(of_label))))
+        if fresh(demos):
+            alone.append(DrawnSet(demos, 0, label))
+    sets[2:2] = alone
     return sets
 
 
