@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -21,12 +22,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "task": task, "cache": root / "cache"}
 
 
-def terminal_diff(env: dict[str, Path], *args: str) -> str:
+def diff_files(env: dict[str, Path], old: str, new: str, *args: str) -> Any:
+    """`promptopt diff` of two of the fixture's prompt files, on its task and cache."""
     root = env["root"]
-    result = run_cli(
+    return run_cli(
         "diff",
-        str(root / "old.txt"),
-        str(root / "new.txt"),
+        str(root / old),
+        str(root / new),
         "--task",
         str(env["task"]),
         "--cache-dir",
@@ -34,6 +36,10 @@ def terminal_diff(env: dict[str, Path], *args: str) -> str:
         *args,
         env={"COLUMNS": "250"},
     )
+
+
+def terminal_diff(env: dict[str, Path], *args: str) -> str:
+    result = diff_files(env, "old.txt", "new.txt", *args)
     assert result.exit_code == 0, result.output
     return str(result.stdout)
 
@@ -81,18 +87,8 @@ def test_demos_files_are_sent_with_a_prompt_file_side(env: dict[str, Path]) -> N
     root = env["root"]
     demos = [{"id": "r1", "input": "review 1: a dull film", "output": "negative"}]
     (root / "demos.json").write_text(json.dumps({"id": "c0003", "demos": demos}))
-    result = run_cli(
-        "diff",
-        str(root / "old.txt"),
-        str(root / "old.txt"),
-        "--task",
-        str(env["task"]),
-        "--cache-dir",
-        str(env["cache"]),
-        "--new-demos",
-        str(root / "demos.json"),
-        "--format",
-        "json",
+    result = diff_files(
+        env, "old.txt", "old.txt", "--new-demos", str(root / "demos.json"), "--format", "json"
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -106,15 +102,7 @@ def test_demos_files_are_sent_with_a_prompt_file_side(env: dict[str, Path]) -> N
 def test_an_unreadable_demos_file_names_the_flag(env: dict[str, Path]) -> None:
     root = env["root"]
     (root / "bad-demos.json").write_text('{"demos": [{"id": "r1"}]}')
-    result = run_cli(
-        "diff",
-        str(root / "old.txt"),
-        str(root / "new.txt"),
-        "--task",
-        str(env["task"]),
-        "--old-demos",
-        str(root / "bad-demos.json"),
-    )
+    result = diff_files(env, "old.txt", "new.txt", "--old-demos", str(root / "bad-demos.json"))
     assert result.exit_code == 2
     assert "--old-demos" in result.output and "id, input and output" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -30,9 +30,10 @@ from promptopt.reporting.view import RunView
 from promptopt.run.folder import BEST_DEMOS, CANDIDATES, EVENTS, RESPONSES, RunFolder
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import build_messages
-from promptopt.search.context import BudgetedPlanner, Candidate, SearchContext
+from promptopt.search.context import BudgetedPlanner, Candidate, SearchContext, StepReport
 from promptopt.search.demos import (
     NO_SEARCH,
+    DemoSizing,
     DrawnSet,
     _draw_sets,
     demo_step_sizing,
@@ -128,6 +129,15 @@ class Search:
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.state.pending_events if e["event"] == kind]
 
+    async def search(self) -> tuple[StepReport | None, DemoSizing]:
+        """The demonstration search for the initial prompt, as the task's demos ask, unbudgeted."""
+        spec = self.ctx.demos_spec
+        assert spec is not None
+        sizing = size_demo_search(spec, len(self.ctx.train), None)
+        async with self.runtime:
+            report = await search_demos(self.ctx, self.initial, spec, sizing)
+        return report, sizing
+
 
 # --- messages --------------------------------------------------------------------------------
 
@@ -179,11 +189,7 @@ def test_the_demo_step_takes_at_most_half_of_the_search_budget() -> None:
 
 async def test_bootstrapped_demos_come_from_train_answered_correctly(tmp_path: Path) -> None:
     s = Search(tmp_path, Counter(target_answer), {"k": 3, "candidates": 5})
-    spec = s.ctx.demos_spec
-    assert spec is not None
-    sizing = size_demo_search(spec, len(s.ctx.train), None)
-    async with s.runtime:
-        report = await search_demos(s.ctx, s.initial, spec, sizing)
+    report, sizing = await s.search()
     assert report is not None
     train = {e.id: e for e in s.task.splits["train"]}
     held_out = {e.id for e in (*s.state.dev, *s.state.test)}
@@ -230,11 +236,7 @@ async def test_a_target_biased_to_one_label_still_gets_sets_showing_the_others(
     # The scripted target says "positive" to every review, so every bootstrapped demonstration
     # is positive; the labelled and mixed sets show "negative" too.
     s = Search(tmp_path, Counter(target_answer), {"k": 4, "candidates": 6})
-    spec = s.ctx.demos_spec
-    assert spec is not None
-    sizing = size_demo_search(spec, len(s.ctx.train), None)
-    async with s.runtime:
-        await search_demos(s.ctx, s.initial, spec, sizing)
+    await s.search()
     sets = [c for c in s.state.candidates.values() if c.demos]
     assert len(sets) == 6
     assert {d.output for d in sets[0].demos} == {"positive"}
@@ -265,11 +267,7 @@ def sticks_to_positive(request: ChatRequest) -> str:
 
 async def test_a_set_of_the_label_a_target_never_gives_can_win(tmp_path: Path) -> None:
     s = Search(tmp_path, Counter(sticks_to_positive), {"k": 4, "candidates": 6})
-    spec = s.ctx.demos_spec
-    assert spec is not None
-    sizing = size_demo_search(spec, len(s.ctx.train), None)
-    async with s.runtime:
-        report = await search_demos(s.ctx, s.initial, spec, sizing)
+    report, _ = await s.search()
     assert report is not None
     best = s.state.candidates[report.ranking[0]]
     assert {d.output for d in best.demos} == {"negative"}
@@ -442,11 +440,7 @@ async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
     tmp_path: Path,
 ) -> None:
     s = Search(tmp_path, Counter(target_answer), {"k": 4, "candidates": 3, "source": "labelled"})
-    spec = s.ctx.demos_spec
-    assert spec is not None
-    sizing = size_demo_search(spec, len(s.ctx.train), None)
-    async with s.runtime:
-        await search_demos(s.ctx, s.initial, spec, sizing)
+    _, sizing = await s.search()
     train = {e.id: e for e in s.task.splits["train"]}
     demos = [d for c in s.state.candidates.values() for d in c.demos]
     assert len(demos) == 12
@@ -459,11 +453,7 @@ async def test_labelled_demos_need_no_bootstrap_and_keep_expected_answers(
 
 async def test_paired_selection_picks_the_set_that_helps(tmp_path: Path) -> None:
     s = Search(tmp_path, Counter(helped_by_key_demo), {"k": 2, "candidates": 6})
-    spec = s.ctx.demos_spec
-    assert spec is not None
-    sizing = size_demo_search(spec, len(s.ctx.train), None)
-    async with s.runtime:
-        report = await search_demos(s.ctx, s.initial, spec, sizing)
+    report, _ = await s.search()
     assert report is not None
     cands = s.state.candidates
     helping = [c for c in cands.values() if any(KEY in d.input for d in c.demos)]
