@@ -479,6 +479,8 @@ def _quality_variant(row: dict[str, Any]) -> str:
     tried = row.get("demo_sets_tried") or row.get("demo_candidates")
     if (demos or row["strategy"] == "demos") and tried and tried != 6:
         name += f", {tried} sets tried"
+    if row.get("demo_sets_alone"):
+        name += f", {row['demo_sets_alone']} of one label alone"  # as bench/quality.py names it
     if row.get("search_calls", 500) != 500:
         # Another budget than the anchors' (500 search + 200 dev calls): not the same race.
         name += f" ({row['search_calls']}/{row.get('optimizer_budget')})"

@@ -140,6 +140,7 @@ def run_one(
     summary = json.loads(proc.stdout)
     searched = bool(args.demos) or strategy == "demos"
     sets = demo_sets_tried(Path(summary["run_dir"])) if searched else None
+    alone = demo_sets_alone(Path(summary["run_dir"])) if searched else 0
     return {
         "task": task,
         "strategy": strategy,
@@ -151,6 +152,7 @@ def run_one(
         "demo_sets": "mipro" if args.demos else None,
         **({"demo_candidates": args.demo_candidates} if args.demo_candidates else {}),
         **({"demo_sets_tried": sets} if sets is not None else {}),
+        **({"demo_sets_alone": alone} if alone else {}),
         "endpoints": "served" if args.target_url else "embedded",
         "optimizer_max_tokens": args.optimizer_max_tokens,
         "rejected": summary.get("rejected"),
@@ -178,6 +180,16 @@ def demo_sets_tried(run_dir: Path) -> int:
     return 0
 
 
+def demo_sets_alone(run_dir: Path) -> int:
+    """How many of the sets tried showed one label alone (a target stuck on another label)."""
+    ids = set()
+    for line in (run_dir / "candidates.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("operator") == "demos" and (record.get("feedback") or {}).get("label"):
+            ids.add(record["id"])
+    return len(ids)
+
+
 def variant(row: dict[str, Any]) -> str:
     """The strategy as the table names it, with the demos it searched and how the models were
     reached."""
@@ -199,6 +211,9 @@ def variant(row: dict[str, Any]) -> str:
     tried = row.get("demo_sets_tried") or row.get("demo_candidates")
     if (demos or row["strategy"] == "demos") and tried and tried != 6:
         name += f", {tried} sets tried"
+    if row.get("demo_sets_alone"):
+        # From session 12 on, a target stuck on one label also gets sets of another label alone.
+        name += f", {row['demo_sets_alone']} of one label alone"
     # Served rows reach the models over HTTP, as the anchors do: a separate setup. Without
     # --structured the whole prompt is edited (no protected output format), as the anchors edit.
     notes = ["served"] if row.get("endpoints") == "served" else []
