@@ -26,9 +26,8 @@ strategy. For one instruction (the base):
    as long as any demonstration shows it, so every set that shows it ties, and only a set of
    another label alone can move it; which examples do differs from sample to sample, and the
    comparison decides. A target that answers several labels right is not stuck, and gets
-   MIPROv2's sets only. A draw that repeats an earlier set
-   (the same examples with the same answers) is dropped, and no more sets are planned than a
-   small pool can hold.
+   MIPROv2's sets only. A draw that repeats an earlier set (the same examples with the same
+   answers) is dropped, and no more sets are planned than a small pool can hold.
 4. The base itself (no demonstrations) and every set are scored on the same comparison
    examples (`evaluate_paired`) and ranked by their exact total, a tie keeping the earlier arm
    (the base first): a set must help on the same examples to win.
