@@ -26,7 +26,7 @@ from promptopt.reporting.diff import (
     SideUsage,
     build_diff,
 )
-from promptopt.run.folder import BEST_DEMOS, RunFolder
+from promptopt.run.folder import RunFolder
 from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
 from promptopt.scoring.scorer import EvalResult, build_messages
@@ -80,6 +80,7 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
     folder = RunFolder.open(path)
     config = folder.config()
     summary = folder.summary()
+    best_id = summary.best_id if summary is not None else None
     text: str | None
     if which == "initial":
         text = summary.initial_prompt if summary is not None else None
@@ -89,13 +90,15 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
         text = summary.best_prompt if summary is not None else None
         if text is None and folder.file("best_prompt.txt").is_file():
             text = _strip_final_newlines(folder.file("best_prompt.txt").read_text("utf-8"))
-        best_id = summary.best_id if summary is not None else None
         label = f"{path.name} best" + (f" ({best_id})" if best_id else "")
     if not text:
         raise UsageError(f"{path}: the run folder has no {which} prompt yet")
     demos: tuple[Demo, ...] = ()
-    if which == "best" and folder.file(BEST_DEMOS).is_file():
-        demos = read_demos_file(folder.file(BEST_DEMOS))
+    record = folder.best_demos() if which == "best" else None
+    # best_demos.json is written with the best prompt; one of another candidate is stale, and
+    # the run's report leaves it out too.
+    if record is not None and (best_id is None or record.id in (None, best_id)):
+        demos = tuple(Demo(d.id, d.input, d.output) for d in record.demos)
     if which == "initial":
         # A run started from demonstrations (--demos-file) scored its initial prompt with them.
         demos = tuple(Demo(r.id, r.input, r.output) for r in folder.initial_demos())

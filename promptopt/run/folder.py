@@ -122,12 +122,13 @@ class RunFolder:
 
     # Typed records: what promptopt itself reads and writes.
 
-    def _parse(self, name: str, model: type[_R], data: Any) -> _R:
+    def _parse(self, name: str, model: type[_R], data: Any, within: str = "") -> _R:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            parts = [within] if within else []
+            where = ".".join([*parts, *(str(part) for part in first["loc"])]) or "(top level)"
             raise UsageError(
                 f"{self.file(name)}: {where}: {first['msg']} (the run folder is damaged or was "
                 "not written by promptopt)"
@@ -161,7 +162,17 @@ class RunFolder:
         them, in the order they are sent; empty for a run without."""
         config = self.config()
         raw = (config.settings.model_extra or {}).get("initial_demos") if config else None
-        return [self._parse(CONFIG, DemoRecord, item) for item in raw or []]
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise UsageError(
+                f"{self.file(CONFIG)}: settings.initial_demos: not a list of demonstrations (the "
+                "run folder is damaged or was not written by promptopt)"
+            )
+        return [
+            self._parse(CONFIG, DemoRecord, item, f"settings.initial_demos.{i}")
+            for i, item in enumerate(raw)
+        ]
 
     def events(self) -> list[EventRecord]:
         """events.jsonl in order."""

@@ -262,10 +262,10 @@ def _draw_sets(
 
     When the target is stuck on one label, the labels it missed (`_missed_labels`) then get a
     third of the sets, in place of the last draws and placed after the first two: each up to
-    k pool examples of one label alone, a fresh sample each time, the labels taking turns. The
-    draws before them are the ones a search without them makes; for a stuck target they all
-    show its label and tie, and which examples of another label move it differs from sample to
-    sample."""
+    k pool examples of one label alone, a fresh sample each time, the labels taking turns (when
+    a label holds fewer distinct sets, further draws make up the number). The draws before them
+    are the ones a search without them makes; for a stuck target they all show its label and
+    tie, and which examples of another label move it differs from sample to sample."""
     missed = _missed_labels(boot, labelled, labels)
     planned = n // UNSHOWN_LABEL_SHARE if missed else 0
     seen: set[tuple[tuple[str, str], ...]] = set()
@@ -278,16 +278,19 @@ def _draw_sets(
         return True
 
     sets: list[DrawnSet] = []
-    for draw in range(n * 10):
-        if len(sets) >= n - planned:
-            break
-        size = min(_bootstrapped_count(draw, k, ctx.rng), len(boot))
-        picked = list(boot[:size]) if draw == 0 else ctx.rng.sample(list(boot), size)
-        taken = {d.id for d in picked}
-        rest = [d for d in labelled if d.id not in taken]
-        picked += ctx.rng.sample(rest, min(k - len(picked), len(rest)))
-        if fresh(picked):
-            sets.append(DrawnSet(tuple(picked), size))
+    draws = iter(range(n * 10))
+
+    def draw_until(count: int) -> None:
+        while len(sets) < count and (draw := next(draws, None)) is not None:
+            size = min(_bootstrapped_count(draw, k, ctx.rng), len(boot))
+            picked = list(boot[:size]) if draw == 0 else ctx.rng.sample(list(boot), size)
+            taken = {d.id for d in picked}
+            rest = [d for d in labelled if d.id not in taken]
+            picked += ctx.rng.sample(rest, min(k - len(picked), len(rest)))
+            if fresh(picked):
+                sets.append(DrawnSet(tuple(picked), size))
+
+    draw_until(n - planned)
     alone: list[DrawnSet] = []
     for attempt in range(planned * 10):
         if len(alone) >= planned:
@@ -296,6 +299,8 @@ def _draw_sets(
         demos = tuple(ctx.rng.sample(of_label, min(k, len(of_label))))
         if fresh(demos):
             alone.append(DrawnSet(demos, 0, label))
+    # A label with few examples holds few distinct sets: more draws make up the number.
+    draw_until(n - len(alone))
     sets[2:2] = alone
     return sets
 

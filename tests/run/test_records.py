@@ -87,7 +87,11 @@ def test_damaged_demonstrations_name_the_file(tmp_path: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     config["settings"]["initial_demos"] = [{"id": "r1", "input": "x"}]
     (run / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UsageError, match=r"config\.json: output"):
+    with pytest.raises(UsageError, match=r"config\.json: settings\.initial_demos\.0\.output"):
+        folder.initial_demos()
+    config["settings"]["initial_demos"] = 3
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match=r"config\.json: settings\.initial_demos: not a list"):
         folder.initial_demos()
 
 

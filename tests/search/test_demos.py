@@ -368,11 +368,16 @@ def test_missed_labels_take_turns_in_a_third_of_the_sets_most_frequent_first() -
     right = [Demo("e0", "x", "c"), Demo("e6", "x", "b")]
     assert all(d.label is None for d in _draw_sets(ctx, right, pool, 2, 6, ("a", "b", "c")))  # type: ignore[arg-type]
     # Fewer than k of a label: all there are, once (a second sample would repeat it, and is
-    # dropped as any repeated set is).
+    # dropped as any repeated set is); another draw takes its place.
     ctx = SimpleNamespace(rng=random.Random(0))
     draws = _draw_sets(ctx, [], pool, 3, 6, ("a",))  # type: ignore[arg-type]
     (alone,) = [d for d in draws if d.label == "a"]
-    assert sorted(d.id for d in alone.demos) == ["e10", "e11"] and len(draws) == 5
+    assert sorted(d.id for d in alone.demos) == ["e10", "e11"] and len(draws) == 6
+    # Two "yes" among twelve, k = 4, 18 sets: one "yes" set alone, and still 18 sets.
+    ctx = SimpleNamespace(rng=random.Random(0))
+    few = [Demo(f"e{i}", "x", "yes" if i < 2 else "no") for i in range(12)]
+    draws = _draw_sets(ctx, few[2:4], few, 4, 18, ("no", "yes"))  # type: ignore[arg-type]
+    assert len(draws) == 18 and [d.label for d in draws if d.label] == ["yes"]
     # Too few sets to spare one (n // 3 is 0).
     ctx = SimpleNamespace(rng=random.Random(0))
     assert all(d.label is None for d in _draw_sets(ctx, [], pool, 2, 2, ("a",)))  # type: ignore[arg-type]
@@ -785,6 +790,13 @@ async def test_eval_and_diff_of_a_run_send_its_best_demos(tmp_path: Path) -> Non
     for number, demo in enumerate(demos, 1):
         assert f"| new | {number} | {demo.id} | {md_cell(demo.input)} | {demo.output} |" in markdown
     assert "<td>new</td>" in diff_html(report)
+    # A best_demos.json of another candidate than the best (left by an interrupted replay) is
+    # stale: neither diff nor the report sends or shows it.
+    stale = folder.read_json(BEST_DEMOS)
+    assert stale is not None
+    folder.write_json(BEST_DEMOS, stale | {"id": "c9999"})
+    assert prepare_diff(folder.path, None, task).new.demos == ()
+    assert "| training example | input | answer shown |" not in render_run_markdown(folder)
 
 
 def test_a_damaged_demos_file_is_a_usage_error(tmp_path: Path) -> None:
