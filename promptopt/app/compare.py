@@ -26,6 +26,7 @@ from promptopt.reporting.diff import (
     SideUsage,
     build_diff,
 )
+from promptopt.reporting.run_files import best_demos
 from promptopt.run.folder import RunFolder
 from promptopt.run.records import ConfigRecord, ModelUsed
 from promptopt.scoring.runtime import Runtime, RuntimeOptions
@@ -93,12 +94,7 @@ def _run_prompt(path: Path, which: Literal["initial", "best"]) -> PromptSource:
         label = f"{path.name} best" + (f" ({best_id})" if best_id else "")
     if not text:
         raise UsageError(f"{path}: the run folder has no {which} prompt yet")
-    demos: tuple[Demo, ...] = ()
-    record = folder.best_demos() if which == "best" else None
-    # best_demos.json is written with the best prompt; one of another candidate is stale, and
-    # the run's report leaves it out too.
-    if record is not None and (best_id is None or record.id in (None, best_id)):
-        demos = tuple(Demo(d.id, d.input, d.output) for d in record.demos)
+    demos = best_demos(folder, best_id) if which == "best" else ()
     if which == "initial":
         # A run started from demonstrations (--demos-file) scored its initial prompt with them.
         demos = tuple(Demo(r.id, r.input, r.output) for r in folder.initial_demos())

@@ -175,11 +175,14 @@ def _demos(records: Sequence[DemoRecord]) -> tuple[Demo, ...]:
     return tuple(Demo(r.id, r.input, r.output) for r in records)
 
 
-def _best_demos(folder: RunFolder, best_id: str | None) -> tuple[Demo, ...]:
-    """best_demos.json's demonstrations when they go with `best_id` (the file is written with
-    the best prompt, so an interrupted run's may be a step behind its summary)."""
+def best_demos(folder: RunFolder, best_id: str | None) -> tuple[Demo, ...]:
+    """best_demos.json's demonstrations when they go with `best_id` (any, when it is None).
+
+    The file is written with the best prompt, so one of another candidate is stale (an
+    interrupted run can be a step behind its summary), and reports and diffs leave it out.
+    """
     record = folder.best_demos()
-    if record is None or best_id is None or record.id != best_id:
+    if record is None or (best_id is not None and record.id not in (None, best_id)):
         return ()
     return _demos(record.demos)
 
@@ -208,7 +211,7 @@ def build_run_report(folder: RunFolder) -> RunReport:
         # The events say it for every run; summary.json carries the same counts.
         rejected=rejected_counts(events) or dict((summary.rejected if summary else None) or {}),
         preferences=preferences(events),
-        best_demos=_best_demos(folder, best_id),
+        best_demos=best_demos(folder, best_id),
     )
 
 
@@ -307,5 +310,5 @@ def diff_from_final_eval(folder: RunFolder, split: str = "test") -> DiffReport |
         new_usage=_latency_only([o.new_latency_s for o in outcomes]),
         metric_name=(config.metric_type if config is not None else None) or "score",
         old_demos=_demos(folder.initial_demos()),
-        new_demos=_best_demos(folder, final.best.id),
+        new_demos=best_demos(folder, final.best.id),
     )
